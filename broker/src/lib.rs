@@ -1,0 +1,1 @@
+//! aetherv-broker (in progress)

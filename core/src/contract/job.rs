@@ -1,0 +1,206 @@
+//! The job envelope: what the bot or any AMQP producer publishes to `aetherv.jobs`.
+
+use super::{current_version, ContractError};
+use crate::ids::JobId;
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// What a job does. The set is closed; the worker has one executor per kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum JobKind {
+    /// 1 VM + 1 disk + 1 NIC + guest initialization (+ optional cluster registration).
+    #[serde(rename = "deployment.managed")]
+    DeploymentManaged,
+    /// Create a VM (no disk, no NIC).
+    #[serde(rename = "vm.create")]
+    VmCreate,
+    /// Change a VM's CPU, memory, firmware, cluster membership, ...
+    #[serde(rename = "vm.update")]
+    VmUpdate,
+    /// Delete a VM (optionally with its disks).
+    #[serde(rename = "vm.delete")]
+    VmDelete,
+    /// start / shutdown / stop / reset.
+    #[serde(rename = "vm.power")]
+    VmPower,
+    /// Create and attach a disk (blank or cloned from an image).
+    #[serde(rename = "disk.create")]
+    DiskCreate,
+    /// Expand a disk.
+    #[serde(rename = "disk.update")]
+    DiskUpdate,
+    /// Detach and delete a disk.
+    #[serde(rename = "disk.delete")]
+    DiskDelete,
+    /// Add a network adapter.
+    #[serde(rename = "nic.create")]
+    NicCreate,
+    /// Change a network adapter.
+    #[serde(rename = "nic.update")]
+    NicUpdate,
+    /// Remove a network adapter.
+    #[serde(rename = "nic.delete")]
+    NicDelete,
+    /// Guest initialization over KVP.
+    #[serde(rename = "vm.initialize")]
+    VmInitialize,
+    /// Does nothing on the host but a round trip to the agent; used for tests and benchmarks.
+    #[serde(rename = "noop")]
+    Noop,
+}
+
+impl JobKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [JobKind; 13] = [
+        JobKind::DeploymentManaged,
+        JobKind::VmCreate,
+        JobKind::VmUpdate,
+        JobKind::VmDelete,
+        JobKind::VmPower,
+        JobKind::DiskCreate,
+        JobKind::DiskUpdate,
+        JobKind::DiskDelete,
+        JobKind::NicCreate,
+        JobKind::NicUpdate,
+        JobKind::NicDelete,
+        JobKind::VmInitialize,
+        JobKind::Noop,
+    ];
+
+    /// The wire name (`vm.create`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::DeploymentManaged => "deployment.managed",
+            JobKind::VmCreate => "vm.create",
+            JobKind::VmUpdate => "vm.update",
+            JobKind::VmDelete => "vm.delete",
+            JobKind::VmPower => "vm.power",
+            JobKind::DiskCreate => "disk.create",
+            JobKind::DiskUpdate => "disk.update",
+            JobKind::DiskDelete => "disk.delete",
+            JobKind::NicCreate => "nic.create",
+            JobKind::NicUpdate => "nic.update",
+            JobKind::NicDelete => "nic.delete",
+            JobKind::VmInitialize => "vm.initialize",
+            JobKind::Noop => "noop",
+        }
+    }
+}
+
+impl std::fmt::Display for JobKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a job runs: one named host, or a cluster (the worker places it on a member).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Target {
+    /// A Hyper-V host by configured name; also the routing key.
+    Host(String),
+    /// A failover cluster by name; placement picks the member host.
+    Cluster(String),
+}
+
+impl Target {
+    /// The AMQP routing key for this target: `<host>` or `cluster.<name>`.
+    pub fn routing_key(&self) -> String {
+        match self {
+            Target::Host(h) => h.trim().to_ascii_lowercase(),
+            Target::Cluster(c) => format!("cluster.{}", c.trim().to_ascii_lowercase()),
+        }
+    }
+}
+
+/// The chat platform (or other origin) a person acted through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    /// Slack workspace.
+    Slack,
+    /// Discord guild.
+    Discord,
+    /// The terminal chat of `aetherv demo`.
+    Console,
+    /// A system that published straight to RabbitMQ, or `aetherv submit`.
+    Amqp,
+}
+
+/// An immutable identity: the platform plus the platform's user id (never a display name).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Requester {
+    /// The platform the id belongs to.
+    pub platform: Platform,
+    /// The platform's immutable user id (Slack `U…`, Discord snowflake, console user name).
+    pub user_id: String,
+}
+
+/// Where the job's thread lives, so workers' events can be routed back to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Origin {
+    /// Platform of the conversation.
+    pub platform: Platform,
+    /// Channel id.
+    pub channel: String,
+    /// Thread id (Slack `thread_ts`, Discord thread channel id), when the job has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
+}
+
+/// Who approved the job, when policy asked for approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    /// The approvers, in the order they voted.
+    pub approved_by: Vec<Requester>,
+    /// When the last required approval arrived.
+    pub at: DateTime<Utc>,
+}
+
+/// The job envelope (contract version 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobEnvelope {
+    /// Contract version; always 1 for this build.
+    #[serde(default = "current_version")]
+    #[schemars(range(min = 1, max = 1))]
+    pub v: u32,
+    /// Unique job id; resources the job creates are tagged with it.
+    pub job_id: JobId,
+    /// What to do.
+    pub kind: JobKind,
+    /// Where to do it.
+    pub target: Target,
+    /// The validated request fields (form field ids → values), without secrets.
+    pub spec: serde_json::Map<String, serde_json::Value>,
+    /// Secret fields, encrypted for the workers (age, ASCII-armored). Absent when the job has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<String>,
+    /// Who asked for it.
+    pub requested_by: Requester,
+    /// Where to report progress; absent for jobs from AMQP producers without a chat thread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+    /// When the request was made.
+    pub created_at: DateTime<Utc>,
+    /// Approval record, when policy required one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+}
+
+impl JobEnvelope {
+    /// Decodes and version-checks an envelope from a message body.
+    pub fn from_slice(body: &[u8]) -> Result<Self, ContractError> {
+        super::decode("job envelope", body)
+    }
+
+    /// Serializes the envelope to its wire form.
+    pub fn to_vec(&self) -> Vec<u8> {
+        // Serializing a struct of strings, maps and numbers cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}

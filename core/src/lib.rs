@@ -1,0 +1,22 @@
+//! aetherv-core: the pure heart of Aether-V ChatOps.
+//!
+//! Owns the form schemas (loaded from `schemas/*.yaml`), request validation, the versioned wire
+//! contracts (job envelope, event, agent request/result), guest configuration → KVP items, and
+//! secret redaction. It must not do I/O: no sockets, no tokio, no filesystem access except
+//! through the embedded schema texts (callers may pass other texts in).
+
+pub mod contract;
+pub mod ids;
+pub mod kvp;
+pub mod osfamily;
+pub mod redact;
+pub mod schema;
+pub mod validate;
+
+pub use contract::{
+    agent::{AgentOperation, AgentRequest, AgentResult, AgentStatus},
+    event::{Event, EventBody, LogLine, LogStream},
+    job::{JobEnvelope, JobKind, Origin, Platform, Requester, Target},
+    ContractError,
+};
+pub use ids::{HostName, JobId};

@@ -1,0 +1,1 @@
+//! aetherv-sim (in progress)

@@ -1,0 +1,2 @@
+//! The `aetherv` binary: a short composition root.
+fn main() {}

@@ -1,0 +1,1 @@
+//! aetherv-winrm (in progress)

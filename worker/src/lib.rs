@@ -1,0 +1,1 @@
+//! aetherv-worker (in progress)
