@@ -1,1 +1,165 @@
-//! aetherv-broker (in progress)
+//! aetherv-broker: how jobs and events move between the bot, AMQP producers and workers.
+//!
+//! Owns the RabbitMQ topology of DESIGN.md (jobs exchange → one quorum queue per host with a
+//! single active consumer and a dead-letter exchange; events exchange → stream queue), the
+//! confirmed publisher (`mandatory`, so an unknown host is an error and never a silent drop),
+//! job consumers with manual ack that dead-letter undecodable messages with a reason header,
+//! event-log replay, and connection supervision (reconnect with backoff, re-declare,
+//! re-subscribe).
+//!
+//! [`Broker`] is an enum over two implementations with one API: [`AmqpBroker`] (lapin) and
+//! [`InProcBroker`] (tokio primitives, for `aetherv demo`). One contract test suite runs against
+//! both. This crate speaks domain types ([`JobEnvelope`], [`Event`]); AMQP field tables never
+//! leak to callers. It must not know about jobs' meaning, chat, or WinRM.
+
+mod amqp;
+mod error;
+mod inproc;
+mod topology;
+mod types;
+
+pub use amqp::{AmqpBroker, AmqpOptions};
+pub use error::{BrokerError, PublishError};
+pub use inproc::InProcBroker;
+pub use topology::{
+    normalize_host, Topology, DEFAULT_DELIVERY_LIMIT, DEFAULT_EVENTS_MAX_AGE,
+    DEFAULT_EVENTS_MAX_BYTES, DEFAULT_EVENTS_SEGMENT_BYTES,
+};
+pub use types::{DeadLetter, EventStream, JobConsumer, JobDelivery, StreamOffset};
+
+use aetherv_core::{Event, JobEnvelope};
+use std::time::Duration;
+
+/// The header carrying the stable reason code of a dead letter (`ContractError::code()` for
+/// undecodable messages, or the worker's own code).
+pub const REASON_HEADER: &str = "x-aetherv-reason";
+
+/// The header carrying the human-readable detail of a dead letter.
+pub const DETAIL_HEADER: &str = "x-aetherv-detail";
+
+/// The broker: RabbitMQ or in-process, with the same semantics.
+///
+/// Cloning is cheap and shares the connection. The broker shuts down when [`Broker::close`] is
+/// called or when the last clone, consumer and stream are dropped.
+#[derive(Clone, Debug)]
+pub enum Broker {
+    /// RabbitMQ over AMQP 0.9.1 (lapin), with a supervised connection.
+    Amqp(AmqpBroker),
+    /// Everything in memory, for `aetherv demo` and tests.
+    InProc(InProcBroker),
+}
+
+impl Broker {
+    /// Connects to RabbitMQ at `url`, declares the base topology (jobs, events, dead-letter
+    /// exchanges and queues) and starts the connection supervisor, which reconnects with
+    /// backoff, re-declares the topology (with every host declared so far) and lets consumers
+    /// re-subscribe. Fails when the first connection cannot be made.
+    pub async fn connect(url: &str, topology: Topology) -> Result<Broker, BrokerError> {
+        AmqpBroker::connect(url, topology, AmqpOptions::default())
+            .await
+            .map(Broker::Amqp)
+    }
+
+    /// Like [`Broker::connect`], with explicit options (connection name, timeouts, pool size).
+    pub async fn connect_with(
+        url: &str,
+        topology: Topology,
+        options: AmqpOptions,
+    ) -> Result<Broker, BrokerError> {
+        AmqpBroker::connect(url, topology, options)
+            .await
+            .map(Broker::Amqp)
+    }
+
+    /// A fresh in-process broker with the base topology declared.
+    pub fn in_process(topology: Topology) -> Broker {
+        Broker::InProc(InProcBroker::new(topology))
+    }
+
+    /// The topology (names and limits) this broker uses.
+    pub fn topology(&self) -> &Topology {
+        match self {
+            Broker::Amqp(b) => b.topology(),
+            Broker::InProc(b) => b.topology(),
+        }
+    }
+
+    /// Declares the queue of `host` and binds it to the jobs exchange with the lower-cased host
+    /// as routing key. Idempotent. The AMQP broker re-declares it after every reconnect.
+    pub async fn declare_host(&self, host: &str) -> Result<(), BrokerError> {
+        match self {
+            Broker::Amqp(b) => b.declare_host(host).await,
+            Broker::InProc(b) => b.declare_host(host),
+        }
+    }
+
+    /// Publishes a job to its target's queue (routing key = `job.target.routing_key()`),
+    /// persistent, `mandatory`, and waits for the publisher confirm.
+    /// [`PublishError::Unroutable`] when no queue is bound for the routing key.
+    pub async fn publish_job(&self, job: &JobEnvelope) -> Result<(), PublishError> {
+        self.publish_raw(&job.target.routing_key(), job.to_vec())
+            .await
+    }
+
+    /// Publishes arbitrary bytes to the jobs exchange on the same path as
+    /// [`Broker::publish_job`] (for tests and foreign producers).
+    pub async fn publish_raw(&self, routing_key: &str, body: Vec<u8>) -> Result<(), PublishError> {
+        match self {
+            Broker::Amqp(b) => b.publish_raw(routing_key, body).await,
+            Broker::InProc(b) => b.publish_raw(routing_key, body),
+        }
+    }
+
+    /// Appends an event to the event log (routing key = event type) and waits for the confirm.
+    pub async fn publish_event(&self, ev: &Event) -> Result<(), PublishError> {
+        match self {
+            Broker::Amqp(b) => b.publish_event(ev).await,
+            Broker::InProc(b) => b.publish_event(ev),
+        }
+    }
+
+    /// Starts consuming `host`'s queue (declaring it if needed): prefetch 1, manual ack, and a
+    /// single active consumer across all processes; other consumers wait as standbys and take
+    /// over when the active one goes away.
+    pub async fn consume_jobs(
+        &self,
+        host: &str,
+        consumer_tag: &str,
+    ) -> Result<JobConsumer, BrokerError> {
+        match self {
+            Broker::Amqp(b) => b.consume_jobs(host, consumer_tag).await,
+            Broker::InProc(b) => b.consume_jobs(host, consumer_tag),
+        }
+    }
+
+    /// Reads the event log from `from`, then follows it live.
+    pub async fn replay_events(&self, from: StreamOffset) -> Result<EventStream, BrokerError> {
+        match self {
+            Broker::Amqp(b) => b.replay_events(from).await,
+            Broker::InProc(b) => b.replay_events(from),
+        }
+    }
+
+    /// Removes (acks) up to `max` dead letters from the dead-letter queue, waiting at most
+    /// `wait` for them to arrive. Returns as soon as `max` are collected.
+    pub async fn dead_letters(
+        &self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<DeadLetter>, BrokerError> {
+        match self {
+            Broker::Amqp(b) => b.dead_letters(max, wait).await,
+            Broker::InProc(b) => b.dead_letters(max, wait).await,
+        }
+    }
+
+    /// Stops the broker: consumers and streams end (`next()` returns `None`), publishes fail
+    /// with [`BrokerError::Closed`], and the AMQP connection is closed. Unacked jobs go back to
+    /// their queues.
+    pub async fn close(&self) {
+        match self {
+            Broker::Amqp(b) => b.close().await,
+            Broker::InProc(b) => b.close(),
+        }
+    }
+}

@@ -159,7 +159,6 @@ impl std::fmt::Display for AgentOperation {
 #[serde(deny_unknown_fields)]
 pub struct AgentRequest {
     /// Contract version; always 1.
-    #[serde(default = "current_version")]
     #[schemars(range(min = 1, max = 1))]
     pub v: u32,
     /// The primitive to run.
@@ -212,7 +211,6 @@ pub enum AgentStatus {
 #[serde(deny_unknown_fields)]
 pub struct AgentResult {
     /// Contract version; always 1.
-    #[serde(default = "current_version")]
     #[schemars(range(min = 1, max = 1))]
     pub v: u32,
     /// Outcome.

@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct Event {
     /// Contract version; always 1 for this build.
-    #[serde(default = "current_version")]
     #[schemars(range(min = 1, max = 1))]
     pub v: u32,
     /// Unique id of this event (consumers de-duplicate on it).

@@ -1,6 +1,6 @@
 //! The job envelope: what the bot or any AMQP producer publishes to `aetherv.jobs`.
 
-use super::{current_version, ContractError};
+use super::ContractError;
 use crate::ids::JobId;
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -166,7 +166,6 @@ pub struct Approval {
 #[serde(deny_unknown_fields)]
 pub struct JobEnvelope {
     /// Contract version; always 1 for this build.
-    #[serde(default = "current_version")]
     #[schemars(range(min = 1, max = 1))]
     pub v: u32,
     /// Unique job id; resources the job creates are tagged with it.

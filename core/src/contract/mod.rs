@@ -104,3 +104,6 @@ pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("agent-result.schema.json", gen(schemars::schema_for!(agent::AgentResult))),
     ]
 }
+
+#[cfg(test)]
+mod tests;

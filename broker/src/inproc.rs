@@ -1,0 +1,470 @@
+//! The in-process broker: RabbitMQ's semantics for this system, in memory, for `aetherv demo`.
+//!
+//! Per-host FIFO queues with a single active consumer (the first registered; the next one takes
+//! over when it is dropped) and prefetch 1, returns to the head of the queue with a delivery
+//! count and a delivery limit, unroutable errors for unknown hosts, a dead-letter list with
+//! reasons, and an append-only event log with offsets. One mutex guards all state and one
+//! `Notify` wakes every waiter on any change; that is plenty for a demo's load. Nothing here
+//! persists across processes.
+
+use crate::topology::valid_host;
+use crate::types::{ConsumerImpl, Settle, StreamImpl};
+use crate::{
+    BrokerError, DeadLetter, EventStream, JobConsumer, JobDelivery, PublishError, StreamOffset,
+    Topology,
+};
+use aetherv_core::{Event, JobEnvelope};
+use chrono::{DateTime, Utc};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// The in-memory broker. Cloning shares the same queues.
+#[derive(Clone)]
+pub struct InProcBroker {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for InProcBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcBroker")
+            .field("prefix", &self.inner.topology.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    topology: Topology,
+    state: Mutex<State>,
+    /// Woken (`notify_waiters`) on every state change.
+    changed: Notify,
+    closed: CancellationToken,
+}
+
+#[derive(Default)]
+struct State {
+    hosts: HashMap<String, HostQueue>,
+    dead: VecDeque<DeadLetter>,
+    events: Vec<(DateTime<Utc>, Event)>,
+    next_id: u64,
+}
+
+#[derive(Default)]
+struct HostQueue {
+    ready: VecDeque<Message>,
+    /// Consumer ids in registration order; the first is the active one.
+    consumers: Vec<u64>,
+    in_flight: Option<InFlight>,
+}
+
+struct InFlight {
+    consumer: u64,
+    tag: u64,
+    message: Message,
+}
+
+#[derive(Clone)]
+struct Message {
+    routing_key: String,
+    body: Vec<u8>,
+    delivery_count: u32,
+    redelivered: bool,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state half-updated in a way that
+        // matters more than losing the demo; keep going with the data as it is.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn check_open(&self) -> Result<(), BrokerError> {
+        if self.closed.is_cancelled() {
+            Err(BrokerError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Puts a message back at the head of its queue, or dead-letters it past the limit.
+    fn return_message(&self, state: &mut State, host: &str, mut message: Message) {
+        message.delivery_count = message.delivery_count.saturating_add(1);
+        message.redelivered = true;
+        if message.delivery_count > self.topology.delivery_limit {
+            tracing::warn!(host, "job exceeded the delivery limit; dead-lettering it");
+            state.dead.push_back(DeadLetter {
+                routing_key: message.routing_key,
+                reason: Some("delivery_limit".to_owned()),
+                detail: None,
+                body: message.body,
+            });
+        } else if let Some(q) = state.hosts.get_mut(host) {
+            q.ready.push_front(message);
+        }
+    }
+}
+
+impl InProcBroker {
+    /// A fresh, empty broker.
+    pub fn new(topology: Topology) -> Self {
+        InProcBroker {
+            inner: Arc::new(Inner {
+                topology,
+                state: Mutex::new(State::default()),
+                changed: Notify::new(),
+                closed: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// The topology (names and limits).
+    pub fn topology(&self) -> &Topology {
+        &self.inner.topology
+    }
+
+    /// Declares a host queue; idempotent.
+    pub fn declare_host(&self, host: &str) -> Result<(), BrokerError> {
+        self.inner.check_open()?;
+        let host = valid_host(host).ok_or_else(|| BrokerError::InvalidHost(host.to_owned()))?;
+        self.inner.lock().hosts.entry(host).or_default();
+        Ok(())
+    }
+
+    /// Appends a message to the queue bound to `routing_key`, or fails with `Unroutable`.
+    pub fn publish_raw(&self, routing_key: &str, body: Vec<u8>) -> Result<(), PublishError> {
+        self.inner.check_open()?;
+        let mut state = self.inner.lock();
+        let Some(queue) = state.hosts.get_mut(routing_key) else {
+            return Err(PublishError::Unroutable {
+                routing_key: routing_key.to_owned(),
+            });
+        };
+        queue.ready.push_back(Message {
+            routing_key: routing_key.to_owned(),
+            body,
+            delivery_count: 0,
+            redelivered: false,
+        });
+        drop(state);
+        self.inner.changed.notify_waiters();
+        Ok(())
+    }
+
+    /// Appends an event to the log.
+    pub fn publish_event(&self, ev: &Event) -> Result<(), PublishError> {
+        self.inner.check_open()?;
+        self.inner.lock().events.push((Utc::now(), ev.clone()));
+        self.inner.changed.notify_waiters();
+        Ok(())
+    }
+
+    /// Registers a consumer on a host queue (declaring it); the first registered is active.
+    pub fn consume_jobs(&self, host: &str, consumer_tag: &str) -> Result<JobConsumer, BrokerError> {
+        self.inner.check_open()?;
+        let host = valid_host(host).ok_or_else(|| BrokerError::InvalidHost(host.to_owned()))?;
+        let mut state = self.inner.lock();
+        state.next_id += 1;
+        let id = state.next_id;
+        state.hosts.entry(host.clone()).or_default().consumers.push(id);
+        drop(state);
+        tracing::debug!(host, consumer_tag, "in-process consumer registered");
+        Ok(JobConsumer {
+            inner: ConsumerImpl::InProc(InProcJobConsumer {
+                queue: self.inner.topology.host_queue(&host),
+                inner: Arc::clone(&self.inner),
+                host,
+                id,
+            }),
+        })
+    }
+
+    /// A stream over the event log from `from`.
+    pub fn replay_events(&self, from: StreamOffset) -> Result<EventStream, BrokerError> {
+        self.inner.check_open()?;
+        let state = self.inner.lock();
+        let len = state.events.len();
+        let pos = match from {
+            StreamOffset::First => 0,
+            StreamOffset::Last => len.saturating_sub(1),
+            StreamOffset::Next => len,
+            StreamOffset::Offset(o) => usize::try_from(o).unwrap_or(usize::MAX),
+            StreamOffset::Timestamp(t) => state
+                .events
+                .iter()
+                .position(|(at, _)| *at >= t)
+                .unwrap_or(len),
+        };
+        drop(state);
+        Ok(EventStream {
+            inner: StreamImpl::InProc(InProcEventStream {
+                inner: Arc::clone(&self.inner),
+                pos,
+            }),
+        })
+    }
+
+    /// Takes up to `max` dead letters, waiting at most `wait`.
+    pub async fn dead_letters(
+        &self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<DeadLetter>, BrokerError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut out = Vec::new();
+        loop {
+            let notified = self.inner.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut state = self.inner.lock();
+                while out.len() < max {
+                    match state.dead.pop_front() {
+                        Some(d) => out.push(d),
+                        None => break,
+                    }
+                }
+            }
+            if out.len() >= max || self.inner.closed.is_cancelled() {
+                return Ok(out);
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep_until(deadline) => return Ok(out),
+                _ = self.inner.closed.cancelled() => return Ok(out),
+            }
+        }
+    }
+
+    /// Closes the broker: consumers and streams end, publishes fail.
+    pub fn close(&self) {
+        self.inner.closed.cancel();
+        self.inner.changed.notify_waiters();
+    }
+}
+
+/// An in-process consumer of one host queue.
+pub(crate) struct InProcJobConsumer {
+    inner: Arc<Inner>,
+    host: String,
+    queue: String,
+    id: u64,
+}
+
+impl std::fmt::Debug for InProcJobConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcJobConsumer")
+            .field("queue", &self.queue)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Take {
+    Job(JobDelivery),
+    Wait,
+}
+
+impl InProcJobConsumer {
+    pub(crate) fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    pub(crate) async fn next(&mut self) -> Option<JobDelivery> {
+        loop {
+            let notified = self.inner.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.inner.closed.is_cancelled() {
+                return None;
+            }
+            match self.try_take() {
+                Take::Job(d) => return Some(d),
+                Take::Wait => {}
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = self.inner.closed.cancelled() => return None,
+            }
+        }
+    }
+
+    /// Takes the head of the queue when this consumer is active and holds nothing unsettled.
+    /// Undecodable messages are dead-lettered on the way.
+    fn try_take(&self) -> Take {
+        let mut state = self.inner.lock();
+        let state = &mut *state;
+        let Some(q) = state.hosts.get_mut(&self.host) else {
+            return Take::Wait;
+        };
+        if q.consumers.first() != Some(&self.id) || q.in_flight.is_some() {
+            return Take::Wait;
+        }
+        let mut dead_lettered = false;
+        let taken = loop {
+            let Some(message) = q.ready.pop_front() else {
+                break Take::Wait;
+            };
+            match JobEnvelope::from_slice(&message.body) {
+                Ok(envelope) => {
+                    state.next_id += 1;
+                    let tag = state.next_id;
+                    let delivery = JobDelivery {
+                        envelope,
+                        redelivered: message.redelivered,
+                        delivery_count: message.delivery_count,
+                        settle: Settle::InProc(InProcSettle {
+                            inner: Arc::clone(&self.inner),
+                            host: self.host.clone(),
+                            tag,
+                        }),
+                    };
+                    q.in_flight = Some(InFlight {
+                        consumer: self.id,
+                        tag,
+                        message,
+                    });
+                    break Take::Job(delivery);
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        queue = %self.queue,
+                        reason = e.code(),
+                        error = %e,
+                        "dead-lettering an undecodable job message"
+                    );
+                    state.dead.push_back(DeadLetter {
+                        routing_key: message.routing_key,
+                        reason: Some(e.code().to_owned()),
+                        detail: Some(e.to_string()),
+                        body: message.body,
+                    });
+                    dead_lettered = true;
+                }
+            }
+        };
+        if dead_lettered {
+            self.inner.changed.notify_waiters();
+        }
+        taken
+    }
+}
+
+impl Drop for InProcJobConsumer {
+    fn drop(&mut self) {
+        let mut state = self.inner.lock();
+        let state = &mut *state;
+        let Some(q) = state.hosts.get_mut(&self.host) else {
+            return;
+        };
+        q.consumers.retain(|c| *c != self.id);
+        let returned = match &q.in_flight {
+            Some(f) if f.consumer == self.id => q.in_flight.take(),
+            _ => None,
+        };
+        if let Some(f) = returned {
+            self.inner.return_message(state, &self.host, f.message);
+        }
+        self.inner.changed.notify_waiters();
+    }
+}
+
+/// Settles one in-process delivery.
+pub(crate) struct InProcSettle {
+    inner: Arc<Inner>,
+    host: String,
+    tag: u64,
+}
+
+impl std::fmt::Debug for InProcSettle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcSettle")
+            .field("host", &self.host)
+            .field("tag", &self.tag)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InProcSettle {
+    /// Removes the in-flight message when it is still this delivery's.
+    fn take(&self, state: &mut State) -> Result<Message, BrokerError> {
+        let q = state
+            .hosts
+            .get_mut(&self.host)
+            .ok_or(BrokerError::DeliveryLost)?;
+        match &q.in_flight {
+            Some(f) if f.tag == self.tag => q
+                .in_flight
+                .take()
+                .map(|f| f.message)
+                .ok_or(BrokerError::DeliveryLost),
+            _ => Err(BrokerError::DeliveryLost),
+        }
+    }
+
+    fn settle(&self, f: impl FnOnce(&Inner, &mut State, Message)) -> Result<(), BrokerError> {
+        let mut state = self.inner.lock();
+        let message = self.take(&mut state)?;
+        f(&self.inner, &mut state, message);
+        drop(state);
+        self.inner.changed.notify_waiters();
+        Ok(())
+    }
+
+    pub(crate) fn ack(&self) -> Result<(), BrokerError> {
+        self.settle(|_, _, _| {})
+    }
+
+    pub(crate) fn requeue(&self) -> Result<(), BrokerError> {
+        let host = self.host.clone();
+        self.settle(|inner, state, message| inner.return_message(state, &host, message))
+    }
+
+    pub(crate) fn dead_letter(&self, reason_code: &str, detail: &str) -> Result<(), BrokerError> {
+        self.settle(|_, state, message| {
+            state.dead.push_back(DeadLetter {
+                routing_key: message.routing_key,
+                reason: Some(reason_code.to_owned()),
+                detail: Some(detail.to_owned()),
+                body: message.body,
+            });
+        })
+    }
+}
+
+/// A reader of the in-process event log.
+pub(crate) struct InProcEventStream {
+    inner: Arc<Inner>,
+    pos: usize,
+}
+
+impl std::fmt::Debug for InProcEventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcEventStream")
+            .field("pos", &self.pos)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InProcEventStream {
+    pub(crate) async fn next(&mut self) -> Option<(u64, Event)> {
+        loop {
+            let notified = self.inner.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.inner.closed.is_cancelled() {
+                return None;
+            }
+            if let Some((_, ev)) = self.inner.lock().events.get(self.pos) {
+                let offset = self.pos as u64;
+                self.pos += 1;
+                return Some((offset, ev.clone()));
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = self.inner.closed.cancelled() => return None,
+            }
+        }
+    }
+}

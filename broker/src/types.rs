@@ -1,0 +1,165 @@
+//! The values the broker hands out: job consumers and deliveries, event streams, dead letters.
+//!
+//! Each is a thin front over the AMQP or in-process implementation, so callers never see which
+//! broker they talk to.
+
+use crate::amqp::{AmqpEventStream, AmqpJobConsumer, AmqpSettle};
+use crate::inproc::{InProcEventStream, InProcJobConsumer, InProcSettle};
+use crate::BrokerError;
+use aetherv_core::{Event, JobEnvelope};
+use chrono::{DateTime, Utc};
+
+/// Where an event replay starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamOffset {
+    /// The oldest retained event.
+    First,
+    /// The last stored chunk (RabbitMQ) / the last event (in-process), then live.
+    Last,
+    /// Only events published after the subscription.
+    Next,
+    /// From this offset (as returned by [`EventStream::next`]).
+    Offset(u64),
+    /// From the first event stored at or after this time (RabbitMQ: second precision, chunk
+    /// granularity, so a few earlier events may appear).
+    Timestamp(DateTime<Utc>),
+}
+
+/// A message taken out of the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The routing key the message was published with (the host).
+    pub routing_key: String,
+    /// The reason code: `x-aetherv-reason` when set (a `ContractError::code()` or the worker's
+    /// code), else RabbitMQ's own dead-letter reason (`rejected`, `delivery_limit`, ...).
+    pub reason: Option<String>,
+    /// The `x-aetherv-detail` header, when set.
+    pub detail: Option<String>,
+    /// The original body.
+    pub body: Vec<u8>,
+}
+
+/// A stream of job deliveries from one host queue.
+///
+/// Keep it alive while a delivery is being worked on: dropping it gives the host's slot to the
+/// next standby consumer and sends the unacked delivery back to the head of the queue.
+#[derive(Debug)]
+pub struct JobConsumer {
+    pub(crate) inner: ConsumerImpl,
+}
+
+#[derive(Debug)]
+pub(crate) enum ConsumerImpl {
+    Amqp(Box<AmqpJobConsumer>),
+    InProc(InProcJobConsumer),
+}
+
+impl JobConsumer {
+    /// The next job. Undecodable messages (malformed JSON, unknown `v`, wrong shape) are
+    /// dead-lettered here with `x-aetherv-reason` = `ContractError::code()` and logged, never
+    /// yielded. The AMQP consumer re-subscribes transparently after a reconnect. With prefetch
+    /// 1, the next job arrives only after the previous one is settled.
+    ///
+    /// Returns `None` only after the broker is closed or shut down.
+    ///
+    /// Cancel safety: this method is cancel-safe. Dropping the future before it completes loses
+    /// no message: a message is handed out only by the final, synchronous step, and
+    /// dead-lettering runs in a task of its own.
+    pub async fn next(&mut self) -> Option<JobDelivery> {
+        match &mut self.inner {
+            ConsumerImpl::Amqp(c) => c.next().await,
+            ConsumerImpl::InProc(c) => c.next().await,
+        }
+    }
+
+    /// The queue this consumer reads.
+    pub fn queue(&self) -> &str {
+        match &self.inner {
+            ConsumerImpl::Amqp(c) => c.queue(),
+            ConsumerImpl::InProc(c) => c.queue(),
+        }
+    }
+}
+
+/// One delivered job. Settle it exactly once with [`ack`](Self::ack),
+/// [`requeue`](Self::requeue) or [`dead_letter`](Self::dead_letter); a delivery dropped unsettled
+/// stays unacked until its consumer goes away, then is redelivered.
+#[derive(Debug)]
+pub struct JobDelivery {
+    /// The decoded envelope.
+    pub envelope: JobEnvelope,
+    /// True when the broker delivered this message before (crash, requeue, consumer handover).
+    pub redelivered: bool,
+    /// How many times the message was delivered before and returned (`x-delivery-count` on
+    /// quorum queues); 0 on the first delivery.
+    pub delivery_count: u32,
+    pub(crate) settle: Settle,
+}
+
+#[derive(Debug)]
+pub(crate) enum Settle {
+    Amqp(AmqpSettle),
+    InProc(InProcSettle),
+}
+
+impl JobDelivery {
+    /// The attempt number, 1-based (`delivery_count + 1`), for `job.started`/`job.resumed`.
+    pub fn attempt(&self) -> u32 {
+        self.delivery_count.saturating_add(1)
+    }
+
+    /// Removes the job from the queue: it is done.
+    /// [`BrokerError::DeliveryLost`] when the channel died meanwhile (the job will be
+    /// redelivered).
+    pub async fn ack(self) -> Result<(), BrokerError> {
+        match self.settle {
+            Settle::Amqp(s) => s.ack().await,
+            Settle::InProc(s) => s.ack(),
+        }
+    }
+
+    /// Returns the job to the head of its queue for another delivery (counts towards the
+    /// delivery limit; past it the job is dead-lettered with reason `delivery_limit`).
+    pub async fn requeue(self) -> Result<(), BrokerError> {
+        match self.settle {
+            Settle::Amqp(s) => s.requeue().await,
+            Settle::InProc(s) => s.requeue(),
+        }
+    }
+
+    /// Moves the job to the dead-letter queue with `x-aetherv-reason` = `reason_code` and
+    /// `x-aetherv-detail` = `detail`, then removes it from its queue.
+    pub async fn dead_letter(self, reason_code: &str, detail: &str) -> Result<(), BrokerError> {
+        match self.settle {
+            Settle::Amqp(s) => s.dead_letter(reason_code, detail).await,
+            Settle::InProc(s) => s.dead_letter(reason_code, detail),
+        }
+    }
+}
+
+/// The event log, from a start offset, then live.
+#[derive(Debug)]
+pub struct EventStream {
+    pub(crate) inner: StreamImpl,
+}
+
+#[derive(Debug)]
+pub(crate) enum StreamImpl {
+    Amqp(Box<AmqpEventStream>),
+    InProc(InProcEventStream),
+}
+
+impl EventStream {
+    /// The next event and its offset. Undecodable events are logged and skipped. The AMQP
+    /// stream resumes after the last offset seen when the connection is rebuilt.
+    ///
+    /// Returns `None` only after the broker is closed or shut down.
+    ///
+    /// Cancel safety: cancel-safe; an event is consumed only by the final, synchronous step.
+    pub async fn next(&mut self) -> Option<(u64, Event)> {
+        match &mut self.inner {
+            StreamImpl::Amqp(s) => s.next().await,
+            StreamImpl::InProc(s) => s.next().await,
+        }
+    }
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine: installs what it needs (a Python venv with
+# the test peers; rabbitmq-server when no broker answers), starts a throwaway RabbitMQ when none
+# is reachable at AETHERV_AMQP_URL, then runs the quality gates and every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+step() { printf '\n== %s ==\n' "$*"; }
+
+step "toolchain"
+if ! command -v cargo >/dev/null 2>&1; then
+  [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+fi
+cargo --version
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+step "python test peers (.venv)"
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import winrm, pika, spnego, jsonschema' 2>/dev/null; then
+  if ! python3 -m venv .venv 2>/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq python3-venv
+    python3 -m venv .venv
+  fi
+  .venv/bin/pip install -q --disable-pip-version-check -r tests/peers/requirements.txt
+fi
+export AETHERV_PYTHON="$root/.venv/bin/python"
+
+step "RabbitMQ"
+export AETHERV_AMQP_URL="${AETHERV_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
+hostport=$(python3 -c 'import sys,urllib.parse as u; p=u.urlparse(sys.argv[1]); print(f"{p.hostname or \"127.0.0.1\"} {p.port or 5672}")' "$AETHERV_AMQP_URL")
+set -- $hostport
+if (echo > "/dev/tcp/$1/$2") 2>/dev/null; then
+  echo "using RabbitMQ at $1:$2"
+else
+  echo "no RabbitMQ at $1:$2; starting a throwaway one"
+  eval "$(scripts/rabbitmq-throwaway.sh start)"
+  trap 'scripts/rabbitmq-throwaway.sh stop "$AETHERV_RMQ_DIR"' EXIT
+fi
+set --
+
+step "fmt"
+cargo fmt --all -- --check
+
+step "clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "tests"
+cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/aetherv-test-$$.log
+status=${PIPESTATUS[0]}
+passed=$(grep -Eo '^test result: [a-zA-Z]+\. [0-9]+ passed' /tmp/aetherv-test-$$.log | awk '{s+=$4} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' /tmp/aetherv-test-$$.log | awk '{s+=$1} END {print s+0}')
+rm -f /tmp/aetherv-test-$$.log
+echo
+echo "$passed passed, $failed failed"
+exit "$status"

@@ -1,0 +1,70 @@
+//! The crate's error type.
+//!
+//! Messages are lowercase and never contain credentials, request bodies or
+//! command lines: only status codes, fault codes and short, server-provided
+//! snippets. Callers branch on the variant (for example retry on
+//! [`WinrmError::Connect`], give up on [`WinrmError::Auth`]), never on the text.
+
+use std::io;
+
+/// Everything that can go wrong talking WinRM.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WinrmError {
+    /// The configuration is unusable (bad endpoint URL, unreadable CA PEM, …).
+    #[error("invalid winrm client configuration: {0}")]
+    Config(String),
+    /// The TCP connection could not be established (or timed out connecting).
+    #[error("cannot connect to the winrm endpoint")]
+    Connect(#[source] io::Error),
+    /// The TLS handshake failed, typically an untrusted or mismatched certificate.
+    #[error("tls handshake with the winrm endpoint failed")]
+    Tls(#[source] io::Error),
+    /// The server rejected the credentials (HTTP 401).
+    #[error("winrm authentication rejected (http {status})")]
+    Auth {
+        /// The HTTP status (401).
+        status: u16,
+    },
+    /// An HTTP status the protocol does not expect, with a short body excerpt.
+    #[error("unexpected http status {status} from the winrm endpoint")]
+    Http {
+        /// The HTTP status code.
+        status: u16,
+        /// At most a few hundred characters of the response body.
+        body_snippet: String,
+    },
+    /// The HTTP exchange failed after the connection was up (reset, closed mid-response).
+    #[error("http exchange with the winrm endpoint failed")]
+    Transport(#[source] hyper::Error),
+    /// The server answered with a SOAP fault.
+    #[error("winrm fault {code}: {reason}")]
+    Fault {
+        /// The SOAP fault code as sent, for example `s:Receiver` or `s:Sender`.
+        code: String,
+        /// The SOAP subcode, for example `w:TimedOut` or `w:InvalidSelectors`.
+        subcode: Option<String>,
+        /// The human-readable fault reason sent by the server.
+        reason: String,
+    },
+    /// The command or operation ran past its deadline (the command was terminated).
+    #[error("winrm operation timed out")]
+    Timeout,
+    /// The caller cancelled the command (the command was terminated).
+    #[error("winrm operation cancelled")]
+    Cancelled,
+    /// The server's answer did not follow the protocol.
+    #[error("winrm protocol error: {0}")]
+    Protocol(String),
+    /// The shell was already deleted (after a timeout or cancellation) and cannot run more commands.
+    #[error("winrm shell is closed")]
+    ShellClosed,
+}
+
+impl WinrmError {
+    /// True for errors where the remote side may never have seen the request
+    /// and a retry on a new connection is reasonable (connect and TLS failures).
+    pub fn is_connect(&self) -> bool {
+        matches!(self, WinrmError::Connect(_) | WinrmError::Tls(_))
+    }
+}
