@@ -22,15 +22,23 @@ enum Command {
     Schema(cmd::schema::SchemaCommand),
     /// Print the exact PowerShell command line the worker sends for an agent operation.
     AgentCommand(cmd::agent_command::Args),
+    /// Run a worker: serve the configured Hyper-V hosts' job queues.
+    Worker(cmd::worker::Args),
+    /// Publish a job to RabbitMQ (an AMQP producer); `--follow` prints its events.
+    Submit(cmd::submit::Args),
 }
 
 fn main() -> ExitCode {
     init_tracing();
+    // One TLS crypto provider for the whole process (ring), before any TLS client exists.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
         Command::Validate(args) => cmd::validate::run(args),
         Command::Schema(c) => cmd::schema::run(c),
         Command::AgentCommand(args) => cmd::agent_command::run(args),
+        Command::Worker(args) => cmd::worker::run(args),
+        Command::Submit(args) => cmd::submit::run(args),
     }
 }
 

@@ -13,7 +13,7 @@
 mod markdown;
 mod registry;
 
-pub use markdown::render_markdown;
+pub use markdown::{render_document, render_markdown};
 pub use registry::{Forms, BUILTIN_TEXTS};
 
 use crate::osfamily::OsFamily;

@@ -1,5 +1,93 @@
-//! One module per subcommand. Each exposes `Args` (clap) and `run(args) -> ExitCode`.
+//! One module per subcommand. Each exposes `Args` (clap) and `run(args) -> ExitCode`; shared
+//! glue (environment, input files, runtime) lives here.
 
 pub mod agent_command;
 pub mod schema;
+pub mod signal;
+pub mod submit;
 pub mod validate;
+pub mod worker;
+
+use std::process::ExitCode;
+
+/// Default AMQP URL when `AETHERV_AMQP_URL` is not set.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// Environment lookup (the one place the binary reads the process environment for config).
+pub fn env_lookup(key: &str) -> Option<String> {
+    std::env::var(key).ok()
+}
+
+/// `AETHERV_AMQP_URL`, or the local default.
+pub fn amqp_url() -> String {
+    env_lookup("AETHERV_AMQP_URL")
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| DEFAULT_AMQP_URL.to_string())
+}
+
+/// The broker topology for a prefix.
+pub fn topology(prefix: &str) -> aetherv_broker::Topology {
+    aetherv_broker::Topology::new(prefix)
+}
+
+/// A multi-threaded tokio runtime, or exit code 1 with a message.
+pub fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("aetherv: cannot start the async runtime: {e}");
+            ExitCode::from(1)
+        })
+}
+
+/// Reads a JSON or YAML document from a file, or stdin for `-`. The error is one line.
+pub fn read_input(path: &str) -> Result<serde_json::Value, String> {
+    use std::io::Read as _;
+    let text = if path == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| format!("cannot read stdin: {e}"))?;
+        s
+    } else {
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?
+    };
+    parse_document(&text).map_err(|e| {
+        if path == "-" {
+            format!("stdin: {e}")
+        } else {
+            format!("{path}: {e}")
+        }
+    })
+}
+
+/// Parses JSON, or YAML when the text is not JSON.
+pub fn parse_document(text: &str) -> Result<serde_json::Value, String> {
+    if text.trim().is_empty() {
+        return Err("empty document".into());
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(v) => Ok(v),
+        Err(json_err) => {
+            let looks_like_json = matches!(text.trim_start().chars().next(), Some('{') | Some('['));
+            if looks_like_json {
+                return Err(format!("invalid JSON: {json_err}"));
+            }
+            serde_saphyr::from_str::<serde_json::Value>(text)
+                .map_err(|e| format!("invalid YAML: {}", e.to_string().lines().next().unwrap_or("")))
+        }
+    }
+}
+
+/// An error with its sources, `: `-joined.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(src) = cur {
+        s.push_str(": ");
+        s.push_str(&src.to_string());
+        cur = src.source();
+    }
+    s
+}

@@ -1,1 +1,40 @@
-//! aetherv-winrm (in progress)
+//! aetherv-winrm: a WinRM (WS-Management WinRS) client.
+//!
+//! Runs commands on Windows hosts the way `winrs` does: Create a `cmd` shell,
+//! send a Command (plus optional stdin), long-poll Receive until the command
+//! is done, Signal terminate, Delete the shell. Over HTTP or HTTPS (rustls,
+//! `ring`), with Basic auth; NTLM with MS-WSMV message encryption is the next
+//! step and will plug into [`Auth`] and the pinned per-shell connection.
+//!
+//! Output is decoded incrementally into complete lines ([`OutputLine`]):
+//! UTF-8 stdout, CLIXML stderr from `powershell.exe` with `_xHHHH_` escapes,
+//! whatever the chunk boundaries (see [`decode`]).
+//!
+//! Layout:
+//! - [`config`]: configuration, options and result types;
+//! - [`envelope`]: SOAP request builders; [`response`]: response and fault parsers;
+//! - [`decode`]: the pure stream decoders;
+//! - `transport` (private): the pinned HTTP/1.1 connection and auth headers; `tls` (private);
+//! - `client`: [`WinrmClient`] and [`Shell`], deadlines and cancellation.
+//!
+//! This crate knows nothing about Aether-V jobs or agents: it runs a command
+//! line and reports lines and an exit code.
+
+#![cfg_attr(test, allow(clippy::unwrap_used, reason = "tests unwrap known-good fixtures"))]
+
+mod client;
+pub mod config;
+pub mod decode;
+pub mod envelope;
+mod error;
+pub mod response;
+mod tls;
+mod transport;
+
+pub use client::{Shell, WinrmClient, CLEANUP_TIMEOUT, REQUEST_TIMEOUT_SLACK};
+pub use config::{
+    Auth, ClientConfig, CommandOutput, ExitStatus, OutputLine, RunOptions, TlsOptions,
+};
+pub use envelope::SignalCode;
+pub use error::WinrmError;
+pub use tokio_util::sync::CancellationToken;

@@ -1,1 +1,166 @@
-//! aetherv-worker (in progress)
+//! aetherv-worker: runs jobs on Hyper-V hosts.
+//!
+//! Owns the host slots (one consumer per host queue; see [`slot`]), the job executor (jobs →
+//! agent operations, events; see [`executor`]), the agent call over WinRM ([`agent`]) and
+//! inventory polling ([`inventory`]). It does not validate chat input or talk to chat platforms.
+//!
+//! Lifecycle: running → quiet (stop taking jobs, let in-flight jobs finish) → terminate (after
+//! the grace period, interrupt what still runs and return it to its queue).
+
+pub mod agent;
+pub mod config;
+pub mod executor;
+pub mod inventory;
+pub mod reporter;
+pub mod slot;
+
+use aetherv_broker::Broker;
+use aetherv_winrm::{Auth, ClientConfig, TlsOptions, WinrmClient};
+use config::{AuthConfig, ConfigError, HostConfig};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub use agent::HostAgent;
+pub use config::WorkerConfig;
+pub use slot::{SlotRegistry, SlotState};
+
+/// Why the worker stopped, and what it left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopDetails {
+    /// True when every in-flight job finished within the grace period.
+    pub drained: bool,
+}
+
+/// A configured worker, ready to run.
+pub struct Worker {
+    broker: Broker,
+    worker_id: String,
+    agents: Vec<HostAgent>,
+    inventory_agents: Vec<HostAgent>,
+    inventory_interval: Duration,
+    grace: Duration,
+    slots: SlotRegistry,
+}
+
+/// Builds the WinRM client for one host from its configuration.
+pub fn winrm_client(
+    host: &HostConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<WinrmClient, ConfigError> {
+    let password = host.auth.password(env)?;
+    let AuthConfig::Basic { username, .. } = &host.auth;
+    let ca_pem = match &host.tls.ca_file {
+        Some(p) => Some(std::fs::read(p).map_err(|source| ConfigError::Read {
+            path: p.clone(),
+            source,
+        })?),
+        None => None,
+    };
+    let mut cfg = ClientConfig::new(
+        &host.endpoint,
+        Auth::Basic {
+            username: username.clone(),
+            password,
+        },
+    );
+    cfg.tls = TlsOptions {
+        ca_pem,
+        accept_invalid_certs: host.tls.insecure_skip_verify,
+    };
+    WinrmClient::new(cfg).map_err(|e| ConfigError::Invalid(format!("host {}: {e}", host.name)))
+}
+
+impl Worker {
+    /// Builds a worker: one WinRM client per host for jobs and one for inventory.
+    pub fn new(
+        cfg: &WorkerConfig,
+        broker: Broker,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        cfg.check()?;
+        let mut agents = Vec::new();
+        let mut inventory_agents = Vec::new();
+        for h in &cfg.hosts {
+            let name = h.name.trim().to_ascii_lowercase();
+            agents.push(HostAgent::new(
+                &name,
+                winrm_client(h, env)?,
+                &cfg.install_dir,
+                cfg.operation_timeout(),
+            ));
+            inventory_agents.push(HostAgent::new(
+                &name,
+                winrm_client(h, env)?,
+                &cfg.install_dir,
+                Duration::from_secs(120),
+            ));
+        }
+        Ok(Worker {
+            broker,
+            worker_id: cfg.worker_id(),
+            agents,
+            inventory_agents,
+            inventory_interval: Duration::from_secs(cfg.inventory_interval_secs),
+            grace: Duration::from_secs(cfg.shutdown_grace_secs),
+            slots: SlotRegistry::default(),
+        })
+    }
+
+    /// The slot registry (for diagnostics).
+    pub fn slots(&self) -> SlotRegistry {
+        self.slots.clone()
+    }
+
+    /// Declares every host queue, then serves until `quiet` is cancelled; then drains within the
+    /// grace period and interrupts what is left.
+    pub async fn run(self, quiet: CancellationToken) -> anyhow::Result<StopDetails> {
+        for a in &self.agents {
+            self.broker.declare_host(&a.host).await?;
+        }
+        let terminate = CancellationToken::new();
+        let ctx = Arc::new(slot::SlotCtx {
+            broker: self.broker.clone(),
+            worker_id: self.worker_id.clone(),
+            slots: self.slots.clone(),
+        });
+        let mut slots = tokio::task::JoinSet::new();
+        for agent in self.agents {
+            slots.spawn(slot::host_slot(
+                ctx.clone(),
+                agent,
+                quiet.clone(),
+                terminate.clone(),
+            ));
+        }
+        let mut pollers = tokio::task::JoinSet::new();
+        if !self.inventory_interval.is_zero() {
+            let n = self.inventory_agents.len().max(1) as u32;
+            for (i, agent) in self.inventory_agents.into_iter().enumerate() {
+                let offset = self.inventory_interval / n * i as u32;
+                pollers.spawn(inventory::poll_host(
+                    self.broker.clone(),
+                    agent,
+                    self.inventory_interval,
+                    offset,
+                    quiet.clone(),
+                ));
+            }
+        }
+        tracing::info!(worker = %self.worker_id, "worker running");
+        quiet.cancelled().await;
+        tracing::info!("quiet: no new jobs; waiting up to {:?} for running jobs", self.grace);
+        let drained = tokio::time::timeout(self.grace, async {
+            while slots.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok();
+        if !drained {
+            tracing::warn!("grace period over; interrupting running jobs");
+            terminate.cancel();
+            while slots.join_next().await.is_some() {}
+        }
+        pollers.abort_all();
+        Ok(StopDetails { drained })
+    }
+}

@@ -1,0 +1,402 @@
+//! The HTTP side: WinRM (WS-Management WinRS) at `POST /<host>/wsman` with Basic auth, and the
+//! simulator's own JSON endpoints (`GET /sim/stats`, `GET /sim/hosts/<host>`,
+//! `POST /sim/hosts/<host>/faults`).
+//!
+//! Shells and commands live in memory. `Command` starts the program in its own task (it runs to
+//! completion even if the client goes away); `Receive` long-polls for output up to the
+//! request's `OperationTimeout` (capped at [`MAX_RECEIVE_WAIT`]) and answers `w:TimedOut` like
+//! Windows when nothing arrived.
+
+use crate::powershell::{self, Invocation};
+use crate::sim::Sim;
+use crate::state::Fault;
+use crate::wsman::{self, Operation};
+use aetherv_core::AgentResult;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Longest a `Receive` waits for output before answering `w:TimedOut`.
+pub const MAX_RECEIVE_WAIT: Duration = Duration::from_secs(20);
+/// Default `Receive` wait when the request names no `OperationTimeout`.
+pub const DEFAULT_RECEIVE_WAIT: Duration = Duration::from_secs(20);
+/// Largest stdout/stderr chunk in one `Receive` response (raw bytes, before base64).
+pub const MAX_CHUNK: usize = 32 * 1024;
+const SOAP_CONTENT_TYPE: &str = "application/soap+xml;charset=UTF-8";
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// All open shells, by ShellId.
+#[derive(Default)]
+pub(crate) struct Shells {
+    map: Mutex<HashMap<String, Arc<Shell>>>,
+}
+
+struct Shell {
+    host: String,
+    commands: Mutex<HashMap<String, Arc<Cmd>>>,
+}
+
+/// One command's output buffers; `notify` wakes a waiting `Receive`.
+#[derive(Default)]
+struct Cmd {
+    out: Mutex<CmdOut>,
+    notify: Notify,
+}
+
+#[derive(Default)]
+struct CmdOut {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    stdin: Vec<u8>,
+    exit: Option<i32>,
+}
+
+impl Cmd {
+    fn stdout_line(&self, line: &str) {
+        let mut o = lock(&self.out);
+        o.stdout.extend_from_slice(line.as_bytes());
+        o.stdout.extend_from_slice(b"\r\n");
+        drop(o);
+        self.notify.notify_waiters();
+    }
+
+    fn stderr(&self, text: &str) {
+        lock(&self.out).stderr.extend_from_slice(text.as_bytes());
+        self.notify.notify_waiters();
+    }
+
+    fn finish(&self, code: i32) {
+        let mut o = lock(&self.out);
+        if o.exit.is_none() {
+            o.exit = Some(code);
+        }
+        drop(o);
+        self.notify.notify_waiters();
+    }
+}
+
+impl Shells {
+    fn shell(&self, id: &str) -> Option<Arc<Shell>> {
+        lock(&self.map).get(id).cloned()
+    }
+
+    /// Number of open shells.
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.map).len()
+    }
+}
+
+/// The router serving every simulated host.
+pub fn router(sim: Sim) -> Router {
+    Router::new()
+        .route("/{host}/wsman", post(wsman_handler))
+        .route("/sim/stats", get(stats_handler))
+        .route("/sim/hosts/{host}", get(host_handler))
+        .route("/sim/hosts/{host}/faults", post(fault_handler))
+        .with_state(sim)
+}
+
+async fn stats_handler(State(sim): State<Sim>) -> Response {
+    Json(sim.stats()).into_response()
+}
+
+async fn host_handler(State(sim): State<Sim>, Path(host): Path<String>) -> Response {
+    match sim.host_view(&host) {
+        Some(v) => Json(v).into_response(),
+        None => (StatusCode::NOT_FOUND, format!("unknown host {host}\n")).into_response(),
+    }
+}
+
+async fn fault_handler(
+    State(sim): State<Sim>,
+    Path(host): Path<String>,
+    Json(fault): Json<Fault>,
+) -> Response {
+    if sim.inject_fault(&host, fault) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        (StatusCode::NOT_FOUND, format!("unknown host {host}\n")).into_response()
+    }
+}
+
+fn soap(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, SOAP_CONTENT_TYPE)], body).into_response()
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Basic realm=\"WSMAN\"")],
+    )
+        .into_response()
+}
+
+fn authorized(sim: &Sim, headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some((scheme, cred)) = value.trim().split_once(' ') else {
+        return false;
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return false;
+    }
+    let Ok(decoded) = B64.decode(cred.trim()) else {
+        return false;
+    };
+    let Ok(decoded) = String::from_utf8(decoded) else {
+        return false;
+    };
+    let cfg = sim.config();
+    match decoded.split_once(':') {
+        Some((user, pass)) => {
+            // Windows accepts `user`, `HOST\user` and `user@domain` forms of the name.
+            let user = user.rsplit('\\').next().unwrap_or(user);
+            let user = user.split('@').next().unwrap_or(user);
+            user.eq_ignore_ascii_case(&cfg.username) && pass == cfg.password
+        }
+        None => false,
+    }
+}
+
+async fn wsman_handler(
+    State(sim): State<Sim>,
+    Path(host): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let host = host.to_ascii_lowercase();
+    if !sim.has_host(&host) {
+        return (StatusCode::NOT_FOUND, "").into_response();
+    }
+    if !authorized(&sim, &headers) {
+        return unauthorized();
+    }
+    let text = String::from_utf8_lossy(&body);
+    let req = match wsman::parse_request(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            return soap(
+                StatusCode::BAD_REQUEST,
+                wsman::fault(
+                    "",
+                    "s:Sender",
+                    "w:SchemaValidationError",
+                    wsman::FAULT_BAD_XML,
+                    &host,
+                    &format!("The WS-Management service cannot process the request: {e}."),
+                ),
+            )
+        }
+    };
+    let relates = req.message_id.clone();
+    if req.resource_uri != wsman::RESOURCE_CMD {
+        return soap(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            wsman::fault(
+                &relates,
+                "s:Sender",
+                "w:DestinationUnreachable",
+                wsman::FAULT_BAD_RESOURCE,
+                &host,
+                "The WS-Management service cannot process the request. The resource URI is not supported by this simulated host (only the cmd shell is). ",
+            ),
+        );
+    }
+    let shells = &sim.inner.shells;
+    let shell = match (&req.operation, &req.shell_id) {
+        (Operation::Create | Operation::Unsupported(_), _) => None,
+        (_, Some(id)) => match shells.shell(id).filter(|s| s.host == host) {
+            Some(s) => Some(s),
+            None => {
+                return soap(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    wsman::shell_not_found_fault(&relates, &host, id),
+                )
+            }
+        },
+        (_, None) => {
+            return soap(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                wsman::shell_not_found_fault(&relates, &host, ""),
+            )
+        }
+    };
+    match (req.operation, shell) {
+        (Operation::Create, _) => {
+            let id = uuid::Uuid::new_v4().to_string().to_ascii_uppercase();
+            lock(&shells.map).insert(
+                id.clone(),
+                Arc::new(Shell {
+                    host: host.clone(),
+                    commands: Mutex::new(HashMap::new()),
+                }),
+            );
+            let address = format!("http://{host}:5985/wsman");
+            let owner = sim.config().username.clone();
+            soap(
+                StatusCode::OK,
+                wsman::create_response(&relates, &address, &id, &owner),
+            )
+        }
+        (Operation::Delete, Some(_)) => {
+            if let Some(id) = &req.shell_id {
+                lock(&shells.map).remove(id);
+            }
+            soap(StatusCode::OK, wsman::delete_response(&relates))
+        }
+        (
+            Operation::Command {
+                command_id,
+                command,
+                arguments,
+            },
+            Some(shell),
+        ) => {
+            let id = command_id
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string().to_ascii_uppercase());
+            let cmd = Arc::new(Cmd::default());
+            lock(&shell.commands).insert(id.clone(), cmd.clone());
+            let line = powershell::join_command_line(&command, &arguments);
+            tokio::spawn(run_command(sim.clone(), host.clone(), line, cmd));
+            soap(StatusCode::OK, wsman::command_response(&relates, &id))
+        }
+        (
+            Operation::Send {
+                command_id, data, ..
+            },
+            Some(shell),
+        ) => {
+            if let Some(cmd) = lock(&shell.commands).get(&command_id) {
+                lock(&cmd.out).stdin.extend_from_slice(&data);
+            }
+            soap(StatusCode::OK, wsman::send_response(&relates))
+        }
+        (Operation::Signal { command_id, .. }, Some(shell)) => {
+            if let Some(cmd) = lock(&shell.commands).remove(&command_id) {
+                cmd.finish(-1);
+            }
+            soap(StatusCode::OK, wsman::signal_response(&relates))
+        }
+        (Operation::Receive { command_id }, Some(shell)) => {
+            let cmd = lock(&shell.commands).get(&command_id).cloned();
+            match cmd {
+                Some(cmd) => receive(&sim, &host, &relates, &command_id, &cmd, req.timeout).await,
+                None => soap(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    wsman::fault(
+                        &relates,
+                        "s:Sender",
+                        "w:InvalidParameter",
+                        wsman::FAULT_SHELL_NOT_FOUND,
+                        &host,
+                        &format!("The command with CommandId {command_id} was not found in the shell. "),
+                    ),
+                ),
+            }
+        }
+        (Operation::Unsupported(action), _) => soap(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            wsman::fault(
+                &relates,
+                "s:Sender",
+                "a:ActionNotSupported",
+                wsman::FAULT_BAD_ACTION,
+                &host,
+                &format!("The action {action} is not supported by the service. "),
+            ),
+        ),
+        (_, None) => soap(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            wsman::shell_not_found_fault(&relates, &host, ""),
+        ),
+    }
+}
+
+/// Runs one command line to completion, writing into `cmd`.
+async fn run_command(sim: Sim, host: String, line: String, cmd: Arc<Cmd>) {
+    let code = match powershell::recognize(&line) {
+        Invocation::Agent(req) => {
+            tracing::debug!(host, operation = %req.operation, correlation_id = %req.correlation_id, "agent operation");
+            let c = cmd.clone();
+            sim.run_agent_streaming(&host, *req, &move |l: String| c.stdout_line(&l))
+                .await
+                .unwrap_or(1)
+        }
+        Invocation::BadRequest(msg) => {
+            cmd.stdout_line(&AgentResult::error("invalid_request", msg, "").to_line());
+            1
+        }
+        Invocation::BadEncoding => {
+            cmd.stderr(&powershell::clixml_error(&powershell::bad_encoding_lines()));
+            1
+        }
+        Invocation::NotRecognized { term } => {
+            tracing::debug!(host, term, "command not recognized");
+            cmd.stderr(&powershell::clixml_error(&powershell::not_recognized_lines(&term)));
+            1
+        }
+    };
+    cmd.finish(code);
+}
+
+/// Waits for output (or the end) of `cmd` and answers one `Receive`.
+async fn receive(
+    sim: &Sim,
+    host: &str,
+    relates: &str,
+    command_id: &str,
+    cmd: &Cmd,
+    timeout: Option<Duration>,
+) -> Response {
+    let wait = timeout.unwrap_or(DEFAULT_RECEIVE_WAIT).min(MAX_RECEIVE_WAIT);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut closing = sim.inner.closing.subscribe();
+    loop {
+        let notified = cmd.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        {
+            let mut o = lock(&cmd.out);
+            if !o.stdout.is_empty() || !o.stderr.is_empty() || o.exit.is_some() {
+                let out_n = o.stdout.len().min(MAX_CHUNK);
+                let err_n = o.stderr.len().min(MAX_CHUNK);
+                let stdout: Vec<u8> = o.stdout.drain(..out_n).collect();
+                let stderr: Vec<u8> = o.stderr.drain(..err_n).collect();
+                let exit = o.exit.filter(|_| o.stdout.is_empty() && o.stderr.is_empty());
+                return soap(
+                    StatusCode::OK,
+                    wsman::receive_response(relates, command_id, &stdout, &stderr, exit),
+                );
+            }
+        }
+        if *closing.borrow_and_update() {
+            return soap(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                wsman::timed_out_fault(relates, host),
+            );
+        }
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = closing.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                return soap(StatusCode::INTERNAL_SERVER_ERROR, wsman::timed_out_fault(relates, host));
+            }
+        }
+    }
+}

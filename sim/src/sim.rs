@@ -1,0 +1,293 @@
+//! The [`Sim`] handle: the hosts' state behind one `Arc`, and agent-operation execution with
+//! latency, recording and the idempotency journal around the pure [`crate::ops::execute`].
+//!
+//! Locks are `std::sync::Mutex`es held only for short synchronous sections, never across an
+//! `.await`.
+
+use crate::config::SimConfig;
+use crate::guest::Guest;
+use crate::ops::{self, OpOutput};
+use crate::server::Shells;
+use crate::state::{Fault, HostState};
+use crate::stats::{is_read_only, OpRecord, Recorder, SimStats};
+use aetherv_core::{AgentOperation, AgentRequest, AgentResult};
+use chrono::Utc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Longest extra sleep a `noop` may ask for with `sleep_ms`.
+pub const MAX_NOOP_SLEEP: Duration = Duration::from_secs(60);
+
+/// A simulated fleet of Hyper-V hosts. Cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct Sim {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) cfg: SimConfig,
+    hosts: BTreeMap<String, Mutex<HostEntry>>,
+    pub(crate) shells: Shells,
+    /// Set when serving stops, so long-polling `Receive`s return at once.
+    pub(crate) closing: watch::Sender<bool>,
+    guest: RwLock<Option<Arc<dyn Guest>>>,
+}
+
+struct HostEntry {
+    state: HostState,
+    rec: Recorder,
+    journal: HashMap<String, Journaled>,
+}
+
+/// An idempotency-journal entry: still running, or finished with this output.
+enum Journaled {
+    Pending(watch::Receiver<Option<OpOutput>>),
+    Done(OpOutput),
+}
+
+/// Everything one agent run printed, for callers that use the simulator without WinRM.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentRun {
+    /// Stdout lines, the result line last.
+    pub stdout: Vec<String>,
+    /// The parsed result.
+    pub result: AgentResult,
+    /// Process exit code (0 success, 1 error).
+    pub exit_code: i32,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Sim {
+    /// Builds the simulator; hosts start empty.
+    pub fn new(cfg: SimConfig) -> Self {
+        let hosts = cfg
+            .hosts
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_ascii_lowercase(),
+                    Mutex::new(HostEntry {
+                        state: HostState::new(h.clone()),
+                        rec: Recorder::default(),
+                        journal: HashMap::new(),
+                    }),
+                )
+            })
+            .collect();
+        Sim {
+            inner: Arc::new(Inner {
+                cfg,
+                hosts,
+                shells: Shells::default(),
+                closing: watch::channel(false).0,
+                guest: RwLock::new(None),
+            }),
+        }
+    }
+
+    /// The configuration it was built with.
+    pub fn config(&self) -> &SimConfig {
+        &self.inner.cfg
+    }
+
+    /// Host names, sorted.
+    pub fn host_names(&self) -> Vec<String> {
+        self.inner.hosts.keys().cloned().collect()
+    }
+
+    /// Whether `host` (case-insensitive) is simulated.
+    pub fn has_host(&self, host: &str) -> bool {
+        self.inner.hosts.contains_key(&host.to_ascii_lowercase())
+    }
+
+    fn entry(&self, host: &str) -> Option<&Mutex<HostEntry>> {
+        self.inner.hosts.get(&host.to_ascii_lowercase())
+    }
+
+    /// Installs the guest OS simulation every VM runs (see [`crate::guest`]).
+    pub fn set_guest(&self, guest: Arc<dyn Guest>) {
+        *self.inner.guest.write().unwrap_or_else(|e| e.into_inner()) = Some(guest);
+    }
+
+    /// Makes the next `fault.times` executions of `fault.operation` on `host` fail.
+    /// Returns false when the host is unknown.
+    pub fn inject_fault(&self, host: &str, fault: Fault) -> bool {
+        match self.entry(host) {
+            Some(e) => {
+                lock(e).state.faults.push(fault);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Every host's figures.
+    pub fn stats(&self) -> SimStats {
+        SimStats {
+            hosts: self
+                .inner
+                .hosts
+                .iter()
+                .map(|(name, e)| (name.clone(), lock(e).rec.stats()))
+                .collect(),
+        }
+    }
+
+    /// Every operation `host` executed, in start order.
+    pub fn records(&self, host: &str) -> Vec<OpRecord> {
+        self.entry(host)
+            .map(|e| lock(e).rec.records())
+            .unwrap_or_default()
+    }
+
+    /// The JSON view of one host served at `/sim/hosts/<host>`: resources, VMs with disks,
+    /// NICs, notes, state, KVP items and the configuration their guest applied.
+    pub fn host_view(&self, host: &str) -> Option<serde_json::Value> {
+        self.entry(host).map(|e| lock(e).state.full_view())
+    }
+
+    /// A copy of one host's state (for assertions).
+    pub fn host_state(&self, host: &str) -> Option<HostState> {
+        self.entry(host).map(|e| lock(e).state.clone())
+    }
+
+    /// Runs `f` on one host's state under its lock (for tests and setup: e.g. mark a disk shared).
+    pub fn with_host<R>(&self, host: &str, f: impl FnOnce(&mut HostState) -> R) -> Option<R> {
+        self.entry(host).map(|e| f(&mut lock(e).state))
+    }
+
+    /// Worker config YAML for the hosts served under `base_url` (`http://127.0.0.1:5985`).
+    pub fn worker_config_yaml(&self, base_url: &str) -> String {
+        crate::config::worker_config_yaml(&self.inner.cfg, base_url)
+    }
+
+    /// Runs one agent request on `host` without WinRM and collects its output.
+    /// `None` when the host is unknown.
+    pub async fn run_agent(&self, host: &str, req: AgentRequest) -> Option<AgentRun> {
+        let lines = Mutex::new(Vec::new());
+        let exit_code = self
+            .run_agent_streaming(host, req, &|l: String| lock(&lines).push(l))
+            .await?;
+        let stdout = lines.into_inner().unwrap_or_else(|e| e.into_inner());
+        let result = AgentResult::from_output(&stdout.join("\n")).ok()?;
+        Some(AgentRun {
+            stdout,
+            result,
+            exit_code,
+        })
+    }
+
+    /// Runs one agent request on `host`, handing each stdout line to `out` as it is produced.
+    /// Returns the exit code, or `None` when the host is unknown.
+    ///
+    /// Not cancellation safe: dropping the future mid-run leaves the operation recorded as in
+    /// flight. The WinRM server runs it in its own task to completion.
+    pub async fn run_agent_streaming(
+        &self,
+        host: &str,
+        req: AgentRequest,
+        out: &(dyn Fn(String) + Sync),
+    ) -> Option<i32> {
+        let entry = self.entry(host)?;
+        let key = req
+            .idempotency_key
+            .clone()
+            .filter(|_| !is_read_only(req.operation));
+        let mut done_tx = None;
+        if let Some(key) = &key {
+            let waiting = {
+                let mut e = lock(entry);
+                match e.journal.get(key) {
+                    Some(Journaled::Done(o)) => {
+                        let o = o.clone();
+                        e.rec.replay();
+                        drop(e);
+                        return Some(emit_replay(key, &o, out));
+                    }
+                    Some(Journaled::Pending(rx)) => Some(rx.clone()),
+                    None => {
+                        let (tx, rx) = watch::channel(None);
+                        e.journal.insert(key.clone(), Journaled::Pending(rx));
+                        done_tx = Some(tx);
+                        None
+                    }
+                }
+            };
+            if let Some(mut rx) = waiting {
+                out(format!(
+                    "Idempotency key '{key}' is being executed by another request; waiting"
+                ));
+                let output = rx
+                    .wait_for(Option::is_some)
+                    .await
+                    .ok()
+                    .and_then(|o| o.clone());
+                return Some(match output {
+                    Some(o) => {
+                        lock(entry).rec.replay();
+                        emit_replay(key, &o, out)
+                    }
+                    None => {
+                        let r = AgentResult::error(
+                            "journal_abandoned",
+                            format!("the first execution of idempotency key '{key}' was abandoned"),
+                            &req.correlation_id,
+                        );
+                        out(r.to_line());
+                        1
+                    }
+                });
+            }
+        }
+        let guest = self
+            .inner
+            .guest
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let (output, index) = {
+            let mut e = lock(entry);
+            let index = e.rec.begin(&req, Utc::now());
+            let output = ops::execute(&mut e.state, &req, guest.as_deref(), Utc::now());
+            (output, index)
+        };
+        for l in &output.logs {
+            out(l.clone());
+        }
+        let mut latency = self.inner.cfg.latency_for(req.operation.as_str());
+        if req.operation == AgentOperation::Noop {
+            if let Some(ms) = req.spec.get("sleep_ms").and_then(serde_json::Value::as_u64) {
+                latency += Duration::from_millis(ms).min(MAX_NOOP_SLEEP);
+            }
+        }
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        out(output.result.to_line());
+        {
+            let mut e = lock(entry);
+            e.rec.end(index, &req, &output.result, Utc::now());
+            if let Some(key) = &key {
+                e.journal.insert(key.clone(), Journaled::Done(output.clone()));
+            }
+        }
+        let code = output.exit_code();
+        if let Some(tx) = done_tx {
+            let _ = tx.send(Some(output));
+        }
+        Some(code)
+    }
+}
+
+fn emit_replay(key: &str, o: &OpOutput, out: &(dyn Fn(String) + Sync)) -> i32 {
+    out(format!(
+        "Idempotency key '{key}' was already executed; returning the journaled result"
+    ));
+    out(o.result.to_line());
+    o.exit_code()
+}

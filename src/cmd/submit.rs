@@ -1,0 +1,192 @@
+//! `aetherv submit FILE [--follow]`: an AMQP producer. Fills in `v`, `job_id`, `created_at` and
+//! `requested_by` when absent, publishes with confirms, prints the job id as the last word; with
+//! `--follow`, prints the job's events until it ends (exit 0 on success, 1 on failure).
+use crate::cmd::{amqp_url, read_input, topology};
+use aetherv_broker::{Broker, PublishError, StreamOffset};
+use aetherv_core::{EventBody, JobEnvelope};
+use serde_json::{json, Value};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Arguments.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Job file (JSON or YAML) with at least `kind`, `target` and `spec`; `-` for stdin.
+    pub file: String,
+    /// Print the job's events until it ends.
+    #[arg(long)]
+    pub follow: bool,
+    /// Give up following after this many seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub timeout: u64,
+    /// Topology prefix.
+    #[arg(long, env = "AETHERV_PREFIX", default_value = "aetherv")]
+    pub prefix: String,
+}
+
+/// Completes a partial job document into an envelope value.
+pub fn complete(mut doc: Value) -> Result<Value, String> {
+    let obj = doc
+        .as_object_mut()
+        .ok_or_else(|| "the job file must hold a mapping".to_string())?;
+    obj.entry("v").or_insert(json!(1));
+    obj.entry("job_id")
+        .or_insert_with(|| json!(uuid::Uuid::new_v4().to_string()));
+    obj.entry("created_at")
+        .or_insert_with(|| json!(chrono::Utc::now().to_rfc3339()));
+    obj.entry("spec").or_insert_with(|| json!({}));
+    let user = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+    obj.entry("requested_by")
+        .or_insert_with(|| json!({"platform": "amqp", "user_id": user}));
+    // `target: hv01` is shorthand for `target: {host: hv01}`.
+    if let Some(Value::String(h)) = obj.get("target") {
+        let h = h.clone();
+        obj.insert("target".into(), json!({ "host": h }));
+    }
+    Ok(doc)
+}
+
+/// Runs the command.
+pub fn run(args: Args) -> ExitCode {
+    let doc = match read_input(&args.file) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("aetherv submit: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let envelope = match complete(doc).and_then(|v| {
+        JobEnvelope::from_slice(&serde_json::to_vec(&v).unwrap_or_default()).map_err(|e| e.to_string())
+    }) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("aetherv submit: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match crate::cmd::runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async move {
+        let url = amqp_url();
+        let broker = match Broker::connect(&url, topology(&args.prefix)).await {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!(
+                    "aetherv submit: cannot connect to RabbitMQ at {}: {}",
+                    crate::cmd::worker::redact_url(&url),
+                    crate::cmd::chain(&e)
+                );
+                return ExitCode::from(1);
+            }
+        };
+        let code = submit(&broker, &envelope, args.follow, Duration::from_secs(args.timeout)).await;
+        broker.close().await;
+        code
+    })
+}
+
+async fn submit(broker: &Broker, envelope: &JobEnvelope, follow: bool, timeout: Duration) -> ExitCode {
+    // Subscribe before publishing so no event is missed.
+    let stream = if follow {
+        let from = StreamOffset::Timestamp(chrono::Utc::now() - chrono::Duration::seconds(5));
+        match broker.replay_events(from).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("aetherv submit: cannot read the event stream: {}", crate::cmd::chain(&e));
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        None
+    };
+    match broker.publish_job(envelope).await {
+        Ok(()) => {}
+        Err(PublishError::Unroutable { routing_key }) => {
+            eprintln!(
+                "aetherv submit: no worker queue for target {routing_key:?} (unknown host?); the job was not queued"
+            );
+            return ExitCode::from(1);
+        }
+        Err(e) => {
+            eprintln!("aetherv submit: publish failed: {}", crate::cmd::chain(&e));
+            return ExitCode::from(1);
+        }
+    }
+    let Some(mut stream) = stream else {
+        println!("submitted {} job {}", envelope.kind, envelope.job_id);
+        return ExitCode::SUCCESS;
+    };
+    println!("submitted {} job {}", envelope.kind, envelope.job_id);
+    let follow = async {
+        while let Some((_, ev)) = stream.next().await {
+            if ev.job_id != Some(envelope.job_id) {
+                continue;
+            }
+            print_event(&ev.body);
+            match &ev.body {
+                EventBody::JobSucceeded { .. } => return Some(true),
+                EventBody::JobFailed { .. } | EventBody::JobCancelled { .. } => return Some(false),
+                _ => {}
+            }
+        }
+        None
+    };
+    match tokio::time::timeout(timeout, follow).await {
+        Ok(Some(true)) => {
+            println!("job succeeded: {}", envelope.job_id);
+            ExitCode::SUCCESS
+        }
+        Ok(Some(false)) => {
+            println!("job failed: {}", envelope.job_id);
+            ExitCode::from(1)
+        }
+        Ok(None) => {
+            eprintln!("aetherv submit: event stream ended before the job did");
+            println!("job unknown: {}", envelope.job_id);
+            ExitCode::from(1)
+        }
+        Err(_) => {
+            eprintln!("aetherv submit: gave up following after {timeout:?}");
+            println!("job unknown: {}", envelope.job_id);
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn print_event(body: &EventBody) {
+    match body {
+        EventBody::JobLog { lines } => {
+            for l in lines {
+                println!("  | {}", l.text);
+            }
+        }
+        other => {
+            let v = serde_json::to_value(other).unwrap_or(Value::Null);
+            let payload = v.get("payload").cloned().unwrap_or(Value::Null);
+            println!("{} {}", other.type_name(), payload);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completes_a_minimal_job() {
+        let v = complete(json!({"kind": "noop", "target": "HV01"})).expect("completes");
+        let env = JobEnvelope::from_slice(&serde_json::to_vec(&v).expect("ser")).expect("valid");
+        assert_eq!(env.target.routing_key(), "hv01");
+        assert_eq!(env.requested_by.platform, aetherv_core::Platform::Amqp);
+    }
+
+    #[test]
+    fn keeps_given_ids() {
+        let id = "5f0c6c1e-8d7e-4e55-9b1a-3f9a1f3e2b10";
+        let v = complete(json!({"kind": "noop", "target": {"cluster": "c"}, "job_id": id})).expect("ok");
+        assert_eq!(v["job_id"], id);
+        assert_eq!(v["target"], json!({"cluster": "c"}));
+    }
+}

@@ -1,0 +1,94 @@
+//! `aetherv worker --config FILE`: serves the configured hosts' queues until SIGTERM/SIGINT.
+use crate::cmd::{amqp_url, env_lookup, topology};
+use aetherv_broker::Broker;
+use aetherv_worker::{Worker, WorkerConfig};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Arguments.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Worker configuration (YAML); `AETHERV_*` variables override it.
+    #[arg(long, env = "AETHERV_WORKER_CONFIG")]
+    pub config: PathBuf,
+}
+
+/// Runs the command.
+pub fn run(args: Args) -> ExitCode {
+    let mut cfg = match WorkerConfig::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("aetherv worker: {}", crate::cmd::chain(&e));
+            return ExitCode::from(64);
+        }
+    };
+    cfg.apply_env(env_lookup);
+    if let Err(e) = cfg.check() {
+        eprintln!("aetherv worker: {e}");
+        return ExitCode::from(64);
+    }
+    let rt = match crate::cmd::runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async move {
+        let url = cfg.amqp_url.clone().unwrap_or_else(amqp_url);
+        let broker = match connect_with_retry(&url, &cfg.prefix).await {
+            Some(b) => b,
+            None => return ExitCode::from(1),
+        };
+        let worker = match Worker::new(&cfg, broker.clone(), &env_lookup) {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("aetherv worker: {e}");
+                return ExitCode::from(64);
+            }
+        };
+        let quiet = CancellationToken::new();
+        tokio::spawn(crate::cmd::signal::on_shutdown(quiet.clone()));
+        match worker.run(quiet).await {
+            Ok(stop) => {
+                broker.close().await;
+                if !stop.drained {
+                    eprintln!("aetherv worker: stopped; unfinished jobs were returned to their queues");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("aetherv worker: {e:#}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+/// Connects to the broker, retrying with backoff until it answers (logs each failure).
+pub async fn connect_with_retry(url: &str, prefix: &str) -> Option<Broker> {
+    let mut delay = Duration::from_millis(250);
+    for attempt in 1..=40u32 {
+        match Broker::connect(url, topology(prefix)).await {
+            Ok(b) => return Some(b),
+            Err(e) => {
+                tracing::warn!(attempt, error = %crate::cmd::chain(&e), "broker not reachable; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    eprintln!("aetherv: RabbitMQ is not reachable at {}", redact_url(url));
+    None
+}
+
+/// The URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..s + 3], user, &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,285 @@
+//! Worker configuration: YAML with `AETHERV_*` environment overrides.
+//!
+//! Secrets (host passwords) can come from the file, an environment variable named in the file,
+//! or a file path; they are never accepted on the command line and never logged (`Debug` hides
+//! them).
+
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default topology prefix.
+pub const DEFAULT_PREFIX: &str = "aetherv";
+/// Default inventory poll interval.
+pub const DEFAULT_INVENTORY_INTERVAL_SECS: u64 = 60;
+/// Default grace period for in-flight jobs on shutdown.
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
+/// Default deadline of one agent operation.
+pub const DEFAULT_OPERATION_TIMEOUT_SECS: u64 = 900;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The YAML does not match the configuration format.
+    #[error("invalid worker configuration: {0}")]
+    Parse(String),
+    /// A cross-field rule failed.
+    #[error("invalid worker configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole worker configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// AMQP URL; `AETHERV_AMQP_URL` overrides it.
+    #[serde(default)]
+    pub amqp_url: Option<String>,
+    /// Topology name prefix (`aetherv`); `AETHERV_PREFIX` overrides it.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// This worker's id in events; `AETHERV_WORKER_ID` overrides it; default host name + pid.
+    #[serde(default)]
+    pub worker_id: Option<String>,
+    /// Agent install directory on the hosts.
+    #[serde(default = "default_install_dir")]
+    pub install_dir: String,
+    /// Inventory poll interval in seconds (0 disables polling).
+    #[serde(default = "default_inventory_interval")]
+    pub inventory_interval_secs: u64,
+    /// How long in-flight jobs may run after SIGTERM before they are returned to the queue.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_secs: u64,
+    /// Deadline of one agent operation, in seconds.
+    #[serde(default = "default_op_timeout")]
+    pub operation_timeout_secs: u64,
+    /// The Hyper-V hosts this worker serves.
+    pub hosts: Vec<HostConfig>,
+}
+
+/// One Hyper-V host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    /// Host name (routing key, queue name part).
+    pub name: String,
+    /// WinRM endpoint, e.g. `https://hv01.corp:5986/wsman`.
+    pub endpoint: String,
+    /// Credentials.
+    pub auth: AuthConfig,
+    /// TLS options for `https` endpoints.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Failover cluster the host belongs to, if any.
+    #[serde(default)]
+    pub cluster: Option<String>,
+}
+
+/// Credentials for a host.
+#[derive(Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthConfig {
+    /// HTTP Basic (over HTTPS in production).
+    Basic {
+        /// User name (`DOMAIN\user` or `user@domain`).
+        username: String,
+        /// Password inline (prefer `password_env` or `password_file`).
+        #[serde(default)]
+        password: Option<String>,
+        /// Name of an environment variable holding the password.
+        #[serde(default)]
+        password_env: Option<String>,
+        /// Path of a file holding the password (trailing newline trimmed).
+        #[serde(default)]
+        password_file: Option<PathBuf>,
+    },
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthConfig::Basic { username, .. } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+        }
+    }
+}
+
+/// TLS settings for one host.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM bundle of CAs to trust instead of the public roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Skip certificate validation (logs a warning; never for production).
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+fn default_prefix() -> String {
+    DEFAULT_PREFIX.into()
+}
+fn default_install_dir() -> String {
+    aetherv_core::contract::command::DEFAULT_INSTALL_DIR.into()
+}
+fn default_inventory_interval() -> u64 {
+    DEFAULT_INVENTORY_INTERVAL_SECS
+}
+fn default_grace() -> u64 {
+    DEFAULT_SHUTDOWN_GRACE_SECS
+}
+fn default_op_timeout() -> u64 {
+    DEFAULT_OPERATION_TIMEOUT_SECS
+}
+
+impl WorkerConfig {
+    /// Parses YAML text.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let cfg: WorkerConfig =
+            serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        Ok(cfg)
+    }
+
+    /// Reads and parses a file.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_yaml(&text)
+    }
+
+    /// Applies `AETHERV_*` overrides from an environment lookup (a function so tests need not
+    /// mutate the process environment).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(v) = get("AETHERV_AMQP_URL").filter(|v| !v.is_empty()) {
+            self.amqp_url = Some(v);
+        }
+        if let Some(v) = get("AETHERV_PREFIX").filter(|v| !v.is_empty()) {
+            self.prefix = v;
+        }
+        if let Some(v) = get("AETHERV_WORKER_ID").filter(|v| !v.is_empty()) {
+            self.worker_id = Some(v);
+        }
+    }
+
+    /// Checks cross-field rules: at least one host, unique valid names, http(s) endpoints.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.hosts.is_empty() {
+            return Err(ConfigError::Invalid("no hosts configured".into()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for h in &self.hosts {
+            let Some(name) = aetherv_core::HostName::parse(&h.name) else {
+                return Err(ConfigError::Invalid(format!("invalid host name {:?}", h.name)));
+            };
+            if !seen.insert(name) {
+                return Err(ConfigError::Invalid(format!("host {:?} listed twice", h.name)));
+            }
+            if !(h.endpoint.starts_with("http://") || h.endpoint.starts_with("https://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "host {}: endpoint must start with http:// or https://",
+                    h.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The worker id to report in events.
+    pub fn worker_id(&self) -> String {
+        self.worker_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "worker".into());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+
+    /// Agent operation deadline.
+    pub fn operation_timeout(&self) -> Duration {
+        Duration::from_secs(self.operation_timeout_secs.max(1))
+    }
+}
+
+impl AuthConfig {
+    /// Resolves the password from inline, environment or file.
+    pub fn password(&self, env: impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+        let AuthConfig::Basic {
+            password,
+            password_env,
+            password_file,
+            ..
+        } = self;
+        if let Some(p) = password {
+            return Ok(p.clone());
+        }
+        if let Some(var) = password_env {
+            return env(var).ok_or_else(|| {
+                ConfigError::Invalid(format!("password environment variable {var} is not set"))
+            });
+        }
+        if let Some(path) = password_file {
+            return std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
+                .map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                });
+        }
+        Err(ConfigError::Invalid(
+            "basic auth needs password, password_env or password_file".into(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const YAML: &str = "
+hosts:
+  - name: HV01
+    endpoint: http://127.0.0.1:5985/hv01/wsman
+    auth: { kind: basic, username: aetherv, password_env: HV_PW }
+";
+
+    #[test]
+    fn parses_defaults_and_env_overrides() {
+        let mut c = WorkerConfig::from_yaml(YAML).expect("parses");
+        assert_eq!(c.prefix, "aetherv");
+        assert_eq!(c.inventory_interval_secs, 60);
+        c.apply_env(|k| (k == "AETHERV_PREFIX").then(|| "t-1".to_string()));
+        assert_eq!(c.prefix, "t-1");
+        c.check().expect("valid");
+        let pw = c.hosts[0]
+            .auth
+            .password(|k| (k == "HV_PW").then(|| "s3cret".to_string()))
+            .expect("password");
+        assert_eq!(pw, "s3cret");
+        assert!(!format!("{:?}", c).contains("s3cret"));
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_bad_hosts() {
+        assert!(WorkerConfig::from_yaml("hosts: []\nsurprise: 1\n").is_err());
+        let c = WorkerConfig::from_yaml("hosts: []\n").expect("parses");
+        assert!(c.check().is_err());
+        let dup = format!("{YAML}  - name: hv01\n    endpoint: http://x/wsman\n    auth: {{ kind: basic, username: a, password: b }}\n");
+        let c = WorkerConfig::from_yaml(&dup).expect("parses");
+        assert!(c.check().expect_err("duplicate").to_string().contains("twice"));
+    }
+}

@@ -1,0 +1,57 @@
+//! Inventory polling: `host.inventory` on every host at an interval, published as
+//! `host.inventory` events (reachable or not). Hosts are staggered across the interval.
+
+use crate::agent::HostAgent;
+use aetherv_broker::Broker;
+use aetherv_core::{AgentOperation, AgentRequest, Event, EventBody};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Polls one host until `quiet` fires.
+pub(crate) async fn poll_host(
+    broker: Broker,
+    agent: HostAgent,
+    interval: Duration,
+    offset: Duration,
+    quiet: CancellationToken,
+) {
+    tokio::select! {
+        _ = quiet.cancelled() => return,
+        _ = tokio::time::sleep(offset) => {}
+    }
+    let mut seq = 0u64;
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = quiet.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let req = AgentRequest::new(AgentOperation::HostInventory, Default::default(), "inventory");
+        let mut ignore = |_line| {};
+        let body = match agent.call(&req, &quiet, &mut ignore).await {
+            Ok(r) if r.is_ok() => EventBody::HostInventory {
+                host: agent.host.clone(),
+                reachable: true,
+                inventory: r.data,
+                error: None,
+            },
+            Ok(r) => EventBody::HostInventory {
+                host: agent.host.clone(),
+                reachable: true,
+                inventory: serde_json::Value::Null,
+                error: Some(r.message),
+            },
+            Err(e) => EventBody::HostInventory {
+                host: agent.host.clone(),
+                reachable: false,
+                inventory: serde_json::Value::Null,
+                error: Some(crate::executor::error_chain(&e)),
+            },
+        };
+        if let Err(e) = broker.publish_event(&Event::for_host(seq, body)).await {
+            tracing::warn!(host = %agent.host, error = %e, "cannot publish inventory");
+        }
+        seq += 1;
+    }
+}

@@ -1,0 +1,143 @@
+//! The host slot: one consumer per host queue, one job at a time.
+//!
+//! Exclusivity across worker processes comes from the broker: each host queue has a single
+//! active consumer and prefetch 1, and a job is acked only after its final event is confirmed.
+//! So at most one job per host is unacked anywhere, other hosts run in parallel, and the queue's
+//! FIFO order is the execution order. When a worker dies, its unacked job is redelivered to the
+//! standby consumer of another worker, which resumes it (idempotency keys; see `executor`).
+
+use crate::agent::HostAgent;
+use crate::executor::{run_job, JobOutcome};
+use crate::reporter::JobReporter;
+use aetherv_broker::{Broker, JobDelivery};
+use std::collections::HashMap;
+use tracing::Instrument as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Longest wait between attempts to (re)subscribe to a host queue.
+pub const MAX_SUBSCRIBE_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What a slot is doing, for `hosts` and diagnostics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotState {
+    /// Waiting for a job (or standby behind another worker's active consumer).
+    Idle,
+    /// Running a job.
+    Busy {
+        /// The job.
+        job_id: aetherv_core::JobId,
+    },
+}
+
+/// Per-host slot states of this worker.
+#[derive(Debug, Clone, Default)]
+pub struct SlotRegistry(Arc<Mutex<HashMap<String, SlotState>>>);
+
+impl SlotRegistry {
+    fn set(&self, host: &str, state: SlotState) {
+        let mut g = match self.0.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.insert(host.to_string(), state);
+    }
+
+    /// A snapshot of every slot.
+    pub fn snapshot(&self) -> HashMap<String, SlotState> {
+        match self.0.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+}
+
+/// Everything a slot needs.
+pub(crate) struct SlotCtx {
+    pub broker: Broker,
+    pub worker_id: String,
+    pub slots: SlotRegistry,
+}
+
+/// Serves one host until `quiet` fires; a job in progress then finishes (or is interrupted by
+/// `terminate`) before this returns.
+pub(crate) async fn host_slot(
+    ctx: Arc<SlotCtx>,
+    agent: HostAgent,
+    quiet: CancellationToken,
+    terminate: CancellationToken,
+) {
+    let tag = format!("{}:{}", ctx.worker_id, agent.host);
+    let mut backoff = Duration::from_millis(200);
+    ctx.slots.set(&agent.host, SlotState::Idle);
+    loop {
+        let consumer = tokio::select! {
+            biased;
+            _ = quiet.cancelled() => return,
+            c = ctx.broker.consume_jobs(&agent.host, &tag) => c,
+        };
+        let mut consumer = match consumer {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(host = %agent.host, error = %e, "cannot subscribe to host queue; retrying");
+                tokio::select! {
+                    _ = quiet.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_SUBSCRIBE_BACKOFF);
+                continue;
+            }
+        };
+        loop {
+            // `JobConsumer::next` is cancel-safe, so losing this race to `quiet` loses no job.
+            let delivery = tokio::select! {
+                biased;
+                _ = quiet.cancelled() => return,
+                d = consumer.next() => d,
+            };
+            let Some(delivery) = delivery else {
+                tracing::info!(host = %agent.host, "host queue consumer ended");
+                return;
+            };
+            ctx.slots.set(
+                &agent.host,
+                SlotState::Busy {
+                    job_id: delivery.envelope.job_id,
+                },
+            );
+            handle(&ctx, &agent, delivery, &terminate).await;
+            ctx.slots.set(&agent.host, SlotState::Idle);
+        }
+    }
+}
+
+async fn handle(ctx: &SlotCtx, agent: &HostAgent, d: JobDelivery, terminate: &CancellationToken) {
+    let job = d.envelope.clone();
+    let span = tracing::info_span!("job", job = %job.job_id, host = %agent.host, kind = %job.kind);
+    let mut reporter = JobReporter::new(ctx.broker.clone(), job.job_id);
+    let outcome = run_job(
+        &mut reporter,
+        agent,
+        &ctx.worker_id,
+        &job,
+        d.attempt(),
+        d.redelivered,
+        terminate,
+    )
+    .instrument(span)
+    .await;
+    let settled = match outcome {
+        Ok(JobOutcome::Succeeded | JobOutcome::Failed) => d.ack().await,
+        Ok(JobOutcome::Interrupted) => d.requeue().await,
+        Err(e) => {
+            tracing::warn!(job = %job.job_id, error = %e, "could not publish job events; returning the job to its queue");
+            d.requeue().await
+        }
+    };
+    if let Err(e) = settled {
+        // The channel died; the broker redelivers the job, and its operations replay from the
+        // host's journal.
+        tracing::warn!(job = %job.job_id, error = %e, "could not settle delivery; it will be redelivered");
+    }
+}
