@@ -38,7 +38,8 @@ impl std::fmt::Debug for InProcBroker {
 struct Inner {
     topology: Topology,
     state: Mutex<State>,
-    /// Woken (`notify_waiters`) on every state change.
+    /// Woken (`notify_waiters`) on changes to the event log, the dead letters, and on close.
+    /// Host queues have their own `Notify`, so a publish wakes only that host's consumers.
     changed: Notify,
     closed: CancellationToken,
 }
@@ -53,6 +54,8 @@ struct State {
 
 #[derive(Default)]
 struct HostQueue {
+    /// Woken on every change to this queue (publish, settle, consumer gone).
+    notify: Arc<Notify>,
     ready: VecDeque<Message>,
     /// Consumer ids in registration order; the first is the active one.
     consumers: Vec<u64>,
@@ -147,8 +150,9 @@ impl InProcBroker {
             delivery_count: 0,
             redelivered: false,
         });
+        let notify = Arc::clone(&queue.notify);
         drop(state);
-        self.inner.changed.notify_waiters();
+        notify.notify_waiters();
         Ok(())
     }
 
@@ -167,7 +171,12 @@ impl InProcBroker {
         let mut state = self.inner.lock();
         state.next_id += 1;
         let id = state.next_id;
-        state.hosts.entry(host.clone()).or_default().consumers.push(id);
+        state
+            .hosts
+            .entry(host.clone())
+            .or_default()
+            .consumers
+            .push(id);
         drop(state);
         tracing::debug!(host, consumer_tag, "in-process consumer registered");
         Ok(JobConsumer {
@@ -176,6 +185,7 @@ impl InProcBroker {
                 inner: Arc::clone(&self.inner),
                 host,
                 id,
+                notify,
             }),
         })
     }
@@ -242,6 +252,11 @@ impl InProcBroker {
         self.inner.closed.cancel();
         self.inner.changed.notify_waiters();
     }
+
+    /// False once closed.
+    pub fn is_connected(&self) -> bool {
+        !self.inner.closed.is_cancelled()
+    }
 }
 
 /// An in-process consumer of one host queue.
@@ -250,6 +265,7 @@ pub(crate) struct InProcJobConsumer {
     host: String,
     queue: String,
     id: u64,
+    notify: Arc<Notify>,
 }
 
 impl std::fmt::Debug for InProcJobConsumer {
@@ -261,11 +277,6 @@ impl std::fmt::Debug for InProcJobConsumer {
     }
 }
 
-enum Take {
-    Job(JobDelivery),
-    Wait,
-}
-
 impl InProcJobConsumer {
     pub(crate) fn queue(&self) -> &str {
         &self.queue
@@ -273,15 +284,14 @@ impl InProcJobConsumer {
 
     pub(crate) async fn next(&mut self) -> Option<JobDelivery> {
         loop {
-            let notified = self.inner.changed.notified();
+            let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if self.inner.closed.is_cancelled() {
                 return None;
             }
-            match self.try_take() {
-                Take::Job(d) => return Some(d),
-                Take::Wait => {}
+            if let Some(d) = self.try_take() {
+                return Some(d);
             }
             tokio::select! {
                 _ = notified => {}
@@ -292,19 +302,17 @@ impl InProcJobConsumer {
 
     /// Takes the head of the queue when this consumer is active and holds nothing unsettled.
     /// Undecodable messages are dead-lettered on the way.
-    fn try_take(&self) -> Take {
+    fn try_take(&self) -> Option<JobDelivery> {
         let mut state = self.inner.lock();
         let state = &mut *state;
-        let Some(q) = state.hosts.get_mut(&self.host) else {
-            return Take::Wait;
-        };
+        let q = state.hosts.get_mut(&self.host)?;
         if q.consumers.first() != Some(&self.id) || q.in_flight.is_some() {
-            return Take::Wait;
+            return None;
         }
         let mut dead_lettered = false;
         let taken = loop {
             let Some(message) = q.ready.pop_front() else {
-                break Take::Wait;
+                break None;
             };
             match JobEnvelope::from_slice(&message.body) {
                 Ok(envelope) => {
@@ -325,7 +333,7 @@ impl InProcJobConsumer {
                         tag,
                         message,
                     });
-                    break Take::Job(delivery);
+                    break Some(delivery);
                 }
                 Err(e) => {
                     tracing::warn!(
@@ -366,7 +374,15 @@ impl Drop for InProcJobConsumer {
         if let Some(f) = returned {
             self.inner.return_message(state, &self.host, f.message);
         }
+        q_notify(state, &self.host);
         self.inner.changed.notify_waiters();
+    }
+}
+
+/// Wakes the consumers of one host queue.
+fn q_notify(state: &State, host: &str) {
+    if let Some(q) = state.hosts.get(host) {
+        q.notify.notify_waiters();
     }
 }
 
@@ -407,6 +423,7 @@ impl InProcSettle {
         let mut state = self.inner.lock();
         let message = self.take(&mut state)?;
         f(&self.inner, &mut state, message);
+        q_notify(&state, &self.host);
         drop(state);
         self.inner.changed.notify_waiters();
         Ok(())

@@ -98,7 +98,7 @@ pub struct JobDelivery {
 
 #[derive(Debug)]
 pub(crate) enum Settle {
-    Amqp(AmqpSettle),
+    Amqp(Box<AmqpSettle>),
     InProc(InProcSettle),
 }
 

@@ -19,20 +19,26 @@ use std::fmt;
 
 /// The guest operating-system family.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum OsFamily {
     /// Microsoft Windows (the default when nothing says otherwise).
+    #[default]
     Windows,
     /// Any Linux distribution.
     Linux,
-}
-
-impl Default for OsFamily {
-    fn default() -> Self {
-        OsFamily::Windows
-    }
 }
 
 impl OsFamily {
@@ -175,7 +181,13 @@ mod tests {
 
     #[test]
     fn reference_cases_infer_as_upstream_tests_expect() {
-        for name in ["Windows Server 2022", "Win2022", "win-server-2016", "", "   "] {
+        for name in [
+            "Windows Server 2022",
+            "Win2022",
+            "win-server-2016",
+            "",
+            "   ",
+        ] {
             assert_eq!(infer_from_image_name(name), OsFamily::Windows, "{name:?}");
         }
         for name in [
@@ -235,8 +247,14 @@ mod tests {
 
     #[test]
     fn first_family_token_decides() {
-        assert_eq!(infer_from_image_name("Windows with Linux tools"), OsFamily::Windows);
-        assert_eq!(infer_from_image_name("Ubuntu for Windows admins"), OsFamily::Linux);
+        assert_eq!(
+            infer_from_image_name("Windows with Linux tools"),
+            OsFamily::Windows
+        );
+        assert_eq!(
+            infer_from_image_name("Ubuntu for Windows admins"),
+            OsFamily::Linux
+        );
     }
 
     #[test]
@@ -245,8 +263,8 @@ mod tests {
         assert_eq!(OsFamily::parse("Windows"), Some(OsFamily::Windows));
         assert_eq!(OsFamily::parse("macos"), None);
         assert_eq!(
-            serde_json::to_string(&OsFamily::Linux).unwrap(),
-            "\"linux\""
+            serde_json::to_string(&OsFamily::Linux).ok().as_deref(),
+            Some("\"linux\"")
         );
         assert_eq!(OsFamily::default(), OsFamily::Windows);
     }

@@ -60,11 +60,15 @@ mod tests {
     #[test]
     fn stored_definition_is_redacted_in_the_view_and_unchanged_in_the_store() {
         // reference §10 case 9
-        let stored = json!({"definition": {"fields": {"guest_la_pw": "super-secret", "vm_name": "web-01"}}});
+        let stored =
+            json!({"definition": {"fields": {"guest_la_pw": "super-secret", "vm_name": "web-01"}}});
         let view = redacted(&stored, &keys());
         assert_eq!(view["definition"]["fields"]["guest_la_pw"], REDACTED);
         assert_eq!(view["definition"]["fields"]["vm_name"], "web-01");
-        assert_eq!(stored["definition"]["fields"]["guest_la_pw"], "super-secret");
+        assert_eq!(
+            stored["definition"]["fields"]["guest_la_pw"],
+            "super-secret"
+        );
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub use context::{ImageCatalogue, ImageEntry, InventoryChoices, InventoryFile, V
 use crate::osfamily::{infer_from_image_name, OsFamily};
 use crate::redact::REDACTED;
 use crate::schema::{Field, FieldType, FormSchema, SetRole};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
@@ -42,7 +43,7 @@ use std::fmt;
 pub const OS_FAMILY_FIELD: &str = "os_family";
 
 /// A stable, machine-readable reason for a [`FieldError`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorCode {
@@ -100,7 +101,7 @@ impl fmt::Display for ErrorCode {
 }
 
 /// One validation problem, serialised as exactly `{"field","code","message"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FieldError {
     /// The field id (empty when the request as a whole is not an object).
     pub field: String,
@@ -291,7 +292,10 @@ fn derive_os_family(
         return OsFamily::Windows;
     };
     // An image outside the inventory still names its family; use the raw text then.
-    let image = obj.get(&image_field.id).and_then(Value::as_str).map(str::trim);
+    let image = obj
+        .get(&image_field.id)
+        .and_then(Value::as_str)
+        .map(str::trim);
     match image {
         Some(name) if !name.is_empty() => ctx
             .images
@@ -383,7 +387,10 @@ impl<'a> Run<'a> {
                 .copied()
                 .filter(|&i| role(i) == SetRole::Required)
                 .collect();
-            let names: Vec<&str> = required.iter().map(|&i| self.field(i).id.as_str()).collect();
+            let names: Vec<&str> = required
+                .iter()
+                .map(|&i| self.field(i).id.as_str())
+                .collect();
             let names = names.join(", ");
             let any_required_given = required.iter().any(|&i| self.given[i]);
             for &i in &members {

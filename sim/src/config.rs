@@ -156,7 +156,9 @@ impl SimConfig {
     /// credentials.
     pub fn with_hosts(n: usize) -> Self {
         SimConfig {
-            hosts: (1..=n).map(|i| HostSpec::with_defaults(&host_name(i))).collect(),
+            hosts: (1..=n)
+                .map(|i| HostSpec::with_defaults(&host_name(i)))
+                .collect(),
             latency: Duration::ZERO,
             op_latency: HashMap::new(),
             username: DEFAULT_USERNAME.to_string(),

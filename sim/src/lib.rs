@@ -22,7 +22,7 @@ pub mod tls;
 pub mod wsman;
 
 pub use config::{HostSpec, Image, Network, SimConfig, StorageClass};
-pub use guest::{Guest, GuestEvent};
+pub use guest::{Decryptor, Guest, GuestEvent, ProvisioningGuest};
 pub use sim::{AgentRun, Sim};
 pub use state::{Fault, HostState, Vm, VmState};
 pub use stats::{HostStats, OpRecord, SimStats};

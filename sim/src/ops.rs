@@ -72,8 +72,12 @@ impl Ctx<'_> {
     }
 
     fn req_str(&self, key: &str) -> Result<&str, OpError> {
-        self.str(key)
-            .ok_or_else(|| err("invalid_argument", format!("missing required field '{key}'")))
+        self.str(key).ok_or_else(|| {
+            err(
+                "invalid_argument",
+                format!("missing required field '{key}'"),
+            )
+        })
     }
 
     /// A non-negative integer given as a number or a numeric string.
@@ -282,7 +286,10 @@ fn noop(ctx: &mut Ctx<'_>) -> OpResult {
 
 fn vm_create(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
     let name = ctx.req_str("vm_name")?.to_string();
-    if let Some(existing) = host.vm(&name).filter(|v| v.name.eq_ignore_ascii_case(&name)) {
+    if let Some(existing) = host
+        .vm(&name)
+        .filter(|v| v.name.eq_ignore_ascii_case(&name))
+    {
         return Err(err(
             "name_conflict",
             format!(
@@ -394,7 +401,11 @@ fn vm_update(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
     let total_mem = host.spec.total_memory_gb;
     let cpu = ctx.uint_any(&["cpu_cores", "cpu"])?;
     let mem = ctx.uint_any(&["gb_ram", "memory_gb"])?;
-    let notes = ctx.spec.get("notes").and_then(Value::as_str).map(str::to_string);
+    let notes = ctx
+        .spec
+        .get("notes")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let dynamic = ctx.bool("dynamic_memory")?;
     let secure_boot = ctx.bool("secure_boot")?;
     let tpm = ctx.bool("tpm")?;
@@ -602,7 +613,12 @@ fn vm_power(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
         }
     }
     Ok((
-        format!("VM '{}' {action}: {} -> {}", vm.name, from.as_str(), to.as_str()),
+        format!(
+            "VM '{}' {action}: {} -> {}",
+            vm.name,
+            from.as_str(),
+            to.as_str()
+        ),
         json!({"vm_id": vm.id, "vm_name": vm.name, "action": action,
                "previous_state": from.as_str(), "state": to.as_str()}),
     ))
@@ -626,7 +642,10 @@ fn find_disk(vm: &Vm, ctx: &Ctx<'_>) -> Result<usize, OpError> {
 
 fn disk_create(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
     let i = find_vm(host, ctx)?;
-    let controller = ctx.str("controller_type").unwrap_or("SCSI").to_ascii_uppercase();
+    let controller = ctx
+        .str("controller_type")
+        .unwrap_or("SCSI")
+        .to_ascii_uppercase();
     if controller == "IDE" {
         return Err(err(
             "invalid_argument",
@@ -659,7 +678,10 @@ fn disk_create(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
                 .ok_or_else(|| {
                     err(
                         "not_found",
-                        format!("image '{n}' is not in the image catalogue of {}", host.spec.name),
+                        format!(
+                            "image '{n}' is not in the image catalogue of {}",
+                            host.spec.name
+                        ),
                     )
                 })?,
         ),
@@ -684,20 +706,32 @@ fn disk_create(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
                 format!("disk_size_gb {s} is outside 1..65536"),
             ))
         }
-        (None, None) => return Err(err("invalid_argument", "missing required field 'disk_size_gb'")),
+        (None, None) => {
+            return Err(err(
+                "invalid_argument",
+                "missing required field 'disk_size_gb'",
+            ))
+        }
     };
     let vm = &host.vms[i];
     let used: Vec<u8> = vm.disks.iter().map(|d| d.controller_location).collect();
     let location = (0u8..64).find(|l| !used.contains(l)).ok_or_else(|| {
         err(
             "no_free_slot",
-            format!("no free location on the SCSI controller of VM '{}'", vm.name),
+            format!(
+                "no free location on the SCSI controller of VM '{}'",
+                vm.name
+            ),
         )
     })?;
     let tag = ctx.str("file_tag").or_else(|| ctx.str("tag"));
     let stem = match (ctx.str("file_name"), &image) {
         (Some(f), _) => f.trim_end_matches(".vhdx").to_string(),
-        (None, Some(im)) => format!("{}-{}", im.name, &uuid::Uuid::new_v4().simple().to_string()[..8]),
+        (None, Some(im)) => format!(
+            "{}-{}",
+            im.name,
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        ),
         (None, None) => format!("{}-disk-{}", vm.name, ctx.now.format("%Y%m%d-%H%M%S")),
     };
     let file = match tag {
@@ -705,7 +739,10 @@ fn disk_create(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
         None => format!("{stem}.vhdx"),
     };
     if file.contains(['\\', '/', ':']) {
-        return Err(err("invalid_argument", format!("file name '{file}' is not a plain file name")));
+        return Err(err(
+            "invalid_argument",
+            format!("file name '{file}' is not a plain file name"),
+        ));
     }
     let path = format!("{}\\{file}", vm.path);
     if host
@@ -714,11 +751,16 @@ fn disk_create(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
         .flat_map(|v| v.disks.iter())
         .any(|d| d.path.eq_ignore_ascii_case(&path))
     {
-        return Err(err("name_conflict", format!("The file '{path}' already exists.")));
+        return Err(err(
+            "name_conflict",
+            format!("The file '{path}' already exists."),
+        ));
     }
     match &image {
         Some(im) => ctx.log(format!("Copying image '{}' to {path}", im.path)),
-        None => ctx.log(format!("New-VHD -Path '{path}' -SizeBytes {size_gb}GB -{disk_type}")),
+        None => ctx.log(format!(
+            "New-VHD -Path '{path}' -SizeBytes {size_gb}GB -{disk_type}"
+        )),
     }
     if let Some(im) = &image {
         if size_gb > im.size_gb {
@@ -770,7 +812,10 @@ fn disk_update(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
     if want == disk.size_gb {
         warnings.push(format!("disk is already {want} GB"));
     } else {
-        ctx.log(format!("Resize-VHD -Path '{}' -SizeBytes {want}GB", disk.path));
+        ctx.log(format!(
+            "Resize-VHD -Path '{}' -SizeBytes {want}GB",
+            disk.path
+        ));
         disk.size_gb = want;
         applied.push("disk_size_gb");
     }
@@ -787,7 +832,10 @@ fn disk_delete(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
     let j = find_disk(&host.vms[i], ctx)?;
     let vm = &mut host.vms[i];
     let disk = vm.disks.remove(j);
-    ctx.log(format!("Remove-VMHardDiskDrive '{}' from '{}'", disk.path, vm.name));
+    ctx.log(format!(
+        "Remove-VMHardDiskDrive '{}' from '{}'",
+        disk.path, vm.name
+    ));
     ctx.log(format!("Remove-Item '{}'", disk.path));
     Ok((
         format!("Disk {} deleted", disk.path),
@@ -834,13 +882,19 @@ fn nic_create(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
         Some(n) => n.to_string(),
         None => {
             let mut n = vm.nics.len() + 1;
-            while vm.nics.iter().any(|x| x.name == format!("Network Adapter {n}")) {
+            while vm
+                .nics
+                .iter()
+                .any(|x| x.name == format!("Network Adapter {n}"))
+            {
                 n += 1;
             }
             format!("Network Adapter {n}")
         }
     };
-    ctx.log(format!("Add-VMNetworkAdapter -Name '{name}' -SwitchName '{switch}'"));
+    ctx.log(format!(
+        "Add-VMNetworkAdapter -Name '{name}' -SwitchName '{switch}'"
+    ));
     ctx.log(format!("Set-VMNetworkAdapterVlan -Access -VlanId {vlan}"));
     let nic = Nic {
         id: uuid::Uuid::new_v4().to_string(),
@@ -876,10 +930,15 @@ fn nic_update(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
         ("router_guard", ctx.bool("router_guard")?),
         ("mac_spoofing", ctx.bool("mac_spoofing")?),
     ];
-    let mac = ctx.str("mac_address").map(|m| m.replace([':', '-'], "").to_ascii_uppercase());
+    let mac = ctx
+        .str("mac_address")
+        .map(|m| m.replace([':', '-'], "").to_ascii_uppercase());
     if let Some(m) = &mac {
         if m.len() != 12 || !m.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(err("invalid_argument", format!("'{m}' is not a MAC address")));
+            return Err(err(
+                "invalid_argument",
+                format!("'{m}' is not a MAC address"),
+            ));
         }
     }
     let vm = &mut host.vms[i];
@@ -887,7 +946,9 @@ fn nic_update(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
     let mut applied = Vec::new();
     if let Some((name, switch, vlan)) = network {
         if nic.network.as_deref() != Some(name.as_str()) {
-            ctx.log(format!("Connect-VMNetworkAdapter -SwitchName '{switch}'; VLAN {vlan}"));
+            ctx.log(format!(
+                "Connect-VMNetworkAdapter -SwitchName '{switch}'; VLAN {vlan}"
+            ));
             nic.network = Some(name);
             nic.virtual_switch = switch;
             nic.vlan_id = Some(vlan);
@@ -918,7 +979,11 @@ fn nic_update(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
     let message = format!(
         "Network adapter '{}' updated: {}",
         nic.name,
-        if applied.is_empty() { "no changes".to_string() } else { applied.join(", ") }
+        if applied.is_empty() {
+            "no changes".to_string()
+        } else {
+            applied.join(", ")
+        }
     );
     ctx.log(message.clone());
     Ok((
@@ -933,7 +998,10 @@ fn nic_delete(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
     let j = find_nic(&host.vms[i], ctx)?;
     let vm = &mut host.vms[i];
     let nic = vm.nics.remove(j);
-    ctx.log(format!("Remove-VMNetworkAdapter '{}' from '{}'", nic.name, vm.name));
+    ctx.log(format!(
+        "Remove-VMNetworkAdapter '{}' from '{}'",
+        nic.name, vm.name
+    ));
     Ok((
         format!("Network adapter '{}' removed", nic.name),
         json!({"nic_id": nic.id, "vm_id": vm.id, "status": "deleted"}),
@@ -960,7 +1028,11 @@ fn kvp_read(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
         .filter(|(k, _)| keys.is_empty() || keys.iter().any(|w| w == *k))
         .map(|(k, v)| (k.clone(), json!(v)))
         .collect();
-    ctx.log(format!("Read {} {source} KVP item(s) of '{}'", items.len(), vm.name));
+    ctx.log(format!(
+        "Read {} {source} KVP item(s) of '{}'",
+        items.len(),
+        vm.name
+    ));
     Ok((
         format!("{} item(s)", items.len()),
         json!({"vm_id": vm.id, "vm_name": vm.name, "source": source, "items": items}),
@@ -970,12 +1042,18 @@ fn kvp_read(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
 fn kvp_write(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
     let i = find_vm(host, ctx)?;
     let Some(Value::Object(items)) = ctx.spec.get("items") else {
-        return Err(err("invalid_argument", "field 'items' must be an object of strings"));
+        return Err(err(
+            "invalid_argument",
+            "field 'items' must be an object of strings",
+        ));
     };
     let mut pairs = Vec::with_capacity(items.len());
     for (k, v) in items {
         let v = v.as_str().ok_or_else(|| {
-            err("invalid_argument", format!("KVP item '{k}' must be a string"))
+            err(
+                "invalid_argument",
+                format!("KVP item '{k}' must be a string"),
+            )
         })?;
         if k.is_empty() || k.len() > 256 || v.len() > 1024 {
             return Err(err(
@@ -987,7 +1065,11 @@ fn kvp_write(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
     }
     let vm = &mut host.vms[i];
     if vm.state != VmState::Running {
-        ctx.log(format!("WARNING: VM '{}' is {}; the guest will read the items when it runs", vm.name, vm.state.as_str()));
+        ctx.log(format!(
+            "WARNING: VM '{}' is {}; the guest will read the items when it runs",
+            vm.name,
+            vm.state.as_str()
+        ));
     }
     let keys: Vec<String> = pairs.iter().map(|(k, _)| k.clone()).collect();
     for (k, v) in pairs {
@@ -1011,9 +1093,18 @@ fn kvp_remove(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
         .into_iter()
         .filter(|k| vm.host_kvp.remove(k).is_some())
         .collect();
-    ctx.log(format!("Removed {} KVP item(s) from '{}'", removed.len(), vm.name));
+    ctx.log(format!(
+        "Removed {} KVP item(s) from '{}'",
+        removed.len(),
+        vm.name
+    ));
     if let Some(g) = ctx.guest {
-        g.on_event(vm, &GuestEvent::HostKvpRemoved { keys: removed.clone() });
+        g.on_event(
+            vm,
+            &GuestEvent::HostKvpRemoved {
+                keys: removed.clone(),
+            },
+        );
     }
     Ok((
         format!("{} item(s) removed", removed.len()),
@@ -1027,7 +1118,11 @@ fn iso_attach(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
     let iso = match ctx.str("iso_path") {
         Some(p) => p.to_string(),
         None => {
-            let os = if vm.os_family == "linux" { "Linux" } else { "Windows" };
+            let os = if vm.os_family == "linux" {
+                "Linux"
+            } else {
+                "Windows"
+            };
             format!(
                 "{}\\{os}Provisioning-{}-{}.iso",
                 vm.path,
@@ -1052,7 +1147,10 @@ fn iso_detach(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
     let vm = &mut host.vms[i];
     let (message, iso) = match vm.dvd_iso.take() {
         Some(iso) => {
-            ctx.log(format!("Remove-VMDvdDrive from '{}'; Remove-Item '{iso}'", vm.name));
+            ctx.log(format!(
+                "Remove-VMDvdDrive from '{}'; Remove-Item '{iso}'",
+                vm.name
+            ));
             (format!("ISO detached from VM '{}'", vm.name), Some(iso))
         }
         None => {
@@ -1071,14 +1169,20 @@ fn cluster_add(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
     let cluster = host.spec.cluster.clone().ok_or_else(|| {
         err(
             "invalid_state",
-            format!("host {} is not a member of a failover cluster", host.spec.name),
+            format!(
+                "host {} is not a member of a failover cluster",
+                host.spec.name
+            ),
         )
     })?;
     let vm = &mut host.vms[i];
     let warnings: Vec<String> = if vm.clustered {
         vec![format!("VM '{}' is already clustered", vm.name)]
     } else {
-        ctx.log(format!("MSCluster_Cluster.AddVirtualMachine '{}' on {cluster}", vm.name));
+        ctx.log(format!(
+            "MSCluster_Cluster.AddVirtualMachine '{}' on {cluster}",
+            vm.name
+        ));
         vm.clustered = true;
         Vec::new()
     };
@@ -1092,7 +1196,10 @@ fn cluster_remove(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
     let i = find_vm(host, ctx)?;
     let vm = &mut host.vms[i];
     let warnings: Vec<String> = if vm.clustered {
-        ctx.log(format!("Deleting cluster resources and group of '{}'", vm.name));
+        ctx.log(format!(
+            "Deleting cluster resources and group of '{}'",
+            vm.name
+        ));
         vm.clustered = false;
         Vec::new()
     } else {

@@ -103,9 +103,18 @@ pub fn recognize(command_line: &str) -> Invocation {
             break;
         }
         if w.starts_with('-') || w.starts_with('/') {
-            let takes_value = ["-executionpolicy", "-ep", "-ex", "-file", "-windowstyle", "-outputformat", "-inputformat", "-version"]
-                .iter()
-                .any(|p| p.starts_with(w.as_str()) && w.len() >= 3);
+            let takes_value = [
+                "-executionpolicy",
+                "-ep",
+                "-ex",
+                "-file",
+                "-windowstyle",
+                "-outputformat",
+                "-inputformat",
+                "-version",
+            ]
+            .iter()
+            .any(|p| p.starts_with(w.as_str()) && w.len() >= 3);
             i += if takes_value { 2 } else { 1 };
             continue;
         }
@@ -175,7 +184,9 @@ pub fn bad_encoding_lines() -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aetherv_core::contract::command::{agent_command_line, encode_powershell, DEFAULT_INSTALL_DIR};
+    use aetherv_core::contract::command::{
+        agent_command_line, encode_powershell, DEFAULT_INSTALL_DIR,
+    };
     use aetherv_core::AgentOperation;
 
     #[test]
@@ -187,16 +198,31 @@ mod tests {
 
     #[test]
     fn pywinrm_run_ps_form_names_the_first_word() {
-        let line = format!("powershell -encodedcommand {}", encode_powershell("Get-VM -Name x"));
-        assert_eq!(recognize(&line), Invocation::NotRecognized { term: "Get-VM".into() });
+        let line = format!(
+            "powershell -encodedcommand {}",
+            encode_powershell("Get-VM -Name x")
+        );
+        assert_eq!(
+            recognize(&line),
+            Invocation::NotRecognized {
+                term: "Get-VM".into()
+            }
+        );
     }
 
     #[test]
     fn plain_commands_name_the_executable_or_command() {
-        assert_eq!(recognize("ipconfig /all"), Invocation::NotRecognized { term: "ipconfig".into() });
+        assert_eq!(
+            recognize("ipconfig /all"),
+            Invocation::NotRecognized {
+                term: "ipconfig".into()
+            }
+        );
         assert_eq!(
             recognize("powershell.exe -NoProfile -ExecutionPolicy Bypass -Command Get-Date"),
-            Invocation::NotRecognized { term: "Get-Date".into() }
+            Invocation::NotRecognized {
+                term: "Get-Date".into()
+            }
         );
     }
 
@@ -205,10 +231,16 @@ mod tests {
         let req = AgentRequest::new(AgentOperation::Noop, Default::default(), "job");
         let line = agent_command_line(&req, r"D:\elsewhere").replace(ENTRY_SCRIPT, "Other.ps1");
         // Re-encoding is needed since the script is inside the base64; build it directly instead.
-        let script = aetherv_core::contract::command::agent_script(&req, r"D:\x").replace(ENTRY_SCRIPT, "Other.ps1");
+        let script = aetherv_core::contract::command::agent_script(&req, r"D:\x")
+            .replace(ENTRY_SCRIPT, "Other.ps1");
         let line2 = format!("powershell -EncodedCommand {}", encode_powershell(&script));
         assert!(matches!(recognize(&line), Invocation::Agent(_)));
-        assert_eq!(recognize(&line2), Invocation::NotRecognized { term: r"D:\x\Other.ps1".into() });
+        assert_eq!(
+            recognize(&line2),
+            Invocation::NotRecognized {
+                term: r"D:\x\Other.ps1".into()
+            }
+        );
     }
 
     #[test]

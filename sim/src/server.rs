@@ -119,11 +119,13 @@ async fn host_handler(State(sim): State<Sim>, Path(host): Path<String>) -> Respo
     }
 }
 
-async fn fault_handler(
-    State(sim): State<Sim>,
-    Path(host): Path<String>,
-    Json(fault): Json<Fault>,
-) -> Response {
+async fn fault_handler(State(sim): State<Sim>, Path(host): Path<String>, body: Bytes) -> Response {
+    let fault: Fault = match serde_json::from_slice(&body) {
+        Ok(f) => f,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("invalid fault: {e}\n")).into_response()
+        }
+    };
     if sim.inject_fault(&host, fault) {
         StatusCode::NO_CONTENT.into_response()
     } else {
@@ -268,8 +270,8 @@ async fn wsman_handler(
             },
             Some(shell),
         ) => {
-            let id = command_id
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string().to_ascii_uppercase());
+            let id =
+                command_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string().to_ascii_uppercase());
             let cmd = Arc::new(Cmd::default());
             lock(&shell.commands).insert(id.clone(), cmd.clone());
             let line = powershell::join_command_line(&command, &arguments);
@@ -305,7 +307,9 @@ async fn wsman_handler(
                         "w:InvalidParameter",
                         wsman::FAULT_SHELL_NOT_FOUND,
                         &host,
-                        &format!("The command with CommandId {command_id} was not found in the shell. "),
+                        &format!(
+                            "The command with CommandId {command_id} was not found in the shell. "
+                        ),
                     ),
                 ),
             }
@@ -348,7 +352,9 @@ async fn run_command(sim: Sim, host: String, line: String, cmd: Arc<Cmd>) {
         }
         Invocation::NotRecognized { term } => {
             tracing::debug!(host, term, "command not recognized");
-            cmd.stderr(&powershell::clixml_error(&powershell::not_recognized_lines(&term)));
+            cmd.stderr(&powershell::clixml_error(
+                &powershell::not_recognized_lines(&term),
+            ));
             1
         }
     };
@@ -364,7 +370,9 @@ async fn receive(
     cmd: &Cmd,
     timeout: Option<Duration>,
 ) -> Response {
-    let wait = timeout.unwrap_or(DEFAULT_RECEIVE_WAIT).min(MAX_RECEIVE_WAIT);
+    let wait = timeout
+        .unwrap_or(DEFAULT_RECEIVE_WAIT)
+        .min(MAX_RECEIVE_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
     let mut closing = sim.inner.closing.subscribe();
     loop {
@@ -378,7 +386,9 @@ async fn receive(
                 let err_n = o.stderr.len().min(MAX_CHUNK);
                 let stdout: Vec<u8> = o.stdout.drain(..out_n).collect();
                 let stderr: Vec<u8> = o.stderr.drain(..err_n).collect();
-                let exit = o.exit.filter(|_| o.stdout.is_empty() && o.stderr.is_empty());
+                let exit = o
+                    .exit
+                    .filter(|_| o.stdout.is_empty() && o.stderr.is_empty());
                 return soap(
                     StatusCode::OK,
                     wsman::receive_response(relates, command_id, &stdout, &stderr, exit),

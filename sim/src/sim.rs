@@ -273,7 +273,8 @@ impl Sim {
             let mut e = lock(entry);
             e.rec.end(index, &req, &output.result, Utc::now());
             if let Some(key) = &key {
-                e.journal.insert(key.clone(), Journaled::Done(output.clone()));
+                e.journal
+                    .insert(key.clone(), Journaled::Done(output.clone()));
             }
         }
         let code = output.exit_code();

@@ -83,7 +83,8 @@ impl Recorder {
         if is_job_op(req) {
             let cid = req.correlation_id.clone();
             *self.in_flight.entry(cid.clone()).or_insert(0) += 1;
-            self.stats.max_concurrent_jobs = self.stats.max_concurrent_jobs.max(self.in_flight.len());
+            self.stats.max_concurrent_jobs =
+                self.stats.max_concurrent_jobs.max(self.in_flight.len());
             if self.seen_jobs.insert(cid.clone()) {
                 self.stats.jobs.push(cid.clone());
             }
@@ -109,7 +110,13 @@ impl Recorder {
     }
 
     /// Records the end of the execution started as `index`.
-    pub(crate) fn end(&mut self, index: usize, req: &AgentRequest, result: &AgentResult, now: DateTime<Utc>) {
+    pub(crate) fn end(
+        &mut self,
+        index: usize,
+        req: &AgentRequest,
+        result: &AgentResult,
+        now: DateTime<Utc>,
+    ) {
         if is_job_op(req) {
             if let Some(n) = self.in_flight.get_mut(&req.correlation_id) {
                 *n -= 1;

@@ -49,9 +49,10 @@ impl SelfSignedTls {
 
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(names.to_vec())?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, names.first().cloned().unwrap_or_default());
+        params.distinguished_name.push(
+            DnType::CommonName,
+            names.first().cloned().unwrap_or_default(),
+        );
         let cert = params.signed_by(&key, &ca, &ca_key)?;
 
         let chain = vec![CertificateDer::from(cert.der().to_vec())];

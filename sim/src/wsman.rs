@@ -16,7 +16,8 @@ pub const NS_SHELL: &str = "http://schemas.microsoft.com/wbem/wsman/1/windows/sh
 /// The cmd shell resource URI.
 pub const RESOURCE_CMD: &str = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd";
 /// `CommandState` value of a finished command.
-pub const STATE_DONE: &str = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandState/Done";
+pub const STATE_DONE: &str =
+    "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandState/Done";
 /// `CommandState` value of a running command.
 pub const STATE_RUNNING: &str =
     "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandState/Running";
@@ -114,13 +115,21 @@ pub struct Request {
     pub timeout: Option<Duration>,
 }
 
-fn child<'a, 'i>(node: roxmltree::Node<'a, 'i>, ns: &str, name: &str) -> Option<roxmltree::Node<'a, 'i>> {
-    node.children()
-        .find(|n| n.is_element() && n.tag_name().name() == name && n.tag_name().namespace() == Some(ns))
+fn child<'a, 'i>(
+    node: roxmltree::Node<'a, 'i>,
+    ns: &str,
+    name: &str,
+) -> Option<roxmltree::Node<'a, 'i>> {
+    node.children().find(|n| {
+        n.is_element() && n.tag_name().name() == name && n.tag_name().namespace() == Some(ns)
+    })
 }
 
 fn text(node: Option<roxmltree::Node<'_, '_>>) -> String {
-    node.and_then(|n| n.text()).unwrap_or_default().trim().to_string()
+    node.and_then(|n| n.text())
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 /// Parses an `xs:duration` such as `PT20S`, `PT60.000S`, `PT1M30S`, `P0DT0H0M5S`.
@@ -193,9 +202,14 @@ pub fn parse_request(xml: &str) -> Result<Request, WsmanError> {
                 .decode(stream.text().unwrap_or_default().trim())
                 .map_err(|_| WsmanError::Base64)?;
             Operation::Send {
-                command_id: stream.attribute("CommandId").unwrap_or_default().to_string(),
+                command_id: stream
+                    .attribute("CommandId")
+                    .unwrap_or_default()
+                    .to_string(),
                 data,
-                end: stream.attribute("End").is_some_and(|e| e.eq_ignore_ascii_case("true")),
+                end: stream
+                    .attribute("End")
+                    .is_some_and(|e| e.eq_ignore_ascii_case("true")),
             }
         }
         ACTION_RECEIVE => {
@@ -329,7 +343,11 @@ pub fn receive_response(
 ) -> String {
     let id = xml_escape(command_id);
     let mut body = String::from("<rsp:ReceiveResponse>");
-    let end = if exit_code.is_some() { " End=\"true\"" } else { "" };
+    let end = if exit_code.is_some() {
+        " End=\"true\""
+    } else {
+        ""
+    };
     for (name, data) in [("stdout", stdout), ("stderr", stderr)] {
         if !data.is_empty() {
             body.push_str(&format!(
@@ -338,7 +356,9 @@ pub fn receive_response(
             ));
         }
         if exit_code.is_some() {
-            body.push_str(&format!("<rsp:Stream Name=\"{name}\" CommandId=\"{id}\"{end}></rsp:Stream>"));
+            body.push_str(&format!(
+                "<rsp:Stream Name=\"{name}\" CommandId=\"{id}\"{end}></rsp:Stream>"
+            ));
         }
     }
     match exit_code {
@@ -358,7 +378,14 @@ pub fn receive_response(
 }
 
 /// A SOAP fault with a `WSManFault` detail, as Windows sends with HTTP 500.
-pub fn fault(relates_to: &str, code: &str, subcode: &str, wsman_code: u32, machine: &str, message: &str) -> String {
+pub fn fault(
+    relates_to: &str,
+    code: &str,
+    subcode: &str,
+    wsman_code: u32,
+    machine: &str,
+    message: &str,
+) -> String {
     let msg = xml_escape(message);
     let body = format!(
         "<s:Fault><s:Code><s:Value>{code}</s:Value><s:Subcode><s:Value>{subcode}</s:Value></s:Subcode></s:Code>\

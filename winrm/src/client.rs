@@ -15,6 +15,9 @@
 //!   the next request) and the remote command keeps running until its shell
 //!   is deleted. Dropping a [`Shell`] that was not closed spawns a best-effort
 //!   Delete on the current tokio runtime.
+//! - A `deadline`/`cancel` that fires while [`WinrmClient::run`] is still
+//!   opening its shell cannot delete it (no shell id yet); WinRM's idle
+//!   shell timeout reclaims it.
 
 use std::future::pending;
 use std::sync::Arc;
@@ -24,7 +27,9 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::config::{ClientConfig, CommandOutput, ExitStatus, OutputLine, RunOptions, CODEPAGE_UTF8};
+use crate::config::{
+    ClientConfig, CommandOutput, ExitStatus, OutputLine, RunOptions, CODEPAGE_UTF8,
+};
 use crate::decode::{StderrDecoder, StdoutDecoder};
 use crate::envelope::{self, EnvelopeParams, SignalCode};
 use crate::error::WinrmError;
@@ -62,10 +67,14 @@ impl WinrmClient {
     /// Validates the configuration and prepares TLS. Does not connect.
     pub fn new(cfg: ClientConfig) -> Result<Self, WinrmError> {
         if cfg.operation_timeout.is_zero() {
-            return Err(WinrmError::Config("operation timeout must be positive".into()));
+            return Err(WinrmError::Config(
+                "operation timeout must be positive".into(),
+            ));
         }
         if cfg.max_envelope_size < 8192 {
-            return Err(WinrmError::Config("max envelope size must be at least 8192".into()));
+            return Err(WinrmError::Config(
+                "max envelope size must be at least 8192".into(),
+            ));
         }
         if cfg.codepage != CODEPAGE_UTF8 {
             tracing::warn!(
@@ -98,7 +107,8 @@ impl WinrmClient {
     /// Opens a `cmd` shell on its own connection.
     pub async fn open_shell(&self) -> Result<Shell, WinrmError> {
         let mut transport = Transport::new(Arc::clone(&self.inner.connector));
-        let request = envelope::create_shell(&self.inner.params, self.inner.codepage, Uuid::new_v4());
+        let request =
+            envelope::create_shell(&self.inner.params, self.inner.codepage, Uuid::new_v4());
         let body = soap(&mut transport, request).await?;
         let shell_id = response::parse_shell_id(&body)?;
         tracing::debug!(shell_id = %shell_id, "winrm shell opened");
@@ -128,7 +138,14 @@ impl WinrmClient {
             shell = self.open_shell() => shell?,
         };
         let result = shell
-            .run_until(command, args, opts.stdin.as_deref(), deadline, cancel, on_output)
+            .run_until(
+                command,
+                args,
+                opts.stdin.as_deref(),
+                deadline,
+                cancel,
+                on_output,
+            )
             .await;
         if !shell.closed {
             if let Err(err) = shell.close().await {
@@ -205,13 +222,26 @@ impl Shell {
         on_output: &mut (dyn FnMut(OutputLine) + Send),
     ) -> Result<ExitStatus, WinrmError> {
         let deadline = opts.deadline.map(|d| Instant::now() + d);
-        self.run_until(command, args, opts.stdin.as_deref(), deadline, opts.cancel.as_ref(), on_output)
-            .await
+        self.run_until(
+            command,
+            args,
+            opts.stdin.as_deref(),
+            deadline,
+            opts.cancel.as_ref(),
+            on_output,
+        )
+        .await
     }
 
     /// Sends a signal (terminate, Ctrl+C) to a command of this shell.
     pub async fn signal(&mut self, command_id: &str, code: SignalCode) -> Result<(), WinrmError> {
-        let request = envelope::signal(&self.inner.params, &self.shell_id, command_id, code, Uuid::new_v4());
+        let request = envelope::signal(
+            &self.inner.params,
+            &self.shell_id,
+            command_id,
+            code,
+            Uuid::new_v4(),
+        );
         let body = soap(&mut self.transport, request).await?;
         response::expect_envelope(&body)
     }
@@ -284,7 +314,12 @@ impl Shell {
     }
 
     async fn best_effort_terminate(&mut self, command_id: &str) {
-        match timeout(CLEANUP_TIMEOUT, self.signal(command_id, SignalCode::Terminate)).await {
+        match timeout(
+            CLEANUP_TIMEOUT,
+            self.signal(command_id, SignalCode::Terminate),
+        )
+        .await
+        {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::debug!(error = %e, "terminate signal failed"),
             Err(_) => tracing::debug!("terminate signal timed out"),
@@ -305,6 +340,8 @@ impl Shell {
         let request = envelope::command(p, &self.shell_id, command, args, Uuid::new_v4());
         let body = soap(&mut self.transport, request).await?;
         let id = response::parse_command_id(&body)?;
+        // Only the program name: arguments may carry job data.
+        tracing::debug!(shell_id = %self.shell_id, command_id = %id, command, "winrm command started");
         *command_id = Some(id.clone());
 
         if let Some(data) = stdin {
@@ -346,17 +383,30 @@ impl Shell {
                     continue;
                 }
                 match chunk.name.as_str() {
-                    "stdout" => stdout.push(&chunk.data).into_iter().for_each(|l| on_output(OutputLine::Stdout(l))),
-                    "stderr" => stderr.push(&chunk.data).into_iter().for_each(|l| on_output(OutputLine::Stderr(l))),
+                    "stdout" => stdout
+                        .push(&chunk.data)
+                        .into_iter()
+                        .for_each(|l| on_output(OutputLine::Stdout(l))),
+                    "stderr" => stderr
+                        .push(&chunk.data)
+                        .into_iter()
+                        .for_each(|l| on_output(OutputLine::Stderr(l))),
                     _ => {}
                 }
             }
             if let Some(state) = output.state.filter(|s| s.done) {
-                stdout.finish().into_iter().for_each(|l| on_output(OutputLine::Stdout(l)));
-                stderr.finish().into_iter().for_each(|l| on_output(OutputLine::Stderr(l)));
-                let code = state
-                    .exit_code
-                    .ok_or_else(|| WinrmError::Protocol("finished command without exit code".into()))?;
+                stdout
+                    .finish()
+                    .into_iter()
+                    .for_each(|l| on_output(OutputLine::Stdout(l)));
+                stderr
+                    .finish()
+                    .into_iter()
+                    .for_each(|l| on_output(OutputLine::Stderr(l)));
+                let code = state.exit_code.ok_or_else(|| {
+                    WinrmError::Protocol("finished command without exit code".into())
+                })?;
+                tracing::debug!(command_id = %id, exit_code = code, "winrm command finished");
                 return Ok(ExitStatus { code });
             }
         }
@@ -444,11 +494,17 @@ mod tests {
             username: "u".into(),
             password: "p".into(),
         };
-        let mut cfg = ClientConfig::new("gopher://x/", auth.clone());
-        assert!(matches!(WinrmClient::new(cfg.clone()), Err(WinrmError::Config(_))));
+        let mut cfg = ClientConfig::new("gopher://x/", auth);
+        assert!(matches!(
+            WinrmClient::new(cfg.clone()),
+            Err(WinrmError::Config(_))
+        ));
         cfg.endpoint = "https://hv01:5986/wsman".into();
         cfg.operation_timeout = Duration::ZERO;
-        assert!(matches!(WinrmClient::new(cfg.clone()), Err(WinrmError::Config(_))));
+        assert!(matches!(
+            WinrmClient::new(cfg.clone()),
+            Err(WinrmError::Config(_))
+        ));
         cfg.operation_timeout = Duration::from_secs(20);
         let client = WinrmClient::new(cfg).unwrap();
         assert_eq!(client.endpoint(), "https://hv01:5986/wsman");

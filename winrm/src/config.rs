@@ -58,7 +58,10 @@ pub struct TlsOptions {
 impl fmt::Debug for TlsOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsOptions")
-            .field("ca_pem", &self.ca_pem.as_ref().map(|p| format!("<{} bytes>", p.len())))
+            .field(
+                "ca_pem",
+                &self.ca_pem.as_ref().map(|p| format!("<{} bytes>", p.len())),
+            )
             .field("accept_invalid_certs", &self.accept_invalid_certs)
             .finish()
     }

@@ -16,7 +16,8 @@
 //! `#< CLIXML`, then an `<Objs>` document. The text of every `<S>` element is
 //! `_xHHHH_`-decoded and line-split, one `<S>` never continuing the previous
 //! one's line. Progress records (`<Obj S="progress">`) are dropped. Text after
-//! `</Objs>` is plain text again. Stderr without the sentinel is plain text.
+//! `</Objs>` is plain text again (or the next `#< CLIXML` document, when it
+//! starts with the sentinel). Stderr without the sentinel is plain text.
 
 /// The first bytes of a CLIXML-serialised PowerShell stream.
 pub const CLIXML_SENTINEL: &str = "#< CLIXML";
@@ -104,7 +105,8 @@ impl LineBuffer {
 
     fn append(&mut self, text: &str) {
         if text.contains('\u{feff}') {
-            self.partial.extend(text.chars().filter(|c| *c != '\u{feff}'));
+            self.partial
+                .extend(text.chars().filter(|c| *c != '\u{feff}'));
         } else {
             self.partial.push_str(text);
         }
@@ -186,7 +188,8 @@ impl StderrDecoder {
         match self.mode {
             StderrMode::Detect => {
                 self.detect.push_str(text);
-                let probe = self.detect.trim_start_matches('\u{feff}');
+                // Leading line breaks never form a line, so they may precede the sentinel.
+                let probe = self.detect.trim_start_matches(['\u{feff}', '\r', '\n']);
                 if let Some(rest) = probe.strip_prefix(CLIXML_SENTINEL) {
                     let rest = rest.to_owned();
                     self.detect.clear();
@@ -205,8 +208,9 @@ impl StderrDecoder {
 
     fn push_clixml(&mut self, text: &str, out: &mut Vec<String>) {
         if let Some(after) = self.scanner.push(text, &mut self.lines, out) {
-            self.mode = StderrMode::Plain;
-            self.lines.push(&after, out);
+            // Another `powershell.exe` may follow with its own CLIXML document.
+            self.mode = StderrMode::Detect;
+            self.push_text(&after, out);
         }
     }
 }
@@ -224,7 +228,12 @@ struct ClixmlScanner {
 
 impl ClixmlScanner {
     /// Consumes `text`; returns the text after `</Objs>` once the document ends.
-    fn push(&mut self, text: &str, lines: &mut LineBuffer, out: &mut Vec<String>) -> Option<String> {
+    fn push(
+        &mut self,
+        text: &str,
+        lines: &mut LineBuffer,
+        out: &mut Vec<String>,
+    ) -> Option<String> {
         self.buf.push_str(text);
         loop {
             if self.depth <= 1 {
@@ -469,12 +478,18 @@ mod tests {
     #[test]
     fn utf8_sequence_split_across_chunks_is_reassembled() {
         let bytes = "größe €\n".as_bytes();
-        assert_eq!(stdout_lines(&[&bytes[..3], &bytes[3..9], &bytes[9..]]), vec!["größe €"]);
+        assert_eq!(
+            stdout_lines(&[&bytes[..3], &bytes[3..9], &bytes[9..]]),
+            vec!["größe €"]
+        );
     }
 
     #[test]
     fn invalid_utf8_becomes_replacement_characters() {
-        assert_eq!(stdout_lines(&[b"a\xffb\n", b"\xe2\x82"]), vec!["a\u{fffd}b", "\u{fffd}"]);
+        assert_eq!(
+            stdout_lines(&[b"a\xffb\n", b"\xe2\x82"]),
+            vec!["a\u{fffd}b", "\u{fffd}"]
+        );
     }
 
     #[test]
@@ -507,6 +522,16 @@ mod tests {
     }
 
     #[test]
+    fn a_second_clixml_document_after_the_first_is_decoded_too() {
+        let doc = "#< CLIXML\r\n<Objs Version=\"1.1.0.1\" xmlns=\"http://schemas.microsoft.com/powershell/2004/04\"><S S=\"Error\">one</S></Objs>";
+        let input = format!("{doc}\r\n{}\r\nplain\r\n", doc.replace("one", "two"));
+        assert_eq!(
+            stderr_lines(&[input.as_bytes()]),
+            vec!["one", "two", "plain"]
+        );
+    }
+
+    #[test]
     fn plain_stderr_passes_through_as_lines() {
         assert_eq!(
             stderr_lines(&[b"'foo' is not recognized\r\n", b"as a command"]),
@@ -520,7 +545,10 @@ mod tests {
     fn escape_decoding_rules() {
         assert_eq!(decode_clixml_escapes("a_x000D__x000A_b"), "a\r\nb");
         assert_eq!(decode_clixml_escapes("_x005F_x000D_"), "_x000D_");
-        assert_eq!(decode_clixml_escapes("bad _x00ZZ_ _x12_ _x"), "bad _x00ZZ_ _x12_ _x");
+        assert_eq!(
+            decode_clixml_escapes("bad _x00ZZ_ _x12_ _x"),
+            "bad _x00ZZ_ _x12_ _x"
+        );
         assert_eq!(decode_clixml_escapes("_xD83D__xDE00_!"), "\u{1F600}!");
         assert_eq!(decode_clixml_escapes("lone _xD83D_"), "lone _xD83D_");
         assert_eq!(decode_clixml_escapes("tab_x0009_end"), "tab\tend");

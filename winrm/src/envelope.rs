@@ -69,7 +69,9 @@ impl SignalCode {
             SignalCode::Terminate => {
                 "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/signal/terminate"
             }
-            SignalCode::CtrlC => "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/signal/ctrl_c",
+            SignalCode::CtrlC => {
+                "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/signal/ctrl_c"
+            }
         }
     }
 }
@@ -198,7 +200,10 @@ pub fn command(
     args: &[String],
     message_id: Uuid,
 ) -> String {
-    let mut body = format!("<rsp:CommandLine><rsp:Command>{}</rsp:Command>", xml_escape(command));
+    let mut body = format!(
+        "<rsp:CommandLine><rsp:Command>{}</rsp:Command>",
+        xml_escape(command)
+    );
     for arg in args {
         let _ = write!(body, "<rsp:Arguments>{}</rsp:Arguments>", xml_escape(arg));
     }
@@ -208,7 +213,10 @@ pub fn command(
         action::COMMAND,
         message_id,
         Some(shell_id),
-        &[("WINRS_CONSOLEMODE_STDIN", "TRUE"), ("WINRS_SKIP_CMD_SHELL", "FALSE")],
+        &[
+            ("WINRS_CONSOLEMODE_STDIN", "TRUE"),
+            ("WINRS_SKIP_CMD_SHELL", "FALSE"),
+        ],
         &body,
     )
 }
@@ -222,11 +230,10 @@ pub fn send_stdin(
     end: bool,
     message_id: Uuid,
 ) -> String {
-    let end_attr = if end { r#" End="true""# } else { "" };
     let body = format!(
-        r#"<rsp:Send><rsp:Stream Name="stdin" CommandId="{}"{}>{}</rsp:Stream></rsp:Send>"#,
+        r#"<rsp:Send><rsp:Stream Name="stdin" CommandId="{}" End="{}">{}</rsp:Stream></rsp:Send>"#,
         xml_escape(command_id),
-        end_attr,
+        end,
         base64::engine::general_purpose::STANDARD.encode(data),
     );
     envelope(p, action::SEND, message_id, Some(shell_id), &[], &body)
@@ -313,7 +320,10 @@ mod tests {
     fn create_has_headers_options_and_shell_body() {
         let xml = create_shell(&params(), 65001, id());
         let doc = Document::parse(&xml).unwrap();
-        assert_eq!(text(&doc, ns::ADDRESSING, "To"), "https://hv01:5986/wsman?x=1&y=2");
+        assert_eq!(
+            text(&doc, ns::ADDRESSING, "To"),
+            "https://hv01:5986/wsman?x=1&y=2"
+        );
         assert_eq!(text(&doc, ns::ADDRESSING, "Action"), action::CREATE);
         assert_eq!(
             text(&doc, ns::ADDRESSING, "MessageID"),
@@ -332,7 +342,9 @@ mod tests {
             find(&doc, ns::ADDRESSING, "Action").attribute((ns::SOAP, "mustUnderstand")),
             Some("true")
         );
-        assert!(doc.descendants().any(|n| n.has_tag_name((ns::MS_WSMAN, "DataLocale"))));
+        assert!(doc
+            .descendants()
+            .any(|n| n.has_tag_name((ns::MS_WSMAN, "DataLocale"))));
         assert_eq!(
             options(&doc),
             vec![
@@ -342,7 +354,9 @@ mod tests {
         );
         assert_eq!(text(&doc, ns::SHELL, "InputStreams"), "stdin");
         assert_eq!(text(&doc, ns::SHELL, "OutputStreams"), "stdout stderr");
-        assert!(!doc.descendants().any(|n| n.has_tag_name((ns::WSMAN, "SelectorSet"))));
+        assert!(!doc
+            .descendants()
+            .any(|n| n.has_tag_name((ns::WSMAN, "SelectorSet"))));
     }
 
     #[test]
@@ -382,7 +396,10 @@ mod tests {
         assert_eq!(stream.text(), Some("aGVsbG8NCg=="));
         let xml = send_stdin(&p, "S", "C", b"x", false, id());
         let doc = Document::parse(&xml).unwrap();
-        assert_eq!(find(&doc, ns::SHELL, "Stream").attribute("End"), None);
+        assert_eq!(
+            find(&doc, ns::SHELL, "Stream").attribute("End"),
+            Some("false")
+        );
 
         let xml = receive(&p, "S", "C", id());
         let doc = Document::parse(&xml).unwrap();
@@ -393,7 +410,10 @@ mod tests {
 
         let xml = signal(&p, "S", "C", SignalCode::Terminate, id());
         let doc = Document::parse(&xml).unwrap();
-        assert_eq!(find(&doc, ns::SHELL, "Signal").attribute("CommandId"), Some("C"));
+        assert_eq!(
+            find(&doc, ns::SHELL, "Signal").attribute("CommandId"),
+            Some("C")
+        );
         assert_eq!(text(&doc, ns::SHELL, "Code"), SignalCode::Terminate.uri());
         let xml = signal(&p, "S", "C", SignalCode::CtrlC, id());
         assert!(xml.contains("signal/ctrl_c"));

@@ -56,6 +56,14 @@ pub enum WinrmError {
     /// The server's answer did not follow the protocol.
     #[error("winrm protocol error: {0}")]
     Protocol(String),
+    /// A command line would exceed what WinRS (through `cmd.exe`) accepts.
+    #[error("command line too long ({len} characters, at most {max})")]
+    CommandTooLong {
+        /// Characters the encoded command would take.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The shell was already deleted (after a timeout or cancellation) and cannot run more commands.
     #[error("winrm shell is closed")]
     ShellClosed,

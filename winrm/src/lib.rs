@@ -13,20 +13,48 @@
 //! Layout:
 //! - [`config`]: configuration, options and result types;
 //! - [`envelope`]: SOAP request builders; [`response`]: response and fault parsers;
-//! - [`decode`]: the pure stream decoders;
+//! - [`decode`]: the pure stream decoders; [`powershell`]: `-EncodedCommand` helpers;
 //! - `transport` (private): the pinned HTTP/1.1 connection and auth headers; `tls` (private);
 //! - `client`: [`WinrmClient`] and [`Shell`], deadlines and cancellation.
 //!
 //! This crate knows nothing about Aether-V jobs or agents: it runs a command
 //! line and reports lines and an exit code.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use aetherv_winrm::{Auth, ClientConfig, OutputLine, RunOptions, WinrmClient};
+//!
+//! # async fn demo() -> Result<(), aetherv_winrm::WinrmError> {
+//! let mut cfg = ClientConfig::new(
+//!     "https://hv01.example.com:5986/wsman",
+//!     Auth::Basic { username: "svc-aether".into(), password: "…".into() },
+//! );
+//! cfg.tls.ca_pem = Some(std::fs::read("/etc/aetherv/ca.pem").unwrap_or_default());
+//! let client = WinrmClient::new(cfg)?;
+//! let opts = RunOptions { deadline: Some(Duration::from_secs(600)), ..RunOptions::default() };
+//! let status = client
+//!     .run("powershell.exe", &["-NoProfile".into(), "-Command".into(), "hostname".into()], opts,
+//!         &mut |line| match line {
+//!             OutputLine::Stdout(l) => println!("{l}"),
+//!             OutputLine::Stderr(l) => eprintln!("{l}"),
+//!         })
+//!     .await?;
+//! assert!(status.success());
+//! # Ok(())
+//! # }
+//! ```
 
-#![cfg_attr(test, allow(clippy::unwrap_used, reason = "tests unwrap known-good fixtures"))]
+#![cfg_attr(
+    test,
+    expect(clippy::unwrap_used, reason = "tests unwrap known-good fixtures")
+)]
 
 mod client;
 pub mod config;
 pub mod decode;
 pub mod envelope;
 mod error;
+pub mod powershell;
 pub mod response;
 mod tls;
 mod transport;

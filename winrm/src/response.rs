@@ -89,7 +89,9 @@ fn parse(xml: &str) -> Result<Document<'_>, WinrmError> {
 fn body<'a, 'i>(doc: &'a Document<'i>) -> Result<Node<'a, 'i>, WinrmError> {
     let root = doc.root_element();
     if !root.has_tag_name((ns::SOAP, "Envelope")) {
-        return Err(WinrmError::Protocol("response is not a soap 1.2 envelope".into()));
+        return Err(WinrmError::Protocol(
+            "response is not a soap 1.2 envelope".into(),
+        ));
     }
     root.children()
         .find(|n| n.has_tag_name((ns::SOAP, "Body")))
@@ -107,7 +109,9 @@ fn trimmed_text(node: Node<'_, '_>) -> String {
 /// Extracts the SOAP fault of a response body, if it is one.
 pub fn parse_fault(xml: &str) -> Option<SoapFault> {
     let doc = Document::parse(xml).ok()?;
-    let fault = doc.descendants().find(|n| n.has_tag_name((ns::SOAP, "Fault")))?;
+    let fault = doc
+        .descendants()
+        .find(|n| n.has_tag_name((ns::SOAP, "Fault")))?;
     let code_node = child(fault, ns::SOAP, "Code");
     let code = code_node
         .and_then(|c| child(c, ns::SOAP, "Value"))
@@ -130,7 +134,10 @@ pub fn parse_fault(xml: &str) -> Option<SoapFault> {
         .unwrap_or_default();
     if reason.is_empty() {
         reason = detail
-            .and_then(|d| d.descendants().find(|n| n.has_tag_name((ns::WSMAN_FAULT, "Message"))))
+            .and_then(|d| {
+                d.descendants()
+                    .find(|n| n.has_tag_name((ns::WSMAN_FAULT, "Message")))
+            })
             .map(|m| {
                 m.descendants()
                     .filter(|n| n.is_text())
@@ -178,7 +185,9 @@ pub fn parse_shell_id(xml: &str) -> Result<String, WinrmError> {
         .map(trimmed_text);
     let from_selector = || {
         body.descendants()
-            .find(|n| n.has_tag_name((ns::WSMAN, "Selector")) && n.attribute("Name") == Some("ShellId"))
+            .find(|n| {
+                n.has_tag_name((ns::WSMAN, "Selector")) && n.attribute("Name") == Some("ShellId")
+            })
             .map(trimmed_text)
     };
     from_shell
@@ -272,7 +281,9 @@ mod tests {
         assert_eq!(fault.code, "s:Receiver");
         assert_eq!(fault.subcode.as_deref(), Some("w:TimedOut"));
         assert_eq!(fault.wsman_code, Some(WSMAN_CODE_OPERATION_TIMEOUT));
-        assert!(fault.reason.starts_with("The WS-Management service cannot complete"));
+        assert!(fault
+            .reason
+            .starts_with("The WS-Management service cannot complete"));
         assert!(fault.is_operation_timeout());
     }
 
@@ -316,12 +327,24 @@ mod tests {
     fn shell_id_from_body_is_preferred_and_selector_is_the_fallback() {
         let xml = r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:rsp="http://schemas.microsoft.com/wbem/wsman/1/windows/shell" xmlns:w="http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd"><s:Body><x:ResourceCreated xmlns:x="http://schemas.xmlsoap.org/ws/2004/09/transfer"><w:SelectorSet><w:Selector Name="ShellId">FROM-SELECTOR</w:Selector></w:SelectorSet></x:ResourceCreated><rsp:Shell><rsp:ShellId> FROM-BODY </rsp:ShellId></rsp:Shell></s:Body></s:Envelope>"#;
         assert_eq!(parse_shell_id(xml).unwrap(), "FROM-BODY");
-        let only_selector = xml.replace("<rsp:Shell><rsp:ShellId> FROM-BODY </rsp:ShellId></rsp:Shell>", "");
+        let only_selector = xml.replace(
+            "<rsp:Shell><rsp:ShellId> FROM-BODY </rsp:ShellId></rsp:Shell>",
+            "",
+        );
         assert_eq!(parse_shell_id(&only_selector).unwrap(), "FROM-SELECTOR");
         let none = only_selector.replace("FROM-SELECTOR", "");
-        assert!(matches!(parse_shell_id(&none), Err(WinrmError::Protocol(_))));
-        assert!(matches!(parse_shell_id("not xml"), Err(WinrmError::Protocol(_))));
-        assert!(matches!(parse_shell_id("<a/>"), Err(WinrmError::Protocol(_))));
+        assert!(matches!(
+            parse_shell_id(&none),
+            Err(WinrmError::Protocol(_))
+        ));
+        assert!(matches!(
+            parse_shell_id("not xml"),
+            Err(WinrmError::Protocol(_))
+        ));
+        assert!(matches!(
+            parse_shell_id("<a/>"),
+            Err(WinrmError::Protocol(_))
+        ));
     }
 
     #[test]

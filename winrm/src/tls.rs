@@ -35,17 +35,20 @@ pub(crate) fn client_config(opts: &TlsOptions) -> Result<rustls::ClientConfig, W
     match &opts.ca_pem {
         Some(pem) => {
             for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                let cert = cert.map_err(|_| WinrmError::Config("ca_pem is not valid pem".into()))?;
-                roots
-                    .add(cert)
-                    .map_err(|_| WinrmError::Config("ca_pem holds an unusable certificate".into()))?;
+                let cert =
+                    cert.map_err(|_| WinrmError::Config("ca_pem is not valid pem".into()))?;
+                roots.add(cert).map_err(|_| {
+                    WinrmError::Config("ca_pem holds an unusable certificate".into())
+                })?;
             }
             if roots.is_empty() {
                 return Err(WinrmError::Config("ca_pem holds no certificate".into()));
             }
         }
         None => {
-            roots.add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
+            roots.add_parsable_certificates(
+                webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned(),
+            );
         }
     }
     Ok(builder.with_root_certificates(roots).with_no_client_auth())
@@ -75,7 +78,12 @@ impl ServerCertVerifier for AcceptAnyCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -84,11 +92,18 @@ impl ServerCertVerifier for AcceptAnyCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 

@@ -65,14 +65,21 @@ impl Endpoint {
         let https = match uri.scheme_str() {
             Some("http") => false,
             Some("https") => true,
-            _ => return Err(WinrmError::Config("endpoint scheme must be http or https".into())),
+            _ => {
+                return Err(WinrmError::Config(
+                    "endpoint scheme must be http or https".into(),
+                ))
+            }
         };
         let raw_host = uri
             .host()
             .filter(|h| !h.is_empty())
             .ok_or_else(|| WinrmError::Config("endpoint has no host".into()))?;
         let port = uri.port_u16().unwrap_or(if https { 5986 } else { 5985 });
-        let host = raw_host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = raw_host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let path = uri
             .path_and_query()
             .map(|p| p.as_str().to_owned())
@@ -102,8 +109,9 @@ impl AuthHeader {
             Auth::Basic { username, password } => {
                 let token = base64::engine::general_purpose::STANDARD
                     .encode(format!("{username}:{password}"));
-                let mut value = HeaderValue::from_str(&format!("Basic {token}"))
-                    .map_err(|_| WinrmError::Config("credentials are not valid header text".into()))?;
+                let mut value = HeaderValue::from_str(&format!("Basic {token}")).map_err(|_| {
+                    WinrmError::Config("credentials are not valid header text".into())
+                })?;
                 value.set_sensitive(true);
                 Ok(AuthHeader {
                     authorization: value,
@@ -128,8 +136,9 @@ impl Connector {
         let endpoint = Endpoint::parse(&cfg.endpoint)?;
         let tls = if endpoint.https {
             let config = tls::client_config(&cfg.tls)?;
-            let name = ServerName::try_from(endpoint.host.clone())
-                .map_err(|_| WinrmError::Config("endpoint host is not a valid tls server name".into()))?;
+            let name = ServerName::try_from(endpoint.host.clone()).map_err(|_| {
+                WinrmError::Config("endpoint host is not a valid tls server name".into())
+            })?;
             Some((TlsConnector::from(Arc::new(config)), name))
         } else {
             None
@@ -231,7 +240,8 @@ impl Transport {
     /// Makes sure `self.conn` holds an idle connection ready for a request.
     async fn ensure_ready(&mut self) -> Result<(), WinrmError> {
         if let Some(conn) = &mut self.conn {
-            let reusable = !conn.busy && !conn.sender.is_closed() && conn.sender.ready().await.is_ok();
+            let reusable =
+                !conn.busy && !conn.sender.is_closed() && conn.sender.ready().await.is_ok();
             if !reusable {
                 tracing::debug!("winrm connection lost or abandoned, reconnecting");
                 self.conn = None;
@@ -242,7 +252,10 @@ impl Transport {
             timeout(self.connector.connect_timeout, sender.ready())
                 .await
                 .map_err(|_| {
-                    WinrmError::Connect(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+                    WinrmError::Connect(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "connect timed out",
+                    ))
                 })?
                 .map_err(WinrmError::Transport)?;
             self.conn = Some(Conn {
@@ -289,8 +302,11 @@ impl Transport {
                 Ok(Ok(response)) => response,
             };
             let status = response.status().as_u16();
-            let collected =
-                timeout_at(deadline, Limited::new(response.into_body(), MAX_RESPONSE_BYTES).collect()).await;
+            let collected = timeout_at(
+                deadline,
+                Limited::new(response.into_body(), MAX_RESPONSE_BYTES).collect(),
+            )
+            .await;
             let bytes = match collected {
                 Err(_) => {
                     self.conn = None;
@@ -334,8 +350,14 @@ mod tests {
         assert_eq!(e.path, "/hv01/wsman?x=1");
         let e = Endpoint::parse("http://hv02").unwrap();
         assert_eq!((e.port, e.path.as_str()), (5985, "/wsman"));
-        assert!(matches!(Endpoint::parse("ftp://x/"), Err(WinrmError::Config(_))));
-        assert!(matches!(Endpoint::parse("not a url"), Err(WinrmError::Config(_))));
+        assert!(matches!(
+            Endpoint::parse("ftp://x/"),
+            Err(WinrmError::Config(_))
+        ));
+        assert!(matches!(
+            Endpoint::parse("not a url"),
+            Err(WinrmError::Config(_))
+        ));
     }
 
     #[test]

@@ -38,7 +38,10 @@ impl AgentError {
         matches!(
             self,
             AgentError::Transport(
-                WinrmError::Connect(..) | WinrmError::Http { .. } | WinrmError::Timeout
+                WinrmError::Connect(..)
+                    | WinrmError::Transport(..)
+                    | WinrmError::Http { .. }
+                    | WinrmError::Timeout
             )
         )
     }

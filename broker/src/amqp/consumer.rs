@@ -47,8 +47,31 @@ impl std::fmt::Debug for AmqpJobConsumer {
 /// returns its unacked delivery to the queue.
 struct Subscription {
     live: Arc<Live>,
-    _channel: Channel,
-    consumer: Consumer,
+    channel: Channel,
+    /// Always `Some` until dropped.
+    consumer: Option<Consumer>,
+}
+
+impl Drop for Subscription {
+    /// Closes the channel *before* the consumer is cancelled. A plain drop would send
+    /// `basic.cancel` first; RabbitMQ then activates the next single-active consumer while
+    /// the unacked delivery still sits on this channel, so the standby would receive the
+    /// *second* job before the first one is returned. Closing the channel returns the delivery
+    /// and hands over in one step, keeping FIFO.
+    fn drop(&mut self) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if !self.channel.status().connected() {
+            return;
+        }
+        let channel = self.channel.clone();
+        let consumer = self.consumer.take();
+        rt.spawn(async move {
+            let _ = channel.close(200, "consumer dropped".into()).await;
+            drop(consumer);
+        });
+    }
 }
 
 enum Step {
@@ -101,8 +124,8 @@ impl AmqpJobConsumer {
         tracing::debug!(queue = %self.queue, tag = %self.tag, generation = live.generation(), "subscribed");
         Ok(Subscription {
             live,
-            _channel: channel,
-            consumer,
+            channel,
+            consumer: Some(consumer),
         })
     }
 
@@ -152,9 +175,13 @@ impl AmqpJobConsumer {
                 return None;
             }
             let step = match self.sub.as_mut() {
-                None => Step::Nothing,
-                Some(sub) => {
-                    let generation = sub.live.generation();
+                None | Some(Subscription { consumer: None, .. }) => Step::Resubscribe,
+                Some(Subscription {
+                    live,
+                    consumer: Some(consumer),
+                    ..
+                }) => {
+                    let generation = live.generation();
                     tokio::select! {
                         biased;
                         _ = self.shared.shutdown().cancelled() => Step::Shutdown,
@@ -165,7 +192,7 @@ impl AmqpJobConsumer {
                                 if current == Some(generation) { Step::Nothing } else { Step::Resubscribe }
                             }
                         },
-                        item = sub.consumer.next() => match item {
+                        item = consumer.next() => match item {
                             Some(Ok(delivery)) => Step::Delivery(Box::new(delivery)),
                             Some(Err(e)) => {
                                 tracing::warn!(queue = %self.queue, error = %e, "job consumer failed; re-subscribing");
@@ -220,7 +247,7 @@ impl AmqpJobConsumer {
                 envelope,
                 redelivered,
                 delivery_count,
-                settle: Settle::Amqp(settle),
+                settle: Settle::Amqp(Box::new(settle)),
             }),
             Err(e) => {
                 tracing::warn!(

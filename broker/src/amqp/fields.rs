@@ -162,7 +162,10 @@ mod tests {
     fn host_queue_arguments_have_the_types_rabbitmq_requires() {
         let args = host_queue_args(&Topology::new("p"));
         let m = args.inner();
-        assert_eq!(m.get("x-single-active-consumer"), Some(&AMQPValue::Boolean(true)));
+        assert_eq!(
+            m.get("x-single-active-consumer"),
+            Some(&AMQPValue::Boolean(true))
+        );
         assert_eq!(m.get("x-delivery-limit"), Some(&AMQPValue::LongLongInt(5)));
         assert_eq!(m.get("x-queue-type"), Some(&long_string("quorum")));
         assert_eq!(m.get("x-dead-letter-exchange"), Some(&long_string("p.dlx")));

@@ -35,7 +35,9 @@ use lapin::options::{
     QueueDeleteOptions,
 };
 use lapin::types::{FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -189,9 +191,15 @@ impl AmqpBroker {
                 async move {
                     let confirm = live
                         .jobs
-                        .publish(&live.conn, exchange, key, body, fields::message_properties(None))
+                        .publish(
+                            &live.conn,
+                            exchange,
+                            key,
+                            body,
+                            fields::message_properties(None),
+                        )
                         .await?;
-                    confirmation_result(confirm, routing_key)
+                    confirmation_result(&confirm, routing_key)
                 }
             })
             .await
@@ -208,7 +216,7 @@ impl AmqpBroker {
                 let body = &body;
                 async move {
                     let confirm = live.publish_event(exchange, key, body).await?;
-                    confirmation_result(confirm, ev.type_name())
+                    confirmation_result(&confirm, ev.type_name())
                 }
             })
             .await
@@ -238,8 +246,7 @@ impl AmqpBroker {
     /// Subscribes to the event stream from `from`.
     pub async fn replay_events(&self, from: StreamOffset) -> Result<EventStream, BrokerError> {
         let stream =
-            AmqpEventStream::start(Arc::clone(&self.shared), Arc::clone(&self.guard), from)
-                .await?;
+            AmqpEventStream::start(Arc::clone(&self.shared), Arc::clone(&self.guard), from).await?;
         Ok(EventStream {
             inner: StreamImpl::Amqp(Box::new(stream)),
         })
@@ -265,7 +272,10 @@ impl AmqpBroker {
                     ch
                 }
             };
-            match ch.basic_get(queue.clone(), BasicGetOptions::default()).await {
+            match ch
+                .basic_get(queue.clone(), BasicGetOptions::default())
+                .await
+            {
                 Ok(Some(msg)) => {
                     let d = &msg.delivery;
                     let dead = fields::dead_letter_from(
@@ -340,7 +350,7 @@ impl AmqpBroker {
     }
 }
 
-fn confirmation_result(confirm: Confirmation, routing_key: &str) -> Result<(), PublishError> {
+fn confirmation_result(confirm: &Confirmation, routing_key: &str) -> Result<(), PublishError> {
     match confirm {
         Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
         Confirmation::Ack(Some(_)) => Err(PublishError::Unroutable {
@@ -400,7 +410,9 @@ impl Shared {
             declare_host_on(&admin, &self.topology, host).await?;
         }
         let events = conn.create_channel().await?;
-        events.confirm_select(ConfirmSelectOptions::default()).await?;
+        events
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         tracing::info!(
             generation,
             connection_name = %self.conn_name,
@@ -570,7 +582,7 @@ impl Live {
                 fields::message_properties(Some(headers)),
             )
             .await?;
-        confirmation_result(confirm, routing_key)
+        confirmation_result(&confirm, routing_key)
     }
 }
 
@@ -624,10 +636,7 @@ impl ChannelPool {
             .basic_publish(exchange, key, options, body, props)
             .await?
             .await?;
-        self.free
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(ch);
+        self.free.lock().unwrap_or_else(|e| e.into_inner()).push(ch);
         Ok(confirm)
     }
 }
@@ -649,18 +658,40 @@ async fn declare_base(ch: &Channel, t: &Topology) -> Result<(), BrokerError> {
     let stream = short(&t.events_stream())?;
     ch.exchange_declare(jobs, ExchangeKind::Direct, durable, FieldTable::default())
         .await?;
-    ch.exchange_declare(dlx.clone(), ExchangeKind::Fanout, durable, FieldTable::default())
-        .await?;
+    ch.exchange_declare(
+        dlx.clone(),
+        ExchangeKind::Fanout,
+        durable,
+        FieldTable::default(),
+    )
+    .await?;
     ch.queue_declare(dead.clone(), queue_durable, fields::dead_queue_args())
         .await?;
-    ch.queue_bind(dead, dlx, "".into(), QueueBindOptions::default(), FieldTable::default())
-        .await?;
-    ch.exchange_declare(events.clone(), ExchangeKind::Topic, durable, FieldTable::default())
-        .await?;
+    ch.queue_bind(
+        dead,
+        dlx,
+        "".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+    ch.exchange_declare(
+        events.clone(),
+        ExchangeKind::Topic,
+        durable,
+        FieldTable::default(),
+    )
+    .await?;
     ch.queue_declare(stream.clone(), queue_durable, fields::stream_args(t))
         .await?;
-    ch.queue_bind(stream, events, "#".into(), QueueBindOptions::default(), FieldTable::default())
-        .await?;
+    ch.queue_bind(
+        stream,
+        events,
+        "#".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
     Ok(())
 }
 

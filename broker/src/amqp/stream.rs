@@ -76,7 +76,10 @@ impl AmqpEventStream {
     async fn try_subscribe(&self, live: &Live) -> Result<StreamSub, BrokerError> {
         let channel = live.connection().create_channel().await?;
         channel
-            .basic_qos(self.shared.options().stream_prefetch, BasicQosOptions::default())
+            .basic_qos(
+                self.shared.options().stream_prefetch,
+                BasicQosOptions::default(),
+            )
             .await?;
         let tag = format!("events-{}", uuid::Uuid::new_v4().simple());
         let consumer = channel

@@ -215,13 +215,12 @@ pub(super) fn resolve_one(
     for f in &fields {
         check_attributes(&form, f)?;
         if let Some(p) = &f.pattern {
-            let re = Regex::new(&format!("^(?:{p})$")).map_err(|source| {
-                SchemaError::BadPattern {
+            let re =
+                Regex::new(&format!("^(?:{p})$")).map_err(|source| SchemaError::BadPattern {
                     form: form.clone(),
                     field: f.id.clone(),
                     source,
-                }
-            })?;
+                })?;
             patterns.insert(f.id.clone(), re);
         }
         if let Some(d) = &f.default {

@@ -62,9 +62,8 @@ pub(crate) fn coerce(
             )
         }),
         _ => {
-            let text = text(raw, field.kind).ok_or_else(|| {
-                err(ErrorCode::InvalidType, format!("{label} must be text"))
-            })?;
+            let text = text(raw, field.kind)
+                .ok_or_else(|| err(ErrorCode::InvalidType, format!("{label} must be text")))?;
             if let Some(max) = field.max_length {
                 let len = text.chars().count();
                 if len > max {
@@ -124,7 +123,10 @@ fn typed_text(
             .ok_or_else(|| {
                 (
                     ErrorCode::UnknownChoice,
-                    format!("{label} must be one of {} (got {text:?})", field.choices.join(", ")),
+                    format!(
+                        "{label} must be one of {} (got {text:?})",
+                        field.choices.join(", ")
+                    ),
                 )
             }),
         kind if kind.is_inventory() => {
@@ -203,7 +205,7 @@ fn float_to_int(f: f64) -> Result<i64, ErrorCode> {
     }
     // i64::MAX as f64 rounds up to 2^63, so compare strictly below it.
     const LIMIT: f64 = 9_223_372_036_854_775_808.0;
-    if f >= LIMIT || f < -LIMIT {
+    if !(-LIMIT..LIMIT).contains(&f) {
         return Err(ErrorCode::OutOfRange);
     }
     // Whole and within the i64 range (checked above), so the cast is exact.
@@ -243,7 +245,10 @@ mod tests {
         assert_eq!(integer(&json!("four")), Err(ErrorCode::InvalidType));
         assert_eq!(integer(&json!(true)), Err(ErrorCode::InvalidType));
         assert_eq!(integer(&json!(u64::MAX)), Err(ErrorCode::OutOfRange));
-        assert_eq!(integer(&json!("99999999999999999999999")), Err(ErrorCode::OutOfRange));
+        assert_eq!(
+            integer(&json!("99999999999999999999999")),
+            Err(ErrorCode::OutOfRange)
+        );
         assert_eq!(integer(&json!(1e300)), Err(ErrorCode::OutOfRange));
     }
 

@@ -85,19 +85,41 @@ mod tests {
     #[test]
     fn windows_names() {
         assert_eq!(guest_host_name_problem("web-01", OsFamily::Windows), None);
-        assert_eq!(guest_host_name_problem(&"a".repeat(15), OsFamily::Windows), None);
-        for bad in [&"a".repeat(16) as &str, "web.01", "web_01", "-web", "12345", "web 01"] {
-            assert!(guest_host_name_problem(bad, OsFamily::Windows).is_some(), "{bad}");
+        assert_eq!(
+            guest_host_name_problem(&"a".repeat(15), OsFamily::Windows),
+            None
+        );
+        for bad in [
+            &"a".repeat(16) as &str,
+            "web.01",
+            "web_01",
+            "-web",
+            "12345",
+            "web 01",
+        ] {
+            assert!(
+                guest_host_name_problem(bad, OsFamily::Windows).is_some(),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn linux_names() {
-        assert_eq!(guest_host_name_problem(&"a".repeat(64), OsFamily::Linux), None);
-        assert_eq!(guest_host_name_problem("web01.lab.local", OsFamily::Linux), None);
+        assert_eq!(
+            guest_host_name_problem(&"a".repeat(64), OsFamily::Linux),
+            None
+        );
+        assert_eq!(
+            guest_host_name_problem("web01.lab.local", OsFamily::Linux),
+            None
+        );
         assert_eq!(guest_host_name_problem("12345", OsFamily::Linux), None);
         for bad in [&"a".repeat(65) as &str, "web_01", "web-", "a..b", "web 01"] {
-            assert!(guest_host_name_problem(bad, OsFamily::Linux).is_some(), "{bad}");
+            assert!(
+                guest_host_name_problem(bad, OsFamily::Linux).is_some(),
+                "{bad}"
+            );
         }
     }
 }

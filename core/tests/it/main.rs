@@ -1,4 +1,5 @@
 //! Integration tests of aetherv-core's forms: one binary, one module per concern.
+#![expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 
 mod props;
 mod schemas;

@@ -1,1 +1,9 @@
-//! Integration tests (placeholder).
+//! Integration tests of the simulated Hyper-V host: the agent-operation state machine, the
+//! journal and recording, WinRM over real HTTP(S) with raw SOAP, and pywinrm as the reference
+//! client.
+
+mod common;
+mod journal;
+mod ops;
+mod pywinrm;
+mod winrm;

@@ -1,0 +1,238 @@
+//! RabbitMQ-only behaviour: declared queue arguments, surviving a server-side connection close,
+//! single active consumer across connections, and a throughput smoke test.
+
+use crate::support::{
+    amqp, amqp_url, amqp_with, cleanup, event, force_close_connection, job, next_job, next_within,
+    rabbitmqctl, unique_topology,
+};
+use aetherv_broker::{Broker, BrokerError, StreamOffset};
+use std::time::{Duration, Instant};
+
+fn amqp_broker(b: &Broker) -> &aetherv_broker::AmqpBroker {
+    match b {
+        Broker::Amqp(a) => a,
+        Broker::InProc(_) => panic!("expected the AMQP broker"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_queues_have_the_design_arguments() {
+    let b = amqp().await;
+    b.declare_host("hv01").await.unwrap();
+    let p = b.topology().prefix.clone();
+    let out = rabbitmqctl(&[
+        "list_queues",
+        "name",
+        "type",
+        "arguments",
+        "--formatter",
+        "json",
+        "-q",
+    ]);
+    let queues: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let find = |name: String| {
+        queues
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["name"] == name.as_str())
+            .cloned()
+            .unwrap_or_else(|| panic!("queue {name} not declared: {out}"))
+    };
+    // rabbitmqctl lists arguments as [name, type, value] triples.
+    let arg = |q: &serde_json::Value, name: &str| {
+        q["arguments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a[0] == name)
+            .map(|a| (a[1].as_str().unwrap().to_owned(), a[2].clone()))
+            .unwrap_or_else(|| panic!("argument {name} missing in {q}"))
+    };
+    let host = find(format!("{p}.host.hv01"));
+    assert_eq!(host["type"], "quorum");
+    assert_eq!(
+        arg(&host, "x-single-active-consumer"),
+        ("bool".into(), true.into())
+    );
+    assert_eq!(
+        arg(&host, "x-dead-letter-exchange"),
+        ("longstr".into(), format!("{p}.dlx").into())
+    );
+    assert_eq!(arg(&host, "x-delivery-limit"), ("long".into(), 5.into()));
+    let stream = find(format!("{p}.events.stream"));
+    assert_eq!(stream["type"], "stream");
+    assert_eq!(arg(&stream, "x-max-age").1, "7D");
+    assert_eq!(arg(&stream, "x-max-length-bytes").1, 1_073_741_824u64);
+    assert_eq!(find(format!("{p}.dead"))["type"], "quorum");
+    cleanup(&b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_broker_is_an_error_not_a_hang() {
+    let started = Instant::now();
+    let r = Broker::connect("amqp://guest:guest@127.0.0.1:1/%2f", unique_topology()).await;
+    assert!(matches!(r, Err(BrokerError::Amqp(_))), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_a_server_side_connection_close() {
+    let b = amqp().await;
+    let a = amqp_broker(&b);
+    assert_eq!(a.connection_generation(), Some(1));
+    b.declare_host("hv01").await.unwrap();
+    let mut c = b.consume_jobs("hv01", "w1").await.unwrap();
+    let (j1, j2) = (job("hv01"), job("hv01"));
+    b.publish_job(&j1).await.unwrap();
+    let in_hand = next_job(&mut c).await;
+    assert_eq!(in_hand.envelope, j1);
+
+    b.publish_event(&event(0)).await.unwrap();
+    let mut s = b.replay_events(StreamOffset::First).await.unwrap();
+    let (o0, _) = tokio::time::timeout(Duration::from_secs(10), s.next())
+        .await
+        .unwrap()
+        .unwrap();
+
+    force_close_connection(a.connection_name());
+
+    // The consumer re-subscribes on the new connection and the unacked job comes back.
+    let again = next_job(&mut c).await;
+    assert_eq!(again.envelope, j1);
+    assert!(again.redelivered);
+    assert!(a.connection_generation() >= Some(2));
+    assert!(matches!(
+        in_hand.ack().await,
+        Err(BrokerError::DeliveryLost)
+    ));
+
+    // Publishing works again, the host queue is still bound, and FIFO continues.
+    b.publish_job(&j2).await.unwrap();
+    again.ack().await.unwrap();
+    let d2 = next_job(&mut c).await;
+    assert_eq!(d2.envelope, j2);
+    d2.ack().await.unwrap();
+
+    // The event stream resumes after the last offset it handed out, without duplicates.
+    let e1 = event(1);
+    b.publish_event(&e1).await.unwrap();
+    let (o1, got) = tokio::time::timeout(Duration::from_secs(10), s.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, e1);
+    assert_eq!(o1, o0 + 1);
+
+    // A host declared after the reconnect works too, and unknown hosts are still errors.
+    b.declare_host("hv02").await.unwrap();
+    b.publish_job(&job("hv02")).await.unwrap();
+    assert!(b.publish_job(&job("nosuch")).await.is_err());
+    cleanup(&b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_active_consumer_across_connections() {
+    let topology = unique_topology();
+    let worker_a = amqp_with(topology.clone()).await;
+    let worker_b = amqp_with(topology.clone()).await;
+    worker_a.declare_host("hv01").await.unwrap();
+    let mut ca = worker_a.consume_jobs("hv01", "a").await.unwrap();
+    let mut cb = worker_b.consume_jobs("hv01", "b").await.unwrap();
+    let j = job("hv01");
+    worker_b.publish_job(&j).await.unwrap();
+    let d = next_job(&mut ca).await;
+    assert_eq!(d.envelope, j);
+    assert!(next_within(&mut cb, 500).await.is_none());
+
+    // Worker A "crashes" (its connection is closed): worker B takes over the job.
+    worker_a.close().await;
+    let d = next_job(&mut cb).await;
+    assert_eq!(d.envelope, j);
+    assert!(d.redelivered);
+    assert_eq!(d.delivery_count, 1);
+    d.ack().await.unwrap();
+    drop(ca);
+    if let Broker::Amqp(a) = &worker_b {
+        a.delete_topology().await.unwrap();
+    }
+    worker_b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_smoke() {
+    let b = amqp().await;
+    let hosts: Vec<String> = (0..10).map(|i| format!("hv{i:02}")).collect();
+    for h in &hosts {
+        b.declare_host(h).await.unwrap();
+    }
+    let n_per_host = 100;
+    let mut consumers = Vec::new();
+    for h in &hosts {
+        let mut c = b.consume_jobs(h, "w").await.unwrap();
+        consumers.push(tokio::spawn(async move {
+            for _ in 0..n_per_host {
+                next_job(&mut c).await.ack().await.unwrap();
+            }
+        }));
+    }
+    let started = Instant::now();
+    let mut publishers = Vec::new();
+    for h in hosts.clone() {
+        let b = b.clone();
+        publishers.push(tokio::spawn(async move {
+            for _ in 0..n_per_host {
+                b.publish_job(&job(&h)).await.unwrap();
+            }
+        }));
+    }
+    for p in publishers {
+        p.await.unwrap();
+    }
+    for c in consumers {
+        c.await.unwrap();
+    }
+    let total = hosts.len() * n_per_host;
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    eprintln!(
+        "throughput: {total} jobs published+consumed+acked in {:?} ({rate:.0} jobs/s)",
+        started.elapsed()
+    );
+    assert!(rate > 200.0, "{rate:.0} jobs/s");
+    cleanup(&b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_to_deliver_latency() {
+    let b = amqp().await;
+    b.declare_host("hv01").await.unwrap();
+    let mut c = b.consume_jobs("hv01", "w").await.unwrap();
+    let mut samples = Vec::new();
+    for i in 0..300 {
+        let started = Instant::now();
+        b.publish_job(&job("hv01")).await.unwrap();
+        let d = next_job(&mut c).await;
+        if i >= 50 {
+            samples.push(started.elapsed());
+        }
+        d.ack().await.unwrap();
+    }
+    samples.sort();
+    let p = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    eprintln!(
+        "publish (confirmed) -> deliver: p50 {:?}, p99 {:?}, max {:?}",
+        p(0.5),
+        p(0.99),
+        samples[samples.len() - 1]
+    );
+    assert!(p(0.5) < Duration::from_millis(50), "p50 {:?}", p(0.5));
+    cleanup(&b).await;
+}
+
+/// The URL is the one the suite uses (a reminder for people running against another broker).
+#[test]
+fn amqp_url_defaults_to_local_guest() {
+    if std::env::var("AETHERV_AMQP_URL").is_err() {
+        assert_eq!(amqp_url(), "amqp://guest:guest@127.0.0.1:5672/%2f");
+    }
+}

@@ -1,0 +1,140 @@
+//! Test support: broker factories (a fresh, uniquely prefixed topology per test), fixtures, and
+//! `rabbitmqctl` helpers for the AMQP-only tests.
+
+use aetherv_broker::{Broker, JobConsumer, JobDelivery, Topology};
+use aetherv_core::{Event, EventBody, JobEnvelope, JobId, JobKind, Platform, Requester, Target};
+use std::time::Duration;
+
+/// The RabbitMQ URL under test.
+pub fn amqp_url() -> String {
+    std::env::var("AETHERV_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+/// A unique topology prefix: `t-<uuid8>`.
+pub fn unique_topology() -> Topology {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    Topology::new(format!("t-{}", &id[..8]))
+}
+
+/// A fresh in-process broker.
+pub async fn inproc() -> Broker {
+    Broker::in_process(unique_topology())
+}
+
+/// A fresh RabbitMQ broker on a unique topology; panics loudly when RabbitMQ is unreachable.
+pub async fn amqp() -> Broker {
+    amqp_with(unique_topology()).await
+}
+
+/// A RabbitMQ broker on the given topology; panics loudly when RabbitMQ is unreachable.
+pub async fn amqp_with(topology: Topology) -> Broker {
+    let url = amqp_url();
+    match Broker::connect(&url, topology).await {
+        Ok(b) => b,
+        Err(e) => panic!(
+            "RabbitMQ is not reachable at {url} ({e:?}): start one (apt-get install rabbitmq-server, or docker run -p 5672:5672 rabbitmq:3) or set AETHERV_AMQP_URL"
+        ),
+    }
+}
+
+/// Deletes what an AMQP test declared (the contract tests use hosts hv01 and hv02), through a
+/// connection of its own so that it works after the test closed its broker.
+pub async fn cleanup(broker: &Broker) {
+    broker.close().await;
+    if let Broker::Amqp(_) = broker {
+        let fresh = amqp_with(broker.topology().clone()).await;
+        if let Broker::Amqp(b) = &fresh {
+            for host in ["hv01", "hv02"] {
+                let _ = b.declare_host(host).await;
+            }
+            if let Err(e) = b.delete_topology().await {
+                eprintln!("cleanup of {} failed: {e:?}", b.topology().prefix);
+            }
+        }
+        fresh.close().await;
+    }
+}
+
+/// A valid noop job for `host`.
+pub fn job(host: &str) -> JobEnvelope {
+    JobEnvelope {
+        v: 1,
+        job_id: JobId::new(),
+        kind: JobKind::Noop,
+        target: Target::Host(host.to_owned()),
+        spec: serde_json::Map::new(),
+        secrets: None,
+        requested_by: Requester {
+            platform: Platform::Amqp,
+            user_id: "tester".to_owned(),
+        },
+        origin: None,
+        created_at: chrono::Utc::now(),
+        approval: None,
+    }
+}
+
+/// A job-started event.
+pub fn event(seq: u64) -> Event {
+    Event::for_job(
+        JobId::new(),
+        seq,
+        EventBody::JobStarted {
+            host: "hv01".to_owned(),
+            worker: "w1".to_owned(),
+            attempt: 1,
+        },
+    )
+}
+
+/// The next delivery within `ms`, or `None` when nothing arrives in time.
+pub async fn next_within(c: &mut JobConsumer, ms: u64) -> Option<JobDelivery> {
+    tokio::time::timeout(Duration::from_millis(ms), c.next())
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The next delivery, failing the test after 10 s.
+pub async fn next_job(c: &mut JobConsumer) -> JobDelivery {
+    match tokio::time::timeout(Duration::from_secs(10), c.next()).await {
+        Ok(Some(d)) => d,
+        Ok(None) => panic!("consumer ended unexpectedly"),
+        Err(_) => panic!("no delivery within 10 s"),
+    }
+}
+
+/// Runs `rabbitmqctl` and returns stdout; panics with the error on failure.
+pub fn rabbitmqctl(args: &[&str]) -> String {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("rabbitmqctl is needed for this test and failed to run: {e}"));
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Force-closes, server-side, the one connection whose `connection_name` client property is
+/// `name` (never any other connection; names carry a random suffix).
+pub fn force_close_connection(name: &str) {
+    let out = rabbitmqctl(&["list_connections", "pid", "client_properties", "-q"]);
+    let mut closed = 0;
+    for line in out.lines() {
+        let Some((pid, props)) = line.split_once('\t') else {
+            continue;
+        };
+        if props.contains(name) {
+            rabbitmqctl(&["close_connection", pid, "test: forced close"]);
+            closed += 1;
+        }
+    }
+    assert_eq!(
+        closed, 1,
+        "expected exactly one connection named {name}: {out}"
+    );
+}

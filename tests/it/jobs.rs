@@ -1,0 +1,282 @@
+//! Jobs through RabbitMQ to worker processes and simulated hosts: the host slot, crash
+//! recovery, broker restarts and bad input.
+
+use crate::harness::*;
+use aetherv_broker::{Broker, PublishError, Topology};
+use aetherv_core::{JobEnvelope, JobId, JobKind, Platform, Requester, Target};
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+fn noop(host: &str, n: usize) -> JobEnvelope {
+    let mut spec = serde_json::Map::new();
+    spec.insert("n".into(), json!(n));
+    JobEnvelope {
+        v: 1,
+        job_id: JobId::new(),
+        kind: JobKind::Noop,
+        target: Target::Host(host.into()),
+        spec,
+        secrets: None,
+        requested_by: Requester {
+            platform: Platform::Amqp,
+            user_id: "e2e".into(),
+        },
+        origin: None,
+        created_at: chrono::Utc::now(),
+        approval: None,
+    }
+}
+
+fn host_names(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("hv{i:02}")).collect()
+}
+
+/// Publishes one warm-up job per host and waits for all of them: proves every host has an
+/// active consumer before timing starts.
+async fn warm_up(broker: &Broker, hosts: &[String]) -> HashSet<JobId> {
+    let mut ids = HashSet::new();
+    for h in hosts {
+        let j = noop(h, 0);
+        ids.insert(j.job_id);
+        broker.publish_job(&j).await.expect("publish warm-up");
+    }
+    let events = collect_until_done(broker, &ids, Duration::from_secs(60)).await;
+    assert!(events.values().all(|e| succeeded(e)), "warm-up jobs failed: {events:?}");
+    ids
+}
+
+/// Checks the sim's per-host stats: slot respected, no duplicate executions, and the jobs of
+/// `order` appear in that order on their host.
+fn assert_slot_stats(stats: &Value, order: &HashMap<String, Vec<JobId>>) {
+    for (host, expected) in order {
+        let h = &stats["hosts"][host];
+        assert_eq!(h["max_concurrent_jobs"], 1, "{host}: slot violated: {h}");
+        assert_eq!(h["duplicate_executions"], 0, "{host}: duplicate executions: {h}");
+        let seen: Vec<String> = h["jobs"]
+            .as_array()
+            .expect("jobs list")
+            .iter()
+            .filter_map(|j| j.as_str().map(str::to_string))
+            .collect();
+        let expected: Vec<String> = expected.iter().map(|j| j.to_string()).collect();
+        let seen_ours: Vec<String> = seen.into_iter().filter(|j| expected.contains(j)).collect();
+        assert_eq!(seen_ours, expected, "{host}: execution order differs from submission order");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_jobs_on_twenty_hosts_respect_the_host_slot() {
+    let url = amqp_url();
+    let prefix = prefix();
+    let hosts = host_names(20);
+    let latency = Duration::from_millis(200);
+    let sim = start_sim(hosts.len(), latency.as_millis() as u64);
+    let broker = Broker::connect(&url, Topology::new(&prefix)).await.expect("broker");
+    let _w1 = start_worker(&sim.worker_config, &prefix, &url, "w1");
+    let _w2 = start_worker(&sim.worker_config, &prefix, &url, "w2");
+    wait_for_queues(&broker, &hosts).await;
+    warm_up(&broker, &hosts).await;
+
+    let per_host = 10;
+    let mut order: HashMap<String, Vec<JobId>> = HashMap::new();
+    let mut ids = HashSet::new();
+    let start = Instant::now();
+    for n in 0..per_host {
+        for h in &hosts {
+            let j = noop(h, n);
+            order.entry(h.clone()).or_default().push(j.job_id);
+            ids.insert(j.job_id);
+            broker.publish_job(&j).await.expect("publish");
+        }
+    }
+    let events = collect_until_done(&broker, &ids, Duration::from_secs(120)).await;
+    let wall = start.elapsed();
+    let failed: Vec<_> = events.iter().filter(|(_, e)| !succeeded(e)).collect();
+    assert!(failed.is_empty(), "jobs failed: {failed:?}");
+    assert_slot_stats(&sim.stats(), &order);
+    let ideal = latency * per_host as u32;
+    let ratio = wall.as_secs_f64() / ideal.as_secs_f64();
+    println!("200 jobs / 20 hosts / 2 workers: wall {wall:?}, ideal {ideal:?}, ratio {ratio:.3}");
+    assert!(ratio <= 1.3, "wall time {wall:?} is {ratio:.2}× the ideal {ideal:?}");
+    broker.close().await;
+    cleanup(&url, &prefix, &hosts).await;
+}
+
+/// Waits until every host queue exists (a worker declared it).
+async fn wait_for_queues(broker: &Broker, hosts: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for h in hosts {
+        loop {
+            match broker.publish_raw(h, b"{}".to_vec()).await {
+                // An empty object is dead-lettered by the consumer; the probe proves routing.
+                Ok(()) => break,
+                Err(PublishError::Unroutable { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(e) => panic!("host queue {h} never appeared: {e}"),
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_worker_mid_run_loses_and_duplicates_nothing() {
+    let url = amqp_url();
+    let prefix = prefix();
+    let hosts = host_names(8);
+    let sim = start_sim(hosts.len(), 250);
+    let broker = Broker::connect(&url, Topology::new(&prefix)).await.expect("broker");
+    let mut w1 = start_worker(&sim.worker_config, &prefix, &url, "w1");
+    wait_for_queues(&broker, &hosts).await;
+    warm_up(&broker, &hosts).await;
+    // The second worker subscribes after the first owns every queue: it is the standby.
+    let _w2 = start_worker(&sim.worker_config, &prefix, &url, "w2");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut order: HashMap<String, Vec<JobId>> = HashMap::new();
+    let mut ids = HashSet::new();
+    for n in 0..8 {
+        for h in &hosts {
+            let j = noop(h, n);
+            order.entry(h.clone()).or_default().push(j.job_id);
+            ids.insert(j.job_id);
+            broker.publish_job(&j).await.expect("publish");
+        }
+    }
+    // Kill the active worker while operations are in flight on every host.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    w1.kill9();
+    let events = collect_until_done(&broker, &ids, Duration::from_secs(120)).await;
+    let failed: Vec<_> = events.iter().filter(|(_, e)| !succeeded(e)).collect();
+    assert!(failed.is_empty(), "jobs failed: {failed:?}");
+    let resumed = events
+        .values()
+        .filter(|evs| evs.iter().any(|e| e.type_name() == "job.resumed"))
+        .count();
+    assert!(resumed >= 1, "no job was redelivered; the kill came too late to test anything");
+    assert_slot_stats(&sim.stats(), &order);
+    broker.close().await;
+    cleanup(&url, &prefix, &hosts).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_restart_mid_run_loses_no_job() {
+    let mut rabbit = OwnRabbit::start();
+    let url = rabbit.url();
+    let prefix = prefix();
+    let hosts = host_names(6);
+    let sim = start_sim(hosts.len(), 150);
+    let broker = Broker::connect(&url, Topology::new(&prefix)).await.expect("broker");
+    let _w1 = start_worker(&sim.worker_config, &prefix, &url, "w1");
+    let _w2 = start_worker(&sim.worker_config, &prefix, &url, "w2");
+    wait_for_queues(&broker, &hosts).await;
+    warm_up(&broker, &hosts).await;
+
+    let mut order: HashMap<String, Vec<JobId>> = HashMap::new();
+    let mut ids = HashSet::new();
+    for n in 0..10 {
+        for h in &hosts {
+            let j = noop(h, n);
+            order.entry(h.clone()).or_default().push(j.job_id);
+            ids.insert(j.job_id);
+            broker.publish_job(&j).await.expect("publish");
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    rabbit.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    rabbit.restart();
+    let events = collect_until_done(&broker, &ids, Duration::from_secs(180)).await;
+    let failed: Vec<_> = events.iter().filter(|(_, e)| !succeeded(e)).collect();
+    assert!(failed.is_empty(), "jobs failed: {failed:?}");
+    assert_slot_stats(&sim.stats(), &order);
+    broker.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_messages_are_dead_lettered_with_reasons_and_nothing_stops() {
+    let url = amqp_url();
+    let prefix = prefix();
+    let hosts = host_names(2);
+    let sim = start_sim(hosts.len(), 0);
+    let broker = Broker::connect(&url, Topology::new(&prefix)).await.expect("broker");
+    let _w = start_worker(&sim.worker_config, &prefix, &url, "w1");
+    wait_for_queues(&broker, &hosts).await;
+    // wait_for_queues probes with `{}`: drain those dead letters first.
+    let probes = broker.dead_letters(hosts.len(), Duration::from_secs(10)).await.expect("dlq");
+    assert_eq!(probes.len(), hosts.len());
+
+    broker.publish_raw("hv01", b"this is not json".to_vec()).await.expect("publish");
+    let mut v2: Value = serde_json::from_slice(&noop("hv01", 0).to_vec()).expect("json");
+    v2["v"] = json!(2);
+    broker.publish_raw("hv01", serde_json::to_vec(&v2).expect("ser")).await.expect("publish");
+    let unknown = broker.publish_job(&noop("hv99", 0)).await;
+    assert!(
+        matches!(&unknown, Err(PublishError::Unroutable { routing_key }) if routing_key == "hv99"),
+        "unknown host was not an error: {unknown:?}"
+    );
+    let good = noop("hv01", 1);
+    broker.publish_job(&good).await.expect("publish");
+    let ids: HashSet<JobId> = [good.job_id].into();
+    let events = collect_until_done(&broker, &ids, Duration::from_secs(30)).await;
+    assert!(succeeded(&events[&good.job_id]), "the valid job after the bad ones failed");
+
+    let dead = broker.dead_letters(2, Duration::from_secs(10)).await.expect("dlq");
+    let reasons: Vec<_> = dead.iter().map(|d| d.reason.clone().unwrap_or_default()).collect();
+    assert_eq!(reasons, ["malformed_json", "unsupported_version"], "{dead:?}");
+    assert!(dead[1]
+        .detail
+        .as_deref()
+        .unwrap_or("")
+        .contains("unsupported contract version 2"));
+    broker.close().await;
+    cleanup(&url, &prefix, &hosts).await;
+}
+
+#[test]
+fn submit_follow_runs_a_job_and_reports_unknown_hosts() {
+    let url = amqp_url();
+    let prefix = prefix();
+    let hosts = host_names(1);
+    let sim = start_sim(1, 50);
+    let _w = start_worker(&sim.worker_config, &prefix, &url, "w1");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = dir.path().join("job.yaml");
+    std::fs::write(&job, "kind: noop\ntarget: hv01\nspec:\n  sleep_ms: 10\n").expect("write");
+    let mut ok = false;
+    // The worker declares the host queue at start; retry until it exists.
+    for _ in 0..100 {
+        let (st, out, err) = run_cmd(
+            std::process::Command::new(bin())
+                .args(["submit", "--follow", "--timeout", "60"])
+                .arg(&job)
+                .env("AETHERV_AMQP_URL", &url)
+                .env("AETHERV_PREFIX", &prefix),
+        );
+        if err.contains("no worker queue") {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        assert!(st.success(), "submit --follow failed: {out}\n{err}");
+        assert!(out.contains("job.started"), "{out}");
+        assert!(out.contains("job.succeeded"), "{out}");
+        let last = out.split_whitespace().last().unwrap_or("");
+        assert!(last.parse::<JobId>().is_ok(), "last word is not a job id: {out}");
+        ok = true;
+        break;
+    }
+    assert!(ok, "host queue never appeared");
+    std::fs::write(&job, "kind: noop\ntarget: nosuchhost\n").expect("write");
+    let (st, _out, err) = run_cmd(
+        std::process::Command::new(bin())
+            .args(["submit"])
+            .arg(&job)
+            .env("AETHERV_AMQP_URL", &url)
+            .env("AETHERV_PREFIX", &prefix),
+    );
+    assert!(!st.success());
+    assert!(err.contains("nosuchhost"), "{err}");
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    rt.block_on(cleanup(&url, &prefix, &hosts));
+}
