@@ -26,6 +26,8 @@ enum Command {
     Worker(cmd::worker::Args),
     /// Publish a job to RabbitMQ (an AMQP producer); `--follow` prints its events.
     Submit(cmd::submit::Args),
+    /// Serve simulated Hyper-V hosts over WinRM (for tests and the demo).
+    Sim(cmd::sim::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Command::AgentCommand(args) => cmd::agent_command::run(args),
         Command::Worker(args) => cmd::worker::run(args),
         Command::Submit(args) => cmd::submit::run(args),
+        Command::Sim(args) => cmd::sim::run(args),
     }
 }
 

@@ -19,6 +19,9 @@ pub enum BrokerError {
     /// The host name cannot become a queue name or routing key.
     #[error("invalid host name {0:?}")]
     InvalidHost(String),
+    /// The host queue does not exist (it was never declared).
+    #[error("no queue for host {0:?}")]
+    UnknownHost(String),
     /// A name (routing key, consumer tag) is longer than AMQP allows (255 bytes).
     #[error("name too long for amqp: {0:?}")]
     NameTooLong(String),

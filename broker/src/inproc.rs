@@ -8,10 +8,10 @@
 //! persists across processes.
 
 use crate::topology::valid_host;
-use crate::types::{ConsumerImpl, Settle, StreamImpl};
+use crate::types::{ConsumerImpl, LeaderImpl, Settle, StreamImpl};
 use crate::{
-    BrokerError, DeadLetter, EventStream, JobConsumer, JobDelivery, PublishError, StreamOffset,
-    Topology,
+    BrokerError, DeadLetter, EventStream, JobConsumer, JobDelivery, Leadership, PublishError,
+    QueueDepth, StreamOffset, Topology,
 };
 use aetherv_core::{Event, JobEnvelope};
 use chrono::{DateTime, Utc};
@@ -49,6 +49,8 @@ struct State {
     hosts: HashMap<String, HostQueue>,
     dead: VecDeque<DeadLetter>,
     events: Vec<(DateTime<Utc>, Event)>,
+    /// Candidates per election role, in join order; the first leads.
+    leaders: HashMap<String, Vec<u64>>,
     next_id: u64,
 }
 
@@ -171,12 +173,9 @@ impl InProcBroker {
         let mut state = self.inner.lock();
         state.next_id += 1;
         let id = state.next_id;
-        state
-            .hosts
-            .entry(host.clone())
-            .or_default()
-            .consumers
-            .push(id);
+        let queue = state.hosts.entry(host.clone()).or_default();
+        queue.consumers.push(id);
+        let notify = Arc::clone(&queue.notify);
         drop(state);
         tracing::debug!(host, consumer_tag, "in-process consumer registered");
         Ok(JobConsumer {
@@ -187,6 +186,39 @@ impl InProcBroker {
                 id,
                 notify,
             }),
+        })
+    }
+
+    /// Joins the election of `role`; the first candidate leads.
+    pub fn leadership(&self, role: &str, candidate: &str) -> Result<Leadership, BrokerError> {
+        self.inner.check_open()?;
+        let mut state = self.inner.lock();
+        state.next_id += 1;
+        let id = state.next_id;
+        state.leaders.entry(role.to_owned()).or_default().push(id);
+        drop(state);
+        tracing::debug!(role, candidate, "in-process leader candidate joined");
+        Ok(Leadership {
+            inner: LeaderImpl::InProc(InProcLeadership {
+                inner: Arc::clone(&self.inner),
+                role: role.to_owned(),
+                id,
+            }),
+        })
+    }
+
+    /// The depth of a declared host queue.
+    pub fn queue_depth(&self, host: &str) -> Result<QueueDepth, BrokerError> {
+        self.inner.check_open()?;
+        let host = valid_host(host).ok_or_else(|| BrokerError::InvalidHost(host.to_owned()))?;
+        let state = self.inner.lock();
+        let q = state
+            .hosts
+            .get(&host)
+            .ok_or(BrokerError::UnknownHost(host))?;
+        Ok(QueueDepth {
+            ready: u32::try_from(q.ready.len()).unwrap_or(u32::MAX),
+            consumers: u32::try_from(q.consumers.len()).unwrap_or(u32::MAX),
         })
     }
 
@@ -280,6 +312,10 @@ impl std::fmt::Debug for InProcJobConsumer {
 impl InProcJobConsumer {
     pub(crate) fn queue(&self) -> &str {
         &self.queue
+    }
+
+    pub(crate) fn host(&self) -> &str {
+        &self.host
     }
 
     pub(crate) async fn next(&mut self) -> Option<JobDelivery> {
@@ -483,5 +519,76 @@ impl InProcEventStream {
                 _ = self.inner.closed.cancelled() => return None,
             }
         }
+    }
+}
+
+/// An in-process election candidate.
+pub(crate) struct InProcLeadership {
+    inner: Arc<Inner>,
+    role: String,
+    id: u64,
+}
+
+impl std::fmt::Debug for InProcLeadership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcLeadership")
+            .field("role", &self.role)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InProcLeadership {
+    pub(crate) fn is_leader(&self) -> bool {
+        !self.inner.closed.is_cancelled()
+            && self
+                .inner
+                .lock()
+                .leaders
+                .get(&self.role)
+                .and_then(|c| c.first())
+                == Some(&self.id)
+    }
+
+    pub(crate) async fn acquire(&mut self) -> bool {
+        loop {
+            let notified = self.inner.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.inner.closed.is_cancelled() {
+                return false;
+            }
+            if self.is_leader() {
+                return true;
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = self.inner.closed.cancelled() => return false,
+            }
+        }
+    }
+
+    pub(crate) async fn lost(&mut self) {
+        loop {
+            let notified = self.inner.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.is_leader() {
+                return;
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = self.inner.closed.cancelled() => return,
+            }
+        }
+    }
+}
+
+impl Drop for InProcLeadership {
+    fn drop(&mut self) {
+        if let Some(c) = self.inner.lock().leaders.get_mut(&self.role) {
+            c.retain(|id| *id != self.id);
+        }
+        self.inner.changed.notify_waiters();
     }
 }

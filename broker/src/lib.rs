@@ -11,6 +11,23 @@
 //! [`InProcBroker`] (tokio primitives, for `aetherv demo`). One contract test suite runs against
 //! both. This crate speaks domain types ([`JobEnvelope`], [`Event`]); AMQP field tables never
 //! leak to callers. It must not know about jobs' meaning, chat, or WinRM.
+//!
+//! # Guarantees
+//!
+//! - **At least once.** A job is removed only by [`JobDelivery::ack`] (or dead-lettering). A
+//!   consumer that dies, is dropped, or loses its connection returns its unacked job to the
+//!   head of the queue, `redelivered` and with `delivery_count + 1`. A publish interrupted by a
+//!   connection loss is retried on the next connection, so a job can also be stored twice.
+//!   Consumers must be idempotent on `job_id`.
+//! - **One job per host at a time** across every process: single active consumer + prefetch 1.
+//!   Keep the [`JobConsumer`] alive while working on its delivery.
+//! - **FIFO per host**, including returns (they go back to the head).
+//! - **No silent drops**: an unroutable job is [`PublishError::Unroutable`]; a job past the
+//!   delivery limit ([`Topology::delivery_limit`]) and every undecodable message lands in the
+//!   dead-letter queue with a reason.
+//! - RabbitMQ 3.10 closes a channel whose delivery stays unacked longer than its
+//!   `consumer_timeout` (30 min by default, server-wide). The consumer re-subscribes and the
+//!   job is redelivered; raise `consumer_timeout` on the server above the longest job.
 
 mod amqp;
 mod error;
@@ -25,7 +42,9 @@ pub use topology::{
     normalize_host, Topology, DEFAULT_DELIVERY_LIMIT, DEFAULT_EVENTS_MAX_AGE,
     DEFAULT_EVENTS_MAX_BYTES, DEFAULT_EVENTS_SEGMENT_BYTES,
 };
-pub use types::{DeadLetter, EventStream, JobConsumer, JobDelivery, StreamOffset};
+pub use types::{
+    DeadLetter, EventStream, JobConsumer, JobDelivery, Leadership, QueueDepth, StreamOffset,
+};
 
 use aetherv_core::{Event, JobEnvelope};
 use std::time::Duration;
@@ -84,6 +103,15 @@ impl Broker {
         }
     }
 
+    /// True while the broker can take work: connected (AMQP) or not closed (in-process).
+    /// For readiness probes; operations wait for a reconnect by themselves.
+    pub fn is_connected(&self) -> bool {
+        match self {
+            Broker::Amqp(b) => b.is_connected(),
+            Broker::InProc(b) => b.is_connected(),
+        }
+    }
+
     /// Declares the queue of `host` and binds it to the jobs exchange with the lower-cased host
     /// as routing key. Idempotent. The AMQP broker re-declares it after every reconnect.
     pub async fn declare_host(&self, host: &str) -> Result<(), BrokerError> {
@@ -95,7 +123,11 @@ impl Broker {
 
     /// Publishes a job to its target's queue (routing key = `job.target.routing_key()`),
     /// persistent, `mandatory`, and waits for the publisher confirm.
-    /// [`PublishError::Unroutable`] when no queue is bound for the routing key.
+    /// [`PublishError::Unroutable`] when no queue is bound for the routing key. While the AMQP
+    /// connection is being rebuilt, waits for it (up to [`AmqpOptions::operation_timeout`]).
+    ///
+    /// Cancel safety: not cancel-safe in outcome: a cancelled publish may or may not have been
+    /// stored. Nothing else is left behind (the publishing channel is discarded).
     pub async fn publish_job(&self, job: &JobEnvelope) -> Result<(), PublishError> {
         self.publish_raw(&job.target.routing_key(), job.to_vec())
             .await
@@ -121,6 +153,9 @@ impl Broker {
     /// Starts consuming `host`'s queue (declaring it if needed): prefetch 1, manual ack, and a
     /// single active consumer across all processes; other consumers wait as standbys and take
     /// over when the active one goes away.
+    ///
+    /// Cancel safety: cancel-safe. A consumer registered by a cancelled call is dropped with
+    /// its channel, so it never holds the host's slot.
     pub async fn consume_jobs(
         &self,
         host: &str,
@@ -132,7 +167,30 @@ impl Broker {
         }
     }
 
+    /// Joins the leader election of `role` (e.g. `bot`) as `candidate` (an instance id, shown
+    /// as the consumer tag). One leader per role across all processes; see [`Leadership`].
+    ///
+    /// Cancel safety: cancel-safe (a candidate made by a cancelled call resigns).
+    pub async fn leadership(&self, role: &str, candidate: &str) -> Result<Leadership, BrokerError> {
+        match self {
+            Broker::Amqp(b) => b.leadership(role, candidate).await,
+            Broker::InProc(b) => b.leadership(role, candidate),
+        }
+    }
+
+    /// How many jobs wait in `host`'s queue (not counting the one being worked on) and how
+    /// many consumers are registered (one active, the rest standbys). After a publish, `ready`
+    /// is the job's position in the queue. Fails when the host queue was never declared.
+    pub async fn queue_depth(&self, host: &str) -> Result<QueueDepth, BrokerError> {
+        match self {
+            Broker::Amqp(b) => b.queue_depth(host).await,
+            Broker::InProc(b) => b.queue_depth(host),
+        }
+    }
+
     /// Reads the event log from `from`, then follows it live.
+    ///
+    /// Cancel safety: cancel-safe (a subscription made by a cancelled call is dropped).
     pub async fn replay_events(&self, from: StreamOffset) -> Result<EventStream, BrokerError> {
         match self {
             Broker::Amqp(b) => b.replay_events(from).await,
@@ -161,5 +219,44 @@ impl Broker {
             Broker::Amqp(b) => b.close().await,
             Broker::InProc(b) => b.close(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    fn send_future<F: std::future::Future + Send>(_: F) {}
+
+    #[test]
+    fn handles_and_futures_can_move_across_tasks() {
+        send_sync::<Broker>();
+        send::<JobConsumer>();
+        send::<JobDelivery>();
+        send::<EventStream>();
+        send_sync::<BrokerError>();
+        send_sync::<PublishError>();
+        let b = Broker::in_process(Topology::default());
+        send_future(b.publish_raw("hv01", Vec::new()));
+        send_future(b.consume_jobs("hv01", "w"));
+        send_future(b.replay_events(StreamOffset::First));
+        send_future(b.dead_letters(1, Duration::ZERO));
+    }
+
+    #[tokio::test]
+    async fn consumer_and_stream_futures_are_send() {
+        let b = Broker::in_process(Topology::default());
+        let mut c = b
+            .consume_jobs("hv01", "w")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        send_future(c.next());
+        let mut s = b
+            .replay_events(StreamOffset::First)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        send_future(s.next());
     }
 }

@@ -73,6 +73,12 @@ impl Topology {
         format!("{}.events.stream", self.prefix)
     }
 
+    /// The election queue of a role (`<prefix>.leader.<role>`): quorum, single active consumer,
+    /// holding one token message; see [`crate::Leadership`].
+    pub fn leader_queue(&self, role: &str) -> String {
+        format!("{}.leader.{}", self.prefix, role)
+    }
+
     /// The fanout dead-letter exchange (`<prefix>.dlx`).
     pub fn dead_letter_exchange(&self) -> String {
         format!("{}.dlx", self.prefix)

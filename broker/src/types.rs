@@ -3,8 +3,8 @@
 //! Each is a thin front over the AMQP or in-process implementation, so callers never see which
 //! broker they talk to.
 
-use crate::amqp::{AmqpEventStream, AmqpJobConsumer, AmqpSettle};
-use crate::inproc::{InProcEventStream, InProcJobConsumer, InProcSettle};
+use crate::amqp::{AmqpEventStream, AmqpJobConsumer, AmqpLeadership, AmqpSettle};
+use crate::inproc::{InProcEventStream, InProcJobConsumer, InProcLeadership, InProcSettle};
 use crate::BrokerError;
 use aetherv_core::{Event, JobEnvelope};
 use chrono::{DateTime, Utc};
@@ -37,6 +37,15 @@ pub struct DeadLetter {
     pub detail: Option<String>,
     /// The original body.
     pub body: Vec<u8>,
+}
+
+/// The depth of one host queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Jobs waiting, not counting unacked deliveries.
+    pub ready: u32,
+    /// Registered consumers (the active one and the standbys).
+    pub consumers: u32,
 }
 
 /// A stream of job deliveries from one host queue.
@@ -77,6 +86,14 @@ impl JobConsumer {
         match &self.inner {
             ConsumerImpl::Amqp(c) => c.queue(),
             ConsumerImpl::InProc(c) => c.queue(),
+        }
+    }
+
+    /// The host (lower-cased) whose queue this consumer reads.
+    pub fn host(&self) -> &str {
+        match &self.inner {
+            ConsumerImpl::Amqp(c) => c.host(),
+            ConsumerImpl::InProc(c) => c.host(),
         }
     }
 }
@@ -160,6 +177,54 @@ impl EventStream {
         match &mut self.inner {
             StreamImpl::Amqp(s) => s.next().await,
             StreamImpl::InProc(s) => s.next().await,
+        }
+    }
+}
+
+/// A candidate in a leader election (one active bot at a time). The first candidate to join
+/// leads; when it goes away (dropped, crashed, connection lost) the next one takes over.
+/// Dropping it resigns.
+#[derive(Debug)]
+pub struct Leadership {
+    pub(crate) inner: LeaderImpl,
+}
+
+#[derive(Debug)]
+pub(crate) enum LeaderImpl {
+    Amqp(Box<AmqpLeadership>),
+    InProc(InProcLeadership),
+}
+
+impl Leadership {
+    /// Waits until this candidate leads. Returns `false` when the broker is closed. The AMQP
+    /// candidate re-joins by itself after reconnects.
+    ///
+    /// Cancel safety: cancel-safe; a candidate keeps its place in line.
+    pub async fn acquire(&mut self) -> bool {
+        match &mut self.inner {
+            LeaderImpl::Amqp(l) => l.acquire().await,
+            LeaderImpl::InProc(l) => l.acquire().await,
+        }
+    }
+
+    /// True while this candidate leads; false as soon as it knows its connection is gone.
+    pub fn is_leader(&self) -> bool {
+        match &self.inner {
+            LeaderImpl::Amqp(l) => l.is_leader(),
+            LeaderImpl::InProc(l) => l.is_leader(),
+        }
+    }
+
+    /// Resolves when leadership is lost (connection loss, broker closed); at once when not
+    /// leading. Keep it polled while leading: the AMQP leader also renews its token here before
+    /// RabbitMQ's consumer timeout would take it away. After it resolves, stop acting as leader
+    /// and call [`Leadership::acquire`] again to queue up.
+    ///
+    /// Cancel safety: cancel-safe.
+    pub async fn lost(&mut self) {
+        match &mut self.inner {
+            LeaderImpl::Amqp(l) => l.lost().await,
+            LeaderImpl::InProc(l) => l.lost().await,
         }
     }
 }

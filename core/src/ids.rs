@@ -53,9 +53,11 @@ impl HostName {
         let s = s.trim().to_ascii_lowercase();
         let ok = !s.is_empty()
             && s.len() <= 253
-            && s
-                .split('.')
-                .all(|l| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+            && s.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
         ok.then_some(HostName(s))
     }
 

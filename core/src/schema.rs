@@ -9,6 +9,11 @@
 //! (parameter sets, `one_of` groups, patterns, defaults) into a [`FormSchema`], the flat resolved
 //! form that [`crate::validate::validate`], the chat modals and the docs are built from. Every
 //! problem is a typed [`SchemaError`]. Adding an optional field is a schema edit, never a Rust one.
+//!
+//! Composition: a form's fields are its includes' fields (in `include:` order, minus each
+//! include's `omit:` list) followed by its own. A field id may come from one place only, so a
+//! field two components share (`storage_class`, `os_family`) is omitted from all but one
+//! include. Parameter sets and `one_of` groups come along with their members.
 
 mod markdown;
 mod registry;
@@ -20,6 +25,21 @@ use crate::osfamily::OsFamily;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+
+/// The form that validates the spec of a job kind, for the kinds that have one
+/// (`deployment.managed` → `managed-deployment`, `vm.create` → `vm`, `disk.create` → `disk`,
+/// `nic.create` → `nic`, `vm.initialize` → `guest`).
+pub fn form_id_for(kind: crate::contract::job::JobKind) -> Option<&'static str> {
+    use crate::contract::job::JobKind;
+    match kind {
+        JobKind::DeploymentManaged => Some("managed-deployment"),
+        JobKind::VmCreate => Some("vm"),
+        JobKind::DiskCreate => Some("disk"),
+        JobKind::NicCreate => Some("nic"),
+        JobKind::VmInitialize => Some("guest"),
+        _ => None,
+    }
+}
 
 /// One form schema exactly as written in YAML (before includes are resolved).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

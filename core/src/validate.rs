@@ -174,6 +174,27 @@ impl ValidatedRequest {
 }
 
 /// Validates `input` against `form`. See the module docs for the rules; every error is returned.
+///
+/// ```
+/// use aetherv_core::schema::Forms;
+/// use aetherv_core::validate::{validate, ErrorCode, ValidationContext};
+///
+/// let forms = Forms::builtin()?;
+/// let form = forms.get("vm").ok_or("no vm form")?;
+/// let ok = validate(form, &serde_json::json!({"vm_name": " web-01 ", "target_host": "hv01"}),
+///     &ValidationContext::default());
+/// assert_eq!(ok.map(|r| r.values()["gb_ram"].clone()), Ok(serde_json::json!(4)));
+///
+/// let errors = validate(form, &serde_json::json!({"vm_name": "web-01", "cpu_cores": 0}),
+///     &ValidationContext::default()).err().unwrap_or_default();
+/// let codes: Vec<_> = errors.iter().map(|e| (e.field.as_str(), e.code)).collect();
+/// assert_eq!(codes, [
+///     ("cpu_cores", ErrorCode::OutOfRange),
+///     ("target_host", ErrorCode::Required),
+///     ("target_cluster", ErrorCode::Required),
+/// ]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn validate(
     form: &FormSchema,
     input: &Value,

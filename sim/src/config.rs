@@ -194,9 +194,10 @@ impl Default for SimConfig {
 }
 
 /// Renders a worker config (YAML) pointing at the hosts served under `base_url`
-/// (`http://127.0.0.1:5985`). Strings are written as JSON strings, which are valid YAML
-/// double-quoted scalars, so no value can break the document.
-pub fn worker_config_yaml(cfg: &SimConfig, base_url: &str) -> String {
+/// (`http://127.0.0.1:5985`); with `ca_file`, each host trusts that CA (for `--tls`).
+/// Strings are written as JSON strings, which are valid YAML double-quoted scalars, so no value
+/// can break the document.
+pub fn worker_config_yaml(cfg: &SimConfig, base_url: &str, ca_file: Option<&str>) -> String {
     let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
     let base = base_url.trim_end_matches('/');
     let mut out = String::from(
@@ -215,6 +216,12 @@ pub fn worker_config_yaml(cfg: &SimConfig, base_url: &str) -> String {
             q(&cfg.username),
             q(&cfg.password)
         ));
+        if let Some(c) = &h.cluster {
+            out.push_str(&format!("    cluster: {}\n", q(c)));
+        }
+        if let Some(ca) = ca_file {
+            out.push_str(&format!("    tls: {{ ca_file: {} }}\n", q(ca)));
+        }
     }
     out
 }
@@ -243,8 +250,9 @@ mod tests {
     fn worker_config_quotes_values() {
         let mut cfg = SimConfig::with_hosts(1);
         cfg.password = "p\"w: #x".into();
-        let y = worker_config_yaml(&cfg, "http://127.0.0.1:5985/");
+        let y = worker_config_yaml(&cfg, "http://127.0.0.1:5985/", Some("/tmp/ca.pem"));
         assert!(y.contains("endpoint: \"http://127.0.0.1:5985/hv01/wsman\""));
         assert!(y.contains(r#"password: "p\"w: #x""#));
+        assert!(y.contains("    cluster: \"clu01\"\n    tls: { ca_file: \"/tmp/ca.pem\" }\n"));
     }
 }

@@ -34,8 +34,9 @@ use std::future::Future;
 use tokio::net::TcpListener;
 
 impl Sim {
-    /// The axum router: `POST /<host>/wsman`, `GET /sim/stats`, `GET /sim/hosts/<host>`,
-    /// `POST /sim/hosts/<host>/faults`.
+    /// The axum router: `POST /<host>/wsman` (and `POST /wsman` or `/` with a `HOST\user`
+    /// user name, for pywinrm's `Session`), `GET /sim/stats`, `GET /sim/hosts/<host>`,
+    /// `GET /sim/hosts/<host>/records`, `POST /sim/hosts/<host>/faults`.
     pub fn router(&self) -> axum::Router {
         server::router(self.clone())
     }

@@ -229,8 +229,7 @@ mod tests {
     #[test]
     fn other_entry_script_is_not_recognized() {
         let req = AgentRequest::new(AgentOperation::Noop, Default::default(), "job");
-        let line = agent_command_line(&req, r"D:\elsewhere").replace(ENTRY_SCRIPT, "Other.ps1");
-        // Re-encoding is needed since the script is inside the base64; build it directly instead.
+        let line = agent_command_line(&req, r"D:\elsewhere");
         let script = aetherv_core::contract::command::agent_script(&req, r"D:\x")
             .replace(ENTRY_SCRIPT, "Other.ps1");
         let line2 = format!("powershell -EncodedCommand {}", encode_powershell(&script));
@@ -240,6 +239,26 @@ mod tests {
             Invocation::NotRecognized {
                 term: r"D:\x\Other.ps1".into()
             }
+        );
+    }
+
+    #[test]
+    fn malformed_request_is_a_bad_request() {
+        use base64::Engine as _;
+        let json = base64::engine::general_purpose::STANDARD
+            .encode(br#"{"v":1,"operation":"vm.explode"}"#);
+        let script = format!(
+            "$r=[Text.Encoding]::UTF8.GetString([Convert]::FromBase64String('{json}')); & 'C:\\x\\{ENTRY_SCRIPT}' -RequestJson $r"
+        );
+        let line = format!("powershell -EncodedCommand {}", encode_powershell(&script));
+        assert!(
+            matches!(recognize(&line), Invocation::BadRequest(_)),
+            "{:?}",
+            recognize(&line)
+        );
+        assert_eq!(
+            recognize("powershell -EncodedCommand ***"),
+            Invocation::BadEncoding
         );
     }
 

@@ -1,6 +1,7 @@
-//! The HTTP side: WinRM (WS-Management WinRS) at `POST /<host>/wsman` with Basic auth, and the
+//! The HTTP side: WinRM (WS-Management WinRS) at `POST /<host>/wsman` with Basic auth (also
+//! `POST /wsman` and `POST /`, routed by a `HOST\user` user name), and the
 //! simulator's own JSON endpoints (`GET /sim/stats`, `GET /sim/hosts/<host>`,
-//! `POST /sim/hosts/<host>/faults`).
+//! `GET /sim/hosts/<host>/records`, `POST /sim/hosts/<host>/faults` with a [`Fault`] body).
 //!
 //! Shells and commands live in memory. `Command` starts the program in its own task (it runs to
 //! completion even if the client goes away); `Receive` long-polls for output up to the
@@ -102,9 +103,12 @@ impl Shells {
 pub fn router(sim: Sim) -> Router {
     Router::new()
         .route("/{host}/wsman", post(wsman_handler))
+        .route("/wsman", post(bare_wsman_handler))
+        .route("/", post(bare_wsman_handler))
         .route("/sim/stats", get(stats_handler))
         .route("/sim/hosts/{host}", get(host_handler))
         .route("/sim/hosts/{host}/faults", post(fault_handler))
+        .route("/sim/hosts/{host}/records", get(records_handler))
         .with_state(sim)
 }
 
@@ -116,6 +120,14 @@ async fn host_handler(State(sim): State<Sim>, Path(host): Path<String>) -> Respo
     match sim.host_view(&host) {
         Some(v) => Json(v).into_response(),
         None => (StatusCode::NOT_FOUND, format!("unknown host {host}\n")).into_response(),
+    }
+}
+
+async fn records_handler(State(sim): State<Sim>, Path(host): Path<String>) -> Response {
+    if sim.has_host(&host) {
+        Json(sim.records(&host)).into_response()
+    } else {
+        (StatusCode::NOT_FOUND, format!("unknown host {host}\n")).into_response()
     }
 }
 
@@ -176,6 +188,36 @@ fn authorized(sim: &Sim, headers: &HeaderMap) -> bool {
     }
 }
 
+/// The host a request to `/wsman` (or `/`) is for: the `HOST` of a `HOST\user` Basic user
+/// name, else the only host. pywinrm's `Session` drops any URL path, so this is how it reaches
+/// a host: `Session('http://ADDR/wsman', auth=('hv02\\aetherv', pw))`.
+fn host_from_user(sim: &Sim, headers: &HeaderMap) -> Option<String> {
+    let from_user = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .and_then(|(_, cred)| B64.decode(cred.trim()).ok())
+        .and_then(|d| String::from_utf8(d).ok())
+        .and_then(|d| {
+            let (user, _) = d.split_once(':')?;
+            let (host, _) = user.split_once('\\')?;
+            Some(host.to_ascii_lowercase())
+        })
+        .filter(|h| sim.has_host(h));
+    from_user.or_else(|| match sim.host_names().as_slice() {
+        [only] => Some(only.clone()),
+        _ => None,
+    })
+}
+
+async fn bare_wsman_handler(State(sim): State<Sim>, headers: HeaderMap, body: Bytes) -> Response {
+    match host_from_user(&sim, &headers) {
+        Some(host) => wsman_handler(State(sim), Path(host), headers, body).await,
+        None if !authorized(&sim, &headers) => unauthorized(),
+        None => (StatusCode::NOT_FOUND, "").into_response(),
+    }
+}
+
 async fn wsman_handler(
     State(sim): State<Sim>,
     Path(host): Path<String>,
@@ -221,26 +263,8 @@ async fn wsman_handler(
         );
     }
     let shells = &sim.inner.shells;
-    let shell = match (&req.operation, &req.shell_id) {
-        (Operation::Create | Operation::Unsupported(_), _) => None,
-        (_, Some(id)) => match shells.shell(id).filter(|s| s.host == host) {
-            Some(s) => Some(s),
-            None => {
-                return soap(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    wsman::shell_not_found_fault(&relates, &host, id),
-                )
-            }
-        },
-        (_, None) => {
-            return soap(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                wsman::shell_not_found_fault(&relates, &host, ""),
-            )
-        }
-    };
-    match (req.operation, shell) {
-        (Operation::Create, _) => {
+    let shell_id = match req.operation {
+        Operation::Create => {
             let id = uuid::Uuid::new_v4().to_string().to_ascii_uppercase();
             lock(&shells.map).insert(
                 id.clone(),
@@ -250,63 +274,110 @@ async fn wsman_handler(
                 }),
             );
             let address = format!("http://{host}:5985/wsman");
-            let owner = sim.config().username.clone();
-            soap(
+            let owner = &sim.config().username;
+            return soap(
                 StatusCode::OK,
-                wsman::create_response(&relates, &address, &id, &owner),
+                wsman::create_response(&relates, &address, &id, owner),
+            );
+        }
+        Operation::Unsupported(action) => {
+            return soap(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                wsman::fault(
+                    &relates,
+                    "s:Sender",
+                    "a:ActionNotSupported",
+                    wsman::FAULT_BAD_ACTION,
+                    &host,
+                    &format!("The action {action} is not supported by the service. "),
+                ),
             )
         }
-        (Operation::Delete, Some(_)) => {
-            if let Some(id) = &req.shell_id {
-                lock(&shells.map).remove(id);
-            }
-            soap(StatusCode::OK, wsman::delete_response(&relates))
+        _ => req.shell_id.clone().unwrap_or_default(),
+    };
+    let Some(shell) = shells.shell(&shell_id).filter(|s| s.host == host) else {
+        return soap(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            wsman::shell_not_found_fault(&relates, &host, &shell_id),
+        );
+    };
+    let ctx = Ctx {
+        sim: &sim,
+        host: &host,
+        relates: &relates,
+    };
+    in_shell(ctx, &shell_id, &shell, req.operation, req.timeout).await
+}
+
+/// Who a request is for and what it answers.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    sim: &'a Sim,
+    host: &'a str,
+    relates: &'a str,
+}
+
+/// Operations on an existing shell: Delete, Command, Send, Signal, Receive.
+async fn in_shell(
+    ctx: Ctx<'_>,
+    shell_id: &str,
+    shell: &Shell,
+    operation: Operation,
+    timeout: Option<Duration>,
+) -> Response {
+    let relates = ctx.relates;
+    match operation {
+        Operation::Delete => {
+            lock(&ctx.sim.inner.shells.map).remove(shell_id);
+            soap(StatusCode::OK, wsman::delete_response(relates))
         }
-        (
-            Operation::Command {
-                command_id,
-                command,
-                arguments,
-            },
-            Some(shell),
-        ) => {
+        Operation::Command {
+            command_id,
+            command,
+            arguments,
+        } => {
             let id =
                 command_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string().to_ascii_uppercase());
             let cmd = Arc::new(Cmd::default());
             lock(&shell.commands).insert(id.clone(), cmd.clone());
             let line = powershell::join_command_line(&command, &arguments);
-            tokio::spawn(run_command(sim.clone(), host.clone(), line, cmd));
-            soap(StatusCode::OK, wsman::command_response(&relates, &id))
+            tokio::spawn(run_command(
+                ctx.sim.clone(),
+                ctx.host.to_string(),
+                line,
+                cmd,
+            ));
+            soap(StatusCode::OK, wsman::command_response(relates, &id))
         }
-        (
-            Operation::Send {
-                command_id, data, ..
-            },
-            Some(shell),
-        ) => {
+        Operation::Send {
+            command_id, data, ..
+        } => {
             if let Some(cmd) = lock(&shell.commands).get(&command_id) {
                 lock(&cmd.out).stdin.extend_from_slice(&data);
             }
-            soap(StatusCode::OK, wsman::send_response(&relates))
+            soap(StatusCode::OK, wsman::send_response(relates))
         }
-        (Operation::Signal { command_id, .. }, Some(shell)) => {
+        Operation::Signal { command_id, .. } => {
+            // Terminate (or Ctrl-C): the command is gone for the client; an agent operation
+            // already running completes on its own, as a host process killed mid-step would
+            // have done its work or not.
             if let Some(cmd) = lock(&shell.commands).remove(&command_id) {
                 cmd.finish(-1);
             }
-            soap(StatusCode::OK, wsman::signal_response(&relates))
+            soap(StatusCode::OK, wsman::signal_response(relates))
         }
-        (Operation::Receive { command_id }, Some(shell)) => {
+        Operation::Receive { command_id } => {
             let cmd = lock(&shell.commands).get(&command_id).cloned();
             match cmd {
-                Some(cmd) => receive(&sim, &host, &relates, &command_id, &cmd, req.timeout).await,
+                Some(cmd) => receive(ctx, &command_id, &cmd, timeout).await,
                 None => soap(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     wsman::fault(
-                        &relates,
+                        relates,
                         "s:Sender",
                         "w:InvalidParameter",
                         wsman::FAULT_SHELL_NOT_FOUND,
-                        &host,
+                        ctx.host,
                         &format!(
                             "The command with CommandId {command_id} was not found in the shell. "
                         ),
@@ -314,20 +385,10 @@ async fn wsman_handler(
                 ),
             }
         }
-        (Operation::Unsupported(action), _) => soap(
+        // Answered before a shell is looked up.
+        Operation::Create | Operation::Unsupported(_) => soap(
             StatusCode::INTERNAL_SERVER_ERROR,
-            wsman::fault(
-                &relates,
-                "s:Sender",
-                "a:ActionNotSupported",
-                wsman::FAULT_BAD_ACTION,
-                &host,
-                &format!("The action {action} is not supported by the service. "),
-            ),
-        ),
-        (_, None) => soap(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            wsman::shell_not_found_fault(&relates, &host, ""),
+            wsman::shell_not_found_fault(relates, ctx.host, shell_id),
         ),
     }
 }
@@ -362,14 +423,10 @@ async fn run_command(sim: Sim, host: String, line: String, cmd: Arc<Cmd>) {
 }
 
 /// Waits for output (or the end) of `cmd` and answers one `Receive`.
-async fn receive(
-    sim: &Sim,
-    host: &str,
-    relates: &str,
-    command_id: &str,
-    cmd: &Cmd,
-    timeout: Option<Duration>,
-) -> Response {
+async fn receive(ctx: Ctx<'_>, command_id: &str, cmd: &Cmd, timeout: Option<Duration>) -> Response {
+    let Ctx {
+        sim, host, relates, ..
+    } = ctx;
     let wait = timeout
         .unwrap_or(DEFAULT_RECEIVE_WAIT)
         .min(MAX_RECEIVE_WAIT);

@@ -138,7 +138,8 @@ impl Sim {
         }
     }
 
-    /// Every operation `host` executed, in start order.
+    /// The operations `host` executed, in start order (the most recent
+    /// [`crate::stats::MAX_RECORDS`]).
     pub fn records(&self, host: &str) -> Vec<OpRecord> {
         self.entry(host)
             .map(|e| lock(e).rec.records())
@@ -163,7 +164,12 @@ impl Sim {
 
     /// Worker config YAML for the hosts served under `base_url` (`http://127.0.0.1:5985`).
     pub fn worker_config_yaml(&self, base_url: &str) -> String {
-        crate::config::worker_config_yaml(&self.inner.cfg, base_url)
+        crate::config::worker_config_yaml(&self.inner.cfg, base_url, None)
+    }
+
+    /// Like [`Sim::worker_config_yaml`] for HTTPS: each host trusts the CA in `ca_file`.
+    pub fn worker_config_yaml_tls(&self, base_url: &str, ca_file: &str) -> String {
+        crate::config::worker_config_yaml(&self.inner.cfg, base_url, Some(ca_file))
     }
 
     /// Runs one agent request on `host` without WinRM and collects its output.
@@ -184,6 +190,11 @@ impl Sim {
 
     /// Runs one agent request on `host`, handing each stdout line to `out` as it is produced.
     /// Returns the exit code, or `None` when the host is unknown.
+    ///
+    /// Idempotency journal: a request with an `idempotency_key` (read-only operations aside)
+    /// whose key already succeeded gets the journaled result without running again; if the
+    /// first run is still in flight it waits for it. Failures are not journaled, so a retry
+    /// under the same key runs again.
     ///
     /// Not cancellation safe: dropping the future mid-run leaves the operation recorded as in
     /// flight. The WinRM server runs it in its own task to completion.
@@ -273,8 +284,14 @@ impl Sim {
             let mut e = lock(entry);
             e.rec.end(index, &req, &output.result, Utc::now());
             if let Some(key) = &key {
-                e.journal
-                    .insert(key.clone(), Journaled::Done(output.clone()));
+                // Only successes are journaled: a failed operation left nothing behind, so a
+                // retry under the same key runs again.
+                if output.result.is_ok() {
+                    e.journal
+                        .insert(key.clone(), Journaled::Done(output.clone()));
+                } else {
+                    e.journal.remove(key);
+                }
             }
         }
         let code = output.exit_code();

@@ -9,7 +9,10 @@
 use aetherv_core::{AgentOperation, AgentRequest, AgentResult};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+/// Records kept per host; older ones are dropped (the figures in [`HostStats`] stay exact).
+pub const MAX_RECORDS: usize = 100_000;
 
 /// Per-host figures, as served at `/sim/stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -21,7 +24,8 @@ pub struct HostStats {
     pub operations: u64,
     /// Job ids in order of their first executed job op.
     pub jobs: Vec<String>,
-    /// Job ops that re-ran work already done for the same (job, operation, idempotency key).
+    /// Job ops that re-ran work already done (succeeded or still running) for the same
+    /// (job, operation, idempotency key). Retries after a failure do not count.
     pub duplicate_executions: u64,
     /// Requests answered from the idempotency journal without re-running.
     pub journal_replays: u64,
@@ -66,14 +70,29 @@ pub fn is_job_op(req: &AgentRequest) -> bool {
     !is_read_only(req.operation) && uuid::Uuid::parse_str(&req.correlation_id).is_ok()
 }
 
+type OpKey = (String, String, Option<String>);
+
+fn op_key(req: &AgentRequest) -> OpKey {
+    (
+        req.correlation_id.clone(),
+        req.operation.as_str().to_string(),
+        req.idempotency_key.clone(),
+    )
+}
+
 /// The recorder of one host.
 #[derive(Debug, Default)]
 pub(crate) struct Recorder {
     stats: HostStats,
     in_flight: HashMap<String, usize>,
-    executed: HashSet<(String, String, Option<String>)>,
+    /// (job, operation, key) of job ops that succeeded.
+    succeeded: HashSet<OpKey>,
+    /// (job, operation, key) of job ops in flight, with their count.
+    running: HashMap<OpKey, usize>,
     seen_jobs: HashSet<String>,
-    records: Vec<OpRecord>,
+    /// The most recent records; `records_dropped` older ones were discarded.
+    records: VecDeque<OpRecord>,
+    records_dropped: usize,
 }
 
 impl Recorder {
@@ -86,18 +105,21 @@ impl Recorder {
             self.stats.max_concurrent_jobs =
                 self.stats.max_concurrent_jobs.max(self.in_flight.len());
             if self.seen_jobs.insert(cid.clone()) {
-                self.stats.jobs.push(cid.clone());
+                self.stats.jobs.push(cid);
             }
-            let key = (
-                cid,
-                req.operation.as_str().to_string(),
-                req.idempotency_key.clone(),
-            );
-            if !self.executed.insert(key) {
+            let key = op_key(req);
+            // A re-run of work that already succeeded, or that is running right now. A retry
+            // after a failure is not a duplicate.
+            if self.succeeded.contains(&key) || self.running.contains_key(&key) {
                 self.stats.duplicate_executions += 1;
             }
+            *self.running.entry(key).or_insert(0) += 1;
         }
-        self.records.push(OpRecord {
+        if self.records.len() >= MAX_RECORDS {
+            self.records.pop_front();
+            self.records_dropped += 1;
+        }
+        self.records.push_back(OpRecord {
             operation: req.operation.as_str().to_string(),
             correlation_id: req.correlation_id.clone(),
             idempotency_key: req.idempotency_key.clone(),
@@ -106,7 +128,7 @@ impl Recorder {
             status: None,
             code: None,
         });
-        self.records.len() - 1
+        self.records_dropped + self.records.len() - 1
     }
 
     /// Records the end of the execution started as `index`.
@@ -124,8 +146,19 @@ impl Recorder {
                     self.in_flight.remove(&req.correlation_id);
                 }
             }
+            let key = op_key(req);
+            if let Some(n) = self.running.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.running.remove(&key);
+                }
+            }
+            if result.is_ok() {
+                self.succeeded.insert(key);
+            }
         }
-        if let Some(r) = self.records.get_mut(index) {
+        let slot = index.checked_sub(self.records_dropped);
+        if let Some(r) = slot.and_then(|i| self.records.get_mut(i)) {
             r.ended_at = Some(now);
             r.status = serde_json::to_value(result.status)
                 .ok()
@@ -144,7 +177,7 @@ impl Recorder {
     }
 
     pub(crate) fn records(&self) -> Vec<OpRecord> {
-        self.records.clone()
+        self.records.iter().cloned().collect()
     }
 }
 

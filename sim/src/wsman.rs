@@ -363,7 +363,9 @@ pub fn receive_response(
     }
     match exit_code {
         Some(code) => body.push_str(&format!(
-            "<rsp:CommandState CommandId=\"{id}\" State=\"{STATE_DONE}\"><rsp:ExitCode>{code}</rsp:ExitCode></rsp:CommandState>"
+            "<rsp:CommandState CommandId=\"{id}\" State=\"{STATE_DONE}\"><rsp:ExitCode>{}</rsp:ExitCode></rsp:CommandState>",
+            // Windows reports exit codes as unsigned 32-bit values (-1 is 4294967295).
+            code as u32
         )),
         None => body.push_str(&format!(
             "<rsp:CommandState CommandId=\"{id}\" State=\"{STATE_RUNNING}\"/>"

@@ -4,6 +4,7 @@
 pub mod agent_command;
 pub mod schema;
 pub mod signal;
+pub mod sim;
 pub mod submit;
 pub mod validate;
 pub mod worker;
@@ -74,8 +75,12 @@ pub fn parse_document(text: &str) -> Result<serde_json::Value, String> {
             if looks_like_json {
                 return Err(format!("invalid JSON: {json_err}"));
             }
-            serde_saphyr::from_str::<serde_json::Value>(text)
-                .map_err(|e| format!("invalid YAML: {}", e.to_string().lines().next().unwrap_or("")))
+            serde_saphyr::from_str::<serde_json::Value>(text).map_err(|e| {
+                format!(
+                    "invalid YAML: {}",
+                    e.to_string().lines().next().unwrap_or("")
+                )
+            })
         }
     }
 }

@@ -4,9 +4,10 @@
 
 use aetherv_sim::{SelfSignedTls, Sim, SimConfig};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Arguments.
 #[derive(clap::Args)]
@@ -43,15 +44,9 @@ pub fn run(args: Args) -> ExitCode {
         eprintln!("aetherv sim: --hosts must be at least 1");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::cmd::runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("aetherv sim: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(serve(args)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -76,9 +71,24 @@ async fn serve(args: Args) -> Result<(), String> {
         .map_err(|e| format!("cannot read the listening address: {e}"))?;
     let scheme = if args.tls { "https" } else { "http" };
     let base = format!("{scheme}://{addr}");
+    let tls = if args.tls {
+        let tls = SelfSignedTls::generate().map_err(|e| format!("cannot build tls: {e}"))?;
+        if let Some(path) = &args.write_ca {
+            write_atomically(path, tls.ca_pem())?;
+        }
+        Some(tls)
+    } else {
+        None
+    };
     if let Some(path) = &args.write_worker_config {
-        std::fs::write(path, sim.worker_config_yaml(&base))
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let yaml = match &args.write_ca {
+            Some(ca) if args.tls => {
+                let ca = std::path::absolute(ca).unwrap_or_else(|_| ca.clone());
+                sim.worker_config_yaml_tls(&base, &ca.display().to_string())
+            }
+            _ => sim.worker_config_yaml(&base),
+        };
+        write_atomically(path, &yaml)?;
     }
     let names = sim.host_names();
     println!(
@@ -86,42 +96,20 @@ async fn serve(args: Args) -> Result<(), String> {
         names.first().map(String::as_str).unwrap_or_default(),
         names.last().map(String::as_str).unwrap_or_default()
     );
-    if args.tls {
-        let tls = SelfSignedTls::generate().map_err(|e| format!("cannot build tls: {e}"))?;
-        if let Some(path) = &args.write_ca {
-            std::fs::write(path, tls.ca_pem())
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        }
-        sim.serve_tls(listener, tls, shutdown_signal())
-            .await
-            .map_err(|e| format!("serving failed: {e}"))
-    } else {
-        sim.serve(listener, shutdown_signal())
-            .await
-            .map_err(|e| format!("serving failed: {e}"))
-    }
+    let token = CancellationToken::new();
+    tokio::spawn(crate::cmd::signal::on_shutdown(token.clone()));
+    let shutdown = token.cancelled_owned();
+    let served = match tls {
+        Some(tls) => sim.serve_tls(listener, tls, shutdown).await,
+        None => sim.serve(listener, shutdown).await,
+    };
+    served.map_err(|e| format!("serving failed: {e}"))
 }
 
-/// Completes on Ctrl-C or (on Unix) SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
+/// Writes a file through a temporary sibling and a rename, so readers never see half of it.
+fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

@@ -56,7 +56,8 @@ pub fn run(args: Args) -> ExitCode {
         }
     };
     let envelope = match complete(doc).and_then(|v| {
-        JobEnvelope::from_slice(&serde_json::to_vec(&v).unwrap_or_default()).map_err(|e| e.to_string())
+        JobEnvelope::from_slice(&serde_json::to_vec(&v).unwrap_or_default())
+            .map_err(|e| e.to_string())
     }) {
         Ok(e) => e,
         Err(e) => {
@@ -81,20 +82,34 @@ pub fn run(args: Args) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        let code = submit(&broker, &envelope, args.follow, Duration::from_secs(args.timeout)).await;
+        let code = submit(
+            &broker,
+            &envelope,
+            args.follow,
+            Duration::from_secs(args.timeout),
+        )
+        .await;
         broker.close().await;
         code
     })
 }
 
-async fn submit(broker: &Broker, envelope: &JobEnvelope, follow: bool, timeout: Duration) -> ExitCode {
+async fn submit(
+    broker: &Broker,
+    envelope: &JobEnvelope,
+    follow: bool,
+    timeout: Duration,
+) -> ExitCode {
     // Subscribe before publishing so no event is missed.
     let stream = if follow {
         let from = StreamOffset::Timestamp(chrono::Utc::now() - chrono::Duration::seconds(5));
         match broker.replay_events(from).await {
             Ok(s) => Some(s),
             Err(e) => {
-                eprintln!("aetherv submit: cannot read the event stream: {}", crate::cmd::chain(&e));
+                eprintln!(
+                    "aetherv submit: cannot read the event stream: {}",
+                    crate::cmd::chain(&e)
+                );
                 return ExitCode::from(1);
             }
         }
@@ -185,7 +200,8 @@ mod tests {
     #[test]
     fn keeps_given_ids() {
         let id = "5f0c6c1e-8d7e-4e55-9b1a-3f9a1f3e2b10";
-        let v = complete(json!({"kind": "noop", "target": {"cluster": "c"}, "job_id": id})).expect("ok");
+        let v = complete(json!({"kind": "noop", "target": {"cluster": "c"}, "job_id": id}))
+            .expect("ok");
         assert_eq!(v["job_id"], id);
         assert_eq!(v["target"], json!({"cluster": "c"}));
     }

@@ -52,7 +52,9 @@ pub fn run(args: Args) -> ExitCode {
             Ok(stop) => {
                 broker.close().await;
                 if !stop.drained {
-                    eprintln!("aetherv worker: stopped; unfinished jobs were returned to their queues");
+                    eprintln!(
+                        "aetherv worker: stopped; unfinished jobs were returned to their queues"
+                    );
                 }
                 ExitCode::SUCCESS
             }

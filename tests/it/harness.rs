@@ -182,8 +182,11 @@ pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool)
 pub fn http_get(addr: &str, path: &str) -> Result<String, String> {
     let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
-        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&raw).to_string();
@@ -191,7 +194,10 @@ pub fn http_get(addr: &str, path: &str) -> Result<String, String> {
     if !head.starts_with("HTTP/1.1 200") {
         return Err(head.lines().next().unwrap_or("").to_string());
     }
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         return Ok(dechunk(body));
     }
     Ok(body.to_string())
@@ -271,9 +277,15 @@ pub async fn cleanup(url: &str, prefix: &str, hosts: &[String]) {
     queues.push(t.events_stream());
     queues.push(t.dead_letter_queue());
     for q in queues {
-        let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
+        let _ = ch
+            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await;
     }
-    for x in [t.jobs_exchange(), t.events_exchange(), t.dead_letter_exchange()] {
+    for x in [
+        t.jobs_exchange(),
+        t.events_exchange(),
+        t.dead_letter_exchange(),
+    ] {
         let _ = ch
             .exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
             .await;
@@ -340,7 +352,10 @@ impl OwnRabbit {
         let child = Command::new("setsid")
             .arg("/usr/lib/rabbitmq/bin/rabbitmq-server")
             .env("HOME", d.join("home"))
-            .env("RABBITMQ_NODENAME", format!("aetherv-test-{}@localhost", self.port))
+            .env(
+                "RABBITMQ_NODENAME",
+                format!("aetherv-test-{}@localhost", self.port),
+            )
             .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
             .env("RABBITMQ_NODE_PORT", self.port.to_string())
             .env("RABBITMQ_DIST_PORT", self.dist.to_string())
@@ -357,16 +372,20 @@ impl OwnRabbit {
             .expect("spawn rabbitmq-server");
         self.child = Some(child);
         let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().expect("addr");
-        wait_until(Duration::from_secs(60), "throwaway RabbitMQ to accept connections", || {
-            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-        });
+        wait_until(
+            Duration::from_secs(60),
+            "throwaway RabbitMQ to accept connections",
+            || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok(),
+        );
     }
 
     /// Stops the broker (SIGTERM to its process group), keeping its data.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let pgid = c.id();
-            let _ = Command::new("kill").args(["-TERM", &format!("-{pgid}")]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &format!("-{pgid}")])
+                .status();
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = c.try_wait() {
@@ -374,7 +393,9 @@ impl OwnRabbit {
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            let _ = Command::new("kill").args(["-KILL", &format!("-{pgid}")]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &format!("-{pgid}")])
+                .status();
             let _ = c.wait();
         }
     }
@@ -393,10 +414,7 @@ impl Drop for OwnRabbit {
             for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
                 let needle = format!("ERL_EPMD_PORT={}", self.epmd);
-                if env
-                    .split(|b| *b == 0)
-                    .any(|kv| kv == needle.as_bytes())
-                {
+                if env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
                     let _ = Command::new("kill").arg(pid).status();
                 }
             }

@@ -42,7 +42,10 @@ async fn warm_up(broker: &Broker, hosts: &[String]) -> HashSet<JobId> {
         broker.publish_job(&j).await.expect("publish warm-up");
     }
     let events = collect_until_done(broker, &ids, Duration::from_secs(60)).await;
-    assert!(events.values().all(|e| succeeded(e)), "warm-up jobs failed: {events:?}");
+    assert!(
+        events.values().all(|e| succeeded(e)),
+        "warm-up jobs failed: {events:?}"
+    );
     ids
 }
 
@@ -52,7 +55,10 @@ fn assert_slot_stats(stats: &Value, order: &HashMap<String, Vec<JobId>>) {
     for (host, expected) in order {
         let h = &stats["hosts"][host];
         assert_eq!(h["max_concurrent_jobs"], 1, "{host}: slot violated: {h}");
-        assert_eq!(h["duplicate_executions"], 0, "{host}: duplicate executions: {h}");
+        assert_eq!(
+            h["duplicate_executions"], 0,
+            "{host}: duplicate executions: {h}"
+        );
         let seen: Vec<String> = h["jobs"]
             .as_array()
             .expect("jobs list")
@@ -61,7 +67,10 @@ fn assert_slot_stats(stats: &Value, order: &HashMap<String, Vec<JobId>>) {
             .collect();
         let expected: Vec<String> = expected.iter().map(|j| j.to_string()).collect();
         let seen_ours: Vec<String> = seen.into_iter().filter(|j| expected.contains(j)).collect();
-        assert_eq!(seen_ours, expected, "{host}: execution order differs from submission order");
+        assert_eq!(
+            seen_ours, expected,
+            "{host}: execution order differs from submission order"
+        );
     }
 }
 
@@ -72,10 +81,14 @@ async fn two_hundred_jobs_on_twenty_hosts_respect_the_host_slot() {
     let hosts = host_names(20);
     let latency = Duration::from_millis(200);
     let sim = start_sim(hosts.len(), latency.as_millis() as u64);
-    let broker = Broker::connect(&url, Topology::new(&prefix)).await.expect("broker");
-    let _w1 = start_worker(&sim.worker_config, &prefix, &url, "w1");
-    let _w2 = start_worker(&sim.worker_config, &prefix, &url, "w2");
-    wait_for_queues(&broker, &hosts).await;
+    let broker = Broker::connect(&url, Topology::new(&prefix))
+        .await
+        .expect("broker");
+    let w1 = start_worker(&sim.worker_config, &prefix, &url, "w1");
+    let w2 = start_worker(&sim.worker_config, &prefix, &url, "w2");
+    // A standby is not counted by RabbitMQ on single-active-consumer queues; give it a moment
+    // (correctness does not depend on it: a late standby just subscribes later).
+    tokio::time::sleep(Duration::from_secs(1)).await;
     warm_up(&broker, &hosts).await;
 
     let per_host = 10;
@@ -98,23 +111,26 @@ async fn two_hundred_jobs_on_twenty_hosts_respect_the_host_slot() {
     let ideal = latency * per_host as u32;
     let ratio = wall.as_secs_f64() / ideal.as_secs_f64();
     println!("200 jobs / 20 hosts / 2 workers: wall {wall:?}, ideal {ideal:?}, ratio {ratio:.3}");
-    assert!(ratio <= 1.3, "wall time {wall:?} is {ratio:.2}× the ideal {ideal:?}");
+    assert!(
+        ratio <= 1.3,
+        "wall time {wall:?} is {ratio:.2}× the ideal {ideal:?}"
+    );
     broker.close().await;
+    drop((w1, w2));
     cleanup(&url, &prefix, &hosts).await;
 }
 
-/// Waits until every host queue exists (a worker declared it).
-async fn wait_for_queues(broker: &Broker, hosts: &[String]) {
+/// Waits until every host queue has at least `consumers` consumers (workers subscribed).
+async fn wait_for_consumers(broker: &Broker, hosts: &[String], consumers: u32) {
     let deadline = Instant::now() + Duration::from_secs(30);
     for h in hosts {
         loop {
-            match broker.publish_raw(h, b"{}".to_vec()).await {
-                // An empty object is dead-lettered by the consumer; the probe proves routing.
-                Ok(()) => break,
-                Err(PublishError::Unroutable { .. }) if Instant::now() < deadline => {
+            match broker.queue_depth(h).await {
+                Ok(d) if d.consumers >= consumers => break,
+                _ if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await
                 }
-                Err(e) => panic!("host queue {h} never appeared: {e}"),
+                other => panic!("host queue {h} never got {consumers} consumer(s): {other:?}"),
             }
         }
     }
@@ -126,13 +142,17 @@ async fn killing_a_worker_mid_run_loses_and_duplicates_nothing() {
     let prefix = prefix();
     let hosts = host_names(8);
     let sim = start_sim(hosts.len(), 250);
-    let broker = Broker::connect(&url, Topology::new(&prefix)).await.expect("broker");
+    let broker = Broker::connect(&url, Topology::new(&prefix))
+        .await
+        .expect("broker");
     let mut w1 = start_worker(&sim.worker_config, &prefix, &url, "w1");
-    wait_for_queues(&broker, &hosts).await;
+    wait_for_consumers(&broker, &hosts, 1).await;
     warm_up(&broker, &hosts).await;
     // The second worker subscribes after the first owns every queue: it is the standby.
-    let _w2 = start_worker(&sim.worker_config, &prefix, &url, "w2");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let w2 = start_worker(&sim.worker_config, &prefix, &url, "w2");
+    // A standby is not counted by RabbitMQ on single-active-consumer queues; give it a moment
+    // (correctness does not depend on it: a late standby just subscribes later).
+    tokio::time::sleep(Duration::from_secs(1)).await;
 
     let mut order: HashMap<String, Vec<JobId>> = HashMap::new();
     let mut ids = HashSet::new();
@@ -154,9 +174,13 @@ async fn killing_a_worker_mid_run_loses_and_duplicates_nothing() {
         .values()
         .filter(|evs| evs.iter().any(|e| e.type_name() == "job.resumed"))
         .count();
-    assert!(resumed >= 1, "no job was redelivered; the kill came too late to test anything");
+    assert!(
+        resumed >= 1,
+        "no job was redelivered; the kill came too late to test anything"
+    );
     assert_slot_stats(&sim.stats(), &order);
     broker.close().await;
+    drop((w1, w2));
     cleanup(&url, &prefix, &hosts).await;
 }
 
@@ -167,10 +191,14 @@ async fn rabbitmq_restart_mid_run_loses_no_job() {
     let prefix = prefix();
     let hosts = host_names(6);
     let sim = start_sim(hosts.len(), 150);
-    let broker = Broker::connect(&url, Topology::new(&prefix)).await.expect("broker");
-    let _w1 = start_worker(&sim.worker_config, &prefix, &url, "w1");
-    let _w2 = start_worker(&sim.worker_config, &prefix, &url, "w2");
-    wait_for_queues(&broker, &hosts).await;
+    let broker = Broker::connect(&url, Topology::new(&prefix))
+        .await
+        .expect("broker");
+    let w1 = start_worker(&sim.worker_config, &prefix, &url, "w1");
+    let w2 = start_worker(&sim.worker_config, &prefix, &url, "w2");
+    // A standby is not counted by RabbitMQ on single-active-consumer queues; give it a moment
+    // (correctness does not depend on it: a late standby just subscribes later).
+    tokio::time::sleep(Duration::from_secs(1)).await;
     warm_up(&broker, &hosts).await;
 
     let mut order: HashMap<String, Vec<JobId>> = HashMap::new();
@@ -192,6 +220,7 @@ async fn rabbitmq_restart_mid_run_loses_no_job() {
     assert!(failed.is_empty(), "jobs failed: {failed:?}");
     assert_slot_stats(&sim.stats(), &order);
     broker.close().await;
+    drop((w1, w2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,17 +229,22 @@ async fn bad_messages_are_dead_lettered_with_reasons_and_nothing_stops() {
     let prefix = prefix();
     let hosts = host_names(2);
     let sim = start_sim(hosts.len(), 0);
-    let broker = Broker::connect(&url, Topology::new(&prefix)).await.expect("broker");
-    let _w = start_worker(&sim.worker_config, &prefix, &url, "w1");
-    wait_for_queues(&broker, &hosts).await;
-    // wait_for_queues probes with `{}`: drain those dead letters first.
-    let probes = broker.dead_letters(hosts.len(), Duration::from_secs(10)).await.expect("dlq");
-    assert_eq!(probes.len(), hosts.len());
+    let broker = Broker::connect(&url, Topology::new(&prefix))
+        .await
+        .expect("broker");
+    let w = start_worker(&sim.worker_config, &prefix, &url, "w1");
+    wait_for_consumers(&broker, &hosts, 1).await;
 
-    broker.publish_raw("hv01", b"this is not json".to_vec()).await.expect("publish");
+    broker
+        .publish_raw("hv01", b"this is not json".to_vec())
+        .await
+        .expect("publish");
     let mut v2: Value = serde_json::from_slice(&noop("hv01", 0).to_vec()).expect("json");
     v2["v"] = json!(2);
-    broker.publish_raw("hv01", serde_json::to_vec(&v2).expect("ser")).await.expect("publish");
+    broker
+        .publish_raw("hv01", serde_json::to_vec(&v2).expect("ser"))
+        .await
+        .expect("publish");
     let unknown = broker.publish_job(&noop("hv99", 0)).await;
     assert!(
         matches!(&unknown, Err(PublishError::Unroutable { routing_key }) if routing_key == "hv99"),
@@ -220,17 +254,31 @@ async fn bad_messages_are_dead_lettered_with_reasons_and_nothing_stops() {
     broker.publish_job(&good).await.expect("publish");
     let ids: HashSet<JobId> = [good.job_id].into();
     let events = collect_until_done(&broker, &ids, Duration::from_secs(30)).await;
-    assert!(succeeded(&events[&good.job_id]), "the valid job after the bad ones failed");
+    assert!(
+        succeeded(&events[&good.job_id]),
+        "the valid job after the bad ones failed"
+    );
 
-    let dead = broker.dead_letters(2, Duration::from_secs(10)).await.expect("dlq");
-    let reasons: Vec<_> = dead.iter().map(|d| d.reason.clone().unwrap_or_default()).collect();
-    assert_eq!(reasons, ["malformed_json", "unsupported_version"], "{dead:?}");
+    let dead = broker
+        .dead_letters(2, Duration::from_secs(10))
+        .await
+        .expect("dlq");
+    let reasons: Vec<_> = dead
+        .iter()
+        .map(|d| d.reason.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        reasons,
+        ["malformed_json", "unsupported_version"],
+        "{dead:?}"
+    );
     assert!(dead[1]
         .detail
         .as_deref()
         .unwrap_or("")
         .contains("unsupported contract version 2"));
     broker.close().await;
+    drop(w);
     cleanup(&url, &prefix, &hosts).await;
 }
 
@@ -240,7 +288,7 @@ fn submit_follow_runs_a_job_and_reports_unknown_hosts() {
     let prefix = prefix();
     let hosts = host_names(1);
     let sim = start_sim(1, 50);
-    let _w = start_worker(&sim.worker_config, &prefix, &url, "w1");
+    let w = start_worker(&sim.worker_config, &prefix, &url, "w1");
     let dir = tempfile::tempdir().expect("tempdir");
     let job = dir.path().join("job.yaml");
     std::fs::write(&job, "kind: noop\ntarget: hv01\nspec:\n  sleep_ms: 10\n").expect("write");
@@ -262,11 +310,15 @@ fn submit_follow_runs_a_job_and_reports_unknown_hosts() {
         assert!(out.contains("job.started"), "{out}");
         assert!(out.contains("job.succeeded"), "{out}");
         let last = out.split_whitespace().last().unwrap_or("");
-        assert!(last.parse::<JobId>().is_ok(), "last word is not a job id: {out}");
+        assert!(
+            last.parse::<JobId>().is_ok(),
+            "last word is not a job id: {out}"
+        );
         ok = true;
         break;
     }
     assert!(ok, "host queue never appeared");
+    drop(w);
     std::fs::write(&job, "kind: noop\ntarget: nosuchhost\n").expect("write");
     let (st, _out, err) = run_cmd(
         std::process::Command::new(bin())

@@ -49,7 +49,8 @@ fn pywinrm_runs_the_agent_command_against_the_sim() {
     assert!(st.success(), "pywinrm failed: {err}");
     let r: serde_json::Value = serde_json::from_str(out.trim()).expect("json from peer");
     assert_eq!(r["status_code"], 0, "{r}");
-    let result = AgentResult::from_output(r["std_out"].as_str().unwrap_or("")).expect("result line");
+    let result =
+        AgentResult::from_output(r["std_out"].as_str().unwrap_or("")).expect("result line");
     assert!(result.is_ok(), "{result:?}");
     assert_eq!(result.correlation_id, "pywinrm-1");
 
@@ -62,7 +63,10 @@ fn pywinrm_runs_the_agent_command_against_the_sim() {
     let r: serde_json::Value = serde_json::from_str(out.trim()).expect("json from peer");
     assert_ne!(r["status_code"], 0, "{r}");
     assert!(
-        r["std_err"].as_str().unwrap_or("").contains("is not recognized"),
+        r["std_err"]
+            .as_str()
+            .unwrap_or("")
+            .contains("is not recognized"),
         "{r}"
     );
 
@@ -73,7 +77,10 @@ fn pywinrm_runs_the_agent_command_against_the_sim() {
             .args([&endpoint, &user, "wrong-password", line.trim()]),
     );
     assert!(!st.success());
-    assert!(err.contains("401") || err.contains("Unauthorized") || err.contains("credentials"), "{err}");
+    assert!(
+        err.contains("401") || err.contains("Unauthorized") || err.contains("credentials"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,7 +89,9 @@ async fn a_pika_producer_using_only_the_json_schemas_gets_its_job_run() {
     let prefix = prefix();
     let hosts = vec!["hv01".to_string()];
     let sim = start_sim(1, 0);
-    let broker = Broker::connect(&url, Topology::new(&prefix)).await.expect("broker");
+    let broker = Broker::connect(&url, Topology::new(&prefix))
+        .await
+        .expect("broker");
     let _w = start_worker(&sim.worker_config, &prefix, &url, "w1");
     let mut job_id = None;
     for _ in 0..100 {
@@ -96,7 +105,10 @@ async fn a_pika_producer_using_only_the_json_schemas_gets_its_job_run() {
             break;
         }
         // Until the worker declared the queue, the mandatory publish is returned.
-        assert!(err.contains("Unroutable") || err.contains("NO_ROUTE"), "{err}");
+        assert!(
+            err.contains("Unroutable") || err.contains("NO_ROUTE"),
+            "{err}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let job_id = job_id.expect("the queue never appeared");

@@ -1,5 +1,6 @@
 """pywinrm as an independent WinRM client: runs one command line on an endpoint and prints a
-JSON object {status_code, std_out, std_err}.
+JSON object {status_code, std_out, std_err}. Uses pywinrm's Protocol API with the full endpoint
+URL (winrm.Session would drop the `/<host>/wsman` path).
 
 usage: winrm_run.py ENDPOINT USER PASSWORD COMMAND_LINE
 """
@@ -9,10 +10,14 @@ import sys
 import winrm
 
 endpoint, user, password, line = sys.argv[1:5]
-session = winrm.Session(endpoint, auth=(user, password), transport="plaintext")
-r = session.run_cmd(line)
+p = winrm.Protocol(endpoint, transport="plaintext", username=user, password=password)
+shell = p.open_shell()
+cmd = p.run_command(shell, line)
+out, err, code = p.get_command_output(shell, cmd)
+p.cleanup_command(shell, cmd)
+p.close_shell(shell)
 print(json.dumps({
-    "status_code": r.status_code,
-    "std_out": r.std_out.decode("utf-8", "replace"),
-    "std_err": r.std_err.decode("utf-8", "replace"),
+    "status_code": code,
+    "std_out": out.decode("utf-8", "replace"),
+    "std_err": err.decode("utf-8", "replace"),
 }))

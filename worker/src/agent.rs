@@ -120,8 +120,8 @@ impl HostAgent {
                 status.code
             )));
         };
-        let result = AgentResult::from_output(&line)
-            .map_err(|e| AgentError::Protocol(e.to_string()))?;
+        let result =
+            AgentResult::from_output(&line).map_err(|e| AgentError::Protocol(e.to_string()))?;
         if result.is_ok() && status.code != 0 {
             return Err(AgentError::Protocol(format!(
                 "agent reported success but exited with code {}",

@@ -184,10 +184,16 @@ impl WorkerConfig {
         let mut seen = std::collections::HashSet::new();
         for h in &self.hosts {
             let Some(name) = aetherv_core::HostName::parse(&h.name) else {
-                return Err(ConfigError::Invalid(format!("invalid host name {:?}", h.name)));
+                return Err(ConfigError::Invalid(format!(
+                    "invalid host name {:?}",
+                    h.name
+                )));
             };
             if !seen.insert(name) {
-                return Err(ConfigError::Invalid(format!("host {:?} listed twice", h.name)));
+                return Err(ConfigError::Invalid(format!(
+                    "host {:?} listed twice",
+                    h.name
+                )));
             }
             if !(h.endpoint.starts_with("http://") || h.endpoint.starts_with("https://")) {
                 return Err(ConfigError::Invalid(format!(
@@ -280,6 +286,10 @@ hosts:
         assert!(c.check().is_err());
         let dup = format!("{YAML}  - name: hv01\n    endpoint: http://x/wsman\n    auth: {{ kind: basic, username: a, password: b }}\n");
         let c = WorkerConfig::from_yaml(&dup).expect("parses");
-        assert!(c.check().expect_err("duplicate").to_string().contains("twice"));
+        assert!(c
+            .check()
+            .expect_err("duplicate")
+            .to_string()
+            .contains("twice"));
     }
 }

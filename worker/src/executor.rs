@@ -216,7 +216,11 @@ async fn call_with_retries(
     loop {
         let res = call_streaming(reporter, agent, req, buf, terminate).await?;
         match res {
-            Err(e) if e.is_transient() && attempt < TRANSIENT_ATTEMPTS && !terminate.is_cancelled() => {
+            Err(e)
+                if e.is_transient()
+                    && attempt < TRANSIENT_ATTEMPTS
+                    && !terminate.is_cancelled() =>
+            {
                 JobReporter::narrate(
                     buf,
                     format!(
@@ -305,7 +309,10 @@ mod tests {
         let steps = plan(&j).expect("plans");
         assert_eq!(steps.len(), 1);
         assert_eq!(steps[0].op, AgentOperation::VmCreate);
-        assert_eq!(steps[0].spec["notes"], Value::String(format!("aetherv:job={}", j.job_id)));
+        assert_eq!(
+            steps[0].spec["notes"],
+            Value::String(format!("aetherv:job={}", j.job_id))
+        );
     }
 
     #[test]

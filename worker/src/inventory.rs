@@ -27,7 +27,11 @@ pub(crate) async fn poll_host(
             _ = quiet.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let req = AgentRequest::new(AgentOperation::HostInventory, Default::default(), "inventory");
+        let req = AgentRequest::new(
+            AgentOperation::HostInventory,
+            Default::default(),
+            "inventory",
+        );
         let mut ignore = |_line| {};
         let body = match agent.call(&req, &quiet, &mut ignore).await {
             Ok(r) if r.is_ok() => EventBody::HostInventory {

@@ -149,7 +149,10 @@ impl Worker {
         }
         tracing::info!(worker = %self.worker_id, "worker running");
         quiet.cancelled().await;
-        tracing::info!("quiet: no new jobs; waiting up to {:?} for running jobs", self.grace);
+        tracing::info!(
+            "quiet: no new jobs; waiting up to {:?} for running jobs",
+            self.grace
+        );
         let drained = tokio::time::timeout(self.grace, async {
             while slots.join_next().await.is_some() {}
         })

@@ -11,10 +11,10 @@ use crate::executor::{run_job, JobOutcome};
 use crate::reporter::JobReporter;
 use aetherv_broker::{Broker, JobDelivery};
 use std::collections::HashMap;
-use tracing::Instrument as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 /// Longest wait between attempts to (re)subscribe to a host queue.
 pub const MAX_SUBSCRIBE_BACKOFF: Duration = Duration::from_secs(5);

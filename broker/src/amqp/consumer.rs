@@ -59,19 +59,24 @@ impl Drop for Subscription {
     /// *second* job before the first one is returned. Closing the channel returns the delivery
     /// and hands over in one step, keeping FIFO.
     fn drop(&mut self) {
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        if !self.channel.status().connected() {
-            return;
-        }
-        let channel = self.channel.clone();
-        let consumer = self.consumer.take();
-        rt.spawn(async move {
-            let _ = channel.close(200, "consumer dropped".into()).await;
-            drop(consumer);
-        });
+        close_then_cancel(&self.channel, self.consumer.take());
     }
+}
+
+/// Closes `channel`, then drops `consumer` (see `Subscription`'s `Drop`). Without a runtime,
+/// the plain drops close the channel anyway, only in the other order.
+pub(super) fn close_then_cancel(channel: &Channel, consumer: Option<Consumer>) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    if !channel.status().connected() {
+        return;
+    }
+    let channel = channel.clone();
+    rt.spawn(async move {
+        let _ = channel.close(200, "consumer dropped".into()).await;
+        drop(consumer);
+    });
 }
 
 enum Step {
@@ -108,9 +113,15 @@ impl AmqpJobConsumer {
         &self.queue
     }
 
+    pub(crate) fn host(&self) -> &str {
+        &self.host
+    }
+
     async fn try_subscribe(&self, live: Arc<Live>) -> Result<Subscription, BrokerError> {
-        let admin = live.admin_channel().await?;
-        declare_host_on(&admin, self.shared.topology(), &self.host).await?;
+        {
+            let (_serialized, admin) = live.admin_channel().await?;
+            declare_host_on(&admin, self.shared.topology(), &self.host).await?;
+        }
         let channel = live.connection().create_channel().await?;
         channel.basic_qos(1, BasicQosOptions::default()).await?;
         let consumer = channel

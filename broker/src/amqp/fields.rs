@@ -37,6 +37,18 @@ pub(crate) fn host_queue_args(t: &Topology) -> FieldTable {
     args
 }
 
+/// Arguments of a leader-election queue: quorum, single active consumer, at most one ready
+/// token (further tokens are refused), and no delivery limit (the token is returned every time
+/// a leader goes away, forever).
+pub(crate) fn leader_queue_args() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), long_string("quorum"));
+    args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+    args.insert("x-max-length".into(), long_long(1));
+    args.insert("x-overflow".into(), long_string("reject-publish"));
+    args
+}
+
 /// Arguments of the dead-letter queue: quorum, for durability.
 pub(crate) fn dead_queue_args() -> FieldTable {
     let mut args = FieldTable::default();

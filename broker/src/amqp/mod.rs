@@ -5,43 +5,51 @@
 //! [`AmqpOptions::max_backoff`]), re-declares the base topology and every host declared so far,
 //! and publishes the new connection with a higher generation number. Publishers wait for a live
 //! connection (bounded by [`AmqpOptions::operation_timeout`]); consumers and event streams
-//! watch the generation and re-subscribe on their own (see `consumer.rs`, `stream.rs`).
-//! lapin's own auto-recovery is not used: the supervisor rebuilds everything, which is the
-//! pattern lapin's maintainers recommend and is simpler to reason about.
+//! watch the generation and re-subscribe on their own (see `consumer.rs`, `stream.rs`,
+//! `leader.rs`). lapin's own auto-recovery is not used: the supervisor (`supervisor.rs`)
+//! rebuilds everything, which is the pattern lapin's maintainers recommend and is simpler to
+//! reason about; tested by closing the connection server-side and by restarting a private
+//! RabbitMQ (`tests/chaos-rabbitmq.sh`).
 //!
 //! Job publishes use a small pool of confirm-mode channels with **one outstanding publish per
 //! channel**: lapin pairs a `basic.return` with whichever confirm it resolves next, so with
 //! several publishes in flight on one channel an unroutable job could be reported against the
-//! wrong publish. Events (never `mandatory`) are pipelined on one confirm channel.
+//! wrong publish. Events are pipelined on one confirm channel: they all route to the one
+//! stream queue, so either every event is returned or none is, and the pairing cannot mislead.
+//! (`publish.rs`.)
 
 mod consumer;
 mod fields;
+mod leader;
+mod publish;
 mod stream;
+mod supervisor;
 
 pub(crate) use consumer::{AmqpJobConsumer, AmqpSettle};
+pub(crate) use leader::AmqpLeadership;
 pub(crate) use stream::AmqpEventStream;
 
+use publish::{confirmation_result, ChannelPool};
+use supervisor::{close_connection, declare_base, declare_host_on, supervise};
+
 use crate::topology::valid_host;
-use crate::types::{ConsumerImpl, StreamImpl};
+use crate::types::{ConsumerImpl, LeaderImpl, StreamImpl};
 use crate::{
-    BrokerError, DeadLetter, EventStream, JobConsumer, PublishError, StreamOffset, Topology,
+    BrokerError, DeadLetter, EventStream, JobConsumer, Leadership, PublishError, QueueDepth,
+    StreamOffset, Topology,
 };
 use aetherv_core::Event;
 use fields::short;
-use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
-    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
+    BasicAckOptions, BasicGetOptions, ConfirmSelectOptions, ExchangeDeleteOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{FieldTable, ShortString};
-use lapin::{
-    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
-};
+use lapin::{Channel, Connection, ConnectionProperties};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -61,6 +69,9 @@ pub struct AmqpOptions {
     pub publisher_channels: usize,
     /// Prefetch of event-stream consumers (default 256).
     pub stream_prefetch: u16,
+    /// How often a leader returns and re-takes its election token (default 10 min), so that
+    /// RabbitMQ's consumer timeout (30 min by default) never takes leadership away.
+    pub leader_renew_every: Duration,
 }
 
 impl Default for AmqpOptions {
@@ -71,6 +82,7 @@ impl Default for AmqpOptions {
             max_backoff: Duration::from_secs(5),
             publisher_channels: 8,
             stream_prefetch: 256,
+            leader_renew_every: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -79,6 +91,12 @@ impl AmqpOptions {
     /// Sets the connection name.
     pub fn with_connection_name(mut self, name: impl Into<String>) -> Self {
         self.connection_name = Some(name.into());
+        self
+    }
+
+    /// Sets the leader token renewal interval.
+    pub fn with_leader_renew_every(mut self, every: Duration) -> Self {
+        self.leader_renew_every = every;
         self
     }
 
@@ -112,6 +130,8 @@ pub(crate) struct Shared {
     conn_name: String,
     /// Every host declared so far, re-declared after a reconnect.
     hosts: Mutex<BTreeSet<String>>,
+    /// Every election role joined so far (for [`AmqpBroker::delete_topology`]).
+    roles: Mutex<BTreeSet<String>>,
     /// The current connection, `None` while reconnecting or after shutdown.
     live: watch::Sender<Option<Arc<Live>>>,
     shutdown: CancellationToken,
@@ -145,6 +165,7 @@ impl AmqpBroker {
             options,
             conn_name,
             hosts: Mutex::new(BTreeSet::new()),
+            roles: Mutex::new(BTreeSet::new()),
             live,
             shutdown: shutdown.clone(),
         });
@@ -171,6 +192,15 @@ impl AmqpBroker {
     /// while disconnected.
     pub fn connection_generation(&self) -> Option<u64> {
         self.shared.live.borrow().as_ref().map(|l| l.generation)
+    }
+
+    /// True while a connection is established (for readiness probes).
+    pub fn is_connected(&self) -> bool {
+        self.shared
+            .live
+            .borrow()
+            .as_ref()
+            .is_some_and(|l| l.conn.status().connected())
     }
 
     /// Declares and binds a host queue; remembered for re-declaration after reconnects.
@@ -243,6 +273,59 @@ impl AmqpBroker {
         })
     }
 
+    /// Reads a host queue's depth with a passive declare.
+    pub async fn queue_depth(&self, host: &str) -> Result<QueueDepth, BrokerError> {
+        let host = valid_host(host).ok_or_else(|| BrokerError::InvalidHost(host.to_owned()))?;
+        let queue = short(&self.shared.topology.host_queue(&host))?;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        self.shared
+            .with_live(|live| {
+                let queue = queue.clone();
+                let host = host.clone();
+                async move {
+                    let (_serialized, ch) = live.admin_channel().await?;
+                    match ch
+                        .queue_declare(queue, passive, FieldTable::default())
+                        .await
+                    {
+                        Ok(q) => Ok(QueueDepth {
+                            ready: q.message_count(),
+                            consumers: q.consumer_count(),
+                        }),
+                        // A passive declare of a missing queue closes the channel (404).
+                        Err(_) if !ch.status().connected() && live.conn.status().connected() => {
+                            Err(BrokerError::UnknownHost(host))
+                        }
+                        Err(e) => Err(e.into()),
+                    }
+                }
+            })
+            .await
+    }
+
+    /// Joins the leader election of `role` as `candidate`.
+    pub async fn leadership(&self, role: &str, candidate: &str) -> Result<Leadership, BrokerError> {
+        self.shared
+            .roles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(role.to_owned());
+        let l = AmqpLeadership::start(
+            Arc::clone(&self.shared),
+            Arc::clone(&self.guard),
+            role,
+            candidate,
+        )
+        .await?;
+        Ok(Leadership {
+            inner: LeaderImpl::Amqp(Box::new(l)),
+        })
+    }
+
     /// Subscribes to the event stream from `from`.
     pub async fn replay_events(&self, from: StreamOffset) -> Result<EventStream, BrokerError> {
         let stream =
@@ -305,7 +388,8 @@ impl AmqpBroker {
     }
 
     /// Deletes every queue and exchange of this topology that this broker declared (host
-    /// queues, dead-letter queue, event stream, exchanges), **with their messages**. For tests
+    /// queues, election queues, dead-letter queue, event stream, exchanges), **with their
+    /// messages**. For tests
     /// and teardown only.
     pub async fn delete_topology(&self) -> Result<(), BrokerError> {
         let t = &self.shared.topology;
@@ -318,6 +402,14 @@ impl AmqpBroker {
             .cloned()
             .collect();
         let mut queues: Vec<String> = hosts.iter().map(|h| t.host_queue(h)).collect();
+        queues.extend(
+            self.shared
+                .roles
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|r| t.leader_queue(r)),
+        );
         queues.push(t.dead_letter_queue());
         queues.push(t.events_stream());
         let exchanges = [
@@ -350,25 +442,6 @@ impl AmqpBroker {
     }
 }
 
-fn confirmation_result(confirm: &Confirmation, routing_key: &str) -> Result<(), PublishError> {
-    match confirm {
-        Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
-        Confirmation::Ack(Some(_)) => Err(PublishError::Unroutable {
-            routing_key: routing_key.to_owned(),
-        }),
-        Confirmation::Nack(_) => Err(PublishError::Nacked),
-    }
-}
-
-async fn close_connection(conn: &Connection) {
-    if conn.status().connected() {
-        let closing = conn.close(200, "closing".into());
-        if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(2), closing).await {
-            tracing::debug!(error = %e, "closing the amqp connection failed");
-        }
-    }
-}
-
 impl Shared {
     pub(crate) fn topology(&self) -> &Topology {
         &self.topology
@@ -397,7 +470,7 @@ impl Shared {
         )
         .await
         .map_err(|_| BrokerError::Unavailable(self.options.operation_timeout))??;
-        let admin = conn.create_channel().await?;
+        let mut admin = conn.create_channel().await?;
         declare_base(&admin, &self.topology).await?;
         let hosts: Vec<String> = self
             .hosts
@@ -406,8 +479,15 @@ impl Shared {
             .iter()
             .cloned()
             .collect();
+        // One host whose queue cannot be declared (e.g. pre-declared with other arguments)
+        // must not keep the whole connection down; its consumers keep retrying on their own.
         for host in &hosts {
-            declare_host_on(&admin, &self.topology, host).await?;
+            if let Err(e) = declare_host_on(&admin, &self.topology, host).await {
+                tracing::warn!(host, error = %e, "re-declaring a host queue failed");
+                if !admin.status().connected() {
+                    admin = conn.create_channel().await?;
+                }
+            }
         }
         let events = conn.create_channel().await?;
         events
@@ -503,279 +583,9 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner())
             .insert(host.to_owned());
         self.with_live(|live| async move {
-            let ch = live.admin_channel().await?;
+            let (_serialized, ch) = live.admin_channel().await?;
             declare_host_on(&ch, &self.topology, host).await
         })
         .await
-    }
-}
-
-impl Live {
-    pub(crate) fn generation(&self) -> u64 {
-        self.generation
-    }
-
-    pub(crate) fn connection(&self) -> &Connection {
-        &self.conn
-    }
-
-    /// The admin channel (declarations), re-created when a failed declaration closed it.
-    async fn admin_channel(&self) -> Result<Channel, BrokerError> {
-        let mut slot = self.admin.lock().await;
-        match &*slot {
-            Some(ch) if ch.status().connected() => Ok(ch.clone()),
-            _ => {
-                let ch = self.conn.create_channel().await?;
-                *slot = Some(ch.clone());
-                Ok(ch)
-            }
-        }
-    }
-
-    /// Publishes an event on the shared events channel. The lock covers only the send, so
-    /// confirms are pipelined while sequence numbers stay in send order.
-    async fn publish_event(
-        &self,
-        exchange: ShortString,
-        key: ShortString,
-        body: &[u8],
-    ) -> Result<Confirmation, BrokerError> {
-        let pending = {
-            let mut slot = self.events.lock().await;
-            let ch = match &*slot {
-                Some(ch) if ch.status().connected() => ch.clone(),
-                _ => {
-                    let ch = self.conn.create_channel().await?;
-                    ch.confirm_select(ConfirmSelectOptions::default()).await?;
-                    *slot = Some(ch.clone());
-                    ch
-                }
-            };
-            ch.basic_publish(
-                exchange,
-                key,
-                BasicPublishOptions::default(),
-                body,
-                fields::message_properties(None),
-            )
-            .await?
-        };
-        Ok(pending.await?)
-    }
-
-    /// Publishes a copy of a message to the dead-letter exchange with reason headers.
-    pub(crate) async fn publish_dead_letter(
-        &self,
-        topology: &Topology,
-        routing_key: &str,
-        body: &[u8],
-        headers: FieldTable,
-    ) -> Result<(), PublishError> {
-        let exchange = short(&topology.dead_letter_exchange())?;
-        let confirm = self
-            .jobs
-            .publish(
-                &self.conn,
-                exchange,
-                short(routing_key)?,
-                body,
-                fields::message_properties(Some(headers)),
-            )
-            .await?;
-        confirmation_result(&confirm, routing_key)
-    }
-}
-
-/// Confirm-mode channels for `mandatory` publishes, each used by one publish at a time.
-struct ChannelPool {
-    free: Mutex<Vec<Channel>>,
-    permits: Semaphore,
-}
-
-impl ChannelPool {
-    fn new(size: usize) -> Self {
-        ChannelPool {
-            free: Mutex::new(Vec::new()),
-            permits: Semaphore::new(size.max(1)),
-        }
-    }
-
-    async fn publish(
-        &self,
-        conn: &Connection,
-        exchange: ShortString,
-        key: ShortString,
-        body: &[u8],
-        props: BasicProperties,
-    ) -> Result<Confirmation, BrokerError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| BrokerError::Closed)?;
-        let reused = {
-            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-            free.retain(|ch| ch.status().connected());
-            free.pop()
-        };
-        let ch = match reused {
-            Some(ch) => ch,
-            None => {
-                let ch = conn.create_channel().await?;
-                ch.confirm_select(ConfirmSelectOptions::default()).await?;
-                ch
-            }
-        };
-        let options = BasicPublishOptions {
-            mandatory: true,
-            ..BasicPublishOptions::default()
-        };
-        // When this future is dropped before the confirm, the channel is dropped (and closed)
-        // rather than returned, so a late confirm or return never reaches another publish.
-        let confirm = ch
-            .basic_publish(exchange, key, options, body, props)
-            .await?
-            .await?;
-        self.free.lock().unwrap_or_else(|e| e.into_inner()).push(ch);
-        Ok(confirm)
-    }
-}
-
-/// Declares exchanges and queues that do not depend on hosts.
-async fn declare_base(ch: &Channel, t: &Topology) -> Result<(), BrokerError> {
-    let durable = ExchangeDeclareOptions {
-        durable: true,
-        ..ExchangeDeclareOptions::default()
-    };
-    let queue_durable = QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
-    };
-    let jobs = short(&t.jobs_exchange())?;
-    let dlx = short(&t.dead_letter_exchange())?;
-    let dead = short(&t.dead_letter_queue())?;
-    let events = short(&t.events_exchange())?;
-    let stream = short(&t.events_stream())?;
-    ch.exchange_declare(jobs, ExchangeKind::Direct, durable, FieldTable::default())
-        .await?;
-    ch.exchange_declare(
-        dlx.clone(),
-        ExchangeKind::Fanout,
-        durable,
-        FieldTable::default(),
-    )
-    .await?;
-    ch.queue_declare(dead.clone(), queue_durable, fields::dead_queue_args())
-        .await?;
-    ch.queue_bind(
-        dead,
-        dlx,
-        "".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await?;
-    ch.exchange_declare(
-        events.clone(),
-        ExchangeKind::Topic,
-        durable,
-        FieldTable::default(),
-    )
-    .await?;
-    ch.queue_declare(stream.clone(), queue_durable, fields::stream_args(t))
-        .await?;
-    ch.queue_bind(
-        stream,
-        events,
-        "#".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await?;
-    Ok(())
-}
-
-/// Declares one host queue and binds it with the host as routing key.
-async fn declare_host_on(ch: &Channel, t: &Topology, host: &str) -> Result<(), BrokerError> {
-    let queue = short(&t.host_queue(host))?;
-    let options = QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
-    };
-    ch.queue_declare(queue.clone(), options, fields::host_queue_args(t))
-        .await?;
-    ch.queue_bind(
-        queue,
-        short(&t.jobs_exchange())?,
-        short(host)?,
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await?;
-    Ok(())
-}
-
-/// Owns the connection: waits for it to die, then rebuilds it with backoff until shutdown.
-async fn supervise(shared: Arc<Shared>, mut live: Arc<Live>) {
-    loop {
-        tokio::select! {
-            _ = shared.shutdown.cancelled() => break,
-            _ = wait_dead(&live.conn) => {}
-        }
-        let generation = live.generation + 1;
-        tracing::warn!(
-            connection_name = %shared.conn_name,
-            "amqp connection lost; reconnecting"
-        );
-        shared.live.send_replace(None);
-        drop(live);
-        let mut backoff = Duration::from_millis(100);
-        live = loop {
-            let attempt = tokio::select! {
-                _ = shared.shutdown.cancelled() => return,
-                r = shared.establish(generation) => r,
-            };
-            match attempt {
-                Ok(l) => break l,
-                Err(e) => {
-                    tracing::warn!(error = %e, ?backoff, "amqp reconnect failed; retrying");
-                    tokio::select! {
-                        _ = shared.shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(shared.options.max_backoff);
-                }
-            }
-        };
-        shared.live.send_replace(Some(Arc::clone(&live)));
-    }
-    shared.live.send_replace(None);
-    close_connection(&live.conn).await;
-}
-
-/// Resolves when the connection is no longer usable.
-///
-/// Cancel safety: cancel-safe; it only observes.
-async fn wait_dead(conn: &Connection) {
-    let mut events = conn.events_listener();
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    loop {
-        tokio::select! {
-            ev = events.next() => match ev {
-                Some(lapin::Event::Error(e)) => {
-                    tracing::debug!(error = %e, "amqp connection error event");
-                    if !conn.status().connected() {
-                        return;
-                    }
-                }
-                Some(_) => {}
-                None => return,
-            },
-            _ = tick.tick() => {
-                if !conn.status().connected() {
-                    return;
-                }
-            }
-        }
     }
 }

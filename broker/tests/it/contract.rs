@@ -177,6 +177,55 @@ pub async fn single_active_consumer_and_handover(b: Broker) {
     d2.ack().await.unwrap();
 }
 
+pub async fn no_job_lost_or_reordered_under_consumer_churn(b: Broker) {
+    b.declare_host("hv01").await.unwrap();
+    let jobs: Vec<_> = (0..24).map(|_| job("hv01")).collect();
+    for j in &jobs {
+        b.publish_job(j).await.unwrap();
+    }
+    let mut acked = Vec::new();
+    let mut round = 0;
+    while acked.len() < jobs.len() {
+        round += 1;
+        assert!(round < 50, "too many rounds; acked {}", acked.len());
+        let mut c = b.consume_jobs("hv01", &format!("w{round}")).await.unwrap();
+        // Ack two, then "crash" holding the third.
+        for _ in 0..2 {
+            let Some(d) = next_within(&mut c, 3000).await else {
+                break;
+            };
+            acked.push(d.envelope.job_id);
+            d.ack().await.unwrap();
+        }
+        let held = next_within(&mut c, 300).await;
+        drop(c);
+        drop(held);
+    }
+    let expected: Vec<_> = jobs.iter().map(|j| j.job_id).collect();
+    assert_eq!(acked, expected, "every job acked once, in publish order");
+}
+
+pub async fn queue_depth_counts_waiting_jobs(b: Broker) {
+    b.declare_host("hv01").await.unwrap();
+    assert!(matches!(
+        b.queue_depth("hv09").await,
+        Err(BrokerError::UnknownHost(h)) if h == "hv09"
+    ));
+    for _ in 0..3 {
+        b.publish_job(&job("hv01")).await.unwrap();
+    }
+    let depth = b.queue_depth("HV01").await.unwrap();
+    assert_eq!((depth.ready, depth.consumers), (3, 0));
+    let mut c = b.consume_jobs("hv01", "w1").await.unwrap();
+    assert_eq!(c.host(), "hv01");
+    let d = next_job(&mut c).await;
+    let depth = b.queue_depth("hv01").await.unwrap();
+    assert_eq!((depth.ready, depth.consumers), (2, 1));
+    d.ack().await.unwrap();
+    // The broker still works after a failed lookup.
+    b.publish_job(&job("hv01")).await.unwrap();
+}
+
 pub async fn requeue_redelivers_at_the_head(b: Broker) {
     b.declare_host("hv01").await.unwrap();
     let (j1, j2) = (job("hv01"), job("hv01"));
@@ -318,13 +367,45 @@ pub async fn events_replay_from_a_timestamp(b: Broker) {
     assert!(o >= 1);
 }
 
+pub async fn one_leader_per_role_and_handover(b: Broker) {
+    let mut a = b.leadership("bot", "a").await.unwrap();
+    assert!(tokio::time::timeout(WAIT, a.acquire()).await.unwrap());
+    assert!(a.is_leader());
+    let mut c = b.leadership("bot", "c").await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), c.acquire())
+            .await
+            .is_err(),
+        "only one leader per role"
+    );
+    assert!(!c.is_leader());
+    // Roles are independent.
+    let mut other = b.leadership("scheduler", "x").await.unwrap();
+    assert!(tokio::time::timeout(WAIT, other.acquire()).await.unwrap());
+    // `lost` resolves at once for a non-leader and never while leading.
+    tokio::time::timeout(WAIT, c.lost()).await.unwrap();
+    assert!(tokio::time::timeout(Duration::from_millis(300), a.lost())
+        .await
+        .is_err());
+    drop(a);
+    assert!(tokio::time::timeout(WAIT, c.acquire()).await.unwrap());
+    assert!(c.is_leader());
+    assert!(other.is_leader());
+}
+
 pub async fn close_ends_consumers_and_refuses_publishes(b: Broker) {
     b.declare_host("hv01").await.unwrap();
     let mut c = b.consume_jobs("hv01", "w1").await.unwrap();
     let mut s = b.replay_events(StreamOffset::Next).await.unwrap();
     let waiter = tokio::spawn(async move { c.next().await.is_none() });
     tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(b.is_connected());
     b.close().await;
+    assert!(!b.is_connected());
+    assert!(matches!(
+        b.leadership("bot", "late").await,
+        Err(BrokerError::Closed)
+    ));
     assert!(tokio::time::timeout(WAIT, waiter).await.unwrap().unwrap());
     assert!(tokio::time::timeout(WAIT, s.next())
         .await

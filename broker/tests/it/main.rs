@@ -46,10 +46,13 @@ contract_suite!(
     fifo_per_host,
     single_active_consumer_and_handover,
     requeue_redelivers_at_the_head,
+    no_job_lost_or_reordered_under_consumer_churn,
+    queue_depth_counts_waiting_jobs,
     delivery_limit_dead_letters,
     worker_dead_letters_with_its_reason,
     events_replay_from_first_and_offset_then_tail,
     events_replay_from_next_sees_only_new_events,
     events_replay_from_a_timestamp,
+    one_leader_per_role_and_handover,
     close_ends_consumers_and_refuses_publishes,
 );

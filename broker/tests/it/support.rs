@@ -38,22 +38,29 @@ pub async fn amqp_with(topology: Topology) -> Broker {
     }
 }
 
-/// Deletes what an AMQP test declared (the contract tests use hosts hv01 and hv02), through a
-/// connection of its own so that it works after the test closed its broker.
+/// Deletes what an AMQP test declared. Uses the test's broker when it is still open (it knows
+/// every host it declared); otherwise a connection of its own, deleting hosts hv01 and hv02
+/// (the hosts of the contract tests).
 pub async fn cleanup(broker: &Broker) {
-    broker.close().await;
-    if let Broker::Amqp(_) = broker {
-        let fresh = amqp_with(broker.topology().clone()).await;
-        if let Broker::Amqp(b) = &fresh {
-            for host in ["hv01", "hv02"] {
-                let _ = b.declare_host(host).await;
-            }
+    if let Broker::Amqp(b) = broker {
+        if b.is_connected() {
             if let Err(e) = b.delete_topology().await {
                 eprintln!("cleanup of {} failed: {e:?}", b.topology().prefix);
             }
+        } else {
+            let fresh = amqp_with(broker.topology().clone()).await;
+            if let Broker::Amqp(f) = &fresh {
+                for host in ["hv01", "hv02"] {
+                    let _ = f.declare_host(host).await;
+                }
+                if let Err(e) = f.delete_topology().await {
+                    eprintln!("cleanup of {} failed: {e:?}", f.topology().prefix);
+                }
+            }
+            fresh.close().await;
         }
-        fresh.close().await;
     }
+    broker.close().await;
 }
 
 /// A valid noop job for `host`.

@@ -230,7 +230,11 @@ pub struct AgentResult {
 
 impl AgentResult {
     /// A success result.
-    pub fn success(message: impl Into<String>, data: serde_json::Value, correlation_id: &str) -> Self {
+    pub fn success(
+        message: impl Into<String>,
+        data: serde_json::Value,
+        correlation_id: &str,
+    ) -> Self {
         AgentResult {
             v: current_version(),
             status: AgentStatus::Success,
@@ -265,7 +269,10 @@ impl AgentResult {
     pub fn from_output(stdout: &str) -> Result<Self, ContractError> {
         let mut found = None;
         for line in stdout.lines() {
-            if let Some(rest) = line.trim_start_matches('\u{feff}').strip_prefix(RESULT_MARKER) {
+            if let Some(rest) = line
+                .trim_start_matches('\u{feff}')
+                .strip_prefix(RESULT_MARKER)
+            {
                 if found.is_some() {
                     return Err(ContractError::Invalid {
                         kind: "agent result",

@@ -27,7 +27,10 @@ pub const POWERSHELL_SWITCHES: [&str; 5] = [
 
 /// Encodes a PowerShell script for `-EncodedCommand` (base64 of UTF-16LE).
 pub fn encode_powershell(script: &str) -> String {
-    let bytes: Vec<u8> = script.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+    let bytes: Vec<u8> = script
+        .encode_utf16()
+        .flat_map(|u| u.to_le_bytes())
+        .collect();
     B64.encode(bytes)
 }
 
@@ -126,12 +129,10 @@ pub fn parse_agent_script(script: &str) -> Result<ParsedScript, ContractError> {
         return Ok(ParsedScript::Other(script.to_string()));
     };
     let after = &rest[end..];
-    let entry = after
-        .find("& '")
-        .and_then(|j| {
-            let s = &after[j + 3..];
-            s.find("' -RequestJson").map(|k| s[..k].replace("''", "'"))
-        });
+    let entry = after.find("& '").and_then(|j| {
+        let s = &after[j + 3..];
+        s.find("' -RequestJson").map(|k| s[..k].replace("''", "'"))
+    });
     let Some(entry) = entry else {
         return Ok(ParsedScript::Other(script.to_string()));
     };
@@ -175,8 +176,14 @@ mod tests {
     fn abbreviated_switches_are_found() {
         assert_eq!(find_encoded_command("powershell -enc QQA="), Some("QQA="));
         assert_eq!(find_encoded_command("powershell -e QQA="), Some("QQA="));
-        assert_eq!(find_encoded_command("PowerShell /EncodedCommand QQA="), Some("QQA="));
-        assert_eq!(find_encoded_command("powershell -ExecutionPolicy Bypass -File x.ps1"), None);
+        assert_eq!(
+            find_encoded_command("PowerShell /EncodedCommand QQA="),
+            Some("QQA=")
+        );
+        assert_eq!(
+            find_encoded_command("powershell -ExecutionPolicy Bypass -File x.ps1"),
+            None
+        );
     }
 
     #[test]

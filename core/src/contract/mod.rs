@@ -98,10 +98,22 @@ pub(crate) fn current_version() -> u32 {
 pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {
     let gen = |s: schemars::Schema| s.to_value();
     vec![
-        ("job-envelope.schema.json", gen(schemars::schema_for!(job::JobEnvelope))),
-        ("event.schema.json", gen(schemars::schema_for!(event::Event))),
-        ("agent-request.schema.json", gen(schemars::schema_for!(agent::AgentRequest))),
-        ("agent-result.schema.json", gen(schemars::schema_for!(agent::AgentResult))),
+        (
+            "job-envelope.schema.json",
+            gen(schemars::schema_for!(job::JobEnvelope)),
+        ),
+        (
+            "event.schema.json",
+            gen(schemars::schema_for!(event::Event)),
+        ),
+        (
+            "agent-request.schema.json",
+            gen(schemars::schema_for!(agent::AgentRequest)),
+        ),
+        (
+            "agent-result.schema.json",
+            gen(schemars::schema_for!(agent::AgentResult)),
+        ),
     ]
 }
 

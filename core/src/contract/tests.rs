@@ -89,7 +89,10 @@ fn missing_version_and_garbage_are_distinguished() {
         JobEnvelope::from_slice(b"not json"),
         Err(ContractError::NotJson(_))
     ));
-    assert_eq!(JobEnvelope::from_slice(b"[1]"), Err(ContractError::NotAnObject));
+    assert_eq!(
+        JobEnvelope::from_slice(b"[1]"),
+        Err(ContractError::NotAnObject)
+    );
     let err = JobEnvelope::from_slice(b"{\"v\":1,\"kind\":\"noop\"}").expect_err("fields");
     assert_eq!(err.code(), "invalid_contract");
     assert!(err.to_string().contains("missing field"), "{err}");
@@ -107,18 +110,54 @@ fn unknown_envelope_fields_are_rejected() {
 fn events_round_trip_with_type_and_payload() {
     let id = JobId::new();
     let events = [
-        Event::for_job(id, 0, EventBody::JobStarted { host: "hv01".into(), worker: "w1".into(), attempt: 1 }),
-        Event::for_job(id, 1, EventBody::JobLog { lines: vec![LogLine { stream: LogStream::Stdout, text: "hello".into() }] }),
+        Event::for_job(
+            id,
+            0,
+            EventBody::JobStarted {
+                host: "hv01".into(),
+                worker: "w1".into(),
+                attempt: 1,
+            },
+        ),
+        Event::for_job(
+            id,
+            1,
+            EventBody::JobLog {
+                lines: vec![LogLine {
+                    stream: LogStream::Stdout,
+                    text: "hello".into(),
+                }],
+            },
+        ),
         Event::for_job(id, 2, EventBody::ApprovalExpired {}),
-        Event::for_job(id, 3, EventBody::JobFailed { code: "name_conflict".into(), message: "x".into(), step: Some("vm.create".into()) }),
-        Event::for_host(0, EventBody::HostInventory { host: "hv01".into(), reachable: false, inventory: Value::Null, error: Some("refused".into()) }),
+        Event::for_job(
+            id,
+            3,
+            EventBody::JobFailed {
+                code: "name_conflict".into(),
+                message: "x".into(),
+                step: Some("vm.create".into()),
+            },
+        ),
+        Event::for_host(
+            0,
+            EventBody::HostInventory {
+                host: "hv01".into(),
+                reachable: false,
+                inventory: Value::Null,
+                error: Some("refused".into()),
+            },
+        ),
     ];
     for e in events {
         let wire: Value = serde_json::from_slice(&e.to_vec()).expect("json");
         assert_eq!(wire["type"], e.type_name());
         assert!(wire.get("payload").is_some());
         assert_eq!(Event::from_slice(&e.to_vec()).as_ref(), Ok(&e));
-        let errors: Vec<String> = validator("event.schema.json").iter_errors(&wire).map(|e| e.to_string()).collect();
+        let errors: Vec<String> = validator("event.schema.json")
+            .iter_errors(&wire)
+            .map(|e| e.to_string())
+            .collect();
         assert!(errors.is_empty(), "{} invalid: {errors:?}", e.type_name());
     }
 }
@@ -131,10 +170,18 @@ fn agent_result_line_is_found_among_logs() {
     assert!(AgentResult::from_output("just logs\n").is_err());
     let twice = format!("{}\n{}\n", r.to_line(), r.to_line());
     assert!(AgentResult::from_output(&twice).is_err());
-    let bad = format!("{}{{\"v\":1,\"status\":\"weird\",\"message\":\"x\"}}", agent::RESULT_MARKER);
+    let bad = format!(
+        "{}{{\"v\":1,\"status\":\"weird\",\"message\":\"x\"}}",
+        agent::RESULT_MARKER
+    );
     assert!(AgentResult::from_output(&bad).is_err());
-    let partial = format!("{}{{\"v\":1,\"status\":\"partial\",\"message\":\"x\"}}", agent::RESULT_MARKER);
-    assert!(AgentResult::from_output(&partial).expect("partial ok").is_ok());
+    let partial = format!(
+        "{}{{\"v\":1,\"status\":\"partial\",\"message\":\"x\"}}",
+        agent::RESULT_MARKER
+    );
+    assert!(AgentResult::from_output(&partial)
+        .expect("partial ok")
+        .is_ok());
     assert!(AgentResult::from_output(agent::RESULT_MARKER).is_err());
 }
 
@@ -161,7 +208,12 @@ fn schemas_accept_real_examples() {
     });
     assert!(validator("job-envelope.schema.json").is_valid(&minimal));
     assert!(JobEnvelope::from_slice(&serde_json::to_vec(&minimal).expect("ser")).is_ok());
-    let req = serde_json::to_value(AgentRequest::new(AgentOperation::Noop, Default::default(), "c")).expect("ser");
+    let req = serde_json::to_value(AgentRequest::new(
+        AgentOperation::Noop,
+        Default::default(),
+        "c",
+    ))
+    .expect("ser");
     assert!(validator("agent-request.schema.json").is_valid(&req));
     let res = serde_json::to_value(AgentResult::error("not_found", "no vm", "c")).expect("ser");
     assert!(validator("agent-result.schema.json").is_valid(&res));
@@ -171,16 +223,43 @@ fn schemas_accept_real_examples() {
 fn schemas_reject_malformed_envelopes() {
     let good: Value = serde_json::from_slice(&envelope().to_vec()).expect("json");
     let v = validator("job-envelope.schema.json");
-    let mutations: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
-        ("missing v", Box::new(|e: &mut Value| { e.as_object_mut().map(|o| o.remove("v")); })),
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let mutations: Vec<(&str, Mutation)> = vec![
+        (
+            "missing v",
+            Box::new(|e: &mut Value| {
+                e.as_object_mut().map(|o| o.remove("v"));
+            }),
+        ),
         ("v = 2", Box::new(|e: &mut Value| e["v"] = json!(2))),
-        ("bad uuid", Box::new(|e: &mut Value| e["job_id"] = json!("not-a-uuid"))),
-        ("unknown kind", Box::new(|e: &mut Value| e["kind"] = json!("vm.explode"))),
-        ("two targets", Box::new(|e: &mut Value| e["target"] = json!({"host": "a", "cluster": "b"}))),
-        ("spec not object", Box::new(|e: &mut Value| e["spec"] = json!([1]))),
-        ("unknown field", Box::new(|e: &mut Value| e["extra"] = json!(1))),
-        ("bad platform", Box::new(|e: &mut Value| e["requested_by"]["platform"] = json!("irc"))),
-        ("bad timestamp", Box::new(|e: &mut Value| e["created_at"] = json!("yesterday"))),
+        (
+            "bad uuid",
+            Box::new(|e: &mut Value| e["job_id"] = json!("not-a-uuid")),
+        ),
+        (
+            "unknown kind",
+            Box::new(|e: &mut Value| e["kind"] = json!("vm.explode")),
+        ),
+        (
+            "two targets",
+            Box::new(|e: &mut Value| e["target"] = json!({"host": "a", "cluster": "b"})),
+        ),
+        (
+            "spec not object",
+            Box::new(|e: &mut Value| e["spec"] = json!([1])),
+        ),
+        (
+            "unknown field",
+            Box::new(|e: &mut Value| e["extra"] = json!(1)),
+        ),
+        (
+            "bad platform",
+            Box::new(|e: &mut Value| e["requested_by"]["platform"] = json!("irc")),
+        ),
+        (
+            "bad timestamp",
+            Box::new(|e: &mut Value| e["created_at"] = json!("yesterday")),
+        ),
     ];
     for (what, mutate) in mutations {
         let mut e = good.clone();

@@ -1,6 +1,7 @@
 //! Integration tests of aetherv-core's forms: one binary, one module per concern.
 #![expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 
+mod files;
 mod props;
 mod schemas;
 mod validation;

@@ -133,6 +133,25 @@ fn secret_fields_are_the_reference_three() {
 }
 
 #[test]
+fn every_form_bearing_job_kind_has_a_builtin_form() {
+    use aetherv_core::contract::job::JobKind;
+    use aetherv_core::schema::form_id_for;
+    let mapped: Vec<&str> = JobKind::ALL
+        .iter()
+        .filter_map(|k| form_id_for(*k))
+        .collect();
+    assert_eq!(mapped.len(), 5);
+    for id in mapped {
+        assert!(forms().get(id).is_some(), "{id}");
+    }
+    assert_eq!(
+        form_id_for(JobKind::DeploymentManaged),
+        Some("managed-deployment")
+    );
+    assert_eq!(form_id_for(JobKind::Noop), None);
+}
+
+#[test]
 fn reference_defaults() {
     let md = form("managed-deployment");
     for (id, value) in [

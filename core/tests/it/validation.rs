@@ -7,7 +7,7 @@ use super::form;
 use aetherv_core::osfamily::OsFamily;
 use aetherv_core::redact::REDACTED;
 use aetherv_core::validate::{
-    validate, ErrorCode, FieldError, ImageCatalogue, ImageEntry, InventoryChoices,
+    check_field, validate, ErrorCode, FieldError, ImageCatalogue, ImageEntry, InventoryChoices,
     ValidationContext,
 };
 use serde_json::{json, Map, Value};
@@ -965,4 +965,19 @@ fn non_object_requests_are_one_error() {
         assert_eq!(e[0].code, ErrorCode::InvalidType);
         assert_eq!(e[0].field, "");
     }
+}
+
+#[test]
+fn check_field_gives_inline_feedback_for_one_field() {
+    let ctx = ValidationContext::default();
+    let md = form(MD);
+    assert_eq!(
+        check_field(md, "gb_ram", &json!(" 8 "), &ctx),
+        Ok(Some(json!(8)))
+    );
+    assert_eq!(check_field(md, "gb_ram", &json!("  "), &ctx), Ok(None));
+    let e = check_field(md, "guest_v4_dns1", &json!("1.2.3"), &ctx).unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidIpv4);
+    let e = check_field(md, "vm_id", &json!("x"), &ctx).unwrap_err();
+    assert_eq!(e.code, ErrorCode::UnknownField);
 }

@@ -20,7 +20,7 @@ pub struct Running {
     pub sim: Sim,
     pub addr: SocketAddr,
     pub tls: Option<SelfSignedTls>,
-    _stop: oneshot::Sender<()>,
+    pub _stop: oneshot::Sender<()>,
 }
 
 pub async fn start(cfg: SimConfig) -> Running {

@@ -5,7 +5,7 @@ use aetherv_sim::{Sim, SimConfig};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-fn req(op: AgentOperation, spec: Value, job: &str, key: Option<&str>) -> AgentRequest {
+pub fn req(op: AgentOperation, spec: Value, job: &str, key: Option<&str>) -> AgentRequest {
     let Value::Object(spec) = spec else {
         panic!("object spec")
     };
@@ -14,7 +14,7 @@ fn req(op: AgentOperation, spec: Value, job: &str, key: Option<&str>) -> AgentRe
     r
 }
 
-fn job() -> String {
+pub fn job() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
@@ -200,123 +200,49 @@ fn worker_config_lists_every_host() {
     );
 }
 
-mod guest {
-    use super::*;
-    use aetherv_core::kvp::{checksum, meta};
-    use aetherv_sim::ProvisioningGuest;
-    use std::sync::Arc;
-
-    async fn kvp(sim: &Sim, op: AgentOperation, spec: Value) -> Value {
-        let r = sim
-            .run_agent("hv01", req(op, spec, "inventory", None))
-            .await
-            .expect("host");
-        assert!(r.result.is_ok(), "{:?}", r.result);
-        r.result.data
-    }
-
-    async fn provisioned_vm(version: &str, tamper: bool) -> (Sim, Value) {
-        let sim = Sim::new(SimConfig::with_hosts(1));
-        sim.set_guest(Arc::new(ProvisioningGuest {
-            public_key_b64: "UFVCS0VZ".into(),
-            decrypt: None,
-            expected_version: Some("1.2.3".into()),
-        }));
-        let j = job();
-        let vm = sim
-            .run_agent(
-                "hv01",
-                req(AgentOperation::VmCreate, json!({"vm_name": "g1"}), &j, None),
-            )
-            .await
-            .expect("host");
-        let id = vm.result.data["vm_id"].clone();
-        kvp(&sim, AgentOperation::KvpWrite, json!({"vm_id": id, "items": {meta::VERSION: version, meta::HOST_STATE: "waitingforpublickey"}})).await;
-        // The guest only answers once the VM runs.
-        let before = kvp(&sim, AgentOperation::KvpRead, json!({"vm_id": id})).await;
-        assert_eq!(before["items"], json!({}));
-        sim.run_agent(
+#[tokio::test]
+async fn failures_are_not_journaled_and_retries_are_not_duplicates() {
+    let sim = Sim::new(SimConfig::with_hosts(1));
+    sim.inject_fault("hv01", aetherv_sim::Fault::once("vm.create"));
+    let j = job();
+    let key = format!("{j}:vm");
+    let spec = json!({"vm_name": "web01"});
+    let first = sim
+        .run_agent(
             "hv01",
-            req(
-                AgentOperation::VmPower,
-                json!({"vm_id": id, "action": "start"}),
-                &j,
-                None,
-            ),
+            req(AgentOperation::VmCreate, spec.clone(), &j, Some(&key)),
         )
         .await
         .expect("host");
-        let ready = kvp(&sim, AgentOperation::KvpRead, json!({"vm_id": id})).await;
-        if version != "1.2.3" {
-            assert_eq!(
-                ready["items"][meta::GUEST_ERROR],
-                "error validating:manifest"
-            );
-            return (sim, ready);
-        }
-        assert_eq!(ready["items"][meta::GUEST_STATE], "waitingforaeskey");
-        assert_eq!(ready["items"][meta::GUEST_PUBLIC_KEY], "UFVCS0VZ");
-        let long = "k".repeat(150);
-        let plain: std::collections::BTreeMap<String, String> = [
-            ("hlvmm.data.guest_host_name".to_string(), "g1".to_string()),
-            ("hlvmm.data.guest_la_pw".to_string(), "s3cret".to_string()),
-            ("hlvmm.data.ansible_ssh_key".to_string(), long.clone()),
-        ]
-        .into_iter()
-        .collect();
-        let sum = if tamper {
-            "bad".to_string()
-        } else {
-            checksum(&plain)
-        };
-        kvp(
-            &sim,
-            AgentOperation::KvpWrite,
-            json!({"vm_id": id, "items": {
-                meta::CHECKSUM: sum,
-                meta::SHARED_AES_KEY: "wrapped",
-                "hlvmm.data.guest_host_name": "g1",
-                "hlvmm.data.guest_la_pw": "s3cret",
-                "hlvmm.data.ansible_ssh_key._0": &long[..100],
-                "hlvmm.data.ansible_ssh_key._1": &long[100..],
-            }}),
+    assert_eq!(first.result.code.as_deref(), Some("injected"));
+    assert_eq!(first.exit_code, 1);
+    let retry = sim
+        .run_agent(
+            "hv01",
+            req(AgentOperation::VmCreate, spec.clone(), &j, Some(&key)),
         )
-        .await;
-        kvp(
-            &sim,
-            AgentOperation::KvpWrite,
-            json!({"vm_id": id, "items": {meta::HOST_STATE: "provisioningdatapublished"}}),
-        )
-        .await;
-        let done = kvp(&sim, AgentOperation::KvpRead, json!({"vm_id": id})).await;
-        (sim, done)
-    }
+        .await
+        .expect("host");
+    assert!(retry.result.is_ok());
+    let replay = sim
+        .run_agent("hv01", req(AgentOperation::VmCreate, spec, &j, Some(&key)))
+        .await
+        .expect("host");
+    assert_eq!(replay.result.data["vm_id"], retry.result.data["vm_id"]);
+    let s = &sim.stats().hosts["hv01"];
+    assert_eq!(
+        (s.operations, s.duplicate_executions, s.journal_replays),
+        (2, 0, 1)
+    );
+}
 
-    #[tokio::test]
-    async fn provisioning_guest_plays_the_kvp_exchange() {
-        let (sim, done) = provisioned_vm("1.2.3", false).await;
-        assert_eq!(
-            done["items"][meta::GUEST_STATE],
-            "provisioningapplied",
-            "{done}"
-        );
-        let view = sim.host_view("hv01").expect("host");
-        let applied = &view["vms"][0]["applied_config"];
-        assert_eq!(applied["guest_host_name"], "g1");
-        assert_eq!(applied["ansible_ssh_key"].as_str().map(str::len), Some(150));
-        let pw = applied["guest_la_pw"].as_str().expect("pw");
-        assert!(pw.starts_with("sha256:") && !pw.contains("s3cret"));
-    }
-
-    #[tokio::test]
-    async fn provisioning_guest_reports_checksum_and_manifest_failures() {
-        let (_, done) = provisioned_vm("1.2.3", true).await;
-        assert_eq!(done["items"][meta::GUEST_STATE], "provisioningfailed");
-        assert_eq!(
-            done["items"][meta::GUEST_ERROR],
-            "error validating:checksum"
-        );
-        let (_, failed) = provisioned_vm("9.9.9", false).await;
-        assert_eq!(failed["items"][meta::GUEST_STATE], "provisioningfailed");
-    }
+#[tokio::test]
+async fn concurrent_unkeyed_repeats_are_duplicates() {
+    let sim = Sim::new(SimConfig::with_hosts(1).latency(Duration::from_millis(50)));
+    let j = job();
+    let _ = tokio::join!(
+        sim.run_agent("hv01", req(AgentOperation::Noop, json!({}), &j, None)),
+        sim.run_agent("hv01", req(AgentOperation::Noop, json!({}), &j, None)),
+    );
+    assert_eq!(sim.stats().hosts["hv01"].duplicate_executions, 1);
 }

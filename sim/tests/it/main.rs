@@ -2,7 +2,9 @@
 //! journal and recording, WinRM over real HTTP(S) with raw SOAP, and pywinrm as the reference
 //! client.
 
+mod client;
 mod common;
+mod guest;
 mod journal;
 mod ops;
 mod pywinrm;

@@ -610,3 +610,85 @@ fn noop_echoes_spec() {
     let d = ok(&mut h, AgentOperation::Noop, json!({"test_field": "x"}));
     assert_eq!(d["echo"], json!({"test_field": "x"}));
 }
+
+#[test]
+fn unknown_fields_are_ignored_with_a_warning() {
+    let mut h = host();
+    let o = run(
+        &mut h,
+        AgentOperation::VmCreate,
+        json!({"vm_name": "a", "ram_gb": 4}),
+    );
+    assert!(o.result.is_ok());
+    assert!(
+        o.logs
+            .iter()
+            .any(|l| l == "WARNING: ignoring unknown field 'ram_gb'"),
+        "{:?}",
+        o.logs
+    );
+    let o = run(&mut h, AgentOperation::VmGet, json!({"vm_name": "a"}));
+    assert!(
+        !o.logs.iter().any(|l| l.contains("WARNING")),
+        "{:?}",
+        o.logs
+    );
+}
+
+#[test]
+fn form_fields_are_honoured() {
+    let mut h = host();
+    let o = run(
+        &mut h,
+        AgentOperation::VmCreate,
+        json!({"vm_name": "c1", "vm_clustered": true, "target_host": "hv01"}),
+    );
+    assert!(
+        !o.logs.iter().any(|l| l.contains("WARNING")),
+        "{:?}",
+        o.logs
+    );
+    let d = o.result.data;
+    assert_eq!(d["clustered"], true);
+    let id = d["vm_id"].as_str().expect("id").to_string();
+    let o = run(
+        &mut h,
+        AgentOperation::DiskCreate,
+        json!({"vm_id": id, "disk_size_gb": 8, "storage_class": "bulk", "target_host": "hv01"}),
+    );
+    assert!(
+        o.result.is_ok() && !o.logs.iter().any(|l| l.contains("WARNING")),
+        "{:?}",
+        o.logs
+    );
+    assert!(o.result.data["disk_path"]
+        .as_str()
+        .expect("path")
+        .starts_with(r"C:\ClusterStorage\Volume2\VMs\c1\"));
+    let n = ok(
+        &mut h,
+        AgentOperation::NicCreate,
+        json!({"vm_id": id, "network": "prod", "vlan_id": 123}),
+    );
+    assert_eq!(
+        (n["virtual_switch"].as_str(), n["vlan_id"].as_u64()),
+        (Some("External"), Some(123))
+    );
+    assert_eq!(
+        code(
+            &mut h,
+            AgentOperation::NicCreate,
+            json!({"vm_id": id, "network": "prod", "vlan_id": 5000})
+        ),
+        "invalid_argument"
+    );
+    h.spec.cluster = None;
+    assert_eq!(
+        code(
+            &mut h,
+            AgentOperation::VmCreate,
+            json!({"vm_name": "c2", "vm_clustered": true})
+        ),
+        "invalid_state"
+    );
+}

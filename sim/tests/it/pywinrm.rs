@@ -153,3 +153,41 @@ async fn pywinrm_over_https_with_command_and_arguments() {
     let result = AgentResult::from_output(v["stdout"].as_str().expect("stdout")).expect("result");
     assert_eq!(result.correlation_id, job);
 }
+
+const SESSION_SCRIPT: &str = r#"
+import json, sys, winrm
+addr, pw, line = sys.argv[1:4]
+r = winrm.Session('http://%s/hv02/wsman' % addr, auth=('hv02\\aetherv', pw), transport='plaintext').run_cmd(line)
+print(json.dumps({'code': r.status_code, 'stdout': r.std_out.decode()}))
+"#;
+
+#[tokio::test]
+async fn pywinrm_session_reaches_a_host_by_user_prefix() {
+    let r = start(SimConfig::with_hosts(2)).await;
+    let job = uuid::Uuid::new_v4().to_string();
+    let line = agent_command_line(
+        &AgentRequest::new(AgentOperation::Noop, Default::default(), &job),
+        DEFAULT_INSTALL_DIR,
+    );
+    let output = tokio::process::Command::new(python())
+        .args([
+            "-c",
+            SESSION_SCRIPT,
+            &r.addr.to_string(),
+            aetherv_sim::config::DEFAULT_PASSWORD,
+            &line,
+        ])
+        .output()
+        .await
+        .expect("python runs");
+    assert!(
+        output.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(v["code"], 0, "{v}");
+    let stats = r.sim.stats();
+    assert_eq!(stats.hosts["hv02"].jobs, vec![job]);
+    assert_eq!(stats.hosts["hv01"].operations, 0);
+}

@@ -309,3 +309,76 @@ async fn large_output_is_split_across_receives() {
         Some(100_000)
     );
 }
+
+/// Rough throughput of sequential agent noops over WinRS (new connection per request).
+#[tokio::test]
+#[ignore = "measurement; run with --ignored --nocapture"]
+async fn measure_sequential_noop_rate() {
+    let r = start(SimConfig::with_hosts(1)).await;
+    let w = r.winrs("hv01");
+    let n = 300;
+    let t = std::time::Instant::now();
+    for i in 0..n {
+        let out = w
+            .run(
+                POWERSHELL_EXE,
+                &agent_arguments(&noop(&format!("m{i}")), DEFAULT_INSTALL_DIR),
+            )
+            .await;
+        assert_eq!(out.exit_code, 0);
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!("{n} noops in {secs:.2}s = {:.0}/s", f64::from(n) / secs);
+}
+
+#[tokio::test]
+async fn shutdown_answers_pending_receives_and_stops_serving() {
+    let sim = aetherv_sim::Sim::new(SimConfig::with_hosts(1));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(sim.clone().serve(listener, async move {
+        let _ = rx.await;
+    }));
+    let (stop_tx, _stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let r = crate::common::Running {
+        sim,
+        addr,
+        tls: None,
+        _stop: stop_tx,
+    };
+    let w = r.winrs("hv01");
+    let (_, shell) = w.create().await;
+    let req = AgentRequest::new(
+        AgentOperation::Noop,
+        json!({"sleep_ms": 10_000})
+            .as_object()
+            .cloned()
+            .expect("obj"),
+        "t",
+    );
+    let cmd = w
+        .command(
+            &shell,
+            POWERSHELL_EXE,
+            &agent_arguments(&req, DEFAULT_INSTALL_DIR),
+        )
+        .await;
+    let _ = w.receive_once(&shell, &cmd, "PT20S").await; // the log line
+    let started = std::time::Instant::now();
+    let pending = w.receive_once(&shell, &cmd, "PT20S");
+    let stop = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let _ = tx.send(());
+    };
+    let (resp, ()) = tokio::join!(pending, stop);
+    assert_eq!(resp.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("server stops")
+        .expect("join")
+        .expect("serve ok");
+}
