@@ -54,7 +54,7 @@ stop)
   # Stop by PID, never by name: the machine may run its own RabbitMQ.
   if [ -f "$dir/wrapper.pid" ]; then
     wp=$(cat "$dir/wrapper.pid")
-    pkill -TERM -s "$wp" 2>/dev/null || kill -TERM -- -"$wp" 2>/dev/null || true
+    pkill -TERM -s "$wp" 2>/dev/null || true
     for _ in $(seq 1 20); do kill -0 "$wp" 2>/dev/null || break; sleep 0.25; done
     pkill -KILL -s "$wp" 2>/dev/null || true
   fi

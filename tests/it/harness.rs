@@ -6,7 +6,7 @@ use aetherv_broker::{Broker, StreamOffset, Topology};
 use aetherv_core::{Event, EventBody, JobId};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -99,8 +99,8 @@ impl Drop for Proc {
 
 /// A running `aetherv sim`.
 pub struct SimProc {
-    /// The process.
-    pub proc: Proc,
+    /// The process (killed on drop).
+    pub _proc: Proc,
     /// `127.0.0.1:PORT`.
     pub addr: String,
     /// Worker configuration it wrote.
@@ -131,7 +131,7 @@ pub fn start_sim(hosts: usize, latency_ms: u64) -> SimProc {
         http_get(&addr, "/sim/stats").is_ok() && worker_config.exists()
     });
     SimProc {
-        proc,
+        _proc: proc,
         addr,
         worker_config,
         _dir: dir,
@@ -379,13 +379,12 @@ impl OwnRabbit {
         );
     }
 
-    /// Stops the broker (SIGTERM to its process group), keeping its data.
+    /// Stops the broker, keeping its data: SIGTERM to every process of its session (it was
+    /// started under `setsid`), by session id, never by name and never by process group.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let pgid = c.id();
-            let _ = Command::new("kill")
-                .args(["-TERM", &format!("-{pgid}")])
-                .status();
+            let sid = c.id().to_string();
+            let _ = Command::new("pkill").args(["-TERM", "-s", &sid]).status();
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = c.try_wait() {
@@ -393,9 +392,7 @@ impl OwnRabbit {
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            let _ = Command::new("kill")
-                .args(["-KILL", &format!("-{pgid}")])
-                .status();
+            let _ = Command::new("pkill").args(["-KILL", "-s", &sid]).status();
             let _ = c.wait();
         }
     }
@@ -420,26 +417,4 @@ impl Drop for OwnRabbit {
             }
         }
     }
-}
-
-/// Reads a stream of lines from a child's stdout until one contains `needle`.
-pub fn wait_for_line(child: &mut Child, needle: &str, timeout: Duration) -> String {
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + timeout;
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match rx.recv_timeout(left) {
-            Ok(line) if line.contains(needle) => return line,
-            Ok(_) => {}
-            Err(_) => break,
-        }
-    }
-    panic!("no line containing {needle:?} within {timeout:?}");
 }

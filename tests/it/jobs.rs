@@ -332,3 +332,55 @@ fn submit_follow_runs_a_job_and_reports_unknown_hosts() {
     let rt = tokio::runtime::Runtime::new().expect("rt");
     rt.block_on(cleanup(&url, &prefix, &hosts));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_running_job_and_leaves_the_rest_queued() {
+    let url = amqp_url();
+    let prefix = prefix();
+    let hosts = host_names(1);
+    let sim = start_sim(1, 1500);
+    let broker = Broker::connect(&url, Topology::new(&prefix))
+        .await
+        .expect("broker");
+    let mut w1 = start_worker(&sim.worker_config, &prefix, &url, "w1");
+    wait_for_consumers(&broker, &hosts, 1).await;
+    let (first, second) = (noop("hv01", 1), noop("hv01", 2));
+    broker.publish_job(&first).await.expect("publish");
+    broker.publish_job(&second).await.expect("publish");
+    // Wait until the first job runs, then ask the worker to stop.
+    let mut stream = broker
+        .replay_events(aetherv_broker::StreamOffset::First)
+        .await
+        .expect("stream");
+    while let Some((_, ev)) = stream.next().await {
+        if ev.job_id == Some(first.job_id) && ev.type_name() == "step.started" {
+            break;
+        }
+    }
+    let status = w1
+        .terminate(Duration::from_secs(20))
+        .expect("worker exits after SIGTERM");
+    assert!(status.success(), "worker exit status {status:?}");
+    let ids: HashSet<JobId> = [first.job_id].into();
+    let events = collect_until_done(&broker, &ids, Duration::from_secs(5)).await;
+    assert!(
+        succeeded(&events[&first.job_id]),
+        "in-flight job did not finish"
+    );
+    let depth = broker.queue_depth("hv01").await.expect("depth");
+    assert_eq!(depth.ready, 1, "the second job should still be queued");
+    assert_eq!(
+        sim.stats()["hosts"]["hv01"]["jobs"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    // Another worker picks it up.
+    let w2 = start_worker(&sim.worker_config, &prefix, &url, "w2");
+    let ids: HashSet<JobId> = [second.job_id].into();
+    let events = collect_until_done(&broker, &ids, Duration::from_secs(30)).await;
+    assert!(succeeded(&events[&second.job_id]));
+    broker.close().await;
+    drop(w2);
+    cleanup(&url, &prefix, &hosts).await;
+}
