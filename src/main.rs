@@ -10,11 +10,11 @@ use std::process::ExitCode;
 #[command(name = "aetherv", version, about)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Sub,
 }
 
 #[derive(Subcommand)]
-enum Command {
+enum Sub {
     /// Validate a request (JSON or YAML; `-` for stdin) against a form schema.
     Validate(cmd::validate::Args),
     /// JSON Schema operations.
@@ -36,12 +36,12 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
-        Command::Validate(args) => cmd::validate::run(args),
-        Command::Schema(c) => cmd::schema::run(c),
-        Command::AgentCommand(args) => cmd::agent_command::run(args),
-        Command::Worker(args) => cmd::worker::run(args),
-        Command::Submit(args) => cmd::submit::run(args),
-        Command::Sim(args) => cmd::sim::run(args),
+        Sub::Validate(args) => cmd::validate::run(args),
+        Sub::Schema(c) => cmd::schema::run(c),
+        Sub::AgentCommand(args) => cmd::agent_command::run(args),
+        Sub::Worker(args) => cmd::worker::run(args),
+        Sub::Submit(args) => cmd::submit::run(args),
+        Sub::Sim(args) => cmd::sim::run(args),
     }
 }
 

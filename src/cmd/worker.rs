@@ -17,7 +17,8 @@ pub struct Args {
 
 /// Runs the command.
 pub fn run(args: Args) -> ExitCode {
-    let mut cfg = match WorkerConfig::load(&args.config) {
+    let Args { config } = args;
+    let mut cfg = match WorkerConfig::load(&config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("aetherv worker: {}", crate::cmd::chain(&e));

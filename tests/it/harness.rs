@@ -92,6 +92,11 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            if !status.success() && !std::thread::panicking() {
+                eprintln!("note: {} had exited early with {status}", self.name);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
