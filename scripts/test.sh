@@ -27,9 +27,20 @@ fi
 export AETHERV_PYTHON="$root/.venv/bin/python"
 
 step "RabbitMQ"
+# The broker-restart test runs a RabbitMQ node of its own, so the server must be installed even
+# when a broker already answers.
+if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
+  echo "installing rabbitmq-server (Debian package)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq rabbitmq-server
+fi
 export AETHERV_AMQP_URL="${AETHERV_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
-hostport=$(python3 -c 'import sys,urllib.parse as u; p=u.urlparse(sys.argv[1]); print(f"{p.hostname or \"127.0.0.1\"} {p.port or 5672}")' "$AETHERV_AMQP_URL")
-set -- $hostport
+# host and port of the AMQP URL (amqp://user:pass@host:port/vhost)
+rest=${AETHERV_AMQP_URL#*://}; rest=${rest#*@}; rest=${rest%%/*}
+amqp_host=${rest%%:*}; amqp_port=${rest##*:}
+[ "$amqp_port" = "$rest" ] && amqp_port=5672
+[ -n "$amqp_host" ] || amqp_host=127.0.0.1
+set -- "$amqp_host" "$amqp_port"
 if (echo > "/dev/tcp/$1/$2") 2>/dev/null; then
   echo "using RabbitMQ at $1:$2"
 else
