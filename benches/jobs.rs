@@ -53,12 +53,18 @@ async fn rig(broker: Broker, hosts: usize, latency: Duration) -> Rig {
     let mut cfg =
         WorkerConfig::from_yaml(&sim.worker_config_yaml(&format!("http://{addr}"))).expect("cfg");
     cfg.inventory_interval_secs = 0;
-    let names = cfg.hosts.iter().map(|h| h.name.clone()).collect();
+    let names: Vec<String> = cfg.hosts.iter().map(|h| h.name.clone()).collect();
     let worker = Worker::new(&cfg, broker.clone(), &|_| None).expect("worker");
     let quiet = stop.clone();
     let handle = tokio::spawn(async move {
         let _ = worker.run(quiet).await;
     });
+    // The worker declares and subscribes asynchronously; wait until every host has a consumer.
+    for h in &names {
+        while !matches!(broker.queue_depth(h).await, Ok(d) if d.consumers >= 1) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     Rig {
         broker,
         hosts: names,
@@ -165,6 +171,7 @@ async fn run(
     );
     r.stop.cancel();
     let _ = r.worker.await;
+    teardown(&r.broker).await;
     // Makespan / ideal: 200 jobs on 20 hosts at 100 ms; 1,000 jobs on 100 hosts at 50 ms.
     for (hosts, per_host, ms) in [(20usize, 10usize, 100u64), (100, 10, 50)] {
         if quick && hosts == 100 {
@@ -184,7 +191,18 @@ async fn run(
         );
         r.stop.cancel();
         let _ = r.worker.await;
+        teardown(&r.broker).await;
     }
+}
+
+/// Deletes what a RabbitMQ run declared, so benchmarks leave nothing behind.
+async fn teardown(broker: &Broker) {
+    if let Broker::Amqp(b) = broker {
+        if let Err(e) = b.delete_topology().await {
+            eprintln!("warning: could not delete the benchmark's queues: {e}");
+        }
+    }
+    broker.close().await;
 }
 
 fn main() {

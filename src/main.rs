@@ -28,6 +28,12 @@ enum Sub {
     Submit(cmd::submit::Args),
     /// Serve simulated Hyper-V hosts over WinRM (for tests and the demo).
     Sim(cmd::sim::Args),
+    /// The whole system in one process: broker, simulated hosts, worker and the console chat.
+    Demo(cmd::demo::Args),
+    /// The chat bot with the console adapter, against RabbitMQ.
+    Bot(cmd::bot::Args),
+    /// Per configured host: reachable, authentication, agent version, current or not.
+    Hosts(cmd::hosts::Args),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +48,9 @@ fn main() -> ExitCode {
         Sub::Worker(args) => cmd::worker::run(args),
         Sub::Submit(args) => cmd::submit::run(args),
         Sub::Sim(args) => cmd::sim::run(args),
+        Sub::Demo(args) => cmd::demo::run(args),
+        Sub::Bot(args) => cmd::bot::run(args),
+        Sub::Hosts(args) => cmd::hosts::run(args),
     }
 }
 

@@ -3,7 +3,9 @@
 //! [`guest_config`] turns a validated request into the flat guest configuration: which fields are
 //! emitted when (reference §6). [`data_items`] maps it to `hlvmm.data.*` keys, [`checksum`] computes
 //! the integrity value the guest verifies, and [`chunk`] splits long values into the `._N` items.
-//! Encryption (RSA key wrap, AES-CBC per item) happens in the worker; this module is pure.
+//! Encryption (RSA key wrap, AES-CBC per item) is [`crypto`].
+
+pub mod crypto;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;

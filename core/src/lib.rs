@@ -5,10 +5,14 @@
 //! secret redaction. It must not do I/O: no sockets, no tokio, no filesystem access except
 //! through the embedded schema texts (callers may pass other texts in).
 
+pub mod approval;
+pub mod bundle;
+pub mod command;
 pub mod contract;
 pub mod ids;
 pub mod kvp;
 pub mod osfamily;
+pub mod rbac;
 pub mod redact;
 pub mod schema;
 pub mod validate;

@@ -149,6 +149,10 @@ pub struct SimConfig {
     pub username: String,
     /// Basic-auth password.
     pub password: String,
+    /// Refuse agent invocations unless the agent bundle is installed (by the worker's
+    /// deployment scripts) and verifies against its manifest, as a real host would. Off by
+    /// default, so tests that talk to a fresh simulator directly keep working.
+    pub require_agent: bool,
 }
 
 impl SimConfig {
@@ -163,7 +167,14 @@ impl SimConfig {
             op_latency: HashMap::new(),
             username: DEFAULT_USERNAME.to_string(),
             password: DEFAULT_PASSWORD.to_string(),
+            require_agent: false,
         }
+    }
+
+    /// Sets [`SimConfig::require_agent`] (builder style).
+    pub fn require_agent(mut self, on: bool) -> Self {
+        self.require_agent = on;
+        self
     }
 
     /// Sets the default latency (builder style).

@@ -10,7 +10,9 @@
 //! Tour: [`config`] (hosts and resources) → [`state`] (the model) → [`ops`] (operations) →
 //! [`sim`] (latency, journal, recording) → [`server`] / [`tls`] (serving).
 
+pub mod auth;
 pub mod config;
+pub mod deploy;
 pub mod guest;
 pub mod ops;
 pub mod powershell;
@@ -22,7 +24,7 @@ pub mod tls;
 pub mod wsman;
 
 pub use config::{HostSpec, Image, Network, SimConfig, StorageClass};
-pub use guest::{Decryptor, Guest, GuestEvent, ProvisioningGuest};
+pub use guest::{Guest, GuestEvent, KeyFormatChoice, ProvisioningGuest};
 pub use sim::{AgentRun, Sim};
 pub use state::{Fault, HostState, Vm, VmState};
 pub use stats::{HostStats, OpRecord, SimStats};
@@ -50,12 +52,15 @@ impl Sim {
     ) -> std::io::Result<()> {
         let closing = self.inner.closing.clone();
         let router = self.router();
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                closing.send_replace(true);
-            })
-            .await
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<auth::ConnAuth>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            closing.send_replace(true);
+        })
+        .await
     }
 
     /// Serves HTTPS on `listener` with `tls` until `shutdown` completes. Connections already
@@ -81,7 +86,10 @@ impl Sim {
                 },
             };
             let acceptor = acceptor.clone();
-            let service = TowerToHyperService::new(router.clone());
+            // NTLM state is per connection: a fresh ConnAuth for each accepted stream.
+            let service = TowerToHyperService::new(router.clone().layer(axum::Extension(
+                axum::extract::ConnectInfo(auth::ConnAuth::new(true)),
+            )));
             tokio::spawn(async move {
                 let tls_stream = match acceptor.accept(stream).await {
                     Ok(s) => s,

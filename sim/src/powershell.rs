@@ -24,6 +24,19 @@ pub enum Invocation {
         /// The unknown term, as PowerShell names it in the error.
         term: String,
     },
+    /// A script that already ran (deployment scripts; see [`crate::deploy`]).
+    Completed(ScriptOutput),
+}
+
+/// What a script that ran synchronously printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptOutput {
+    /// Stdout lines.
+    pub stdout: Vec<String>,
+    /// Error lines (sent as CLIXML on stderr).
+    pub stderr: Vec<String>,
+    /// Process exit code.
+    pub exit_code: i32,
 }
 
 /// Joins a WinRS `<rsp:Command>` and its `<rsp:Arguments>` into one command line.

@@ -1,5 +1,6 @@
-//! The HTTP side: WinRM (WS-Management WinRS) at `POST /<host>/wsman` with Basic auth (also
-//! `POST /wsman` and `POST /`, routed by a `HOST\user` user name), and the
+//! The HTTP side: WinRM (WS-Management WinRS) at `POST /<host>/wsman` with Basic auth or NTLM
+//! with message encryption ([`crate::auth`]) (also `POST /wsman` and `POST /`, routed by a
+//! `HOST\user` user name or NTLM domain), and the
 //! simulator's own JSON endpoints (`GET /sim/stats`, `GET /sim/hosts/<host>`,
 //! `GET /sim/hosts/<host>/records`, `POST /sim/hosts/<host>/faults` with a [`Fault`] body).
 //!
@@ -8,17 +9,18 @@
 //! request's `OperationTimeout` (capped at [`MAX_RECEIVE_WAIT`]) and answers `w:TimedOut` like
 //! Windows when nothing arrived.
 
+use crate::auth::{ConnAuth, NtlmStep};
 use crate::powershell::{self, Invocation};
 use crate::sim::Sim;
 use crate::state::Fault;
 use crate::wsman::{self, Operation};
 use aetherv_core::AgentResult;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use std::collections::HashMap;
@@ -150,11 +152,69 @@ fn soap(status: StatusCode, body: String) -> Response {
 }
 
 fn unauthorized() -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, "Basic realm=\"WSMAN\"")],
-    )
-        .into_response()
+    // Two headers, as Windows sends them; Basic first.
+    let mut resp = StatusCode::UNAUTHORIZED.into_response();
+    let h = resp.headers_mut();
+    h.append(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Basic realm=\"WSMAN\""),
+    );
+    h.append(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Negotiate"),
+    );
+    resp
+}
+
+/// How a request authenticated.
+enum Authn {
+    Basic,
+    /// NTLM on this connection (the request may carry the AUTHENTICATE token, or nothing).
+    Ntlm(ConnAuth),
+    /// Answer with this (a 401 challenge or rejection).
+    Respond(Response),
+}
+
+/// The user name without `HOST\` or `@domain`, compared case-insensitively.
+fn user_matches(sim: &Sim, user: &str) -> bool {
+    let user = user.rsplit('\\').next().unwrap_or(user);
+    let user = user.split('@').next().unwrap_or(user);
+    user.eq_ignore_ascii_case(&sim.config().username)
+}
+
+fn authenticate(sim: &Sim, conn: Option<&ConnAuth>, headers: &HeaderMap) -> Authn {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if let Some((scheme, token)) = value.and_then(|v| v.trim().split_once(' ')) {
+        if scheme.eq_ignore_ascii_case("negotiate") || scheme.eq_ignore_ascii_case("ntlm") {
+            let (Some(conn), Ok(raw)) = (conn, B64.decode(token.trim())) else {
+                return Authn::Respond(unauthorized());
+            };
+            let password = |user: &str, _domain: &str| {
+                user_matches(sim, user).then(|| sim.config().password.clone())
+            };
+            return match conn.step(&raw, "sim", password) {
+                NtlmStep::Challenge(challenge) => {
+                    let value = format!("{scheme} {}", B64.encode(challenge));
+                    let mut resp = StatusCode::UNAUTHORIZED.into_response();
+                    if let Ok(v) = header::HeaderValue::from_str(&value) {
+                        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                    }
+                    Authn::Respond(resp)
+                }
+                NtlmStep::Authenticated => Authn::Ntlm(conn.clone()),
+                NtlmStep::Rejected => Authn::Respond(unauthorized()),
+            };
+        }
+    }
+    if authorized(sim, headers) {
+        return Authn::Basic;
+    }
+    match conn {
+        Some(conn) if value.is_none() && conn.ntlm_authenticated() => Authn::Ntlm(conn.clone()),
+        _ => Authn::Respond(unauthorized()),
+    }
 }
 
 fn authorized(sim: &Sim, headers: &HeaderMap) -> bool {
@@ -210,28 +270,104 @@ fn host_from_user(sim: &Sim, headers: &HeaderMap) -> Option<String> {
     })
 }
 
-async fn bare_wsman_handler(State(sim): State<Sim>, headers: HeaderMap, body: Bytes) -> Response {
-    match host_from_user(&sim, &headers) {
-        Some(host) => wsman_handler(State(sim), Path(host), headers, body).await,
-        None if !authorized(&sim, &headers) => unauthorized(),
-        None => (StatusCode::NOT_FOUND, "").into_response(),
-    }
+async fn bare_wsman_handler(
+    State(sim): State<Sim>,
+    conn: Option<Extension<ConnectInfo<ConnAuth>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let conn = conn.map(|Extension(ConnectInfo(c))| c);
+    wsman_entry(&sim, None, conn.as_ref(), &headers, &body).await
 }
 
 async fn wsman_handler(
     State(sim): State<Sim>,
     Path(host): Path<String>,
+    conn: Option<Extension<ConnectInfo<ConnAuth>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let host = host.to_ascii_lowercase();
-    if !sim.has_host(&host) {
+    let conn = conn.map(|Extension(ConnectInfo(c))| c);
+    wsman_entry(&sim, Some(host), conn.as_ref(), &headers, &body).await
+}
+
+/// Authentication, host routing and (un)sealing around [`wsman_request`].
+async fn wsman_entry(
+    sim: &Sim,
+    path_host: Option<String>,
+    conn: Option<&ConnAuth>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let path_host = path_host.map(|h| h.to_ascii_lowercase());
+    if path_host.as_ref().is_some_and(|h| !sim.has_host(h)) {
         return (StatusCode::NOT_FOUND, "").into_response();
     }
-    if !authorized(&sim, &headers) {
-        return unauthorized();
+    let ntlm = match authenticate(sim, conn, headers) {
+        Authn::Respond(resp) => return resp,
+        Authn::Basic => None,
+        Authn::Ntlm(conn) => Some(conn),
+    };
+    let host = path_host
+        .or_else(|| {
+            ntlm.as_ref()
+                .and_then(ConnAuth::ntlm_domain)
+                .filter(|d| sim.has_host(d))
+        })
+        .or_else(|| host_from_user(sim, headers));
+    let Some(host) = host else {
+        return (StatusCode::NOT_FOUND, "").into_response();
+    };
+    let encrypted = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(aetherv_winrm::ntlm::is_encrypted_content_type);
+    let Some(conn) = ntlm else {
+        if encrypted {
+            return (StatusCode::BAD_REQUEST, "encrypted body without ntlm\n").into_response();
+        }
+        return wsman_request(sim, host, body).await;
+    };
+    let plain = if encrypted {
+        match conn.unseal(body) {
+            Ok(plain) => plain,
+            Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+        }
+    } else if body.is_empty() {
+        // The authenticating POST of pywinrm and aetherv-winrm carries no envelope.
+        return StatusCode::OK.into_response();
+    } else if !conn.is_tls() {
+        // Windows with AllowUnencrypted=false.
+        return (
+            StatusCode::BAD_REQUEST,
+            "unencrypted request on an ntlm connection refused\n",
+        )
+            .into_response();
+    } else {
+        body.to_vec()
+    };
+    let resp = wsman_request(sim, host, &plain).await;
+    if !encrypted {
+        return resp;
     }
-    let text = String::from_utf8_lossy(&body);
+    let (mut parts, resp_body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(resp_body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let Some(sealed) = conn.seal(&bytes) else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "").into_response();
+    };
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(aetherv_winrm::ntlm::ENCRYPTED_CONTENT_TYPE),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(sealed))
+}
+
+/// One authenticated, plain SOAP request for `host`.
+async fn wsman_request(sim: &Sim, host: String, body: &[u8]) -> Response {
+    let text = String::from_utf8_lossy(body);
     let req = match wsman::parse_request(&text) {
         Ok(r) => r,
         Err(e) => {
@@ -302,7 +438,7 @@ async fn wsman_handler(
         );
     };
     let ctx = Ctx {
-        sim: &sim,
+        sim,
         host: &host,
         relates: &relates,
     };
@@ -395,7 +531,7 @@ async fn in_shell(
 
 /// Runs one command line to completion, writing into `cmd`.
 async fn run_command(sim: Sim, host: String, line: String, cmd: Arc<Cmd>) {
-    let code = match powershell::recognize(&line) {
+    let code = match sim.prepare_command(&host, &line) {
         Invocation::Agent(req) => {
             tracing::debug!(host, operation = %req.operation, correlation_id = %req.correlation_id, "agent operation");
             let c = cmd.clone();
@@ -410,6 +546,15 @@ async fn run_command(sim: Sim, host: String, line: String, cmd: Arc<Cmd>) {
         Invocation::BadEncoding => {
             cmd.stderr(&powershell::clixml_error(&powershell::bad_encoding_lines()));
             1
+        }
+        Invocation::Completed(out) => {
+            for l in &out.stdout {
+                cmd.stdout_line(l);
+            }
+            if !out.stderr.is_empty() {
+                cmd.stderr(&powershell::clixml_error(&out.stderr));
+            }
+            out.exit_code
         }
         Invocation::NotRecognized { term } => {
             tracing::debug!(host, term, "command not recognized");

@@ -85,7 +85,7 @@ impl Sim {
                 hosts,
                 shells: Shells::default(),
                 closing: watch::channel(false).0,
-                guest: RwLock::new(None),
+                guest: RwLock::new(Some(crate::guest::default_guest())),
             }),
         }
     }
@@ -112,6 +112,21 @@ impl Sim {
     /// Installs the guest OS simulation every VM runs (see [`crate::guest`]).
     pub fn set_guest(&self, guest: Arc<dyn Guest>) {
         *self.inner.guest.write().unwrap_or_else(|e| e.into_inner()) = Some(guest);
+    }
+
+    /// The configuration the guest of VM `vm` (id or name) on `host` applied, secrets in plain
+    /// text. In-process tests only: `GET /sim/hosts/<host>` shows secrets as `sha256:<hex>`.
+    pub fn applied_config_unredacted(&self, host: &str, vm: &str) -> Option<serde_json::Value> {
+        let id = self
+            .entry(host)
+            .and_then(|e| lock(e).state.vm(vm).map(|v| v.id.clone()))?;
+        let guest = self
+            .inner
+            .guest
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        guest.applied_unredacted(&id)
     }
 
     /// Makes the next `fault.times` executions of `fault.operation` on `host` fail.

@@ -232,6 +232,8 @@ pub struct HostState {
     pub faults: Vec<Fault>,
     /// Counter for generated MAC addresses.
     pub(crate) next_mac: u32,
+    /// The host's files (the installed agent bundle; see [`crate::deploy`]).
+    pub files: crate::deploy::HostFiles,
 }
 
 impl HostState {
@@ -242,6 +244,7 @@ impl HostState {
             vms: Vec::new(),
             faults: Vec::new(),
             next_mac: 1,
+            files: Default::default(),
         }
     }
 

@@ -2,6 +2,9 @@
 //! glue (environment, input files, runtime) lives here.
 
 pub mod agent_command;
+pub mod bot;
+pub mod demo;
+pub mod hosts;
 pub mod schema;
 pub mod signal;
 pub mod sim;

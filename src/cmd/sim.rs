@@ -36,6 +36,9 @@ pub struct Args {
     /// With `--tls`: write the CA certificate (PEM) clients should trust to this file.
     #[arg(long, requires = "tls")]
     pub write_ca: Option<PathBuf>,
+    /// Refuse agent invocations until the worker has deployed the agent bundle (as a real host).
+    #[arg(long)]
+    pub require_agent: bool,
 }
 
 /// Runs the command.
@@ -62,6 +65,7 @@ async fn serve(args: Args) -> Result<(), String> {
     cfg.latency = Duration::from_millis(args.latency_ms);
     cfg.username = args.username;
     cfg.password = args.password;
+    cfg.require_agent = args.require_agent;
     let sim = Sim::new(cfg);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

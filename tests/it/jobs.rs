@@ -79,7 +79,7 @@ async fn two_hundred_jobs_on_twenty_hosts_respect_the_host_slot() {
     let url = amqp_url();
     let prefix = prefix();
     let hosts = host_names(20);
-    let latency = Duration::from_millis(200);
+    let latency = Duration::from_millis(300);
     let sim = start_sim(hosts.len(), latency.as_millis() as u64);
     let broker = Broker::connect(&url, Topology::new(&prefix))
         .await

@@ -1,6 +1,9 @@
 //! End-to-end tests of the `aetherv` binary: real RabbitMQ, `aetherv sim` hosts over WinRM,
 //! `aetherv worker` processes, AMQP producers. One integration binary (see STYLE.md).
 
+mod bot;
+mod deploy;
 mod harness;
+mod hosts;
 mod jobs;
 mod peers;

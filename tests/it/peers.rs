@@ -21,7 +21,9 @@ fn python() -> String {
 fn sim_credentials(sim: &SimProc) -> (String, String) {
     let cfg = aetherv_worker::WorkerConfig::load(&sim.worker_config).expect("worker config");
     let host = &cfg.hosts[0];
-    let aetherv_worker::config::AuthConfig::Basic { username, .. } = &host.auth;
+    let aetherv_worker::config::AuthConfig::Basic { username, .. } = &host.auth else {
+        panic!("the sim's worker config uses basic auth");
+    };
     let pw = host.auth.password(|_| None).expect("inline password");
     (username.clone(), pw)
 }

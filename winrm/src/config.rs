@@ -17,8 +17,7 @@ pub const DEFAULT_MAX_ENVELOPE_SIZE: u32 = 512_000;
 /// UTF-8, the only codepage the output decoders understand.
 pub const CODEPAGE_UTF8: u32 = 65001;
 
-/// How the client authenticates. NTLM (with MS-WSMV message encryption) and
-/// Kerberos are planned as further variants.
+/// How the client authenticates. Kerberos is planned as a further variant.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Auth {
@@ -30,6 +29,17 @@ pub enum Auth {
         /// The password. Never printed by `Debug`.
         password: String,
     },
+    /// NTLMv2, negotiated once per pinned connection (re-negotiated on 401). Over `http://`
+    /// every request and response body is sealed (MS-WSMV message encryption), so the host
+    /// needs no `AllowUnencrypted`; over `https://` TLS protects the bodies.
+    Ntlm {
+        /// The account (`user`, `DOMAIN\user` when `domain` is empty, or `user@domain`).
+        username: String,
+        /// The password. Never printed by `Debug`.
+        password: String,
+        /// The domain, or the host name for a local account; may be empty.
+        domain: String,
+    },
 }
 
 impl fmt::Debug for Auth {
@@ -39,6 +49,14 @@ impl fmt::Debug for Auth {
                 .debug_struct("Basic")
                 .field("username", username)
                 .field("password", &"<redacted>")
+                .finish(),
+            Auth::Ntlm {
+                username, domain, ..
+            } => f
+                .debug_struct("Ntlm")
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .field("domain", domain)
                 .finish(),
         }
     }
@@ -167,5 +185,13 @@ mod tests {
         assert!(!text.contains("s3cr3t-pw"));
         assert_eq!(cfg.codepage, 65001);
         assert_eq!(cfg.operation_timeout, Duration::from_secs(20));
+        let ntlm = Auth::Ntlm {
+            username: "svc".into(),
+            password: "n7lm-s3cret".into(),
+            domain: "LAB".into(),
+        };
+        let text = format!("{ntlm:?}");
+        assert!(text.contains("svc") && text.contains("LAB"));
+        assert!(!text.contains("n7lm-s3cret"));
     }
 }

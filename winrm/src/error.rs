@@ -37,6 +37,10 @@ pub enum WinrmError {
     /// The HTTP exchange failed after the connection was up (reset, closed mid-response).
     #[error("http exchange with the winrm endpoint failed")]
     Transport(#[source] hyper::Error),
+    /// The NTLM security layer failed: an unsupported negotiation, or a sealed message that
+    /// did not verify (tampering, or sealing state out of step).
+    #[error("winrm ntlm security layer failed")]
+    Ntlm(#[source] crate::ntlm::NtlmError),
     /// The server answered with a SOAP fault.
     #[error("winrm fault {code}: {reason}")]
     Fault {

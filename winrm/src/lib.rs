@@ -3,8 +3,9 @@
 //! Runs commands on Windows hosts the way `winrs` does: Create a `cmd` shell,
 //! send a Command (plus optional stdin), long-poll Receive until the command
 //! is done, Signal terminate, Delete the shell. Over HTTP or HTTPS (rustls,
-//! `ring`), with Basic auth; NTLM with MS-WSMV message encryption is the next
-//! step and will plug into [`Auth`] and the pinned per-shell connection.
+//! `ring`), with Basic auth or NTLM ([`Auth::Ntlm`]): NTLMv2 is negotiated once per pinned
+//! connection and, over plain HTTP, every body is sealed as MS-WSMV `multipart/encrypted`;
+//! over HTTPS the handshake carries channel bindings of the server certificate (see [`ntlm`]).
 //!
 //! Output is decoded incrementally into complete lines ([`OutputLine`]):
 //! UTF-8 stdout, CLIXML stderr from `powershell.exe` with `_xHHHH_` escapes,
@@ -14,6 +15,7 @@
 //! - [`config`]: configuration, options and result types;
 //! - [`envelope`]: SOAP request builders; [`response`]: response and fault parsers;
 //! - [`decode`]: the pure stream decoders; [`powershell`]: `-EncodedCommand` helpers;
+//! - [`ntlm`]: NTLMv2 initiator and acceptor, sealing, MS-WSMV encrypted framing;
 //! - `transport` (private): the pinned HTTP/1.1 connection and auth headers; `tls` (private);
 //! - `client`: [`WinrmClient`] and [`Shell`], deadlines and cancellation.
 //!
@@ -54,6 +56,7 @@ pub mod config;
 pub mod decode;
 pub mod envelope;
 mod error;
+pub mod ntlm;
 pub mod powershell;
 pub mod response;
 mod tls;

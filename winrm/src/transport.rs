@@ -2,9 +2,13 @@
 //!
 //! A [`Transport`] owns at most one live connection (hyper's low-level
 //! `client::conn::http1`, no pool) and sends every request of its shell over
-//! it. Pinning matters for the NTLM follow-up: NTLM authentication and
-//! MS-WSMV message sealing are bound to one TCP connection, so the auth layer
-//! (see [`AuthHeader`]) will hook in exactly here, per connection.
+//! it. Pinning matters for NTLM: authentication and MS-WSMV message sealing
+//! are bound to one TCP connection, so each connection runs its own NTLM
+//! handshake (empty-body POSTs) and keeps its own sealing state; a reconnect
+//! re-authenticates, and a 401 on an authenticated connection triggers one
+//! re-authentication before the request is sent again (the server did not
+//! process it). Over `http://` NTLM bodies are sealed; over `https://` not, and
+//! the handshake carries channel bindings of the server certificate (EPA).
 //!
 //! Reconnects happen only *before* a request is written: when the pinned
 //! connection was closed by the server (idle keep-alive expiry), or when the
@@ -24,7 +28,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
@@ -35,12 +39,15 @@ use tokio_rustls::TlsConnector;
 
 use crate::config::{Auth, ClientConfig};
 use crate::error::WinrmError;
+use crate::ntlm::{self, NtlmCredentials, NtlmInitiator, NtlmSession};
 use crate::tls;
 
 /// Largest response body accepted (a Receive answer is bounded by MaxEnvelopeSize).
 const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 /// The `User-Agent` header.
 const USER_AGENT_VALUE: &str = concat!("aetherv-winrm/", env!("CARGO_PKG_VERSION"));
+/// `Content-Type` of a plain SOAP body.
+const SOAP_CONTENT_TYPE: &str = "application/soap+xml;charset=UTF-8";
 
 /// The parsed endpoint URL.
 #[derive(Debug, Clone)]
@@ -96,11 +103,13 @@ impl Endpoint {
     }
 }
 
-/// The per-request authentication data. Basic is stateless; NTLM will keep
-/// per-connection state (handshake, sealing keys) next to the connection.
+/// How requests on a connection are authenticated.
 #[derive(Clone)]
-pub(crate) struct AuthHeader {
-    authorization: HeaderValue,
+pub(crate) enum AuthHeader {
+    /// Stateless: the same `Authorization` header on every request.
+    Basic { authorization: HeaderValue },
+    /// Per connection: an NTLM handshake on each new connection, then sealing (over HTTP).
+    Ntlm(NtlmCredentials),
 }
 
 impl AuthHeader {
@@ -113,9 +122,21 @@ impl AuthHeader {
                     WinrmError::Config("credentials are not valid header text".into())
                 })?;
                 value.set_sensitive(true);
-                Ok(AuthHeader {
+                Ok(AuthHeader::Basic {
                     authorization: value,
                 })
+            }
+            Auth::Ntlm {
+                username,
+                password,
+                domain,
+            } => {
+                if username.is_empty() {
+                    return Err(WinrmError::Config("ntlm user name is empty".into()));
+                }
+                Ok(AuthHeader::Ntlm(NtlmCredentials::new(
+                    username, password, domain,
+                )))
             }
         }
     }
@@ -152,8 +173,9 @@ impl Connector {
         })
     }
 
-    /// Opens a new connection: TCP, TLS when https, HTTP/1.1 handshake.
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, WinrmError> {
+    /// Opens a new connection: TCP, TLS when https, HTTP/1.1 handshake. Over TLS also
+    /// returns the NTLM channel bindings of the server certificate.
+    async fn connect(&self) -> Result<(SendRequest<Full<Bytes>>, Option<[u8; 16]>), WinrmError> {
         let attempt = async {
             let tcp = TcpStream::connect((self.endpoint.host.as_str(), self.endpoint.port))
                 .await
@@ -166,9 +188,15 @@ impl Connector {
                         .connect(name.clone(), tcp)
                         .await
                         .map_err(WinrmError::Tls)?;
-                    handshake(stream).await
+                    let bindings = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|certs| certs.first())
+                        .map(|cert| ntlm::tls_channel_bindings(cert));
+                    Ok((handshake(stream).await?, bindings))
                 }
-                None => handshake(tcp).await,
+                None => Ok((handshake(tcp).await?, None)),
             }
         };
         match timeout(self.connect_timeout, attempt).await {
@@ -180,14 +208,27 @@ impl Connector {
         }
     }
 
-    fn request(&self, body: Bytes) -> Result<Request<Full<Bytes>>, WinrmError> {
-        Request::builder()
+    /// True when bodies are sealed (NTLM over plain HTTP).
+    fn seals(&self) -> bool {
+        matches!(self.auth, AuthHeader::Ntlm(_)) && !self.endpoint.https
+    }
+
+    fn request(
+        &self,
+        body: Bytes,
+        content_type: &str,
+        authorization: Option<HeaderValue>,
+    ) -> Result<Request<Full<Bytes>>, WinrmError> {
+        let mut builder = Request::builder()
             .method(Method::POST)
             .uri(self.endpoint.path.as_str())
             .header(HOST, self.endpoint.authority.as_str())
-            .header(CONTENT_TYPE, "application/soap+xml;charset=UTF-8")
-            .header(USER_AGENT, USER_AGENT_VALUE)
-            .header(AUTHORIZATION, self.auth.authorization.clone())
+            .header(CONTENT_TYPE, content_type)
+            .header(USER_AGENT, USER_AGENT_VALUE);
+        if let Some(value) = authorization {
+            builder = builder.header(AUTHORIZATION, value);
+        }
+        builder
             .body(Full::new(body))
             .map_err(|_| WinrmError::Config("cannot build an http request for the endpoint".into()))
     }
@@ -209,6 +250,34 @@ where
     Ok(sender)
 }
 
+/// `Negotiate <base64>` (raw NTLMSSP inside the Negotiate scheme, as Windows accepts).
+fn negotiate_header(token: &[u8]) -> Result<HeaderValue, WinrmError> {
+    let value = format!(
+        "Negotiate {}",
+        base64::engine::general_purpose::STANDARD.encode(token)
+    );
+    let mut value = HeaderValue::from_str(&value)
+        .map_err(|_| WinrmError::Protocol("ntlm token is not valid header text".into()))?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// The NTLM token of a `WWW-Authenticate: Negotiate <b64>` (or `NTLM <b64>`) challenge.
+fn challenge_token(headers: &[String]) -> Option<Vec<u8>> {
+    headers
+        .iter()
+        .flat_map(|h| h.split(','))
+        .filter_map(|part| part.trim().split_once(' '))
+        .filter(|(scheme, _)| {
+            scheme.eq_ignore_ascii_case("negotiate") || scheme.eq_ignore_ascii_case("ntlm")
+        })
+        .find_map(|(_, token)| {
+            base64::engine::general_purpose::STANDARD
+                .decode(token.trim())
+                .ok()
+        })
+}
+
 /// An HTTP reply: status and UTF-8 body.
 #[derive(Debug)]
 pub(crate) struct Reply {
@@ -216,11 +285,39 @@ pub(crate) struct Reply {
     pub body: String,
 }
 
+/// A raw HTTP reply.
+struct Raw {
+    status: u16,
+    content_type: String,
+    www_authenticate: Vec<String>,
+    body: Bytes,
+}
+
+/// Why a round trip failed.
+enum SendError {
+    /// The connection closed before the request was written (safe to retry once).
+    NotSent(hyper::Error),
+    Failed(WinrmError),
+}
+
+impl From<SendError> for WinrmError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::NotSent(err) => WinrmError::Transport(err),
+            SendError::Failed(err) => err,
+        }
+    }
+}
+
 struct Conn {
     sender: SendRequest<Full<Bytes>>,
     /// Set while an exchange is in flight; still set afterwards means the
     /// exchange was abandoned and the connection must not be reused.
     busy: bool,
+    /// The NTLM session of this connection, once authenticated.
+    ntlm: Option<NtlmSession>,
+    /// NTLM channel bindings of the TLS server certificate (https only).
+    channel_bindings: Option<[u8; 16]>,
 }
 
 /// A single pinned connection (re-opened on loss) for one shell.
@@ -248,7 +345,7 @@ impl Transport {
             }
         }
         if self.conn.is_none() {
-            let mut sender = self.connector.connect().await?;
+            let (mut sender, channel_bindings) = self.connector.connect().await?;
             timeout(self.connector.connect_timeout, sender.ready())
                 .await
                 .map_err(|_| {
@@ -261,15 +358,128 @@ impl Transport {
             self.conn = Some(Conn {
                 sender,
                 busy: false,
+                ntlm: None,
+                channel_bindings,
             });
         }
         Ok(())
     }
 
+    /// Sends one request on the pinned connection and reads the whole reply. Any failure
+    /// drops the connection (and with it its NTLM session).
+    async fn round_trip(&mut self, request: Request<Full<Bytes>>) -> Result<Raw, SendError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(SendError::Failed(WinrmError::Protocol(
+                "no connection after connect".into(),
+            )));
+        };
+        conn.busy = true;
+        let deadline = Instant::now() + self.connector.request_timeout;
+        let response = match timeout_at(deadline, conn.sender.send_request(request)).await {
+            Err(_) => {
+                self.conn = None;
+                return Err(SendError::Failed(WinrmError::Timeout));
+            }
+            Ok(Err(err)) => {
+                self.conn = None;
+                return Err(if err.is_canceled() {
+                    SendError::NotSent(err)
+                } else {
+                    SendError::Failed(WinrmError::Transport(err))
+                });
+            }
+            Ok(Ok(response)) => response,
+        };
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let www_authenticate = response
+            .headers()
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .collect();
+        let collected = timeout_at(
+            deadline,
+            Limited::new(response.into_body(), MAX_RESPONSE_BYTES).collect(),
+        )
+        .await;
+        let body = match collected {
+            Err(_) => {
+                self.conn = None;
+                return Err(SendError::Failed(WinrmError::Timeout));
+            }
+            Ok(Err(err)) => {
+                self.conn = None;
+                return Err(SendError::Failed(match err.downcast::<hyper::Error>() {
+                    Ok(err) => WinrmError::Transport(*err),
+                    Err(_) => WinrmError::Protocol("response body too large".into()),
+                }));
+            }
+            Ok(Ok(collected)) => collected.to_bytes(),
+        };
+        conn.busy = false;
+        Ok(Raw {
+            status,
+            content_type,
+            www_authenticate,
+            body,
+        })
+    }
+
+    /// Runs the NTLM handshake on the current connection (empty bodies, as pywinrm and
+    /// pypsrp do) and stores the resulting session on it.
+    async fn ntlm_handshake(&mut self, creds: &NtlmCredentials) -> Result<(), WinrmError> {
+        let connector = Arc::clone(&self.connector);
+        let mut initiator = NtlmInitiator::new(creds.clone());
+        if let Some(hash) = self.conn.as_ref().and_then(|c| c.channel_bindings) {
+            initiator = initiator.with_channel_bindings(hash);
+        }
+        let negotiate = negotiate_header(&initiator.negotiate())?;
+        let first = connector.request(Bytes::new(), SOAP_CONTENT_TYPE, Some(negotiate))?;
+        let raw = self.round_trip(first).await?;
+        if raw.status != 401 {
+            return Err(unexpected(&raw));
+        }
+        let Some(challenge) = challenge_token(&raw.www_authenticate) else {
+            tracing::warn!("winrm endpoint does not offer negotiate/ntlm authentication");
+            return Err(WinrmError::Auth { status: 401 });
+        };
+        let (authenticate, session) = initiator
+            .authenticate(&challenge)
+            .map_err(WinrmError::Ntlm)?;
+        let second = connector.request(
+            Bytes::new(),
+            SOAP_CONTENT_TYPE,
+            Some(negotiate_header(&authenticate)?),
+        )?;
+        let raw = self.round_trip(second).await?;
+        match raw.status {
+            200..=299 => {}
+            401 => {
+                tracing::warn!("winrm ntlm authentication rejected (wrong user name or password?)");
+                return Err(WinrmError::Auth { status: 401 });
+            }
+            _ => return Err(unexpected(&raw)),
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(WinrmError::Protocol("connection lost after ntlm".into()));
+        };
+        conn.ntlm = Some(session);
+        tracing::debug!("winrm ntlm authentication succeeded");
+        Ok(())
+    }
+
     /// Posts one envelope and reads the whole reply.
     ///
-    /// HTTP 401 becomes [`WinrmError::Auth`]; every other status is returned
-    /// to the caller, which knows whether a fault is expected.
+    /// HTTP 401 becomes [`WinrmError::Auth`] (with NTLM, after one re-authentication on the
+    /// connection); every other status is returned to the caller, which knows whether a fault
+    /// is expected.
     ///
     /// Cancel safety: dropping the future mid-exchange is safe; the connection
     /// is then marked abandoned and replaced before the next request.
@@ -277,58 +487,100 @@ impl Transport {
         let connector = Arc::clone(&self.connector);
         let body = Bytes::from(envelope);
         let mut retried = false;
+        let mut reauthenticated = false;
         loop {
             self.ensure_ready().await?;
-            let request = connector.request(body.clone())?;
-            let Some(conn) = self.conn.as_mut() else {
-                return Err(WinrmError::Protocol("no connection after connect".into()));
-            };
-            conn.busy = true;
-            let deadline = Instant::now() + connector.request_timeout;
-            let response = match timeout_at(deadline, conn.sender.send_request(request)).await {
-                Err(_) => {
-                    self.conn = None;
-                    return Err(WinrmError::Timeout);
-                }
-                Ok(Err(err)) => {
-                    self.conn = None;
-                    if err.is_canceled() && !retried {
-                        // The connection closed before the request was written.
-                        retried = true;
-                        continue;
+            let request = match &connector.auth {
+                AuthHeader::Basic { authorization } => connector.request(
+                    body.clone(),
+                    SOAP_CONTENT_TYPE,
+                    Some(authorization.clone()),
+                )?,
+                AuthHeader::Ntlm(creds) => {
+                    if self.conn.as_ref().is_some_and(|c| c.ntlm.is_none()) {
+                        self.ntlm_handshake(creds).await?;
                     }
-                    return Err(WinrmError::Transport(err));
+                    let session = self.conn.as_mut().and_then(|c| c.ntlm.as_mut());
+                    match session {
+                        Some(session) if connector.seals() => connector.request(
+                            Bytes::from(ntlm::seal_body(session, &body)),
+                            ntlm::ENCRYPTED_CONTENT_TYPE,
+                            None,
+                        )?,
+                        Some(_) => connector.request(body.clone(), SOAP_CONTENT_TYPE, None)?,
+                        None => {
+                            return Err(WinrmError::Protocol(
+                                "no ntlm session after authentication".into(),
+                            ));
+                        }
+                    }
                 }
-                Ok(Ok(response)) => response,
             };
-            let status = response.status().as_u16();
-            let collected = timeout_at(
-                deadline,
-                Limited::new(response.into_body(), MAX_RESPONSE_BYTES).collect(),
-            )
-            .await;
-            let bytes = match collected {
-                Err(_) => {
-                    self.conn = None;
-                    return Err(WinrmError::Timeout);
+            let raw = match self.round_trip(request).await {
+                Ok(raw) => raw,
+                Err(SendError::NotSent(_)) if !retried => {
+                    // The connection closed before the request was written.
+                    retried = true;
+                    continue;
                 }
-                Ok(Err(err)) => {
-                    self.conn = None;
-                    return Err(match err.downcast::<hyper::Error>() {
-                        Ok(err) => WinrmError::Transport(*err),
-                        Err(_) => WinrmError::Protocol("response body too large".into()),
-                    });
-                }
-                Ok(Ok(collected)) => collected.to_bytes(),
+                Err(err) => return Err(err.into()),
             };
-            conn.busy = false;
-            if status == 401 {
-                return Err(WinrmError::Auth { status });
+            if raw.status == 401 {
+                if matches!(connector.auth, AuthHeader::Ntlm(_)) && !reauthenticated {
+                    // The server dropped the security context: authenticate again.
+                    tracing::debug!(
+                        "winrm answered 401 on an authenticated connection, re-authenticating"
+                    );
+                    reauthenticated = true;
+                    if let Some(conn) = self.conn.as_mut() {
+                        conn.ntlm = None;
+                    }
+                    continue;
+                }
+                return Err(WinrmError::Auth { status: 401 });
             }
+            let bytes = if ntlm::is_encrypted_content_type(&raw.content_type) {
+                let session = self.conn.as_mut().and_then(|c| c.ntlm.as_mut());
+                let Some(session) = session else {
+                    return Err(WinrmError::Protocol(
+                        "encrypted response without an ntlm session".into(),
+                    ));
+                };
+                match ntlm::unseal_body(session, &raw.body) {
+                    Ok(plain) => Bytes::from(plain),
+                    Err(err) => {
+                        // The sealing state is out of step: never reuse this connection.
+                        self.conn = None;
+                        return Err(WinrmError::Ntlm(err));
+                    }
+                }
+            } else if connector.seals() && !raw.body.is_empty() && raw.status < 300 {
+                // A success must be sealed; an error answer may come in plain text and
+                // becomes an error anyway.
+                self.conn = None;
+                return Err(WinrmError::Protocol(
+                    "unencrypted response on an ntlm-sealed connection".into(),
+                ));
+            } else {
+                raw.body
+            };
             let body = String::from_utf8(bytes.to_vec())
                 .map_err(|_| WinrmError::Protocol("response body is not utf-8".into()))?;
-            return Ok(Reply { status, body });
+            return Ok(Reply {
+                status: raw.status,
+                body,
+            });
         }
+    }
+}
+
+fn unexpected(raw: &Raw) -> WinrmError {
+    WinrmError::Http {
+        status: raw.status,
+        body_snippet: String::from_utf8_lossy(&raw.body)
+            .chars()
+            .take(300)
+            .collect(),
     }
 }
 
@@ -367,8 +619,11 @@ mod tests {
             password: "pass".into(),
         })
         .unwrap();
-        assert_eq!(h.authorization.to_str().unwrap(), "Basic dXNlcjpwYXNz");
-        assert!(h.authorization.is_sensitive());
-        assert!(!format!("{:?}", h.authorization).contains("dXNl"));
+        let AuthHeader::Basic { authorization } = h else {
+            panic!("basic expected");
+        };
+        assert_eq!(authorization.to_str().unwrap(), "Basic dXNlcjpwYXNz");
+        assert!(authorization.is_sensitive());
+        assert!(!format!("{authorization:?}").contains("dXNl"));
     }
 }

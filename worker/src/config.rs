@@ -103,6 +103,23 @@ pub enum AuthConfig {
         #[serde(default)]
         password_file: Option<PathBuf>,
     },
+    /// NTLMv2; over `http` every message is sealed (MS-WSMV message encryption).
+    Ntlm {
+        /// User name (`user`, `DOMAIN\user` or `user@domain`).
+        username: String,
+        /// Domain (or the host name for a local account), when not part of `username`.
+        #[serde(default)]
+        domain: Option<String>,
+        /// Password inline (prefer `password_env` or `password_file`).
+        #[serde(default)]
+        password: Option<String>,
+        /// Name of an environment variable holding the password.
+        #[serde(default)]
+        password_env: Option<String>,
+        /// Path of a file holding the password (trailing newline trimmed).
+        #[serde(default)]
+        password_file: Option<PathBuf>,
+    },
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -111,6 +128,14 @@ impl std::fmt::Debug for AuthConfig {
             AuthConfig::Basic { username, .. } => f
                 .debug_struct("Basic")
                 .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+            AuthConfig::Ntlm {
+                username, domain, ..
+            } => f
+                .debug_struct("Ntlm")
+                .field("username", username)
+                .field("domain", domain)
                 .field("password", &"<redacted>")
                 .finish(),
         }
@@ -224,12 +249,18 @@ impl WorkerConfig {
 impl AuthConfig {
     /// Resolves the password from inline, environment or file.
     pub fn password(&self, env: impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
-        let AuthConfig::Basic {
+        let (AuthConfig::Basic {
             password,
             password_env,
             password_file,
             ..
-        } = self;
+        }
+        | AuthConfig::Ntlm {
+            password,
+            password_env,
+            password_file,
+            ..
+        }) = self;
         if let Some(p) = password {
             return Ok(p.clone());
         }
@@ -291,5 +322,30 @@ hosts:
             .expect_err("duplicate")
             .to_string()
             .contains("twice"));
+    }
+
+    #[test]
+    fn ntlm_auth_parses_and_redacts() {
+        let yaml = "hosts:\n  - name: hv01\n    endpoint: http://127.0.0.1:5985/wsman\n    auth: { kind: ntlm, username: aetherv, domain: LAB, password: n7lm-pw }\n";
+        let c = WorkerConfig::from_yaml(yaml).expect("parses");
+        c.check().expect("valid");
+        let AuthConfig::Ntlm {
+            username, domain, ..
+        } = &c.hosts[0].auth
+        else {
+            panic!("ntlm expected");
+        };
+        assert_eq!(
+            (username.as_str(), domain.as_deref()),
+            ("aetherv", Some("LAB"))
+        );
+        assert_eq!(c.hosts[0].auth.password(|_| None).expect("pw"), "n7lm-pw");
+        let debug = format!("{c:?}");
+        assert!(
+            debug.contains("Ntlm") && !debug.contains("n7lm-pw"),
+            "{debug}"
+        );
+        let client = crate::winrm_client(&c.hosts[0], &|_| None).expect("client");
+        assert_eq!(client.endpoint(), "http://127.0.0.1:5985/wsman");
     }
 }

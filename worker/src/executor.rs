@@ -1,9 +1,15 @@
-//! Turning a job into agent operations and running them in order, with events.
+//! Running a job as a sequence of steps, each one or more agent operations, with events.
 //!
-//! Every operation carries the idempotency key `<job_id>:<step index>:<operation>`, so a job
-//! redelivered after a worker crash re-sends the same keys and the host agent answers finished
-//! operations from its journal instead of running them again. Resources a job creates are tagged
-//! with the job id (VM notes), which the deployment orchestration uses to find its own resources.
+//! A job is a list of named steps; each emits `step.started` and `step.succeeded` (with its
+//! result data and timing) or `step.failed`, and later steps use earlier steps' results
+//! ([`JobCtx`]). Single-operation kinds are one step ([`plan`]); `deployment.managed` and
+//! `vm.initialize` are orchestrated in [`crate::managed`].
+//!
+//! Every mutating operation carries the idempotency key `<job_id>:<step>:<operation>` (the step
+//! index for single-operation kinds), so a job redelivered after a worker crash re-sends the
+//! same keys and the host agent answers finished operations from its journal instead of running
+//! them again. Resources a job creates are tagged with the job id (VM notes, disk file names),
+//! which the deployment orchestration uses to find its own resources.
 
 use crate::agent::{AgentError, HostAgent};
 use crate::reporter::{JobReporter, LogBuffer, LOG_FLUSH_INTERVAL};
@@ -83,8 +89,193 @@ pub enum JobOutcome {
     Interrupted,
 }
 
-/// Runs one job attempt on its host, publishing every event. Returns `Err` only when an event
-/// could not be published (the broker is gone): the caller must not ack then.
+/// Deadlines of the guest-initialization phases (reference §5.2; upstream polls 1 s for the key
+/// within 300 s and 5 s for the result within 1,800 s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestTimeouts {
+    /// From VM start until the guest publishes its public key (`waitingforaeskey`).
+    pub ready: Duration,
+    /// From `provisioningdatapublished` until the guest reports applied or failed.
+    pub apply: Duration,
+    /// Pause between two `kvp.read` polls.
+    pub poll: Duration,
+}
+
+/// Default wait for the guest's public key.
+pub const GUEST_READY_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default wait for the guest to apply its configuration.
+pub const GUEST_APPLY_TIMEOUT: Duration = Duration::from_secs(1800);
+/// Default pause between KVP polls.
+pub const GUEST_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+impl Default for GuestTimeouts {
+    fn default() -> Self {
+        GuestTimeouts {
+            ready: GUEST_READY_TIMEOUT,
+            apply: GUEST_APPLY_TIMEOUT,
+            poll: GUEST_POLL_INTERVAL,
+        }
+    }
+}
+
+/// Knobs of job execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExecOptions {
+    /// Guest-initialization deadlines.
+    pub guest: GuestTimeouts,
+}
+
+/// Why a step (or the job) stopped early.
+#[derive(Debug)]
+pub enum StepError {
+    /// The step failed: a stable code and a message (never a secret).
+    Failed {
+        /// Stable error code (`name_conflict`, `guest_timeout`, an agent code, ...).
+        code: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The worker is shutting down; the job goes back to its queue.
+    Interrupted,
+    /// An event could not be published; the job must not be acked.
+    Publish(PublishError),
+}
+
+impl From<PublishError> for StepError {
+    fn from(e: PublishError) -> Self {
+        StepError::Publish(e)
+    }
+}
+
+impl StepError {
+    /// A step failure with `code` and `message`.
+    pub fn failed(code: &str, message: impl Into<String>) -> Self {
+        StepError::Failed {
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// One running job: its events, its host, and its log buffer. Steps call agent operations
+/// through [`JobCtx::op`], which adds the idempotency key `<job_id>:<step>:<operation>`.
+pub struct JobCtx<'a> {
+    /// Event publisher of the job.
+    pub reporter: &'a mut JobReporter,
+    /// The host's agent.
+    pub agent: &'a HostAgent,
+    /// The job.
+    pub job: &'a JobEnvelope,
+    /// Fires when the worker must stop now.
+    pub terminate: &'a CancellationToken,
+    /// Execution knobs.
+    pub opts: ExecOptions,
+    buf: LogBuffer,
+}
+
+impl JobCtx<'_> {
+    /// Logs one line of the worker's narration into the job log.
+    pub fn narrate(&self, text: impl Into<String>) {
+        JobReporter::narrate(&self.buf, text);
+    }
+
+    /// Publishes buffered log lines now.
+    pub async fn flush(&mut self) -> Result<(), PublishError> {
+        self.reporter.flush(&self.buf).await
+    }
+
+    /// Runs one agent operation for `step` and returns its result data. `key` is the
+    /// idempotency key's last part (`<operation>` or `<operation>:<label>`); `None` sends no key
+    /// (read-only polls). An agent error becomes [`StepError::Failed`] with the agent's code.
+    pub async fn op(
+        &mut self,
+        step: &str,
+        op: AgentOperation,
+        spec: Map<String, Value>,
+        key: Option<&str>,
+    ) -> Result<Value, StepError> {
+        let mut req = AgentRequest::new(op, spec, self.job.job_id.to_string());
+        req.idempotency_key = key.map(|k| format!("{}:{step}:{k}", self.job.job_id));
+        let outcome =
+            call_with_retries(self.reporter, self.agent, &req, &self.buf, self.terminate).await?;
+        self.reporter.flush(&self.buf).await?;
+        match outcome {
+            Ok(result) if result.is_ok() => Ok(result.data),
+            Ok(result) => Err(StepError::Failed {
+                code: result.code.unwrap_or_else(|| "agent_error".into()),
+                message: result.message,
+            }),
+            Err(_) if self.terminate.is_cancelled() => Err(StepError::Interrupted),
+            Err(e) => Err(StepError::Failed {
+                code: e.code().into(),
+                message: error_chain(&e),
+            }),
+        }
+    }
+
+    /// Sleeps `d`, or returns [`StepError::Interrupted`] when the worker must stop.
+    pub async fn sleep(&self, d: Duration) -> Result<(), StepError> {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => Ok(()),
+            _ = self.terminate.cancelled() => Err(StepError::Interrupted),
+        }
+    }
+
+    /// Emits `step.started`; returns the start time for [`JobCtx::end_step`].
+    pub async fn begin_step(
+        &mut self,
+        step: &str,
+        index: u32,
+        total: u32,
+    ) -> Result<Instant, PublishError> {
+        self.reporter
+            .emit(EventBody::StepStarted {
+                step: step.to_string(),
+                index,
+                total,
+            })
+            .await?;
+        Ok(Instant::now())
+    }
+
+    /// Emits `step.succeeded` or `step.failed` for a finished step and passes the result on.
+    pub async fn end_step(
+        &mut self,
+        step: &str,
+        started: Instant,
+        result: Result<(Value, bool), StepError>,
+    ) -> Result<Value, StepError> {
+        self.reporter.flush(&self.buf).await?;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        match result {
+            Ok((data, resumed)) => {
+                self.reporter
+                    .emit(EventBody::StepSucceeded {
+                        step: step.to_string(),
+                        duration_ms,
+                        data: data.clone(),
+                        resumed,
+                    })
+                    .await?;
+                Ok(data)
+            }
+            Err(StepError::Failed { code, message }) => {
+                self.reporter
+                    .emit(EventBody::StepFailed {
+                        step: step.to_string(),
+                        duration_ms,
+                        code: code.clone(),
+                        message: message.clone(),
+                    })
+                    .await?;
+                Err(StepError::Failed { code, message })
+            }
+            Err(other) => Err(other),
+        }
+    }
+}
+
+/// Runs one job attempt on its host with default options; see [`run_job_with`].
 ///
 /// Cancel safety: not cancel-safe; stop it through `terminate`, which interrupts the running
 /// operation and returns [`JobOutcome::Interrupted`].
@@ -97,109 +288,158 @@ pub async fn run_job(
     redelivered: bool,
     terminate: &CancellationToken,
 ) -> Result<JobOutcome, PublishError> {
-    reporter
+    let ctx = JobCtx {
+        reporter,
+        agent,
+        job,
+        terminate,
+        opts: ExecOptions::default(),
+        buf: LogBuffer::default(),
+    };
+    run_job_with(ctx, worker_id, attempt, redelivered).await
+}
+
+/// Builds the context [`run_job_with`] takes.
+pub fn job_ctx<'a>(
+    reporter: &'a mut JobReporter,
+    agent: &'a HostAgent,
+    job: &'a JobEnvelope,
+    terminate: &'a CancellationToken,
+    opts: ExecOptions,
+) -> JobCtx<'a> {
+    JobCtx {
+        reporter,
+        agent,
+        job,
+        terminate,
+        opts,
+        buf: LogBuffer::default(),
+    }
+}
+
+/// Runs one job attempt, publishing every event: `job.started` (and `job.resumed`), the steps,
+/// then `job.succeeded`, `job.failed` (naming the failed step) or `job.interrupted`. Returns
+/// `Err` only when an event could not be published (the broker is gone): the caller must not
+/// ack then.
+pub async fn run_job_with(
+    mut ctx: JobCtx<'_>,
+    worker_id: &str,
+    attempt: u32,
+    redelivered: bool,
+) -> Result<JobOutcome, PublishError> {
+    ctx.reporter
         .emit(EventBody::JobStarted {
-            host: agent.host.clone(),
+            host: ctx.agent.host.clone(),
             worker: worker_id.to_string(),
             attempt,
         })
         .await?;
     if redelivered {
-        reporter.emit(EventBody::JobResumed { attempt }).await?;
+        ctx.reporter.emit(EventBody::JobResumed { attempt }).await?;
     }
-    let steps = match plan(job) {
-        Ok(s) => s,
-        Err(e) => {
-            reporter
-                .emit(EventBody::JobFailed {
-                    code: "unsupported_kind".into(),
-                    message: e.to_string(),
-                    step: None,
-                })
-                .await?;
-            return Ok(JobOutcome::Failed);
-        }
+    let outcome = match ctx.job.kind {
+        JobKind::DeploymentManaged => crate::managed::run_managed(&mut ctx).await,
+        JobKind::VmInitialize => crate::managed::run_initialize(&mut ctx).await,
+        _ => run_single(&mut ctx).await,
     };
-    let total = steps.len() as u32;
-    let buf: LogBuffer = Default::default();
-    let mut results = Map::new();
-    for (i, step) in steps.iter().enumerate() {
-        let index = i as u32 + 1;
-        reporter
-            .emit(EventBody::StepStarted {
-                step: step.name.clone(),
-                index,
-                total,
-            })
-            .await?;
-        let started = Instant::now();
-        let mut req = AgentRequest::new(step.op, step.spec.clone(), job.job_id.to_string());
-        req.idempotency_key = Some(format!("{}:{}:{}", job.job_id, index, step.op));
-        let outcome = call_with_retries(reporter, agent, &req, &buf, terminate).await?;
-        reporter.flush(&buf).await?;
-        let duration_ms = started.elapsed().as_millis() as u64;
-        match outcome {
-            Ok(result) if result.is_ok() => {
-                results.insert(step.name.clone(), result.data.clone());
-                reporter
-                    .emit(EventBody::StepSucceeded {
-                        step: step.name.clone(),
-                        duration_ms,
-                        data: result.data,
-                        resumed: false,
-                    })
-                    .await?;
-            }
-            Ok(result) => {
-                let code = result.code.unwrap_or_else(|| "agent_error".into());
-                return fail(reporter, &step.name, duration_ms, code, result.message).await;
-            }
-            Err(e) if terminate.is_cancelled() => {
-                tracing::info!(job = %job.job_id, error = %e, "job interrupted by shutdown");
-                reporter
-                    .emit(EventBody::JobInterrupted {
-                        reason: "worker shutting down; the job returns to its queue".into(),
-                    })
-                    .await?;
-                return Ok(JobOutcome::Interrupted);
-            }
-            Err(e) => {
-                let message = error_chain(&e);
-                return fail(reporter, &step.name, duration_ms, e.code().into(), message).await;
-            }
+    let job_id = ctx.job.job_id;
+    match outcome {
+        Ok(result) => {
+            ctx.reporter
+                .emit(EventBody::JobSucceeded { result })
+                .await?;
+            Ok(JobOutcome::Succeeded)
         }
-    }
-    reporter
-        .emit(EventBody::JobSucceeded {
-            result: Value::Object(results),
-        })
-        .await?;
-    Ok(JobOutcome::Succeeded)
-}
-
-async fn fail(
-    reporter: &mut JobReporter,
-    step: &str,
-    duration_ms: u64,
-    code: String,
-    message: String,
-) -> Result<JobOutcome, PublishError> {
-    reporter
-        .emit(EventBody::StepFailed {
-            step: step.to_string(),
-            duration_ms,
-            code: code.clone(),
-            message: message.clone(),
-        })
-        .await?;
-    reporter
-        .emit(EventBody::JobFailed {
+        Err(JobFailure::Failed {
+            step,
             code,
             message,
-            step: Some(step.to_string()),
-        })
-        .await?;
-    Ok(JobOutcome::Failed)
+        }) => {
+            ctx.reporter
+                .emit(EventBody::JobFailed {
+                    code,
+                    message,
+                    step,
+                })
+                .await?;
+            Ok(JobOutcome::Failed)
+        }
+        Err(JobFailure::Interrupted) => {
+            tracing::info!(job = %job_id, "job interrupted by shutdown");
+            ctx.reporter
+                .emit(EventBody::JobInterrupted {
+                    reason: "worker shutting down; the job returns to its queue".into(),
+                })
+                .await?;
+            Ok(JobOutcome::Interrupted)
+        }
+        Err(JobFailure::Publish(e)) => Err(e),
+    }
+}
+
+/// How a job's steps ended, short of success.
+#[derive(Debug)]
+pub enum JobFailure {
+    /// `job.failed` with this step (None = before any step), code and message.
+    Failed {
+        /// The failed step.
+        step: Option<String>,
+        /// Stable code.
+        code: String,
+        /// Message (never a secret).
+        message: String,
+    },
+    /// Interrupted by shutdown.
+    Interrupted,
+    /// Events could not be published.
+    Publish(PublishError),
+}
+
+impl JobFailure {
+    /// Turns a step's error into the job's failure, naming the step.
+    pub fn at(step: &str, e: StepError) -> Self {
+        match e {
+            StepError::Failed { code, message } => JobFailure::Failed {
+                step: Some(step.to_string()),
+                code,
+                message,
+            },
+            StepError::Interrupted => JobFailure::Interrupted,
+            StepError::Publish(p) => JobFailure::Publish(p),
+        }
+    }
+}
+
+impl From<PublishError> for JobFailure {
+    fn from(e: PublishError) -> Self {
+        JobFailure::Publish(e)
+    }
+}
+
+/// The single-operation kinds: one step, one agent call keyed `<job_id>:<index>:<operation>`.
+async fn run_single(ctx: &mut JobCtx<'_>) -> Result<Value, JobFailure> {
+    let steps = plan(ctx.job).map_err(|e| JobFailure::Failed {
+        step: None,
+        code: "unsupported_kind".into(),
+        message: e.to_string(),
+    })?;
+    let total = steps.len() as u32;
+    let mut results = Map::new();
+    for (i, step) in steps.into_iter().enumerate() {
+        let index = i as u32 + 1;
+        let started = ctx.begin_step(&step.name, index, total).await?;
+        let key = format!("{}", step.op);
+        let res = ctx
+            .op(&index.to_string(), step.op, step.spec, Some(&key))
+            .await
+            .map(|d| (d, false));
+        let data = ctx
+            .end_step(&step.name, started, res)
+            .await
+            .map_err(|e| JobFailure::at(&step.name, e))?;
+        results.insert(step.name.clone(), data);
+    }
+    Ok(Value::Object(results))
 }
 
 /// One step's agent call, retried with backoff while the host is unreachable, with log lines

@@ -9,8 +9,12 @@
 
 pub mod agent;
 pub mod config;
+pub mod deploy;
 pub mod executor;
+pub mod guestinit;
 pub mod inventory;
+pub mod managed;
+pub mod placement;
 pub mod reporter;
 pub mod slot;
 
@@ -49,7 +53,6 @@ pub fn winrm_client(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<WinrmClient, ConfigError> {
     let password = host.auth.password(env)?;
-    let AuthConfig::Basic { username, .. } = &host.auth;
     let ca_pem = match &host.tls.ca_file {
         Some(p) => Some(std::fs::read(p).map_err(|source| ConfigError::Read {
             path: p.clone(),
@@ -57,13 +60,20 @@ pub fn winrm_client(
         })?),
         None => None,
     };
-    let mut cfg = ClientConfig::new(
-        &host.endpoint,
-        Auth::Basic {
+    let auth = match &host.auth {
+        AuthConfig::Basic { username, .. } => Auth::Basic {
             username: username.clone(),
             password,
         },
-    );
+        AuthConfig::Ntlm {
+            username, domain, ..
+        } => Auth::Ntlm {
+            username: username.clone(),
+            password,
+            domain: domain.clone().unwrap_or_default(),
+        },
+    };
+    let mut cfg = ClientConfig::new(&host.endpoint, auth);
     cfg.tls = TlsOptions {
         ca_pem,
         accept_invalid_certs: host.tls.insecure_skip_verify,
@@ -81,20 +91,33 @@ impl Worker {
         cfg.check()?;
         let mut agents = Vec::new();
         let mut inventory_agents = Vec::new();
+        let bundle = Arc::new(aetherv_core::bundle::Bundle::embedded().clone());
         for h in &cfg.hosts {
             let name = h.name.trim().to_ascii_lowercase();
-            agents.push(HostAgent::new(
+            let deployer = Arc::new(deploy::Deployer::new(
                 &name,
                 winrm_client(h, env)?,
                 &cfg.install_dir,
-                cfg.operation_timeout(),
+                bundle.clone(),
             ));
-            inventory_agents.push(HostAgent::new(
-                &name,
-                winrm_client(h, env)?,
-                &cfg.install_dir,
-                Duration::from_secs(120),
-            ));
+            agents.push(
+                HostAgent::new(
+                    &name,
+                    winrm_client(h, env)?,
+                    &cfg.install_dir,
+                    cfg.operation_timeout(),
+                )
+                .with_deployer(deployer.clone()),
+            );
+            inventory_agents.push(
+                HostAgent::new(
+                    &name,
+                    winrm_client(h, env)?,
+                    &cfg.install_dir,
+                    Duration::from_secs(120),
+                )
+                .with_deployer(deployer),
+            );
         }
         Ok(Worker {
             broker,
@@ -105,6 +128,19 @@ impl Worker {
             grace: Duration::from_secs(cfg.shutdown_grace_secs),
             slots: SlotRegistry::default(),
         })
+    }
+
+    /// Deploys `bundle` instead of the embedded one (tests and staged rollouts).
+    pub fn with_bundle(mut self, bundle: aetherv_core::bundle::Bundle) -> Self {
+        let bundle = Arc::new(bundle);
+        for (a, i) in self.agents.iter_mut().zip(self.inventory_agents.iter_mut()) {
+            if let Some(d) = a.deployer() {
+                let d = Arc::new(d.with_bundle(bundle.clone()));
+                a.set_deployer(d.clone());
+                i.set_deployer(d);
+            }
+        }
+        self
     }
 
     /// The slot registry (for diagnostics).
@@ -126,7 +162,7 @@ impl Worker {
         });
         let mut slots = tokio::task::JoinSet::new();
         for agent in self.agents {
-            slots.spawn(slot::host_slot(
+            slots.spawn(deploy::prepared_slot(
                 ctx.clone(),
                 agent,
                 quiet.clone(),

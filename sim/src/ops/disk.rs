@@ -68,14 +68,14 @@ pub(super) fn disk_create(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
     };
     let size = ctx.uint_any(&["disk_size_gb", "size_gb"])?;
     let size_gb = match (&image, size) {
+        // A clone is at least as large as its image (VHDX resize only expands): a smaller
+        // requested size keeps the image's size, with a warning.
         (Some(im), Some(s)) if s < im.size_gb => {
-            return Err(err(
-                "invalid_argument",
-                format!(
-                    "disk_size_gb {s} is smaller than image '{}' ({} GB)",
-                    im.name, im.size_gb
-                ),
-            ))
+            ctx.log(format!(
+                "WARNING: disk_size_gb {s} is smaller than image '{}' ({} GB); keeping the image size",
+                im.name, im.size_gb
+            ));
+            im.size_gb
         }
         (Some(im), s) => s.unwrap_or(im.size_gb),
         (None, Some(s)) if s > 0 && s <= 65536 => s,

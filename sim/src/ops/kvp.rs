@@ -72,7 +72,11 @@ pub(super) fn kvp_write(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
     }
     ctx.log(format!("Wrote {} KVP item(s) to '{}'", keys.len(), vm.name));
     if let Some(g) = ctx.guest {
-        g.on_event(vm, &GuestEvent::HostKvpWritten { keys: keys.clone() });
+        g.on_host_event(
+            vm,
+            &GuestEvent::HostKvpWritten { keys: keys.clone() },
+            &mut host.faults,
+        );
     }
     Ok((
         format!("{} item(s) written", keys.len()),
@@ -94,11 +98,12 @@ pub(super) fn kvp_remove(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
         vm.name
     ));
     if let Some(g) = ctx.guest {
-        g.on_event(
+        g.on_host_event(
             vm,
             &GuestEvent::HostKvpRemoved {
                 keys: removed.clone(),
             },
+            &mut host.faults,
         );
     }
     Ok((
@@ -109,6 +114,7 @@ pub(super) fn kvp_remove(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
 
 pub(super) fn iso_attach(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
     let i = find_vm(host, ctx)?;
+    let version = host.spec.agent_version.clone();
     let vm = &mut host.vms[i];
     let iso = match ctx.str("iso_path") {
         Some(p) => p.to_string(),
@@ -130,11 +136,11 @@ pub(super) fn iso_attach(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
     ctx.log(format!("Add-VMDvdDrive -Path '{iso}' to '{}'", vm.name));
     vm.dvd_iso = Some(iso.clone());
     if let Some(g) = ctx.guest {
-        g.on_event(vm, &GuestEvent::IsoAttached);
+        g.on_host_event(vm, &GuestEvent::IsoAttached, &mut host.faults);
     }
     Ok((
         format!("ISO attached to VM '{}'", vm.name),
-        json!({"vm_id": vm.id, "vm_name": vm.name, "iso_path": iso}),
+        json!({"vm_id": vm.id, "vm_name": vm.name, "iso_path": iso, "version": version}),
     ))
 }
 

@@ -344,7 +344,7 @@ pub(super) fn vm_power(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
     vm.state = to;
     if action == "start" || action == "reset" {
         if let Some(g) = ctx.guest {
-            g.on_event(vm, &GuestEvent::Started);
+            g.on_host_event(vm, &GuestEvent::Started, &mut host.faults);
         }
     }
     Ok((

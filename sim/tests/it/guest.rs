@@ -1,11 +1,15 @@
-//! The provisioning guest playing the KVP exchange through agent operations.
+//! The provisioning guest playing the KVP exchange through agent operations, with real crypto:
+//! the host side seals the data with `aetherv_core::kvp::crypto::seal` for the key the guest
+//! published, the guest decrypts and applies it.
 
 use crate::journal::{job, req};
-use aetherv_core::kvp::{checksum, meta};
+use aetherv_core::kvp::crypto::{seal, GuestPublicKey, KeyFormat};
+use aetherv_core::kvp::meta;
 use aetherv_core::AgentOperation;
-use aetherv_sim::ProvisioningGuest;
-use aetherv_sim::{Sim, SimConfig};
+use aetherv_sim::guest::{faults, secret_digest};
+use aetherv_sim::{Fault, ProvisioningGuest, Sim, SimConfig};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 async fn kvp(sim: &Sim, op: AgentOperation, spec: Value) -> Value {
@@ -17,18 +21,25 @@ async fn kvp(sim: &Sim, op: AgentOperation, spec: Value) -> Value {
     r.result.data
 }
 
-async fn provisioned_vm(version: &str, tamper: bool) -> (Sim, Value) {
-    let sim = Sim::new(SimConfig::with_hosts(1));
-    sim.set_guest(Arc::new(ProvisioningGuest {
-        public_key_b64: "UFVCS0VZ".into(),
-        decrypt: None,
-        expected_version: Some("1.2.3".into()),
-    }));
+struct Run {
+    sim: Sim,
+    items: Value,
+    format: Option<KeyFormat>,
+}
+
+/// Creates and starts a VM of `family`, runs the exchange with `version`, and returns the guest's
+/// final items. `tamper` replaces the checksum with a wrong one.
+async fn provisioned_vm(sim: Sim, family: &str, version: &str, tamper: bool) -> Run {
     let j = job();
     let vm = sim
         .run_agent(
             "hv01",
-            req(AgentOperation::VmCreate, json!({"vm_name": "g1"}), &j, None),
+            req(
+                AgentOperation::VmCreate,
+                json!({"vm_name": "g1", "os_family": family}),
+                &j,
+                None,
+            ),
         )
         .await
         .expect("host");
@@ -49,39 +60,37 @@ async fn provisioned_vm(version: &str, tamper: bool) -> (Sim, Value) {
     .await
     .expect("host");
     let ready = kvp(&sim, AgentOperation::KvpRead, json!({"vm_id": id})).await;
-    if version != "1.2.3" {
-        assert_eq!(
-            ready["items"][meta::GUEST_ERROR],
-            "error validating:manifest"
-        );
-        return (sim, ready);
+    if ready["items"][meta::GUEST_STATE] != "waitingforaeskey" {
+        return Run {
+            sim,
+            items: ready["items"].clone(),
+            format: None,
+        };
     }
-    assert_eq!(ready["items"][meta::GUEST_STATE], "waitingforaeskey");
-    assert_eq!(ready["items"][meta::GUEST_PUBLIC_KEY], "UFVCS0VZ");
+    let key = GuestPublicKey::from_base64(
+        ready["items"][meta::GUEST_PUBLIC_KEY]
+            .as_str()
+            .expect("public key"),
+    )
+    .expect("guest key parses");
     let long = "k".repeat(150);
-    let plain: std::collections::BTreeMap<String, String> = [
-        ("hlvmm.data.guest_host_name".to_string(), "g1".to_string()),
-        ("hlvmm.data.guest_la_pw".to_string(), "s3cret".to_string()),
-        ("hlvmm.data.ansible_ssh_key".to_string(), long.clone()),
+    let plain: BTreeMap<String, String> = [
+        ("hlvmm.data.guest_host_name", "g1"),
+        ("hlvmm.data.guest_la_pw", "s3cret"),
+        ("hlvmm.data.ansible_ssh_key", long.as_str()),
     ]
     .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let sum = if tamper {
-        "bad".to_string()
-    } else {
-        checksum(&plain)
-    };
+    let mut items = seal(&key, &plain).expect("seal");
+    assert!(items.contains_key("hlvmm.data.ansible_ssh_key._1"));
+    if tamper {
+        items.insert(meta::CHECKSUM.into(), "bad".into());
+    }
     kvp(
         &sim,
         AgentOperation::KvpWrite,
-        json!({"vm_id": id, "items": {
-            meta::CHECKSUM: sum,
-            meta::SHARED_AES_KEY: "wrapped",
-            "hlvmm.data.guest_host_name": "g1",
-            "hlvmm.data.guest_la_pw": "s3cret",
-            "hlvmm.data.ansible_ssh_key._0": &long[..100],
-            "hlvmm.data.ansible_ssh_key._1": &long[100..],
-        }}),
+        json!({"vm_id": id, "items": items}),
     )
     .await;
     kvp(
@@ -91,33 +100,76 @@ async fn provisioned_vm(version: &str, tamper: bool) -> (Sim, Value) {
     )
     .await;
     let done = kvp(&sim, AgentOperation::KvpRead, json!({"vm_id": id})).await;
-    (sim, done)
+    Run {
+        sim,
+        items: done["items"].clone(),
+        format: Some(key.format()),
+    }
+}
+
+fn sim() -> Sim {
+    Sim::new(SimConfig::with_hosts(1))
 }
 
 #[tokio::test]
-async fn provisioning_guest_plays_the_kvp_exchange() {
-    let (sim, done) = provisioned_vm("1.2.3", false).await;
-    assert_eq!(
-        done["items"][meta::GUEST_STATE],
-        "provisioningapplied",
-        "{done}"
-    );
-    let view = sim.host_view("hv01").expect("host");
-    let applied = &view["vms"][0]["applied_config"];
-    assert_eq!(applied["guest_host_name"], "g1");
-    assert_eq!(applied["ansible_ssh_key"].as_str().map(str::len), Some(150));
-    let pw = applied["guest_la_pw"].as_str().expect("pw");
-    assert!(pw.starts_with("sha256:") && !pw.contains("s3cret"));
+async fn default_guest_decrypts_and_applies_for_both_key_formats() {
+    for (family, format) in [
+        ("windows", KeyFormat::CapiBlob),
+        ("linux", KeyFormat::Pkcs1Der),
+    ] {
+        let run = provisioned_vm(sim(), family, "1.2.3", false).await;
+        assert_eq!(run.format, Some(format));
+        assert_eq!(
+            run.items[meta::GUEST_STATE],
+            "provisioningapplied",
+            "{}",
+            run.items
+        );
+        let view = run.sim.host_view("hv01").expect("host");
+        let applied = &view["vms"][0]["applied_config"];
+        assert_eq!(applied["guest_host_name"], "g1");
+        // Secrets are hashed in the served view, plaintext only through the library accessor.
+        assert_eq!(applied["guest_la_pw"], secret_digest("s3cret"));
+        assert_eq!(applied["ansible_ssh_key"], secret_digest(&"k".repeat(150)));
+        assert!(!view.to_string().contains("s3cret"));
+        let full = run
+            .sim
+            .applied_config_unredacted("hv01", "g1")
+            .expect("applied");
+        assert_eq!(full["guest_la_pw"], "s3cret");
+        assert_eq!(full["ansible_ssh_key"].as_str().map(str::len), Some(150));
+    }
 }
 
 #[tokio::test]
-async fn provisioning_guest_reports_checksum_and_manifest_failures() {
-    let (_, done) = provisioned_vm("1.2.3", true).await;
-    assert_eq!(done["items"][meta::GUEST_STATE], "provisioningfailed");
-    assert_eq!(
-        done["items"][meta::GUEST_ERROR],
-        "error validating:checksum"
-    );
-    let (_, failed) = provisioned_vm("9.9.9", false).await;
-    assert_eq!(failed["items"][meta::GUEST_STATE], "provisioningfailed");
+async fn checksum_manifest_and_injected_failures_are_reported() {
+    let run = provisioned_vm(sim(), "windows", "1.2.3", true).await;
+    assert_eq!(run.items[meta::GUEST_STATE], "provisioningfailed");
+    assert_eq!(run.items[meta::GUEST_ERROR], "error validating:checksum");
+
+    let s = sim();
+    s.set_guest(Arc::new(
+        ProvisioningGuest::new().expecting_version("1.2.3"),
+    ));
+    let run = provisioned_vm(s, "windows", "9.9.9", false).await;
+    assert_eq!(run.items[meta::GUEST_STATE], "provisioningfailed");
+    assert_eq!(run.items[meta::GUEST_ERROR], "error validating:manifest");
+
+    for (fault, summary) in [
+        (faults::BAD_CHECKSUM, "error validating:checksum"),
+        (faults::APPLY_FAILED, "error applying:modules"),
+    ] {
+        let s = sim();
+        assert!(s.inject_fault("hv01", Fault::once(fault)));
+        let run = provisioned_vm(s, "linux", "1.2.3", false).await;
+        assert_eq!(run.items[meta::GUEST_STATE], "provisioningfailed");
+        assert_eq!(run.items[meta::GUEST_ERROR], summary);
+        assert!(run.sim.host_view("hv01").expect("host")["vms"][0]["applied_config"].is_null());
+    }
+
+    let s = sim();
+    assert!(s.inject_fault("hv01", Fault::once(faults::NO_ANSWER)));
+    let run = provisioned_vm(s, "windows", "1.2.3", false).await;
+    assert!(run.items.get(meta::GUEST_PUBLIC_KEY).is_none());
+    assert_ne!(run.items[meta::GUEST_STATE], "waitingforaeskey");
 }

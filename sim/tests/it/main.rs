@@ -6,6 +6,7 @@ mod client;
 mod common;
 mod guest;
 mod journal;
+mod ntlm;
 mod ops;
 mod pywinrm;
 mod winrm;

@@ -358,14 +358,13 @@ fn disk_create_blank_and_clone_use_first_free_scsi_slot() {
         ),
         "name_conflict"
     );
-    assert_eq!(
-        code(
-            &mut h,
-            AgentOperation::DiskCreate,
-            json!({"vm_id": id, "image_name": "Ubuntu 24.04", "disk_size_gb": 10})
-        ),
-        "invalid_argument"
+    // A clone is at least as large as its image: a smaller size keeps the image's size.
+    let small = ok(
+        &mut h,
+        AgentOperation::DiskCreate,
+        json!({"vm_id": id, "image_name": "Ubuntu 24.04", "disk_size_gb": 10}),
     );
+    assert_eq!(small["size_gb"], 30);
     assert_eq!(
         code(
             &mut h,

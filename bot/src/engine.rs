@@ -1,0 +1,597 @@
+//! The conversation engine: the one dispatch point from a chat line to replies, jobs and
+//! events, and from events to job-thread messages.
+//!
+//! [`Engine::handle_line`] parses with the core grammar, checks the caller's role, and runs one
+//! `command_<verb>` function per command. [`Engine::handle_event`] applies broker events to the
+//! state and produces thread messages; [`Engine::tick`] sends throttled edits and expires
+//! approvals. Everything the engine says goes out as [`Outgoing`] values; adapters turn them into
+//! platform messages. It must not know any platform's wire format.
+
+mod approvals;
+
+use crate::render::{ApprovalView, Renderer};
+use crate::state::{display, JobInfo, Phase, State};
+use crate::thread::{Limits, ThreadOp};
+use aetherv_broker::Broker;
+use aetherv_core::approval::{Decision, Policy};
+use aetherv_core::command::{self, Command, CommandName, CommandParseError, DeployForm};
+use aetherv_core::contract::job::Approval;
+use aetherv_core::rbac::{Grants, Principal, Rbac};
+use aetherv_core::schema::Forms;
+use aetherv_core::validate::{validate, ValidationContext};
+use aetherv_core::{Event, EventBody, JobId, JobKind, Platform, Target};
+use serde_json::{json, Map, Value};
+use std::time::Duration;
+use tokio::time::Instant;
+use tracing::Instrument as _;
+
+/// How long replayed history must be quiet before restored threads are announced.
+pub const SETTLE_AFTER_REPLAY: Duration = Duration::from_millis(400);
+
+/// What the engine wants said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    /// A message in the channel (replies, approval requests, decisions).
+    Say {
+        /// The text.
+        text: String,
+    },
+    /// A message operation in a job's thread.
+    Thread {
+        /// The job.
+        job: JobId,
+        /// What to do.
+        op: ThreadOp,
+    },
+    /// A one-off message in a job's thread (final message, notes).
+    ThreadSay {
+        /// The job.
+        job: JobId,
+        /// The text.
+        text: String,
+    },
+    /// A file in a job's thread.
+    Attach {
+        /// The job.
+        job: JobId,
+        /// File name.
+        name: String,
+        /// File content.
+        content: String,
+    },
+}
+
+/// Engine configuration.
+#[derive(Debug)]
+pub struct EngineConfig {
+    /// Roles.
+    pub rbac: Rbac,
+    /// Approval policy.
+    pub policy: Policy,
+    /// Platform message limits.
+    pub limits: Limits,
+    /// The platform the engine talks to.
+    pub platform: Platform,
+    /// The channel id (goes into job origins).
+    pub channel: String,
+    /// Hosts known from configuration (inventory adds more).
+    pub hosts: Vec<String>,
+    /// Interim, until the envelope's encrypted `secrets` field exists: send secret form values
+    /// to the worker inside the job spec (the job message only; events and chat always carry
+    /// them redacted). When false, requests with secret values are refused. A bot restarted
+    /// while such a request awaits approval cannot publish it and asks for a new request.
+    pub secrets_in_spec: bool,
+}
+
+/// The engine.
+#[derive(Debug)]
+pub struct Engine {
+    broker: Broker,
+    cfg: EngineConfig,
+    forms: Forms,
+    render: Renderer,
+    /// The state (public for tests and diagnostics).
+    pub state: State,
+    started_at: chrono::DateTime<chrono::Utc>,
+    last_history: Option<Instant>,
+}
+
+/// Errors the engine cannot turn into a reply (broker gone, bad templates).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// Publishing failed.
+    #[error("publish failed")]
+    Publish(#[from] aetherv_broker::PublishError),
+    /// Templates or forms do not load.
+    #[error("setup failed: {0}")]
+    Setup(String),
+}
+
+fn user_text(e: &CommandParseError) -> (String, Option<&'static str>) {
+    match e {
+        CommandParseError::Empty => ("say something; try `help`".into(), None),
+        CommandParseError::UnterminatedQuote => ("a quote is not closed".into(), None),
+        CommandParseError::Unknown(w) => (format!("unknown command `{w}`; try `help`"), None),
+        CommandParseError::MissingArgument { command, arg } => {
+            (format!("{arg} is missing"), Some(command.usage()))
+        }
+        CommandParseError::UnexpectedArgument { command, arg } => (
+            format!("`{arg}` is not expected here"),
+            Some(command.usage()),
+        ),
+        CommandParseError::UnknownFlag { command, flag } => {
+            (format!("`{flag}` is not an option"), Some(command.usage()))
+        }
+        CommandParseError::InvalidNumber { arg, value } => (
+            format!("{arg} must be a positive whole number, not `{value}`"),
+            None,
+        ),
+        CommandParseError::InvalidField(f) => (
+            format!("`{f}` is not a field; write name=value"),
+            Some(CommandName::Deploy.usage()),
+        ),
+        _ => (e.to_string(), None),
+    }
+}
+
+impl Engine {
+    /// Builds an engine over a broker.
+    pub fn new(broker: Broker, cfg: EngineConfig) -> Result<Self, EngineError> {
+        let forms = Forms::builtin().map_err(|e| EngineError::Setup(e.to_string()))?;
+        let render = Renderer::console().map_err(|e| EngineError::Setup(e.to_string()))?;
+        let mut state = State::new(cfg.limits);
+        for h in &cfg.hosts {
+            state.know_host(h);
+        }
+        Ok(Engine {
+            broker,
+            cfg,
+            forms,
+            render,
+            state,
+            started_at: chrono::Utc::now(),
+            last_history: None,
+        })
+    }
+
+    /// The broker.
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    /// True when every job thread has said everything (used by scripted consoles).
+    pub fn is_idle(&self) -> bool {
+        self.state.jobs.values().all(|j| {
+            if j.quiet {
+                j.phase.is_final()
+            } else {
+                j.phase == Phase::AwaitingApproval
+                    || (j.phase.is_final() && j.finished && j.thread.next_due().is_none())
+            }
+        })
+    }
+
+    async fn emit(&mut self, job: JobId, body: EventBody) -> Result<(), EngineError> {
+        let ev = Event::for_job(job, 0, body);
+        self.broker.publish_event(&ev).await?;
+        self.state.apply(&ev, false);
+        Ok(())
+    }
+
+    /// One chat line from `who`.
+    pub async fn handle_line(
+        &mut self,
+        who: &Principal,
+        line: &str,
+    ) -> Result<Vec<Outgoing>, EngineError> {
+        let user = display(&who.id);
+        let cmd = match command::parse(line) {
+            Ok(c) => c,
+            Err(e) => {
+                let (msg, usage) = user_text(&e);
+                return Ok(vec![self.say(self.render.parse_error(&user, &msg, usage))]);
+            }
+        };
+        let grants = match self.cfg.rbac.check(who, cmd.name()) {
+            Ok(g) => g,
+            Err(role) => {
+                let name = cmd.name().usage().split(' ').take(2).collect::<Vec<_>>();
+                let name = if name
+                    .get(1)
+                    .is_some_and(|w| w.chars().all(|c| c.is_ascii_lowercase()))
+                {
+                    name.join(" ")
+                } else {
+                    name.first().copied().unwrap_or_default().to_string()
+                };
+                return Ok(vec![self.say(self.render.refused(
+                    &user,
+                    &name,
+                    role.as_str(),
+                ))]);
+            }
+        };
+        let span = tracing::info_span!("command", user = %user, command = ?cmd.name());
+        self.dispatch(who, &grants, cmd).instrument(span).await
+    }
+
+    /// The one dispatch point: one arm per command.
+    async fn dispatch(
+        &mut self,
+        who: &Principal,
+        grants: &Grants,
+        cmd: Command,
+    ) -> Result<Vec<Outgoing>, EngineError> {
+        let user = display(&who.id);
+        match cmd {
+            Command::Help => Ok(self.command_help(who)),
+            Command::Deploy { form, fields } => {
+                self.command_deploy(who, grants, form, fields).await
+            }
+            Command::VmList { host } => Ok(vec![self.say(
+                self.render
+                    .vm_list(host.as_deref(), &self.state.vm_rows(host.as_deref())),
+            )]),
+            Command::VmShow { name } => Ok(vec![self.say(match self.state.find_vm(&name) {
+                Some(vm) => self.render.vm_show(&vm),
+                None => self.render.notice(&user, &format!("no VM named {name}")),
+            })]),
+            Command::VmPower { name, action } => {
+                let spec = json!({"action": action.as_str()});
+                self.command_vm_job(who, grants, JobKind::VmPower, &name, spec)
+                    .await
+            }
+            Command::VmDelete {
+                name,
+                delete_disks,
+                force,
+            } => {
+                let spec = json!({"delete_disks": delete_disks, "force": force});
+                self.command_vm_job(who, grants, JobKind::VmDelete, &name, spec)
+                    .await
+            }
+            Command::DiskAdd { vm, size_gb } => {
+                let spec = json!({"disk_size_gb": size_gb});
+                self.command_vm_job(who, grants, JobKind::DiskCreate, &vm, spec)
+                    .await
+            }
+            Command::DiskResize { vm, disk, size_gb } => {
+                let spec = json!({"disk_id": disk, "disk_size_gb": size_gb});
+                self.command_vm_job(who, grants, JobKind::DiskUpdate, &vm, spec)
+                    .await
+            }
+            Command::NicAdd { vm, network } => {
+                let spec = json!({"network": network});
+                self.command_vm_job(who, grants, JobKind::NicCreate, &vm, spec)
+                    .await
+            }
+            Command::Job { id } => Ok(vec![self.say(match self.state.find_job(&id) {
+                Some(j) => {
+                    let rows: Vec<_> = self
+                        .state
+                        .jobs
+                        .get(&j)
+                        .map(JobInfo::row)
+                        .into_iter()
+                        .collect();
+                    self.render.jobs(&rows)
+                }
+                None => self.render.notice(&user, &format!("no job matches {id}")),
+            })]),
+            Command::Jobs { mine, host } => {
+                let rows: Vec<_> = self
+                    .state
+                    .jobs
+                    .values()
+                    .filter(|j| !mine || j.requester.as_ref() == Some(&who.id))
+                    .filter(|j| {
+                        host.as_deref()
+                            .is_none_or(|h| h.eq_ignore_ascii_case(&j.target))
+                    })
+                    .map(JobInfo::row)
+                    .collect();
+                Ok(vec![self.say(self.render.jobs(&rows))])
+            }
+            Command::Cancel { id } => self.command_cancel(who, &id).await,
+            Command::Approve { id } => {
+                self.command_vote(who, grants, id.as_deref(), true, None)
+                    .await
+            }
+            Command::Reject { id, reason } => {
+                self.command_vote(who, grants, Some(&id), false, reason)
+                    .await
+            }
+            Command::Hosts => Ok(vec![self.say(self.render.hosts(&self.state.host_rows()))]),
+        }
+    }
+
+    fn say(&self, text: String) -> Outgoing {
+        Outgoing::Say { text }
+    }
+
+    fn command_help(&self, who: &Principal) -> Vec<Outgoing> {
+        let commands: Vec<&str> = CommandName::ALL
+            .iter()
+            .filter(|c| self.cfg.rbac.check(who, **c).is_ok())
+            .map(|c| c.usage())
+            .collect();
+        vec![self.say(self.render.help(&display(&who.id), &commands))]
+    }
+
+    fn validation_context(&self) -> ValidationContext {
+        ValidationContext {
+            choices: self.state.choices(),
+            ..Default::default()
+        }
+    }
+
+    async fn command_deploy(
+        &mut self,
+        who: &Principal,
+        grants: &Grants,
+        form: DeployForm,
+        fields: std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<Outgoing>, EngineError> {
+        let user = display(&who.id);
+        let Some(schema) = self.forms.get(form.form_id()) else {
+            return Ok(vec![
+                self.say(self.render.notice(&user, "that form is not available"))
+            ]);
+        };
+        let input: Map<String, Value> = fields
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
+        let validated = match validate(schema, &Value::Object(input), &self.validation_context()) {
+            Ok(v) => v,
+            Err(errors) => {
+                let errors: Vec<(String, String)> =
+                    errors.into_iter().map(|e| (e.field, e.message)).collect();
+                return Ok(vec![self.say(self.render.form_errors(
+                    &user,
+                    form.form_id(),
+                    &errors,
+                ))]);
+            }
+        };
+        let secrets: Vec<&String> = validated
+            .secret_fields()
+            .iter()
+            .filter(|k| validated.get(k).is_some_and(|v| !v.is_null()))
+            .collect();
+        if !secrets.is_empty() && !self.cfg.secrets_in_spec {
+            let msg = format!(
+                "secret fields ({}) cannot be sent yet: no worker encryption key is configured",
+                secrets
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            return Ok(vec![self.say(self.render.notice(&user, &msg))]);
+        }
+        let target = match (
+            validated.str("target_host"),
+            validated.str("target_cluster"),
+        ) {
+            (Some(h), _) => Target::Host(h.to_string()),
+            (None, Some(c)) => Target::Cluster(c.to_string()),
+            (None, None) => {
+                return Ok(vec![self.say(self.render.notice(&user, "choose a host"))]);
+            }
+        };
+        let kind = match form {
+            DeployForm::Vm => JobKind::VmCreate,
+            DeployForm::Managed => JobKind::DeploymentManaged,
+        };
+        let spec = validated.into_values();
+        self.submit(who, grants, kind, target, spec).await
+    }
+
+    async fn command_vm_job(
+        &mut self,
+        who: &Principal,
+        grants: &Grants,
+        kind: JobKind,
+        vm: &str,
+        extra: Value,
+    ) -> Result<Vec<Outgoing>, EngineError> {
+        let Some(row) = self.state.find_vm(vm) else {
+            let msg = format!("no VM named {vm} (see `vm list`)");
+            return Ok(vec![self.say(self.render.notice(&display(&who.id), &msg))]);
+        };
+        let mut spec = Map::new();
+        spec.insert("vm_name".into(), json!(row.name));
+        if !row.id.is_empty() {
+            spec.insert("vm_id".into(), json!(row.id));
+        }
+        if let Value::Object(m) = extra {
+            spec.extend(m);
+        }
+        self.submit(who, grants, kind, Target::Host(row.host), spec)
+            .await
+    }
+
+    /// One event from the broker. Events stamped before this engine started are history:
+    /// they rebuild state silently, and restored threads are announced once the replay settles.
+    pub fn handle_event(&mut self, ev: &Event, now: Instant) -> Vec<Outgoing> {
+        let history = ev.at < self.started_at;
+        if !self.state.apply(ev, history) {
+            return Vec::new();
+        }
+        if history {
+            self.last_history = Some(now);
+        }
+        let Some(job) = ev.job_id else {
+            return Vec::new();
+        };
+        if let EventBody::JobLog { lines } = &ev.body {
+            if let Some(info) = self.state.jobs.get_mut(&job) {
+                for l in lines {
+                    info.thread.push_line(&l.text, &self.render);
+                }
+            }
+        }
+        if self.state.jobs.get(&job).is_some_and(|j| j.quiet) {
+            if !history {
+                // A live event for a restored job: announce it now.
+                return self.unquiet(job, now);
+            }
+            return Vec::new();
+        }
+        self.refresh(job, now)
+    }
+
+    /// Recomputes a thread's status, sends what may be sent, and the final message once.
+    fn refresh(&mut self, job: JobId, now: Instant) -> Vec<Outgoing> {
+        let status = self
+            .state
+            .status_view(&job)
+            .map(|v| self.render.job_status(&v));
+        let Some(info) = self.state.jobs.get_mut(&job) else {
+            return Vec::new();
+        };
+        if matches!(
+            info.phase,
+            Phase::AwaitingApproval | Phase::Rejected | Phase::Expired
+        ) || (info.phase == Phase::Cancelled && info.queued_seq.is_none())
+        {
+            return Vec::new();
+        }
+        if let Some(s) = status {
+            info.thread.set_status(&s);
+        }
+        let mut out: Vec<Outgoing> = info
+            .thread
+            .flush(now)
+            .into_iter()
+            .map(|op| Outgoing::Thread { job, op })
+            .collect();
+        if info.phase.is_final() && !info.finished {
+            info.finished = true;
+            let short = info.short();
+            let text = match info.phase {
+                Phase::Succeeded => {
+                    self.render
+                        .job_succeeded(&short, &info.kind, &info.target, &info.resources)
+                }
+                Phase::Cancelled => self
+                    .render
+                    .job_cancelled(&short, info.cancelled_by.as_ref().map(display).as_deref()),
+                _ => {
+                    let (step, code, msg) = info.failure.clone().unwrap_or_default();
+                    self.render.job_failed(&short, step.as_deref(), &code, &msg)
+                }
+            };
+            out.push(Outgoing::ThreadSay { job, text });
+            let name = format!("job-{short}.log");
+            out.push(Outgoing::ThreadSay {
+                job,
+                text: self
+                    .render
+                    .attachment(&short, &name, info.thread.line_count()),
+            });
+            out.push(Outgoing::Attach {
+                job,
+                name,
+                content: info.thread.full_log(),
+            });
+            info.thread.release_full_log();
+        }
+        out
+    }
+
+    fn unquiet(&mut self, job: JobId, now: Instant) -> Vec<Outgoing> {
+        let Some(info) = self.state.jobs.get_mut(&job) else {
+            return Vec::new();
+        };
+        info.quiet = false;
+        if info.phase.is_final() {
+            info.finished = true;
+            info.thread.release_full_log();
+            return Vec::new();
+        }
+        if info.phase == Phase::AwaitingApproval {
+            let Some(p) = info.approval.clone() else {
+                return Vec::new();
+            };
+            let view = ApprovalView {
+                short: info.short(),
+                rule: info.rule.clone().unwrap_or_default(),
+                required: p.required,
+                groups: p.groups.join(", "),
+                expires_at: p
+                    .expires_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                requester: display(&p.requester),
+                kind: info.kind.clone(),
+                target: info.target.clone(),
+                fields: info
+                    .envelope
+                    .as_ref()
+                    .map(|e| e.spec.clone())
+                    .unwrap_or_default(),
+            };
+            return vec![self.say(self.render.approval_request(&view))];
+        }
+        self.refresh(job, now)
+    }
+
+    /// Periodic work: announce restored threads once the replay settled, publish approvals
+    /// recorded but never published (crash between vote and publication), expire approvals,
+    /// and send throttled edits.
+    pub async fn tick(&mut self, now: Instant) -> Result<Vec<Outgoing>, EngineError> {
+        let mut out = Vec::new();
+        let settled = self
+            .last_history
+            .is_none_or(|t| now.saturating_duration_since(t) >= SETTLE_AFTER_REPLAY);
+        let jobs: Vec<JobId> = self.state.jobs.keys().copied().collect();
+        for job in jobs {
+            let Some(info) = self.state.jobs.get_mut(&job) else {
+                continue;
+            };
+            if info.quiet {
+                if !settled {
+                    continue;
+                }
+                // Approved before the crash, never published: publish now.
+                if info.queued_seq.is_none() && info.phase == Phase::AwaitingApproval {
+                    if let Some(Decision::Approved { by }) =
+                        info.approval.as_ref().and_then(|p| p.decision.clone())
+                    {
+                        info.quiet = false;
+                        let approval = Approval {
+                            approved_by: by,
+                            at: chrono::Utc::now(),
+                        };
+                        out.extend(self.publish_approved(job, approval).await?);
+                        continue;
+                    }
+                }
+                out.extend(self.unquiet(job, now));
+                continue;
+            }
+            if info.phase == Phase::AwaitingApproval {
+                if let Some(p) = info.approval.as_mut() {
+                    if p.expire(chrono::Utc::now()) {
+                        info.phase = Phase::Expired;
+                        let short = info.short();
+                        self.emit(job, EventBody::ApprovalExpired {}).await?;
+                        out.push(self.say(self.render.expired(&short)));
+                    }
+                }
+                continue;
+            }
+            if info.thread.next_due().is_some_and(|d| d <= now) {
+                out.extend(
+                    info.thread
+                        .flush(now)
+                        .into_iter()
+                        .map(|op| Outgoing::Thread { job, op }),
+                );
+            }
+        }
+        Ok(out)
+    }
+}

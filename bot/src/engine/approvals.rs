@@ -1,0 +1,341 @@
+//! Submission, approvals and publication: the policy decides whether a request needs
+//! approval; votes go through the core state machine; an approved job is published exactly
+//! once (from the deciding vote, or after a restart when the approval was recorded but the job
+//! was not); a requester may cancel a request awaiting approval.
+
+use super::{Engine, EngineError, Outgoing};
+use crate::render::ApprovalView;
+use crate::state::{display, short_id, Phase};
+use aetherv_core::approval::{Decision, PendingApproval, RequestFacts, VoteError, VoteOutcome};
+use aetherv_core::contract::job::Approval;
+use aetherv_core::rbac::{Grants, Principal};
+use aetherv_core::{EventBody, JobEnvelope, JobId, JobKind, Origin, Target};
+use serde_json::{json, Map, Value};
+use tokio::time::Instant;
+
+fn vote_text(e: &VoteError) -> String {
+    match e {
+        VoteError::SelfApproval => "you cannot approve your own request".into(),
+        VoteError::NotInGroup { groups } => {
+            format!(
+                "only members of {} may vote on this request",
+                groups.join(", ")
+            )
+        }
+        VoteError::AlreadyVoted => "you already approved this request".into(),
+        VoteError::AlreadyDecided(Decision::Approved { by }) => format!(
+            "already approved by {}",
+            by.iter().map(display).collect::<Vec<_>>().join(", ")
+        ),
+        VoteError::AlreadyDecided(Decision::Rejected { by, .. }) => {
+            format!("already rejected by {}", display(by))
+        }
+        VoteError::AlreadyDecided(Decision::Expired) => "the request has expired".into(),
+        _ => e.to_string(),
+    }
+}
+
+impl Engine {
+    /// Policy check, then either an approval request or publication.
+    pub(super) async fn submit(
+        &mut self,
+        who: &Principal,
+        grants: &Grants,
+        kind: JobKind,
+        target: Target,
+        spec: Map<String, Value>,
+    ) -> Result<Vec<Outgoing>, EngineError> {
+        let env = JobEnvelope {
+            v: 1,
+            job_id: JobId::new(),
+            kind,
+            target,
+            spec,
+            secrets: None,
+            requested_by: who.id.clone(),
+            origin: Some(Origin {
+                platform: self.cfg.platform,
+                channel: self.cfg.channel.clone(),
+                thread: None,
+            }),
+            created_at: chrono::Utc::now(),
+            approval: None,
+        };
+        let target_name = env.target.routing_key();
+        let target_plain = target_name.trim_start_matches("cluster.").to_string();
+        let req = self.cfg.policy.evaluate(&RequestFacts {
+            kind: kind.as_str(),
+            target: &target_plain,
+            spec: &env.spec,
+            roles: &grants.roles,
+        });
+        let Some(req) = req else {
+            self.state.insert_job(env.clone(), Phase::Queued);
+            return self.publish(env).await;
+        };
+        let expires_at = chrono::Utc::now() + req.ttl;
+        let view = ApprovalView {
+            short: short_id(&env.job_id),
+            rule: req.rule.clone(),
+            required: req.required,
+            groups: req.groups.join(", "),
+            expires_at: expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            requester: display(&who.id),
+            kind: kind.as_str().into(),
+            target: target_name,
+            fields: self.redacted(&env.spec),
+        };
+        let job_id = env.job_id;
+        let mut request_env = env.clone();
+        request_env.spec = self.redacted(&env.spec);
+        let info = self.state.insert_job(env, Phase::AwaitingApproval);
+        info.rule = Some(req.rule.clone());
+        info.approval = Some(PendingApproval::new(
+            who.id.clone(),
+            req.required,
+            req.groups.clone(),
+            expires_at,
+        ));
+        self.emit(
+            job_id,
+            EventBody::ApprovalRequested {
+                required: req.required,
+                groups: req.groups,
+                expires_at,
+                request: json!({"rule": req.rule, "envelope": request_env}),
+            },
+        )
+        .await?;
+        Ok(vec![self.say(self.render.approval_request(&view))])
+    }
+
+    pub(super) fn redacted(&self, spec: &Map<String, Value>) -> Map<String, Value> {
+        let mut v = Value::Object(spec.clone());
+        aetherv_core::redact::redact_value(&mut v, &self.forms.secret_fields());
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    /// Publishes an (approved or approval-free) job and opens its thread.
+    pub(super) async fn publish(&mut self, env: JobEnvelope) -> Result<Vec<Outgoing>, EngineError> {
+        self.broker.publish_job(&env).await?;
+        let job = env.job_id;
+        self.emit(
+            job,
+            EventBody::JobQueued {
+                target: env.target.routing_key(),
+                kind: env.kind.as_str().into(),
+            },
+        )
+        .await?;
+        Ok(self.refresh(job, Instant::now()))
+    }
+
+    pub(super) async fn command_vote(
+        &mut self,
+        who: &Principal,
+        grants: &Grants,
+        id: Option<&str>,
+        approve: bool,
+        reason: Option<String>,
+    ) -> Result<Vec<Outgoing>, EngineError> {
+        let user = display(&who.id);
+        let job = if let Some(id) = id {
+            self.state.find_job(id)
+        } else {
+            let open: Vec<JobId> = self
+                .state
+                .jobs
+                .values()
+                .filter(|j| j.phase == Phase::AwaitingApproval)
+                .map(|j| j.job_id)
+                .collect();
+            match open[..] {
+                [one] => Some(one),
+                _ => None,
+            }
+        };
+        let Some(info) = job.and_then(|j| self.state.jobs.get_mut(&j)) else {
+            return Ok(vec![self.say(self.render.notice(
+                &user,
+                &match id {
+                    None => {
+                        "no single request awaits approval; name one with `approve ID`".to_string()
+                    }
+                    Some(id) => format!("no pending request matches {id}"),
+                },
+            ))]);
+        };
+        let short = info.short();
+        if info.phase == Phase::Cancelled {
+            let msg = format!("job {short} was cancelled by its requester");
+            return Ok(vec![self.say(self.render.vote_refused(&user, &msg))]);
+        }
+        let Some(pending) = info.approval.as_mut() else {
+            return Ok(vec![self.say(
+                self.render
+                    .notice(&user, &format!("job {short} needs no approval")),
+            )]);
+        };
+        let outcome = pending.vote(
+            &who.id,
+            &grants.groups,
+            approve,
+            reason.clone(),
+            chrono::Utc::now(),
+        );
+        let job_id = info.job_id;
+        match outcome {
+            Err(VoteError::AlreadyDecided(Decision::Expired)) if info.phase != Phase::Expired => {
+                info.phase = Phase::Expired;
+                self.emit(job_id, EventBody::ApprovalExpired {}).await?;
+                Ok(vec![self.say(self.render.expired(&short))])
+            }
+            Err(e) => Ok(vec![
+                self.say(self.render.vote_refused(&user, &vote_text(&e)))
+            ]),
+            Ok(VoteOutcome::Counted { granted, required }) => {
+                self.emit(
+                    job_id,
+                    EventBody::ApprovalGranted {
+                        by: who.id.clone(),
+                        granted,
+                        required,
+                    },
+                )
+                .await?;
+                Ok(vec![self.say(
+                    self.render.vote_counted(&user, &short, granted, required),
+                )])
+            }
+            Ok(VoteOutcome::Rejected) => {
+                info.phase = Phase::Rejected;
+                self.emit(
+                    job_id,
+                    EventBody::ApprovalRejected {
+                        by: who.id.clone(),
+                        reason: reason.clone(),
+                    },
+                )
+                .await?;
+                Ok(vec![self.say(self.render.rejected(
+                    &short,
+                    &user,
+                    reason.as_deref(),
+                ))])
+            }
+            Ok(VoteOutcome::Approved(approval)) => {
+                let granted = u32::try_from(approval.approved_by.len()).unwrap_or(u32::MAX);
+                self.emit(
+                    job_id,
+                    EventBody::ApprovalGranted {
+                        by: who.id.clone(),
+                        granted,
+                        required: granted,
+                    },
+                )
+                .await?;
+                self.publish_approved(job_id, approval).await
+            }
+        }
+    }
+
+    /// Publishes an approved job (called exactly once per approval: from the vote that
+    /// completed it, or after a restart when the approval was recorded but the job was not).
+    pub(super) async fn publish_approved(
+        &mut self,
+        job_id: JobId,
+        approval: Approval,
+    ) -> Result<Vec<Outgoing>, EngineError> {
+        let Some(info) = self.state.jobs.get_mut(&job_id) else {
+            return Ok(Vec::new());
+        };
+        let Some(mut env) = info.envelope.clone() else {
+            return Ok(Vec::new());
+        };
+        let short = short_id(&job_id);
+        if env
+            .spec
+            .values()
+            .any(|v| v.as_str() == Some(aetherv_core::redact::REDACTED))
+        {
+            // Rebuilt from events, which never hold secrets: the values are gone.
+            info.phase = Phase::Failed;
+            info.finished = true;
+            self.emit(
+                job_id,
+                EventBody::JobFailed {
+                    code: "secrets_lost".into(),
+                    message: "secret fields were lost in a bot restart".into(),
+                    step: None,
+                },
+            )
+            .await?;
+            let text = self.render.job_failed(
+                &short,
+                None,
+                "secrets_lost",
+                "approved, but its secret fields were lost in a bot restart; please request it again",
+            );
+            return Ok(vec![self.say(text)]);
+        }
+        let Some(info) = self.state.jobs.get_mut(&job_id) else {
+            return Ok(Vec::new());
+        };
+        info.phase = Phase::Queued;
+        let approvers: Vec<String> = approval.approved_by.iter().map(display).collect();
+        env.approval = Some(approval);
+        let target = env.target.routing_key();
+        let mut out = vec![self.say(self.render.approved(&short, &approvers, &target))];
+        out.extend(self.publish(env).await?);
+        Ok(out)
+    }
+
+    pub(super) async fn command_cancel(
+        &mut self,
+        who: &Principal,
+        id: &str,
+    ) -> Result<Vec<Outgoing>, EngineError> {
+        let user = display(&who.id);
+        let Some(job) = self.state.find_job(id) else {
+            return Ok(vec![
+                self.say(self.render.notice(&user, &format!("no job matches {id}")))
+            ]);
+        };
+        let Some(info) = self.state.jobs.get_mut(&job) else {
+            return Ok(Vec::new());
+        };
+        let short = info.short();
+        if info.phase != Phase::AwaitingApproval {
+            let msg = format!(
+                "job {short} is {}; only requests awaiting approval can be cancelled today",
+                info.phase.as_str()
+            );
+            return Ok(vec![self.say(self.render.notice(&user, &msg))]);
+        }
+        if info.requester.as_ref() != Some(&who.id) {
+            return Ok(vec![self.say(
+                self.render
+                    .notice(&user, "only the requester can cancel a request"),
+            )]);
+        }
+        if let Some(p) = info.approval.as_mut() {
+            p.decision = Some(Decision::Rejected {
+                by: who.id.clone(),
+                reason: Some("cancelled".into()),
+            });
+        }
+        self.emit(
+            job,
+            EventBody::JobCancelled {
+                by: Some(who.id.clone()),
+            },
+        )
+        .await?;
+        Ok(vec![
+            self.say(self.render.job_cancelled(&short, Some(&user)))
+        ])
+    }
+}

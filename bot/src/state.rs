@@ -1,0 +1,560 @@
+//! What the bot knows, rebuilt from the event stream: jobs and their threads, pending
+//! approvals, hosts and their VMs. There is no database: a restarted bot replays the stream and
+//! arrives at the same state. This module applies events; it sends nothing.
+
+use crate::render::{HostRow, JobRow, StatusView, StepView, VmRow};
+use crate::thread::{Limits, ThreadMessages};
+use aetherv_core::approval::{Decision, PendingApproval};
+use aetherv_core::{Event, EventBody, JobEnvelope, JobId, Requester};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashSet};
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for approvals.
+    AwaitingApproval,
+    /// Vetoed.
+    Rejected,
+    /// Approval expired.
+    Expired,
+    /// Published; waiting for its host slot.
+    Queued,
+    /// A worker runs it.
+    Running,
+    /// A worker stopped mid-job; it will be redelivered.
+    Interrupted,
+    /// Done.
+    Succeeded,
+    /// Failed.
+    Failed,
+    /// Cancelled.
+    Cancelled,
+}
+
+impl Phase {
+    /// The word shown to people.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::AwaitingApproval => "awaiting approval",
+            Phase::Rejected => "rejected",
+            Phase::Expired => "expired",
+            Phase::Queued => "queued",
+            Phase::Running => "running",
+            Phase::Interrupted => "interrupted, will resume",
+            Phase::Succeeded => "succeeded",
+            Phase::Failed => "failed",
+            Phase::Cancelled => "cancelled",
+        }
+    }
+
+    /// True when nothing more will happen.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Phase::Rejected | Phase::Expired | Phase::Succeeded | Phase::Failed | Phase::Cancelled
+        )
+    }
+}
+
+/// One job as the bot sees it.
+#[derive(Debug)]
+pub struct JobInfo {
+    /// The id.
+    pub job_id: JobId,
+    /// The envelope (secrets absent), when known: needed to publish after approval.
+    pub envelope: Option<JobEnvelope>,
+    /// Job kind wire name.
+    pub kind: String,
+    /// Host or cluster.
+    pub target: String,
+    /// Who asked.
+    pub requester: Option<Requester>,
+    /// Where it is.
+    pub phase: Phase,
+    /// The approval, when policy asked for one.
+    pub approval: Option<PendingApproval>,
+    /// The policy rule that asked for approval.
+    pub rule: Option<String>,
+    /// Order of `job.queued` (for queue positions).
+    pub queued_seq: Option<u64>,
+    /// The current step.
+    pub step: Option<StepView>,
+    /// Finished steps.
+    pub steps_done: u32,
+    /// Resource ids and results gathered from steps and the final event.
+    pub resources: Map<String, Value>,
+    /// `(step, code, message)` of a failure.
+    pub failure: Option<(Option<String>, String, String)>,
+    /// Who cancelled.
+    pub cancelled_by: Option<Requester>,
+    /// The thread's messages.
+    pub thread: ThreadMessages,
+    /// Rebuilt from history and not announced yet.
+    pub quiet: bool,
+    /// The final message and attachment were sent (or never will be).
+    pub finished: bool,
+}
+
+/// The short id shown in chat (first 8 hex digits).
+pub fn short_id(id: &JobId) -> String {
+    id.to_string().chars().take(8).collect()
+}
+
+/// A display name for an identity.
+pub fn display(r: &Requester) -> String {
+    r.user_id.clone()
+}
+
+impl JobInfo {
+    fn new(job_id: JobId, kind: String, target: String, limits: Limits) -> Self {
+        JobInfo {
+            job_id,
+            envelope: None,
+            kind,
+            target,
+            requester: None,
+            phase: Phase::Queued,
+            approval: None,
+            rule: None,
+            queued_seq: None,
+            step: None,
+            steps_done: 0,
+            resources: Map::new(),
+            failure: None,
+            cancelled_by: None,
+            thread: ThreadMessages::new(limits),
+            quiet: false,
+            finished: false,
+        }
+    }
+
+    /// The short id.
+    pub fn short(&self) -> String {
+        short_id(&self.job_id)
+    }
+
+    /// The row for `jobs`.
+    pub fn row(&self) -> JobRow {
+        JobRow {
+            short: self.short(),
+            kind: self.kind.clone(),
+            target: self.target.clone(),
+            state: self.phase.as_str().to_string(),
+            requester: self.requester.as_ref().map(display).unwrap_or_default(),
+        }
+    }
+}
+
+/// Everything the bot knows.
+#[derive(Debug)]
+pub struct State {
+    limits: Limits,
+    seen: HashSet<uuid::Uuid>,
+    /// Jobs by id.
+    pub jobs: BTreeMap<JobId, JobInfo>,
+    /// Hosts: reachable flag and VMs by name (lower case).
+    pub hosts: BTreeMap<String, HostInfo>,
+    queue_counter: u64,
+}
+
+/// One host.
+#[derive(Debug, Clone, Default)]
+pub struct HostInfo {
+    /// Whether the last inventory poll answered (`None` before the first poll).
+    pub reachable: Option<bool>,
+    /// VMs by lower-case name.
+    pub vms: BTreeMap<String, VmRow>,
+    /// Network names from the last inventory.
+    pub networks: Vec<String>,
+    /// Storage class names from the last inventory.
+    pub storage_classes: Vec<String>,
+}
+
+fn u(v: Option<&Value>) -> u64 {
+    v.and_then(Value::as_u64).unwrap_or(0)
+}
+
+fn s(v: Option<&Value>) -> String {
+    v.and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+impl State {
+    /// Empty state.
+    pub fn new(limits: Limits) -> Self {
+        State {
+            limits,
+            seen: HashSet::new(),
+            jobs: BTreeMap::new(),
+            hosts: BTreeMap::new(),
+            queue_counter: 0,
+        }
+    }
+
+    /// Makes sure a host is listed (from configuration or a command target).
+    pub fn know_host(&mut self, host: &str) {
+        self.hosts.entry(host.to_ascii_lowercase()).or_default();
+    }
+
+    /// Registers a job the bot itself created.
+    pub fn insert_job(&mut self, env: JobEnvelope, phase: Phase) -> &mut JobInfo {
+        let mut info = JobInfo::new(
+            env.job_id,
+            env.kind.as_str().to_string(),
+            env.target.routing_key(),
+            self.limits,
+        );
+        info.requester = Some(env.requested_by.clone());
+        info.phase = phase;
+        info.envelope = Some(env);
+        let id = info.job_id;
+        self.jobs.entry(id).or_insert(info)
+    }
+
+    /// Finds a job by id or unique id prefix.
+    pub fn find_job(&self, id: &str) -> Option<JobId> {
+        let id = id.trim().to_ascii_lowercase();
+        if id.is_empty() {
+            return None;
+        }
+        let mut hits = self.jobs.keys().filter(|k| k.to_string().starts_with(&id));
+        match (hits.next(), hits.next()) {
+            (Some(k), None) => Some(*k),
+            _ => None,
+        }
+    }
+
+    /// Applies an event. Returns false for a duplicate (same `event_id`).
+    pub fn apply(&mut self, ev: &Event, history: bool) -> bool {
+        if !self.seen.insert(ev.event_id) {
+            return false;
+        }
+        if let EventBody::HostInventory {
+            host,
+            reachable,
+            inventory,
+            ..
+        } = &ev.body
+        {
+            self.apply_inventory(host, *reachable, inventory);
+            return true;
+        }
+        let Some(job_id) = ev.job_id else {
+            return true;
+        };
+        if let EventBody::ApprovalRequested {
+            required,
+            groups,
+            expires_at,
+            request,
+        } = &ev.body
+        {
+            let env = request
+                .get("envelope")
+                .and_then(|e| serde_json::from_value::<JobEnvelope>(e.clone()).ok());
+            let rule = request
+                .get("rule")
+                .and_then(Value::as_str)
+                .map(String::from);
+            if let Some(env) = env {
+                let requester = env.requested_by.clone();
+                let info = self.insert_job(env, Phase::AwaitingApproval);
+                info.rule = rule;
+                if info.approval.is_none() {
+                    info.approval = Some(PendingApproval::new(
+                        requester,
+                        *required,
+                        groups.clone(),
+                        *expires_at,
+                    ));
+                }
+            }
+        }
+        let limits = self.limits;
+        let counter = &mut self.queue_counter;
+        let info = self.jobs.entry(job_id).or_insert_with(|| {
+            let (kind, target) = match &ev.body {
+                EventBody::JobQueued { target, kind } => (kind.clone(), target.clone()),
+                _ => ("job".to_string(), "?".to_string()),
+            };
+            JobInfo::new(job_id, kind, target, limits)
+        });
+        if history {
+            info.quiet = true;
+        }
+        match &ev.body {
+            EventBody::ApprovalGranted { .. }
+            | EventBody::ApprovalRejected { .. }
+            | EventBody::ApprovalExpired {} => {
+                if let Some(p) = info.approval.as_mut() {
+                    p.apply_event(&ev.body);
+                    match &p.decision {
+                        Some(Decision::Rejected { .. }) => info.phase = Phase::Rejected,
+                        Some(Decision::Expired) => info.phase = Phase::Expired,
+                        _ => {}
+                    }
+                }
+            }
+            EventBody::JobQueued { .. } => {
+                *counter += 1;
+                info.queued_seq = Some(*counter);
+                if matches!(info.phase, Phase::AwaitingApproval) {
+                    info.phase = Phase::Queued;
+                }
+            }
+            EventBody::JobStarted { .. } | EventBody::JobResumed { .. } => {
+                if !info.phase.is_final() {
+                    info.phase = Phase::Running;
+                }
+            }
+            EventBody::StepStarted { step, index, total } => {
+                info.step = Some(StepView {
+                    index: *index,
+                    total: *total,
+                    name: step.clone(),
+                });
+            }
+            EventBody::StepSucceeded { data, .. } => {
+                info.steps_done += 1;
+                if let Some(obj) = data.as_object() {
+                    for k in ["vm_id", "vm_name", "disk_id", "nic_id", "status", "action"] {
+                        if let Some(v) = obj.get(k) {
+                            info.resources.insert(k.to_string(), v.clone());
+                        }
+                    }
+                }
+            }
+            EventBody::StepFailed {
+                step,
+                code,
+                message,
+                ..
+            } => {
+                info.failure = Some((Some(step.clone()), code.clone(), message.clone()));
+            }
+            EventBody::JobLog { .. } => {}
+            EventBody::JobSucceeded { result } => {
+                info.phase = Phase::Succeeded;
+                if let Some(obj) = result.as_object() {
+                    for (k, v) in obj {
+                        if v.is_string() || v.is_number() {
+                            info.resources.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+            }
+            EventBody::JobFailed {
+                code,
+                message,
+                step,
+            } => {
+                info.phase = Phase::Failed;
+                info.failure = Some((step.clone(), code.clone(), message.clone()));
+            }
+            EventBody::JobCancelled { by } => {
+                info.phase = Phase::Cancelled;
+                info.cancelled_by = by.clone();
+                // A cancelled request can no longer be approved.
+                if let (Some(p), Some(by)) = (info.approval.as_mut(), by) {
+                    if p.decision.is_none() {
+                        p.decision = Some(Decision::Rejected {
+                            by: by.clone(),
+                            reason: Some("cancelled".into()),
+                        });
+                    }
+                }
+            }
+            EventBody::JobInterrupted { .. } => {
+                if !info.phase.is_final() {
+                    info.phase = Phase::Interrupted;
+                }
+            }
+            EventBody::ApprovalRequested { .. } | EventBody::HostInventory { .. } => {}
+        }
+        if matches!(ev.body, EventBody::JobSucceeded { .. }) {
+            self.record_vm_change(job_id);
+        }
+        true
+    }
+
+    /// Keeps `vm list` current between inventory polls.
+    fn record_vm_change(&mut self, job_id: JobId) {
+        let Some(info) = self.jobs.get(&job_id) else {
+            return;
+        };
+        let host = info.target.clone();
+        let name = s(info.resources.get("vm_name"));
+        if name.is_empty() {
+            return;
+        }
+        let spec = info
+            .envelope
+            .as_ref()
+            .map(|e| e.spec.clone())
+            .unwrap_or_default();
+        let kind = info.kind.clone();
+        let id = s(info.resources.get("vm_id"));
+        let entry = self.hosts.entry(host.clone()).or_default();
+        match kind.as_str() {
+            "vm.create" | "deployment.managed" => {
+                entry.vms.insert(
+                    name.to_ascii_lowercase(),
+                    VmRow {
+                        host,
+                        name: name.clone(),
+                        id,
+                        // Until the next inventory poll: managed deployments start the VM.
+                        state: if kind == "deployment.managed" {
+                            "Running"
+                        } else {
+                            "Off"
+                        }
+                        .into(),
+                        cpu: u(spec.get("cpu_cores")),
+                        memory_gb: u(spec.get("gb_ram")),
+                    },
+                );
+            }
+            "vm.delete" => {
+                entry.vms.remove(&name.to_ascii_lowercase());
+            }
+            _ => {}
+        }
+    }
+
+    fn apply_inventory(&mut self, host: &str, reachable: bool, inventory: &Value) {
+        let entry = self.hosts.entry(host.to_ascii_lowercase()).or_default();
+        entry.reachable = Some(reachable);
+        if !reachable {
+            return;
+        }
+        let names = |key: &str| -> Vec<String> {
+            inventory
+                .get("host")
+                .and_then(|h| h.get(key))
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .map(|x| s(x.get("name")))
+                        .filter(|n| !n.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        entry.networks = names("networks");
+        entry.storage_classes = names("storage_classes");
+        let Some(vms) = inventory.get("vms").and_then(Value::as_array) else {
+            return;
+        };
+        entry.vms = vms
+            .iter()
+            .map(|v| {
+                let name = s(v.get("vm_name"));
+                (
+                    name.to_ascii_lowercase(),
+                    VmRow {
+                        host: host.to_string(),
+                        name,
+                        id: s(v.get("vm_id")),
+                        state: s(v.get("state")),
+                        cpu: u(v.get("cpu_cores")),
+                        memory_gb: u(v.get("memory_gb")),
+                    },
+                )
+            })
+            .collect();
+    }
+
+    /// The status view of a job.
+    pub fn status_view(&self, id: &JobId) -> Option<StatusView> {
+        let info = self.jobs.get(id)?;
+        let queue_position = match (info.phase, info.queued_seq) {
+            (Phase::Queued, Some(seq)) => Some(
+                self.jobs
+                    .values()
+                    .filter(|j| {
+                        j.target == info.target
+                            && matches!(j.phase, Phase::Queued | Phase::Running)
+                            && j.queued_seq.is_some_and(|s| s < seq)
+                    })
+                    .count()
+                    + 1,
+            ),
+            _ => None,
+        };
+        let total = info.step.as_ref().map_or(0, |s| s.total);
+        let percent = match info.phase {
+            Phase::Succeeded => 100,
+            _ if total > 0 => (info.steps_done.min(total) * 100) / total,
+            _ => 0,
+        };
+        Some(StatusView {
+            short: info.short(),
+            kind: info.kind.clone(),
+            target: info.target.clone(),
+            state: info.phase.as_str().to_string(),
+            step: info.step.clone().filter(|_| info.phase == Phase::Running),
+            queue_position,
+            percent,
+        })
+    }
+
+    /// Rows for `hosts`.
+    pub fn host_rows(&self) -> Vec<HostRow> {
+        self.hosts
+            .iter()
+            .map(|(name, h)| HostRow {
+                name: name.clone(),
+                status: match h.reachable {
+                    Some(true) => "up",
+                    Some(false) => "unreachable",
+                    None => "not polled yet",
+                }
+                .to_string(),
+                vms: h.vms.len(),
+                running: self
+                    .jobs
+                    .values()
+                    .find(|j| j.target == *name && j.phase == Phase::Running)
+                    .map(JobInfo::short),
+                queued: self
+                    .jobs
+                    .values()
+                    .filter(|j| j.target == *name && j.phase == Phase::Queued)
+                    .count(),
+            })
+            .collect()
+    }
+
+    /// VMs, optionally of one host.
+    pub fn vm_rows(&self, host: Option<&str>) -> Vec<VmRow> {
+        self.hosts
+            .iter()
+            .filter(|(h, _)| host.is_none_or(|x| x.eq_ignore_ascii_case(h)))
+            .flat_map(|(_, h)| h.vms.values().cloned())
+            .collect()
+    }
+
+    /// Inventory choices for forms: hosts always, networks and storage classes once an
+    /// inventory reported them.
+    pub fn choices(&self) -> aetherv_core::validate::InventoryChoices {
+        let union = |f: &dyn Fn(&HostInfo) -> &Vec<String>| -> Option<Vec<String>> {
+            let mut all: Vec<String> = self.hosts.values().flat_map(|h| f(h).clone()).collect();
+            all.sort();
+            all.dedup();
+            (!all.is_empty()).then_some(all)
+        };
+        aetherv_core::validate::InventoryChoices {
+            hosts: Some(self.hosts.keys().cloned().collect()),
+            networks: union(&|h| &h.networks),
+            storage_classes: union(&|h| &h.storage_classes),
+            ..Default::default()
+        }
+    }
+
+    /// Finds a VM by name on any host.
+    pub fn find_vm(&self, name: &str) -> Option<VmRow> {
+        let key = name.to_ascii_lowercase();
+        self.hosts.values().find_map(|h| h.vms.get(&key).cloned())
+    }
+}

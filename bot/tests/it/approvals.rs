@@ -1,0 +1,368 @@
+//! Approval rules through the engine: self-approval, veto, M-of-N, expiry, double clicks,
+//! exactly-once publication, roles, and a bot killed mid-approval.
+
+use super::*;
+use aetherv_bot::state::Phase;
+use aetherv_broker::StreamOffset;
+use aetherv_core::{Event, EventBody, JobEnvelope, JobId, JobKind, Requester, Target};
+
+const DEPLOY: &str = "deploy vm_name=web01 target_host=hv01 gb_ram=2 cpu_cores=1";
+
+async fn ready(b: &Broker) -> u32 {
+    b.queue_depth("hv01").await.expect("depth").ready
+}
+
+async fn setup(n: u32, ttl: u64) -> (Broker, Engine, String) {
+    let b = broker();
+    b.declare_host("hv01").await.expect("declare");
+    let mut e = engine(&b, policy(n, ttl), &["hv01"]);
+    let out = say(&mut e, "alice", DEPLOY).await;
+    assert!(out[0].starts_with("Approval needed for job "), "{out:?}");
+    let short = out[0]["Approval needed for job ".len()..][..8].to_string();
+    (b, e, short)
+}
+
+#[tokio::test]
+async fn self_approval_is_refused_and_nothing_is_published() {
+    let (b, mut e, short) = setup(1, 3600).await;
+    let out = say(&mut e, "alice", &format!("approve {short}")).await;
+    assert_eq!(out, ["alice: you cannot approve your own request"]);
+    assert_eq!(ready(&b).await, 0);
+}
+
+#[tokio::test]
+async fn approval_publishes_the_job_once_and_later_clicks_learn_who_decided() {
+    let (b, mut e, short) = setup(1, 3600).await;
+    let out = say(&mut e, "bob", "approve").await;
+    assert_eq!(
+        out[0],
+        format!("Job {short} approved by bob; published to hv01.")
+    );
+    assert!(out[1].starts_with(&format!(
+        "[{short}] Job {short} · vm.create on hv01 · queued"
+    )));
+    assert_eq!(ready(&b).await, 1);
+    let out = say(&mut e, "carol", &format!("approve {short}")).await;
+    assert_eq!(out, ["carol: already approved by bob"]);
+    let out = say(&mut e, "carol", &format!("reject {short}")).await;
+    assert_eq!(out, ["carol: already approved by bob"]);
+    assert_eq!(ready(&b).await, 1, "published exactly once");
+}
+
+#[tokio::test]
+async fn m_of_n_with_double_click() {
+    let (b, mut e, short) = setup(2, 3600).await;
+    assert_eq!(
+        say(&mut e, "bob", &format!("approve {short}")).await,
+        [format!("bob approved job {short} (1 of 2).")]
+    );
+    assert_eq!(
+        say(&mut e, "bob", &format!("approve {short}")).await,
+        ["bob: you already approved this request"]
+    );
+    assert_eq!(ready(&b).await, 0);
+    let out = say(&mut e, "carol", &format!("approve {short}")).await;
+    assert_eq!(
+        out[0],
+        format!("Job {short} approved by bob, carol; published to hv01.")
+    );
+    assert_eq!(ready(&b).await, 1);
+}
+
+#[tokio::test]
+async fn one_reject_vetoes() {
+    let (b, mut e, short) = setup(2, 3600).await;
+    say(&mut e, "bob", &format!("approve {short}")).await;
+    assert_eq!(
+        say(&mut e, "dave", &format!("reject {short} too big")).await,
+        [format!("Job {short} rejected by dave: too big.")]
+    );
+    assert_eq!(
+        say(&mut e, "carol", &format!("approve {short}")).await,
+        ["carol: already rejected by dave"]
+    );
+    assert_eq!(ready(&b).await, 0);
+}
+
+#[tokio::test]
+async fn expiry_rejects() {
+    let (b, mut e, short) = setup(1, 0).await;
+    let out = e.tick(tokio::time::Instant::now()).await.expect("tick");
+    let texts: Vec<_> = out
+        .iter()
+        .filter_map(aetherv_bot::console::format_outgoing)
+        .collect();
+    assert_eq!(
+        texts,
+        [format!(
+            "Approval for job {short} expired; the request is rejected."
+        )]
+    );
+    assert_eq!(
+        say(&mut e, "bob", &format!("approve {short}")).await,
+        ["bob: the request has expired"]
+    );
+    assert_eq!(ready(&b).await, 0);
+}
+
+#[tokio::test]
+async fn roles_are_checked_and_refusals_name_the_role() {
+    let (_b, mut e, short) = setup(1, 3600).await;
+    assert_eq!(
+        say(&mut e, "eve", DEPLOY).await,
+        ["eve: `deploy` needs the operator role."]
+    );
+    assert_eq!(
+        say(&mut e, "eve", &format!("approve {short}")).await,
+        ["eve: `approve` needs the approver role."]
+    );
+    assert_eq!(
+        say(&mut e, "mallory", "vm list").await,
+        ["mallory: `vm list` needs the reader role."]
+    );
+    let help = say(&mut e, "eve", "help").await;
+    assert!(
+        help[0].contains("vm list") && !help[0].contains("deploy"),
+        "{help:?}"
+    );
+    let errs = say(
+        &mut e,
+        "alice",
+        "deploy vm_name=x target_host=hv09 cpu_cores=0",
+    )
+    .await;
+    assert!(
+        errs[0].contains("\n  cpu_cores: ") && errs[0].contains("\n  target_host: "),
+        "{errs:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_bot_killed_mid_approval_resumes_from_the_event_stream() {
+    let (b, mut e1, short) = setup(2, 3600).await;
+    say(&mut e1, "bob", &format!("approve {short}")).await;
+    drop(e1);
+    let mut e2 = engine(&b, policy(2, 3600), &["hv01"]);
+    let mut events = replay(&b).await;
+    let out = pump(&mut e2, &mut events, Duration::from_secs(10), |e| {
+        e.state
+            .jobs
+            .values()
+            .any(|j| !j.quiet && j.phase == Phase::AwaitingApproval)
+    })
+    .await;
+    let texts: Vec<_> = out
+        .iter()
+        .filter_map(aetherv_bot::console::format_outgoing)
+        .collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with(&format!("Approval needed for job {short}"))),
+        "{texts:?}"
+    );
+    assert_eq!(
+        say(&mut e2, "bob", &format!("approve {short}")).await,
+        ["bob: you already approved this request"]
+    );
+    let out = say(&mut e2, "carol", &format!("approve {short}")).await;
+    assert_eq!(
+        out[0],
+        format!("Job {short} approved by bob, carol; published to hv01.")
+    );
+    assert_eq!(ready(&b).await, 1);
+}
+
+#[tokio::test]
+async fn an_approval_recorded_but_not_published_is_published_once_after_restart() {
+    let b = broker();
+    b.declare_host("hv01").await.expect("declare");
+    let alice = Requester {
+        platform: Platform::Console,
+        user_id: "alice".into(),
+    };
+    let bob = Requester {
+        platform: Platform::Console,
+        user_id: "bob".into(),
+    };
+    let env = JobEnvelope {
+        v: 1,
+        job_id: JobId::new(),
+        kind: JobKind::Noop,
+        target: Target::Host("hv01".into()),
+        spec: Default::default(),
+        secrets: None,
+        requested_by: alice,
+        origin: None,
+        created_at: chrono::Utc::now(),
+        approval: None,
+    };
+    let job = env.job_id;
+    // What a bot that crashed right after the deciding vote leaves behind.
+    for body in [
+        EventBody::ApprovalRequested {
+            required: 1,
+            groups: vec!["approvers".into()],
+            expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+            request: serde_json::json!({"rule": "all", "envelope": env}),
+        },
+        EventBody::ApprovalGranted {
+            by: bob,
+            granted: 1,
+            required: 1,
+        },
+    ] {
+        b.publish_event(&Event::for_job(job, 0, body))
+            .await
+            .expect("event");
+    }
+    for _ in 0..2 {
+        let mut e = engine(&b, policy(1, 3600), &["hv01"]);
+        let mut events = replay(&b).await;
+        pump(&mut e, &mut events, Duration::from_secs(10), |e| {
+            e.state
+                .jobs
+                .get(&job)
+                .is_some_and(|j| !j.quiet && j.queued_seq.is_some())
+        })
+        .await;
+    }
+    assert_eq!(
+        ready(&b).await,
+        1,
+        "published exactly once across two restarts"
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_request_cannot_be_approved() {
+    let (b, mut e, short) = setup(1, 3600).await;
+    assert_eq!(
+        say(&mut e, "bob", &format!("cancel {short}")).await,
+        ["bob: `cancel` needs the operator role."]
+    );
+    assert_eq!(
+        say(&mut e, "alice", &format!("cancel {short}")).await,
+        [format!("Job {short} cancelled by alice.")]
+    );
+    assert_eq!(
+        say(&mut e, "bob", &format!("approve {short}")).await,
+        [format!("bob: job {short} was cancelled by its requester")]
+    );
+    // The same after a restart.
+    let mut e2 = engine(&b, policy(1, 3600), &["hv01"]);
+    let mut events = replay(&b).await;
+    pump(&mut e2, &mut events, Duration::from_secs(10), |e| {
+        e.state.jobs.values().any(|j| j.phase == Phase::Cancelled)
+    })
+    .await;
+    assert_eq!(
+        say(&mut e2, "bob", &format!("approve {short}")).await,
+        [format!("bob: job {short} was cancelled by its requester")]
+    );
+    assert_eq!(ready(&b).await, 0);
+}
+
+/// The whole approval conversation as the console shows it (ids and times normalised).
+#[tokio::test]
+async fn approval_conversation_transcript() {
+    let b = broker();
+    b.declare_host("hv01").await.expect("declare");
+    let mut e = engine(&b, policy(2, 3600), &["hv01"]);
+    let mut transcript = String::new();
+    for (user, line) in [
+        (
+            "alice",
+            "deploy vm_name=web01 target_host=hv01 gb_ram=2 cpu_cores=1",
+        ),
+        ("alice", "approve"),
+        ("eve", "approve"),
+        ("bob", "approve"),
+        ("bob", "approve"),
+        ("carol", "approve"),
+        ("dave", "reject {job} too late"),
+        ("eve", "jobs"),
+        ("eve", "vm show web01"),
+        ("eve", "frobnicate"),
+        ("eve", "disk add web01 lots"),
+    ] {
+        let short = e.state.jobs.values().next().map(|j| j.short());
+        let line = line.replace("{job}", short.as_deref().unwrap_or_default());
+        transcript.push_str(&format!("{user}> {line}\n"));
+        for t in say(&mut e, user, &line).await {
+            transcript.push_str(&t);
+            transcript.push('\n');
+        }
+    }
+    let job = e.state.jobs.values().next().expect("job");
+    let short = job.short();
+    let expires = job
+        .approval
+        .as_ref()
+        .expect("approval")
+        .expires_at
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let transcript = transcript
+        .replace(&short, "<job>")
+        .replace(&expires, "<expires>");
+    insta::assert_snapshot!(transcript);
+}
+
+const MANAGED: &str = "deploy managed vm_name=app01 target_host=hv01 guest_la_uid=admin \
+    guest_la_pw=Sup3rSecret! network=prod disk_size_gb=40";
+
+/// Every event published so far, as JSON text.
+async fn all_events(b: &Broker) -> String {
+    let mut s = b.replay_events(StreamOffset::First).await.expect("replay");
+    let mut out = String::new();
+    while let Ok(Some((_, ev))) = tokio::time::timeout(Duration::from_millis(200), s.next()).await {
+        out.push_str(&String::from_utf8_lossy(&ev.to_vec()));
+    }
+    out
+}
+
+#[tokio::test]
+async fn secrets_are_refused_unless_enabled_and_never_shown_or_recorded() {
+    let b = broker();
+    b.declare_host("hv01").await.expect("declare");
+    // Without a way to send secrets, the request is refused (and the value not echoed).
+    let mut e = engine(&b, policy(1, 3600), &["hv01"]);
+    let out = say(&mut e, "alice", MANAGED).await.join("\n");
+    assert!(
+        out.contains("secret fields (guest_la_pw) cannot be sent yet"),
+        "{out}"
+    );
+    assert!(!out.contains("Sup3rSecret!"));
+    // With secrets in the spec: redacted in chat and events, present only in the job message.
+    let mut e = engine_with(&b, policy(1, 3600), &["hv01"], true);
+    let mut chat = say(&mut e, "alice", MANAGED).await.join("\n");
+    assert!(chat.contains("guest_la_pw = ••••••"), "{chat}");
+    chat.push_str(&say(&mut e, "bob", "approve").await.join("\n"));
+    assert!(chat.contains("approved by bob"), "{chat}");
+    assert!(!chat.contains("Sup3rSecret!"));
+    let events = all_events(&b).await;
+    assert!(events.contains("approval.requested") && events.contains("job.queued"));
+    assert!(
+        !events.contains("Sup3rSecret!"),
+        "a secret reached the event stream"
+    );
+    assert_eq!(ready(&b).await, 1);
+}
+
+#[tokio::test]
+async fn secrets_lost_in_a_restart_are_not_published_redacted() {
+    let b = broker();
+    b.declare_host("hv01").await.expect("declare");
+    let mut e1 = engine_with(&b, policy(1, 3600), &["hv01"], true);
+    say(&mut e1, "alice", MANAGED).await;
+    drop(e1);
+    let mut e2 = engine_with(&b, policy(1, 3600), &["hv01"], true);
+    let mut events = replay(&b).await;
+    pump(&mut e2, &mut events, Duration::from_secs(10), |e| {
+        e.state.jobs.values().any(|j| !j.quiet)
+    })
+    .await;
+    let out = say(&mut e2, "bob", "approve").await;
+    assert!(out[0].contains("secrets_lost"), "{out:?}");
+    assert_eq!(ready(&b).await, 0, "a redacted job was published");
+}

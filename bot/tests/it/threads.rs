@@ -1,0 +1,228 @@
+//! Job threads against simulated hosts and an in-process worker: the streamed thread of a
+//! deployment, `vm list` afterwards, and a bot killed mid-job that resumes the thread.
+
+use super::*;
+use aetherv_bot::state::Phase;
+use aetherv_bot::thread::{MessageRef, ThreadOp};
+use aetherv_sim::{Sim, SimConfig};
+use aetherv_worker::{Worker, WorkerConfig};
+use tokio_util::sync::CancellationToken;
+
+/// Simulated hosts on loopback and an in-process worker serving them.
+struct World {
+    broker: Broker,
+    stop: CancellationToken,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn world(cfg: SimConfig) -> World {
+    let broker = broker();
+    let sim = Sim::new(cfg);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let yaml = sim.worker_config_yaml(&format!("http://{addr}"));
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(sim.serve(listener, async move { s.cancelled().await }));
+    let mut wc = WorkerConfig::from_yaml(&yaml).expect("worker config");
+    wc.prefix = broker.topology().prefix.clone();
+    let worker = Worker::new(&wc, broker.clone(), &|_| None).expect("worker");
+    tokio::spawn(worker.run(stop.clone()));
+    for h in ["hv01", "hv02"] {
+        broker.declare_host(h).await.expect("declare");
+    }
+    World { broker, stop }
+}
+
+fn texts(out: &[Outgoing]) -> Vec<String> {
+    out.iter()
+        .filter_map(aetherv_bot::console::format_outgoing)
+        .collect()
+}
+
+fn finished(e: &Engine) -> bool {
+    !e.state.jobs.is_empty() && e.is_idle()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approved_deployment_streams_its_thread_and_shows_in_vm_list() {
+    let w = world(SimConfig::with_hosts(2)).await;
+    let mut e = engine(&w.broker, policy(1, 3600), &["hv01", "hv02"]);
+    let mut events = w
+        .broker
+        .replay_events(aetherv_broker::StreamOffset::Next)
+        .await
+        .expect("stream");
+    say(
+        &mut e,
+        "alice",
+        "deploy vm_name=web01 target_host=hv01 gb_ram=2 cpu_cores=1",
+    )
+    .await;
+    say(&mut e, "bob", "approve").await;
+    let out = pump(&mut e, &mut events, Duration::from_secs(60), finished).await;
+    let job = *e.state.jobs.keys().next().expect("job");
+    assert_eq!(e.state.jobs[&job].phase, Phase::Succeeded);
+    let t = texts(&out);
+    assert!(
+        t.iter()
+            .any(|l| l.contains("✔ Job") && l.contains("vm_name: web01")),
+        "{t:#?}"
+    );
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Outgoing::Attach { content, .. } if !content.is_empty())));
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Outgoing::Thread {
+            op: ThreadOp::Post {
+                msg: MessageRef::Log(0),
+                ..
+            },
+            ..
+        }
+    )));
+    let list = say(&mut e, "eve", "vm list").await;
+    assert!(list[0].starts_with("hv01  web01  "), "{list:?}");
+    assert!(say(&mut e, "eve", "vm show web01").await[0].starts_with("web01 on hv01: "));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_killed_mid_job_resumes_the_thread() {
+    let cfg = SimConfig::with_hosts(2).op_latency("vm.create", Duration::from_secs(3));
+    let w = world(cfg).await;
+    let mut e1 = engine(&w.broker, Policy::default(), &["hv01", "hv02"]);
+    let mut events = w
+        .broker
+        .replay_events(aetherv_broker::StreamOffset::Next)
+        .await
+        .expect("stream");
+    say(&mut e1, "alice", "deploy vm_name=db01 target_host=hv02").await;
+    pump(&mut e1, &mut events, Duration::from_secs(30), |e| {
+        e.state.jobs.values().any(|j| j.phase == Phase::Running)
+    })
+    .await;
+    drop(e1);
+    let mut e2 = engine(&w.broker, Policy::default(), &["hv01", "hv02"]);
+    let mut events = replay(&w.broker).await;
+    let out = pump(&mut e2, &mut events, Duration::from_secs(60), finished).await;
+    let t = texts(&out);
+    assert!(
+        t.iter().any(|l| l.contains("· running")),
+        "thread re-posted: {t:#?}"
+    );
+    assert!(
+        t.iter().any(|l| l.contains("✔ Job") && l.contains("db01")),
+        "{t:#?}"
+    );
+    assert_eq!(
+        say(&mut e2, "eve", "vm list --host hv02").await[0]
+            .split("  ")
+            .nth(1),
+        Some("db01")
+    );
+}
+
+#[tokio::test]
+async fn only_the_leader_bot_answers_and_a_standby_takes_over() {
+    use aetherv_bot::{run_console, ConsoleOptions};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = broker();
+    let opts = |c: &str| ConsoleOptions {
+        first_user: "eve".into(),
+        attach_dir: None,
+        candidate: c.into(),
+    };
+    // Bot A leads; its input stays open.
+    let (mut a_in, a_in_r) = tokio::io::duplex(1024);
+    let (a_out_w, _a_out) = tokio::io::duplex(1 << 16);
+    let stop_a = CancellationToken::new();
+    let a = tokio::spawn(run_console(
+        engine(&b, Policy::default(), &["hv01"]),
+        tokio::io::BufReader::new(a_in_r),
+        a_out_w,
+        opts("a"),
+        stop_a.clone(),
+    ));
+    a_in.write_all(b"hosts\n").await.expect("write");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Bot B waits in line: its input is not read while A leads.
+    let (mut b_in, b_in_r) = tokio::io::duplex(1024);
+    let (b_out_w, mut b_out) = tokio::io::duplex(1 << 16);
+    let bot_b = tokio::spawn(run_console(
+        engine(&b, Policy::default(), &["hv01"]),
+        tokio::io::BufReader::new(b_in_r),
+        b_out_w,
+        opts("b"),
+        CancellationToken::new(),
+    ));
+    b_in.write_all(b"hosts\n").await.expect("write");
+    drop(b_in);
+    let mut buf = vec![0u8; 256];
+    let early = tokio::time::timeout(Duration::from_millis(300), b_out.read(&mut buf)).await;
+    assert!(
+        early.is_err(),
+        "the standby bot answered while another bot leads"
+    );
+    stop_a.cancel();
+    a.await.expect("join").expect("bot a stops cleanly");
+    let mut text = String::new();
+    tokio::time::timeout(Duration::from_secs(10), b_out.read_to_string(&mut text))
+        .await
+        .expect("standby took over")
+        .expect("read");
+    assert_eq!(text, "hv01  not polled yet  0 VM(s)  0 queued\n");
+    bot_b
+        .await
+        .expect("join")
+        .expect("bot b ends at end of input");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_names_its_failing_step_and_queues_show_positions() {
+    let w =
+        world(SimConfig::with_hosts(2).op_latency("vm.create", Duration::from_millis(300))).await;
+    let mut e = engine(&w.broker, Policy::default(), &["hv01", "hv02"]);
+    let mut events = w
+        .broker
+        .replay_events(aetherv_broker::StreamOffset::Next)
+        .await
+        .expect("stream");
+    let first = say(&mut e, "alice", "deploy vm_name=web01 target_host=hv01").await;
+    assert!(
+        first[0].contains("· queued · position 1 in queue"),
+        "{first:?}"
+    );
+    let second = say(&mut e, "alice", "deploy vm_name=web01 target_host=hv01").await;
+    assert!(
+        second[0].contains("· queued · position 2 in queue"),
+        "{second:?}"
+    );
+    let out = pump(&mut e, &mut events, Duration::from_secs(60), |e| {
+        e.state.jobs.len() == 2 && e.is_idle()
+    })
+    .await;
+    let t = texts(&out);
+    assert!(
+        t.iter()
+            .any(|l| l.contains("failed at step vm.create: name_conflict: ")),
+        "{t:#?}"
+    );
+    assert_eq!(
+        e.state
+            .jobs
+            .values()
+            .filter(|j| j.phase == Phase::Succeeded)
+            .count(),
+        1
+    );
+    let mine = say(&mut e, "alice", "jobs --mine --host hv01").await;
+    assert_eq!(mine[0].lines().count(), 2, "{mine:?}");
+}

@@ -1,0 +1,126 @@
+//! `aetherv bot --roles FILE --policy FILE --hosts H,…`: the bot with the console chat on
+//! stdin/stdout against RabbitMQ (`AETHERV_AMQP_URL`, prefix `AETHERV_PREFIX`). One bot is
+//! active at a time (leader queue); a second one waits. State comes from the event stream.
+use crate::cmd::{amqp_url, env_lookup, topology};
+use aetherv_bot::engine::{Engine, EngineConfig};
+use aetherv_bot::thread::DEFAULT_LIMITS;
+use aetherv_bot::ConsoleOptions;
+use aetherv_broker::Broker;
+use aetherv_core::approval::Policy;
+use aetherv_core::rbac::Rbac;
+use aetherv_core::Platform;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+/// Arguments.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Roles configuration (YAML: groups with roles and members).
+    #[arg(long, env = "AETHERV_ROLES")]
+    pub roles: PathBuf,
+    /// Approval policy (YAML: rules).
+    #[arg(long, env = "AETHERV_APPROVAL_POLICY")]
+    pub policy: PathBuf,
+    /// Hosts offered in forms before the first inventory arrives (comma-separated).
+    #[arg(long, env = "AETHERV_HOSTS", value_delimiter = ',')]
+    pub hosts: Vec<String>,
+    /// The console user before any `/as`.
+    #[arg(long, default_value = "alice")]
+    pub user: String,
+    /// Where full job logs are written.
+    #[arg(long)]
+    pub attach_dir: Option<PathBuf>,
+    /// Interim: send secret form values to workers inside the job spec (needed by managed
+    /// deployments until the envelope's encrypted `secrets` field exists). Off: refused.
+    #[arg(long, env = "AETHERV_SECRETS_IN_SPEC")]
+    pub secrets_in_spec: bool,
+}
+
+/// Builds the engine configuration from roles and policy texts; the error is one line.
+pub fn engine_config(
+    roles: &str,
+    policy: &str,
+    hosts: Vec<String>,
+    secrets_in_spec: bool,
+) -> Result<EngineConfig, String> {
+    let rbac = Rbac::from_yaml(roles).map_err(|e| format!("roles: {}", crate::cmd::chain(&e)))?;
+    let policy =
+        Policy::from_yaml(policy).map_err(|e| format!("policy: {}", crate::cmd::chain(&e)))?;
+    Ok(EngineConfig {
+        rbac,
+        policy,
+        limits: DEFAULT_LIMITS,
+        platform: Platform::Console,
+        channel: "console".into(),
+        hosts,
+        secrets_in_spec,
+    })
+}
+
+/// Runs the console bot on `broker` until input ends or a signal arrives.
+pub async fn serve_console(
+    broker: Broker,
+    cfg: EngineConfig,
+    user: String,
+    attach_dir: Option<PathBuf>,
+) -> ExitCode {
+    let engine = match Engine::new(broker, cfg) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("aetherv: {}", crate::cmd::chain(&e));
+            return ExitCode::from(64);
+        }
+    };
+    let stop = CancellationToken::new();
+    tokio::spawn(crate::cmd::signal::on_shutdown(stop.clone()));
+    let opts = ConsoleOptions {
+        first_user: user,
+        attach_dir,
+        candidate: format!("bot-{}", std::process::id()),
+    };
+    let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    match aetherv_bot::run_console(engine, stdin, tokio::io::stdout(), opts, stop).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("aetherv: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Runs the command.
+pub fn run(args: Args) -> ExitCode {
+    let read =
+        |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
+    let cfg = match read(&args.roles)
+        .and_then(|r| read(&args.policy).map(|p| (r, p)))
+        .and_then(|(r, p)| engine_config(&r, &p, args.hosts.clone(), args.secrets_in_spec))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("aetherv bot: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    let rt = match crate::cmd::runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async move {
+        let prefix = env_lookup("AETHERV_PREFIX").unwrap_or_else(|| "aetherv".into());
+        let broker = match Broker::connect(&amqp_url(), topology(&prefix)).await {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!(
+                    "aetherv bot: cannot reach RabbitMQ: {}",
+                    crate::cmd::chain(&e)
+                );
+                return ExitCode::from(1);
+            }
+        };
+        let code = serve_console(broker.clone(), cfg, args.user, args.attach_dir).await;
+        broker.close().await;
+        code
+    })
+}

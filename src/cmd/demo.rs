@@ -1,0 +1,150 @@
+//! `aetherv demo`: the whole system in one process: a broker (in-process, or RabbitMQ when
+//! `AETHERV_AMQP_URL` is set), simulated Hyper-V hosts on loopback, an in-process worker, and
+//! the console chat on stdin/stdout. Switch users with `/as bob` or a `bob> ` prefix.
+use crate::cmd::{bot, env_lookup, topology};
+use aetherv_broker::Broker;
+use aetherv_sim::{Sim, SimConfig};
+use aetherv_worker::{Worker, WorkerConfig};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The demo's users: alice operates, bob and carol approve, eve reads, root administers.
+pub const DEMO_ROLES: &str = r#"
+groups:
+  - name: operators
+    roles: [operator]
+    members: ["console:alice"]
+  - name: approvers
+    roles: [approver]
+    members: ["console:bob", "console:carol"]
+  - name: readers
+    roles: [reader]
+    members: ["console:eve"]
+  - name: admins
+    roles: [admin]
+    members: ["console:root"]
+"#;
+
+/// The demo's policy: every change needs one approval from `approvers` within 15 minutes.
+pub const DEMO_POLICY: &str = r#"
+rules:
+  - name: big-vm
+    kinds: [vm.create, deployment.managed]
+    min: {gb_ram: 64}
+    approvals: 2
+    groups: [approvers]
+    ttl_secs: 900
+  - name: every-change
+    approvals: 1
+    groups: [approvers]
+    ttl_secs: 900
+"#;
+
+/// Arguments.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Number of simulated hosts (hv01…).
+    #[arg(long, default_value_t = 3)]
+    pub hosts: usize,
+    /// Simulated time per agent operation, in milliseconds.
+    #[arg(long, default_value_t = 300)]
+    pub latency_ms: u64,
+    /// The console user before any `/as`.
+    #[arg(long, default_value = "alice")]
+    pub user: String,
+    /// Where full job logs are written (default: the temp directory).
+    #[arg(long)]
+    pub attach_dir: Option<PathBuf>,
+    /// Name prefix of the broker objects (default: `demo-` and a random suffix).
+    #[arg(long)]
+    pub prefix: Option<String>,
+}
+
+/// Runs the command.
+pub fn run(args: Args) -> ExitCode {
+    let hosts: Vec<String> = (1..=args.hosts.clamp(1, 99))
+        .map(|i| format!("hv{i:02}"))
+        .collect();
+    let cfg = match bot::engine_config(DEMO_ROLES, DEMO_POLICY, hosts.clone(), true) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("aetherv demo: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    let rt = match crate::cmd::runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async move {
+        let prefix = args
+            .prefix
+            .clone()
+            .unwrap_or_else(|| format!("demo-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+        let broker = match env_lookup("AETHERV_AMQP_URL").filter(|u| !u.is_empty()) {
+            Some(url) => match Broker::connect(&url, topology(&prefix)).await {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("aetherv demo: cannot reach RabbitMQ: {}", crate::cmd::chain(&e));
+                    return ExitCode::from(1);
+                }
+            },
+            None => Broker::in_process(topology(&prefix)),
+        };
+        let stop = CancellationToken::new();
+        let mut sim_cfg = SimConfig::with_hosts(hosts.len());
+        sim_cfg.latency = Duration::from_millis(args.latency_ms);
+        let sim = Sim::new(sim_cfg);
+        let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("aetherv demo: cannot listen on loopback: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let addr = match listener.local_addr() {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("aetherv demo: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let mut wc = match WorkerConfig::from_yaml(&sim.worker_config_yaml(&format!("http://{addr}"))) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("aetherv demo: {}", crate::cmd::chain(&e));
+                return ExitCode::from(1);
+            }
+        };
+        let s = stop.clone();
+        tokio::spawn(sim.serve(listener, async move { s.cancelled().await }));
+        wc.prefix = prefix;
+        wc.inventory_interval_secs = 5;
+        let worker = match Worker::new(&wc, broker.clone(), &|_| None) {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("aetherv demo: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let worker_task = tokio::spawn(worker.run(stop.clone()));
+        for h in &hosts {
+            if let Err(e) = broker.declare_host(h).await {
+                eprintln!("aetherv demo: {}", crate::cmd::chain(&e));
+                return ExitCode::from(1);
+            }
+        }
+        println!(
+            "Aether-V demo: hosts {}; users alice (operator), bob and carol (approvers), eve (reader), root (admin).\nType `help`. Switch users with `/as NAME` or `NAME> command`; `/wait` waits for running jobs.",
+            hosts.join(", ")
+        );
+        let attach_dir = args.attach_dir.unwrap_or_else(std::env::temp_dir);
+        let code = bot::serve_console(broker.clone(), cfg, args.user, Some(attach_dir)).await;
+        stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), worker_task).await;
+        broker.close().await;
+        code
+    })
+}

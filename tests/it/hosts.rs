@@ -1,0 +1,424 @@
+//! Agent deployment and `aetherv hosts`: a fresh simulated host gets the bundle and then runs
+//! agent calls; a changed script is redeployed to every host at worker start; a corrupted file
+//! on one host is found by hash and repaired before any job runs there; a file removed while
+//! the worker runs is redeployed by the job that finds it missing; `aetherv hosts` reports
+//! reachability, authentication, agent version and currency. The simulator runs with
+//! `require_agent`, so agent calls fail unless the agent is really installed.
+
+use crate::harness::{bin, start_sim};
+use aetherv_broker::{Broker, StreamOffset, Topology};
+use aetherv_core::bundle::{AgentStatus, Bundle};
+use aetherv_core::contract::command::{DEFAULT_INSTALL_DIR, ENTRY_SCRIPT};
+use aetherv_core::{
+    AgentOperation, AgentRequest, EventBody, JobEnvelope, JobId, JobKind, Platform, Requester,
+    Target,
+};
+use aetherv_sim::{Sim, SimConfig};
+use aetherv_worker::agent::AgentError;
+use aetherv_worker::deploy::Deployer;
+use aetherv_worker::{HostAgent, Worker, WorkerConfig};
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+struct Rig {
+    sim: Sim,
+    cfg: WorkerConfig,
+    stop: CancellationToken,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn rig(hosts: usize) -> Rig {
+    let sim = Sim::new(SimConfig::with_hosts(hosts).require_agent(true));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(
+        sim.clone()
+            .serve(listener, async move { s.cancelled().await }),
+    );
+    let mut cfg =
+        WorkerConfig::from_yaml(&sim.worker_config_yaml(&format!("http://{addr}"))).expect("cfg");
+    cfg.inventory_interval_secs = 0;
+    Rig { sim, cfg, stop }
+}
+
+fn deployer(rig: &Rig, host: &str, bundle: &Bundle) -> Deployer {
+    let h = rig
+        .cfg
+        .hosts
+        .iter()
+        .find(|h| h.name == host)
+        .expect("host configured");
+    let client = aetherv_worker::winrm_client(h, &|_| None).expect("client");
+    Deployer::new(host, client, &rig.cfg.install_dir, Arc::new(bundle.clone()))
+}
+
+fn agent(rig: &Rig, host: &str) -> HostAgent {
+    let h = rig
+        .cfg
+        .hosts
+        .iter()
+        .find(|h| h.name == host)
+        .expect("host configured");
+    let client = aetherv_worker::winrm_client(h, &|_| None).expect("client");
+    HostAgent::new(host, client, &rig.cfg.install_dir, Duration::from_secs(30))
+}
+
+fn noop_request() -> AgentRequest {
+    AgentRequest::new(AgentOperation::Noop, Default::default(), "deploy-test")
+}
+
+fn installed_matches(sim: &Sim, host: &str, bundle: &Bundle) -> bool {
+    let files = sim.installed_files(host, DEFAULT_INSTALL_DIR);
+    bundle.files().iter().all(|f| {
+        files
+            .get(&f.name.to_ascii_lowercase())
+            .is_some_and(|c| *c == f.content)
+    }) && files.get("manifest.json").map(Vec::as_slice) == Some(bundle.manifest_json().as_bytes())
+}
+
+fn noop_job(host: &str) -> JobEnvelope {
+    JobEnvelope {
+        v: 1,
+        job_id: JobId::new(),
+        kind: JobKind::Noop,
+        target: Target::Host(host.to_string()),
+        spec: Default::default(),
+        secrets: None,
+        requested_by: Requester {
+            platform: Platform::Amqp,
+            user_id: "deploy-test".into(),
+        },
+        origin: None,
+        created_at: chrono::Utc::now(),
+        approval: None,
+    }
+}
+
+/// Waits for the job's final event; returns every event body of the job.
+async fn events_until_done(stream: &mut aetherv_broker::EventStream, job: JobId) -> Vec<EventBody> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let next = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("job finished in time")
+            .expect("stream open");
+        if next.1.job_id != Some(job) {
+            continue;
+        }
+        let done = matches!(
+            next.1.body,
+            EventBody::JobSucceeded { .. } | EventBody::JobFailed { .. }
+        );
+        out.push(next.1.body);
+        if done {
+            return out;
+        }
+    }
+}
+
+fn log_text(events: &[EventBody]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            EventBody::JobLog { lines } => Some(
+                lines
+                    .iter()
+                    .map(|l| l.text.clone())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn fresh_host_is_deployed_and_then_runs_agent_calls() {
+    let rig = rig(1).await;
+    let bundle = Bundle::embedded();
+    let a = agent(&rig, "hv01");
+    let cancel = CancellationToken::new();
+    match a.call(&noop_request(), &cancel, &mut |_| {}).await {
+        Err(AgentError::AgentMissing(text)) => assert!(text.contains(ENTRY_SCRIPT), "{text}"),
+        other => panic!("expected the agent to be missing, got {other:?}"),
+    }
+    let d = deployer(&rig, "hv01", bundle);
+    assert_eq!(
+        d.probe().await.status,
+        Some(AgentStatus::NotInstalled),
+        "fresh host"
+    );
+    let report = d.ensure_current().await.expect("deploys");
+    assert_eq!(report.before, AgentStatus::NotInstalled);
+    assert_eq!(report.written.len(), bundle.files().len() + 1);
+    assert!(report.copied.is_empty());
+    assert!(installed_matches(&rig.sim, "hv01", bundle));
+    let r = a
+        .call(&noop_request(), &cancel, &mut |_| {})
+        .await
+        .expect("agent runs");
+    assert!(r.is_ok(), "{r:?}");
+    // Current: one check call and nothing written.
+    let again = d.ensure_current().await.expect("checks");
+    assert_eq!(again.before, AgentStatus::Current);
+    assert_eq!((again.calls, again.written.len()), (1, 0));
+    let probe = d.probe().await;
+    assert_eq!(probe.installed_version.as_deref(), Some(bundle.version()));
+    assert_eq!(probe.status, Some(AgentStatus::Current));
+}
+
+#[tokio::test]
+async fn changed_script_is_redeployed_to_every_host_at_worker_start() {
+    let rig = rig(3).await;
+    let old = Bundle::embedded();
+    for h in rig.sim.host_names() {
+        assert!(rig.sim.install_bundle(&h, DEFAULT_INSTALL_DIR, old));
+    }
+    let new = old
+        .with_file(
+            "AethervAgent.Vm.ps1",
+            b"# A changed VM module.\nfunction Invoke-AethervVmGet { param([hashtable]$Spec) }\n",
+        )
+        .expect("bundle");
+    let broker = Broker::in_process(Topology::new("deploy-changed"));
+    let worker = Worker::new(&rig.cfg, broker.clone(), &|_| None)
+        .expect("worker")
+        .with_bundle(new.clone());
+    let quiet = CancellationToken::new();
+    let q = quiet.clone();
+    let handle = tokio::spawn(async move { worker.run(q).await });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !rig
+        .sim
+        .host_names()
+        .iter()
+        .all(|h| installed_matches(&rig.sim, h, &new))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the changed bundle did not reach every host"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Jobs run against the new agent.
+    let mut stream = broker
+        .replay_events(StreamOffset::Next)
+        .await
+        .expect("stream");
+    let job = noop_job("hv03");
+    broker.publish_job(&job).await.expect("publish");
+    let events = events_until_done(&mut stream, job.job_id).await;
+    assert!(
+        matches!(events.last(), Some(EventBody::JobSucceeded { .. })),
+        "{events:?}"
+    );
+    quiet.cancel();
+    handle.await.expect("join").expect("worker stops");
+}
+
+#[tokio::test]
+async fn corrupt_file_on_one_host_is_repaired_before_a_job_runs_there() {
+    let rig = rig(2).await;
+    let bundle = Bundle::embedded();
+    for h in rig.sim.host_names() {
+        assert!(rig.sim.install_bundle(&h, DEFAULT_INSTALL_DIR, bundle));
+    }
+    assert!(rig
+        .sim
+        .corrupt_file("hv02", DEFAULT_INSTALL_DIR, "AethervAgent.Disk.ps1"));
+    let d = deployer(&rig, "hv02", bundle);
+    assert_eq!(
+        d.probe().await.status,
+        Some(AgentStatus::Corrupt {
+            files: vec!["AethervAgent.Disk.ps1".into()]
+        })
+    );
+    // A job is already waiting for hv02 when the worker starts.
+    let broker = Broker::in_process(Topology::new("deploy-corrupt"));
+    broker.declare_host("hv02").await.expect("declare");
+    let mut stream = broker
+        .replay_events(StreamOffset::Next)
+        .await
+        .expect("stream");
+    let job = noop_job("hv02");
+    broker.publish_job(&job).await.expect("publish");
+    let worker = Worker::new(&rig.cfg, broker.clone(), &|_| None).expect("worker");
+    let quiet = CancellationToken::new();
+    let q = quiet.clone();
+    let handle = tokio::spawn(async move { worker.run(q).await });
+    let events = events_until_done(&mut stream, job.job_id).await;
+    assert!(
+        matches!(events.last(), Some(EventBody::JobSucceeded { .. })),
+        "{events:?}"
+    );
+    // Repaired at start, before the job: the job itself never had to prepare the host.
+    let log = log_text(&events);
+    assert!(!log.contains("being prepared"), "{log}");
+    assert!(installed_matches(&rig.sim, "hv02", bundle));
+    assert_eq!(d.probe().await.status, Some(AgentStatus::Current));
+    quiet.cancel();
+    handle.await.expect("join").expect("worker stops");
+}
+
+#[tokio::test]
+async fn agent_removed_while_the_worker_runs_is_redeployed_by_the_job() {
+    let rig = rig(1).await;
+    let bundle = Bundle::embedded();
+    let broker = Broker::in_process(Topology::new("deploy-removed"));
+    let worker = Worker::new(&rig.cfg, broker.clone(), &|_| None).expect("worker");
+    let quiet = CancellationToken::new();
+    let q = quiet.clone();
+    let handle = tokio::spawn(async move { worker.run(q).await });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !installed_matches(&rig.sim, "hv01", bundle) {
+        assert!(tokio::time::Instant::now() < deadline, "not deployed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let entry = format!("{DEFAULT_INSTALL_DIR}\\{ENTRY_SCRIPT}");
+    assert_eq!(
+        rig.sim.with_host("hv01", |st| st.files.remove(&entry)),
+        Some(true)
+    );
+    let mut stream = broker
+        .replay_events(StreamOffset::Next)
+        .await
+        .expect("stream");
+    let job = noop_job("hv01");
+    broker.publish_job(&job).await.expect("publish");
+    let events = events_until_done(&mut stream, job.job_id).await;
+    assert!(
+        matches!(events.last(), Some(EventBody::JobSucceeded { .. })),
+        "{events:?}"
+    );
+    let log = log_text(&events);
+    assert!(log.contains("is being prepared"), "{log}");
+    assert!(installed_matches(&rig.sim, "hv01", bundle));
+    quiet.cancel();
+    handle.await.expect("join").expect("worker stops");
+}
+
+fn hosts_json(config: &std::path::Path) -> (Option<i32>, Vec<serde_json::Value>) {
+    let out = Command::new(bin())
+        .args(["hosts", "--json", "--config"])
+        .arg(config)
+        .output()
+        .expect("run aetherv hosts");
+    let rows = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json row"))
+        .collect();
+    (out.status.code(), rows)
+}
+
+#[tokio::test]
+async fn hosts_command_reports_reachability_auth_version_and_currency() {
+    let sim = start_sim(2, 0);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Fresh hosts: reachable, authenticated, no agent.
+    let (code, rows) = hosts_json(&sim.worker_config);
+    assert_eq!(code, Some(0));
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert_eq!(r["reachable"], true);
+        assert_eq!(r["auth_ok"], true);
+        assert_eq!(r["agent_version"], serde_json::Value::Null);
+        assert_eq!(r["current"], false);
+        assert_eq!(r["status"], "not installed");
+    }
+    // Deploy to hv01 through the sim process, then hv01 is current.
+    let cfg = WorkerConfig::load(&sim.worker_config).expect("config");
+    let h = &cfg.hosts[0];
+    let d = Deployer::new(
+        &h.name,
+        aetherv_worker::winrm_client(h, &|_| None).expect("client"),
+        &cfg.install_dir,
+        Arc::new(Bundle::embedded().clone()),
+    );
+    d.ensure_current().await.expect("deploys");
+    // Plus a host with a wrong password and one nobody listens on.
+    let text = std::fs::read_to_string(&sim.worker_config).expect("read");
+    let bad_auth = text.replace(
+        &format!("password: \"{}\"", aetherv_sim::config::DEFAULT_PASSWORD),
+        "password: \"wrong\"",
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let cfg_all = format!(
+        "{text}  - name: \"hv99\"\n    endpoint: \"http://127.0.0.1:{port}/hv99/wsman\"\n    auth: {{ kind: basic, username: \"a\", password: \"b\" }}\n"
+    );
+    let path = dir.path().join("all.yaml");
+    std::fs::write(&path, cfg_all).expect("write");
+    let (code, rows) = hosts_json(&path);
+    assert_eq!(code, Some(1), "an unreachable host makes the exit code 1");
+    let by: HashMap<String, &serde_json::Value> = rows
+        .iter()
+        .map(|r| (r["host"].as_str().unwrap_or_default().to_string(), r))
+        .collect();
+    assert_eq!(by["hv01"]["current"], true);
+    assert_eq!(by["hv01"]["agent_version"], Bundle::embedded().version());
+    assert_eq!(by["hv02"]["current"], false);
+    assert_eq!(by["hv99"]["reachable"], false);
+    assert_eq!(by["hv99"]["auth_ok"], serde_json::Value::Null);
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, bad_auth).expect("write");
+    let (code, rows) = hosts_json(&path);
+    assert_eq!(code, Some(0), "wrong credentials are not unreachable");
+    assert!(rows
+        .iter()
+        .all(|r| r["reachable"] == true && r["auth_ok"] == false));
+    // The table form names every column.
+    let out = Command::new(bin())
+        .args(["hosts", "--config"])
+        .arg(&sim.worker_config)
+        .output()
+        .expect("run");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("HOST") && table.contains("CURRENT"),
+        "{table}"
+    );
+    let version = Bundle::embedded().version();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("hv01") && l.contains(version) && l.contains(" yes")),
+        "{table}"
+    );
+}
+
+#[tokio::test]
+async fn two_workers_deploying_one_host_at_once_both_end_current() {
+    let rig = rig(1).await;
+    let bundle = Bundle::embedded();
+    let a = deployer(&rig, "hv01", bundle);
+    let b = deployer(&rig, "hv01", bundle);
+    let (ra, rb) = tokio::join!(a.ensure_current(), b.ensure_current());
+    // Each deployment stages in its own directory; both verify by hash.
+    ra.expect("first deployment");
+    rb.expect("second deployment");
+    assert!(installed_matches(&rig.sim, "hv01", bundle));
+    assert_eq!(a.probe().await.status, Some(AgentStatus::Current));
+    let leftovers: Vec<String> = rig
+        .sim
+        .with_host("hv01", |st| st.files.paths())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.contains(".staging-") || p.contains(".previous-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
