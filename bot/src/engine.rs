@@ -62,7 +62,6 @@ pub enum Outgoing {
 }
 
 /// Engine configuration.
-#[derive(Debug)]
 pub struct EngineConfig {
     /// Roles.
     pub rbac: Rbac,
@@ -76,11 +75,22 @@ pub struct EngineConfig {
     pub channel: String,
     /// Hosts known from configuration (inventory adds more).
     pub hosts: Vec<String>,
-    /// Interim, until the envelope's encrypted `secrets` field exists: send secret form values
-    /// to the worker inside the job spec (the job message only; events and chat always carry
-    /// them redacted). When false, requests with secret values are refused. A bot restarted
-    /// while such a request awaits approval cannot publish it and asks for a new request.
-    pub secrets_in_spec: bool,
+    /// The workers' age recipients: secret form values are sealed to them into the envelope's
+    /// `secrets` field at submission, so the bot keeps no plaintext, approvals survive a bot
+    /// restart, and the broker only ever holds ciphertext. Empty: requests with secret values
+    /// are refused.
+    pub recipients: Vec<aetherv_core::secrets::Recipient>,
+}
+
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("platform", &self.platform)
+            .field("channel", &self.channel)
+            .field("hosts", &self.hosts)
+            .field("recipients", &self.recipients.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The engine.
@@ -360,9 +370,9 @@ impl Engine {
             .iter()
             .filter(|k| validated.get(k).is_some_and(|v| !v.is_null()))
             .collect();
-        if !secrets.is_empty() && !self.cfg.secrets_in_spec {
+        if !secrets.is_empty() && self.cfg.recipients.is_empty() {
             let msg = format!(
-                "secret fields ({}) cannot be sent yet: no worker encryption key is configured",
+                "secret fields ({}) cannot be sent: no worker encryption key (age recipient) is configured",
                 secrets
                     .iter()
                     .map(|s| s.as_str())

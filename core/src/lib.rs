@@ -15,6 +15,7 @@ pub mod osfamily;
 pub mod rbac;
 pub mod redact;
 pub mod schema;
+pub mod secrets;
 pub mod validate;
 
 pub use contract::{

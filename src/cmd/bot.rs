@@ -31,10 +31,14 @@ pub struct Args {
     /// Where full job logs are written.
     #[arg(long)]
     pub attach_dir: Option<PathBuf>,
-    /// Interim: send secret form values to workers inside the job spec (needed by managed
-    /// deployments until the envelope's encrypted `secrets` field exists). Off: refused.
-    #[arg(long, env = "AETHERV_SECRETS_IN_SPEC")]
-    pub secrets_in_spec: bool,
+    /// The workers' age recipients (`age1…`, comma-separated): secret form values are sealed
+    /// to them. Without any, requests with secret values are refused.
+    #[arg(
+        long = "age-recipients",
+        env = "AETHERV_AGE_RECIPIENTS",
+        default_value = ""
+    )]
+    pub age_recipients: String,
 }
 
 /// Builds the engine configuration from roles and policy texts; the error is one line.
@@ -42,8 +46,10 @@ pub fn engine_config(
     roles: &str,
     policy: &str,
     hosts: Vec<String>,
-    secrets_in_spec: bool,
+    recipients: &str,
 ) -> Result<EngineConfig, String> {
+    let recipients = aetherv_core::secrets::parse_recipients(recipients)
+        .map_err(|e| format!("age recipients: {e}"))?;
     let rbac = Rbac::from_yaml(roles).map_err(|e| format!("roles: {}", crate::cmd::chain(&e)))?;
     let policy =
         Policy::from_yaml(policy).map_err(|e| format!("policy: {}", crate::cmd::chain(&e)))?;
@@ -54,7 +60,7 @@ pub fn engine_config(
         platform: Platform::Console,
         channel: "console".into(),
         hosts,
-        secrets_in_spec,
+        recipients,
     })
 }
 
@@ -95,7 +101,7 @@ pub fn run(args: Args) -> ExitCode {
         |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
     let cfg = match read(&args.roles)
         .and_then(|r| read(&args.policy).map(|p| (r, p)))
-        .and_then(|(r, p)| engine_config(&r, &p, args.hosts.clone(), args.secrets_in_spec))
+        .and_then(|(r, p)| engine_config(&r, &p, args.hosts.clone(), &args.age_recipients))
     {
         Ok(c) => c,
         Err(e) => {

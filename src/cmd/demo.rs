@@ -67,7 +67,10 @@ pub fn run(args: Args) -> ExitCode {
     let hosts: Vec<String> = (1..=args.hosts.clamp(1, 99))
         .map(|i| format!("hv{i:02}"))
         .collect();
-    let cfg = match bot::engine_config(DEMO_ROLES, DEMO_POLICY, hosts.clone(), true) {
+    // The demo's worker gets a fresh age identity; the bot seals secret form values to it.
+    let identity = aetherv_core::secrets::generate_identity();
+    let recipient = identity.to_public().to_string();
+    let cfg = match bot::engine_config(DEMO_ROLES, DEMO_POLICY, hosts.clone(), &recipient) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("aetherv demo: {e}");
@@ -122,7 +125,9 @@ pub fn run(args: Args) -> ExitCode {
         tokio::spawn(sim.serve(listener, async move { s.cancelled().await }));
         wc.prefix = prefix;
         wc.inventory_interval_secs = 5;
-        let worker = match Worker::new(&wc, broker.clone(), &|_| None) {
+        let identity_text = aetherv_core::secrets::identity_text(&identity);
+        let env = move |k: &str| (k == "AETHERV_AGE_IDENTITY").then(|| identity_text.to_string());
+        let worker = match Worker::new(&wc, broker.clone(), &env) {
             Ok(w) => w,
             Err(e) => {
                 eprintln!("aetherv demo: {e}");

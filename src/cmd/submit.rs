@@ -22,6 +22,48 @@ pub struct Args {
     /// Topology prefix.
     #[arg(long, env = "AETHERV_PREFIX", default_value = "aetherv")]
     pub prefix: String,
+    /// The workers' age recipients (`age1…`, comma-separated). Secret fields found in the
+    /// job's `spec` are sealed to them into `secrets` before publishing.
+    #[arg(
+        long = "age-recipients",
+        env = "AETHERV_AGE_RECIPIENTS",
+        default_value = ""
+    )]
+    pub age_recipients: String,
+}
+
+/// Moves the secret fields of `envelope.spec` into its sealed `secrets` field; an error when
+/// there are secrets to seal but no recipient, or secrets both sealed and in plaintext.
+pub fn seal_secrets(envelope: &mut JobEnvelope, recipients: &str) -> Result<(), String> {
+    use aetherv_core::secrets;
+    let ids = aetherv_core::schema::Forms::builtin()
+        .map_err(|e| e.to_string())?
+        .secret_fields();
+    let plain = secrets::plaintext_secret_fields(&envelope.spec, ids.iter().map(String::as_str));
+    if plain.is_empty() {
+        return Ok(());
+    }
+    if envelope.secrets.is_some() {
+        return Err(format!(
+            "the job has sealed secrets and also {} in plaintext; put every secret in one place",
+            plain.join(", ")
+        ));
+    }
+    let recipients = secrets::parse_recipients(recipients).map_err(|e| e.to_string())?;
+    if recipients.is_empty() {
+        return Err(format!(
+            "the spec holds secret fields ({}); set AETHERV_AGE_RECIPIENTS (or --age-recipients) \
+             to the workers' age public keys so they can be sealed",
+            plain.join(", ")
+        ));
+    }
+    envelope.secrets = secrets::seal_spec(
+        &mut envelope.spec,
+        ids.iter().map(String::as_str),
+        &recipients,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 /// Completes a partial job document into an envelope value.
@@ -56,8 +98,10 @@ pub fn run(args: Args) -> ExitCode {
         }
     };
     let envelope = match complete(doc).and_then(|v| {
-        JobEnvelope::from_slice(&serde_json::to_vec(&v).unwrap_or_default())
-            .map_err(|e| e.to_string())
+        let mut env = JobEnvelope::from_slice(&serde_json::to_vec(&v).unwrap_or_default())
+            .map_err(|e| e.to_string())?;
+        seal_secrets(&mut env, &args.age_recipients)?;
+        Ok(env)
     }) {
         Ok(e) => e,
         Err(e) => {
@@ -195,6 +239,31 @@ mod tests {
         let env = JobEnvelope::from_slice(&serde_json::to_vec(&v).expect("ser")).expect("valid");
         assert_eq!(env.target.routing_key(), "hv01");
         assert_eq!(env.requested_by.platform, aetherv_core::Platform::Amqp);
+    }
+
+    #[test]
+    fn secret_fields_are_sealed_or_refused() {
+        let doc = json!({"kind": "vm.initialize", "target": "hv01",
+            "spec": {"vm_name": "a", "guest_la_uid": "admin", "guest_la_pw": "Pw-123456!"}});
+        let v = complete(doc).expect("completes");
+        let env = JobEnvelope::from_slice(&serde_json::to_vec(&v).expect("ser")).expect("valid");
+        let e = seal_secrets(&mut env.clone(), "").expect_err("no recipients");
+        assert!(
+            e.contains("guest_la_pw") && !e.contains("Pw-123456!"),
+            "{e}"
+        );
+        let id = aetherv_core::secrets::generate_identity();
+        let mut sealed = env.clone();
+        seal_secrets(&mut sealed, &id.to_public().to_string()).expect("sealed");
+        assert!(!sealed.spec.contains_key("guest_la_pw"));
+        let wire = String::from_utf8(sealed.to_vec()).expect("utf-8");
+        assert!(!wire.contains("Pw-123456!"));
+        let opened = aetherv_core::secrets::open(sealed.secrets.as_deref().expect("some"), &id)
+            .expect("open");
+        assert_eq!(opened["guest_la_pw"], "Pw-123456!");
+        let mut both = env;
+        both.secrets = sealed.secrets.clone();
+        assert!(seal_secrets(&mut both, &id.to_public().to_string()).is_err());
     }
 
     #[test]

@@ -27,7 +27,7 @@ fn managed(name: &str, extra: Value) -> JobEnvelope {
     if let (Some(s), Value::Object(e)) = (spec.as_object_mut(), extra) {
         s.extend(e);
     }
-    JobEnvelope {
+    let mut job = JobEnvelope {
         v: 1,
         job_id: JobId::new(),
         kind: JobKind::DeploymentManaged,
@@ -41,7 +41,9 @@ fn managed(name: &str, extra: Value) -> JobEnvelope {
         origin: None,
         created_at: chrono::Utc::now(),
         approval: None,
-    }
+    };
+    seal_for_workers(&mut job);
+    job
 }
 
 async fn run_jobs(broker: &Broker, jobs: &[&JobEnvelope]) -> Vec<Vec<Event>> {

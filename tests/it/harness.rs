@@ -151,12 +151,33 @@ impl SimProc {
     }
 }
 
+/// The age identity every test worker gets (through `AETHERV_AGE_IDENTITY`).
+pub fn worker_identity() -> &'static aetherv_core::secrets::Identity {
+    static ID: std::sync::OnceLock<aetherv_core::secrets::Identity> = std::sync::OnceLock::new();
+    ID.get_or_init(aetherv_core::secrets::generate_identity)
+}
+
+/// Seals the secret fields of `job` for the test workers, as a producer must.
+pub fn seal_for_workers(job: &mut aetherv_core::JobEnvelope) {
+    let ids = aetherv_core::schema::Forms::builtin()
+        .expect("forms")
+        .secret_fields();
+    job.secrets = aetherv_core::secrets::seal_spec(
+        &mut job.spec,
+        ids.iter().map(String::as_str),
+        &[worker_identity().to_public()],
+    )
+    .expect("sealed");
+}
+
 /// Starts `aetherv worker` against a config, with the test's prefix and broker.
 pub fn start_worker(config: &Path, prefix: &str, url: &str, id: &str) -> Proc {
+    let identity = aetherv_core::secrets::identity_text(worker_identity());
     let child = Command::new(bin())
         .arg("worker")
         .arg("--config")
         .arg(config)
+        .env("AETHERV_AGE_IDENTITY", identity.as_str())
         .env("AETHERV_PREFIX", prefix)
         .env("AETHERV_AMQP_URL", url)
         .env("AETHERV_WORKER_ID", id)

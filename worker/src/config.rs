@@ -63,6 +63,11 @@ pub struct WorkerConfig {
     /// Deadline of one agent operation, in seconds.
     #[serde(default = "default_op_timeout")]
     pub operation_timeout_secs: u64,
+    /// File holding this worker's age identity (`AGE-SECRET-KEY-1…`, as `age-keygen` writes
+    /// it), which opens the jobs' sealed secrets; `AETHERV_AGE_IDENTITY` (the key itself) or
+    /// `AETHERV_AGE_IDENTITY_FILE` override it.
+    #[serde(default)]
+    pub age_identity_file: Option<PathBuf>,
     /// The Hyper-V hosts this worker serves.
     pub hosts: Vec<HostConfig>,
 }
@@ -240,6 +245,37 @@ impl WorkerConfig {
         })
     }
 
+    /// This worker's age identity: `AETHERV_AGE_IDENTITY` (key text), else
+    /// `AETHERV_AGE_IDENTITY_FILE`, else `age_identity_file`; `None` when none is configured.
+    pub fn age_identity(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<aetherv_core::secrets::Identity>, ConfigError> {
+        let bad = |e: aetherv_core::secrets::SecretsError| ConfigError::Invalid(e.to_string());
+        if let Some(text) = env("AETHERV_AGE_IDENTITY").filter(|v| !v.trim().is_empty()) {
+            let text = zeroize::Zeroizing::new(text);
+            return aetherv_core::secrets::parse_identity(&text)
+                .map(Some)
+                .map_err(bad);
+        }
+        let path = env("AETHERV_AGE_IDENTITY_FILE")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| self.age_identity_file.clone());
+        let Some(path) = path else {
+            return Ok(None);
+        };
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(&path).map_err(|source| {
+            ConfigError::Read {
+                path: path.clone(),
+                source,
+            }
+        })?);
+        aetherv_core::secrets::parse_identity(&text)
+            .map(Some)
+            .map_err(bad)
+    }
+
     /// Agent operation deadline.
     pub fn operation_timeout(&self) -> Duration {
         Duration::from_secs(self.operation_timeout_secs.max(1))
@@ -308,6 +344,35 @@ hosts:
             .expect("password");
         assert_eq!(pw, "s3cret");
         assert!(!format!("{:?}", c).contains("s3cret"));
+    }
+
+    #[test]
+    fn age_identity_from_env_or_file() {
+        use aetherv_core::secrets;
+        let c = WorkerConfig::from_yaml(YAML).expect("parses");
+        assert!(c.age_identity(|_| None).expect("none").is_none());
+        let id = secrets::generate_identity();
+        let text = secrets::identity_text(&id).to_string();
+        let got = c
+            .age_identity(|k| (k == "AETHERV_AGE_IDENTITY").then(|| text.clone()))
+            .expect("env")
+            .expect("some");
+        assert_eq!(got.to_public().to_string(), id.to_public().to_string());
+        let dir = std::env::temp_dir().join(format!("aetherv-age-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("worker.key");
+        std::fs::write(&file, format!("# created by a test\n{text}\n")).expect("write");
+        let mut c2 = c.clone();
+        c2.age_identity_file = Some(file);
+        let got = c2.age_identity(|_| None).expect("file").expect("some");
+        assert_eq!(got.to_public().to_string(), id.to_public().to_string());
+        let Err(e) =
+            c.age_identity(|k| (k == "AETHERV_AGE_IDENTITY").then(|| "AGE-SECRET-KEY-1XYZ".into()))
+        else {
+            panic!("an invalid identity was accepted");
+        };
+        assert!(!e.to_string().contains("XYZ"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

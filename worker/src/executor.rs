@@ -14,6 +14,7 @@
 use crate::agent::{AgentError, HostAgent};
 use crate::reporter::{JobReporter, LogBuffer, LOG_FLUSH_INTERVAL};
 use aetherv_broker::PublishError;
+use aetherv_core::secrets;
 use aetherv_core::{AgentOperation, AgentRequest, AgentResult, EventBody, JobEnvelope, JobKind};
 use serde_json::{Map, Value};
 use std::time::{Duration, Instant};
@@ -119,10 +120,82 @@ impl Default for GuestTimeouts {
 }
 
 /// Knobs of job execution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Clone, Default)]
 pub struct ExecOptions {
     /// Guest-initialization deadlines.
     pub guest: GuestTimeouts,
+    /// The worker's age identity, which opens the envelope's sealed `secrets`.
+    pub identity: Option<std::sync::Arc<secrets::Identity>>,
+}
+
+impl std::fmt::Debug for ExecOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecOptions")
+            .field("guest", &self.guest)
+            .field("identity", &self.identity.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// The secret form fields of every built-in form.
+fn secret_field_ids() -> &'static [String] {
+    static IDS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    IDS.get_or_init(|| {
+        let mut ids: Vec<String> = aetherv_core::schema::Forms::builtin()
+            .map(|f| f.secret_fields().into_iter().collect())
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    })
+}
+
+/// Checks the job's secrets and opens them: secret fields in the plaintext spec fail
+/// `plaintext_secret` (the job is not run, and the message is not dead-lettered, which would
+/// keep the plaintext on the broker); sealed secrets this worker cannot open fail
+/// `secrets_undecryptable`; a sealed field that is not a secret field fails `invalid_request`.
+pub fn open_job_secrets(
+    job: &JobEnvelope,
+    identity: Option<&secrets::Identity>,
+) -> Result<secrets::SecretValues, JobFailure> {
+    let ids = secret_field_ids();
+    let fail = |code: &str, message: String| JobFailure::Failed {
+        step: None,
+        code: code.into(),
+        message,
+    };
+    let plain = secrets::plaintext_secret_fields(&job.spec, ids.iter().map(String::as_str));
+    if !plain.is_empty() {
+        return Err(fail(
+            "plaintext_secret",
+            format!(
+                "secret fields ({}) arrived in plaintext in the job spec; producers must seal \
+                 them to the workers' age recipients in the envelope's `secrets` field; the job \
+                 was not run",
+                plain.join(", ")
+            ),
+        ));
+    }
+    let Some(armored) = &job.secrets else {
+        return Ok(secrets::SecretValues::default());
+    };
+    let Some(identity) = identity else {
+        return Err(fail(
+            "secrets_undecryptable",
+            "the job carries sealed secrets but this worker has no age identity configured \
+             (age_identity_file or AETHERV_AGE_IDENTITY)"
+                .into(),
+        ));
+    };
+    let values = secrets::open(armored, identity)
+        .map(secrets::SecretValues)
+        .map_err(|e| fail("secrets_undecryptable", e.to_string()))?;
+    if let Some(k) = values.0.keys().find(|k| !ids.contains(k)) {
+        return Err(fail(
+            "invalid_request",
+            format!("the sealed secrets hold {k}, which is not a secret field"),
+        ));
+    }
+    Ok(values)
 }
 
 /// Why a step (or the job) stopped early.
@@ -170,6 +243,8 @@ pub struct JobCtx<'a> {
     pub terminate: &'a CancellationToken,
     /// Execution knobs.
     pub opts: ExecOptions,
+    /// The job's opened secret values (zeroized on drop).
+    pub secrets: secrets::SecretValues,
     buf: LogBuffer,
 }
 
@@ -275,7 +350,8 @@ impl JobCtx<'_> {
     }
 }
 
-/// Runs one job attempt on its host with default options; see [`run_job_with`].
+/// Runs one job attempt on its host with default options (no age identity); see
+/// [`run_job_with`].
 ///
 /// Cancel safety: not cancel-safe; stop it through `terminate`, which interrupts the running
 /// operation and returns [`JobOutcome::Interrupted`].
@@ -288,12 +364,14 @@ pub async fn run_job(
     redelivered: bool,
     terminate: &CancellationToken,
 ) -> Result<JobOutcome, PublishError> {
+    let opts = ExecOptions::default();
     let ctx = JobCtx {
         reporter,
         agent,
         job,
         terminate,
-        opts: ExecOptions::default(),
+        opts,
+        secrets: secrets::SecretValues::default(),
         buf: LogBuffer::default(),
     };
     run_job_with(ctx, worker_id, attempt, redelivered).await
@@ -313,6 +391,7 @@ pub fn job_ctx<'a>(
         job,
         terminate,
         opts,
+        secrets: secrets::SecretValues::default(),
         buf: LogBuffer::default(),
     }
 }
@@ -337,12 +416,31 @@ pub async fn run_job_with(
     if redelivered {
         ctx.reporter.emit(EventBody::JobResumed { attempt }).await?;
     }
-    let outcome = match ctx.job.kind {
-        JobKind::DeploymentManaged => crate::managed::run_managed(&mut ctx).await,
-        JobKind::VmInitialize => crate::managed::run_initialize(&mut ctx).await,
-        _ => run_single(&mut ctx).await,
+    let opened = open_job_secrets(ctx.job, ctx.opts.identity.as_deref());
+    let outcome = match opened {
+        Err(failure) => Err(failure),
+        Ok(values) => {
+            ctx.secrets = values;
+            run_kind(&mut ctx).await
+        }
     };
     let job_id = ctx.job.job_id;
+    report_outcome(&mut ctx, job_id, outcome).await
+}
+
+async fn run_kind(ctx: &mut JobCtx<'_>) -> Result<Value, JobFailure> {
+    match ctx.job.kind {
+        JobKind::DeploymentManaged => crate::managed::run_managed(ctx).await,
+        JobKind::VmInitialize => crate::managed::run_initialize(ctx).await,
+        _ => run_single(ctx).await,
+    }
+}
+
+async fn report_outcome(
+    ctx: &mut JobCtx<'_>,
+    job_id: aetherv_core::JobId,
+    outcome: Result<Value, JobFailure>,
+) -> Result<JobOutcome, PublishError> {
     match outcome {
         Ok(result) => {
             ctx.reporter

@@ -45,6 +45,7 @@ pub struct Worker {
     inventory_interval: Duration,
     grace: Duration,
     slots: SlotRegistry,
+    opts: executor::ExecOptions,
 }
 
 /// Builds the WinRM client for one host from its configuration.
@@ -119,6 +120,15 @@ impl Worker {
                 .with_deployer(deployer),
             );
         }
+        let opts = executor::ExecOptions {
+            identity: cfg.age_identity(env)?.map(Arc::new),
+            ..Default::default()
+        };
+        if opts.identity.is_none() {
+            tracing::warn!(
+                "no age identity configured: jobs with sealed secrets (guest passwords) will fail"
+            );
+        }
         Ok(Worker {
             broker,
             worker_id: cfg.worker_id(),
@@ -127,6 +137,7 @@ impl Worker {
             inventory_interval: Duration::from_secs(cfg.inventory_interval_secs),
             grace: Duration::from_secs(cfg.shutdown_grace_secs),
             slots: SlotRegistry::default(),
+            opts,
         })
     }
 
@@ -159,6 +170,7 @@ impl Worker {
             broker: self.broker.clone(),
             worker_id: self.worker_id.clone(),
             slots: self.slots.clone(),
+            opts: self.opts.clone(),
         });
         let mut slots = tokio::task::JoinSet::new();
         for agent in self.agents {

@@ -13,9 +13,10 @@
 //!
 //! Rollback (`rollback: true`): on failure, what this job created is deleted in reverse order.
 //!
-//! Secrets: the spec's secret fields (passwords, SSH key) are read here, go into the sealed
-//! KVP items only, and are never put into events or logs. (Decrypting the envelope's age
-//! `secrets` field is not implemented yet; secrets are taken from the spec.)
+//! Secrets: the secret fields (passwords) arrive sealed in the envelope's age `secrets` field,
+//! are opened by the executor ([`crate::executor::open_job_secrets`]), merged into the working
+//! copy of the spec here, go into the sealed KVP items only, and are never put into events or
+//! logs. A spec that carries them in plaintext is refused before any step runs.
 
 use crate::executor::{job_tag, JobCtx, JobFailure, StepError};
 use crate::guestinit::{self, InitTarget};
@@ -165,7 +166,9 @@ impl Deployment<'_> {
 
 /// Runs a `deployment.managed` job's steps.
 pub(crate) async fn run_managed(ctx: &mut JobCtx<'_>) -> Result<Value, JobFailure> {
-    let req = revalidate("managed-deployment", &managed_input(ctx.job)).map_err(invalid)?;
+    let mut input = managed_input(ctx.job);
+    input.extend(ctx.secrets.0.clone());
+    let req = revalidate("managed-deployment", &input).map_err(invalid)?;
     let clustered = req.get("vm_clustered").and_then(Value::as_bool) == Some(true);
     let rollback = req.get("rollback").and_then(Value::as_bool) == Some(true);
     let steps = managed_steps(clustered);
@@ -423,6 +426,7 @@ async fn roll_back(
 pub(crate) async fn run_initialize(ctx: &mut JobCtx<'_>) -> Result<Value, JobFailure> {
     debug_assert_eq!(ctx.job.kind, JobKind::VmInitialize);
     let mut input = ctx.job.spec.clone();
+    input.extend(ctx.secrets.0.clone());
     let vm_id = input.remove("vm_id");
     let vm_name = input.remove("vm_name");
     let mut locator = Map::new();

@@ -7,7 +7,7 @@
 //! standby consumer of another worker, which resumes it (idempotency keys; see `executor`).
 
 use crate::agent::HostAgent;
-use crate::executor::{run_job, JobOutcome};
+use crate::executor::{job_ctx, run_job_with, JobOutcome};
 use crate::reporter::JobReporter;
 use aetherv_broker::{Broker, JobDelivery};
 use std::collections::HashMap;
@@ -58,6 +58,7 @@ pub(crate) struct SlotCtx {
     pub broker: Broker,
     pub worker_id: String,
     pub slots: SlotRegistry,
+    pub opts: crate::executor::ExecOptions,
 }
 
 /// Serves one host until `quiet` fires; a job in progress then finishes (or is interrupted by
@@ -116,17 +117,10 @@ async fn handle(ctx: &SlotCtx, agent: &HostAgent, d: JobDelivery, terminate: &Ca
     let job = d.envelope.clone();
     let span = tracing::info_span!("job", job = %job.job_id, host = %agent.host, kind = %job.kind);
     let mut reporter = JobReporter::new(ctx.broker.clone(), job.job_id);
-    let outcome = run_job(
-        &mut reporter,
-        agent,
-        &ctx.worker_id,
-        &job,
-        d.attempt(),
-        d.redelivered,
-        terminate,
-    )
-    .instrument(span)
-    .await;
+    let jc = job_ctx(&mut reporter, agent, &job, terminate, ctx.opts.clone());
+    let outcome = run_job_with(jc, &ctx.worker_id, d.attempt(), d.redelivered)
+        .instrument(span)
+        .await;
     let settled = match outcome {
         Ok(JobOutcome::Succeeded | JobOutcome::Failed) => d.ack().await,
         Ok(JobOutcome::Interrupted) => d.requeue().await,

@@ -43,15 +43,29 @@ impl Engine {
         grants: &Grants,
         kind: JobKind,
         target: Target,
-        spec: Map<String, Value>,
+        mut spec: Map<String, Value>,
     ) -> Result<Vec<Outgoing>, EngineError> {
+        // Approvers see that a secret is set (redacted), not its value.
+        let shown = self.redacted(&spec);
+        let secret_ids = self.forms.secret_fields();
+        let sealed = match aetherv_core::secrets::seal_spec(
+            &mut spec,
+            secret_ids.iter().map(String::as_str),
+            &self.cfg.recipients,
+        ) {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                let msg = format!("the request's secret fields cannot be sealed: {e}");
+                return Ok(vec![self.say(self.render.notice(&display(&who.id), &msg))]);
+            }
+        };
         let env = JobEnvelope {
             v: 1,
             job_id: JobId::new(),
             kind,
             target,
             spec,
-            secrets: None,
+            secrets: sealed,
             requested_by: who.id.clone(),
             origin: Some(Origin {
                 platform: self.cfg.platform,
@@ -83,7 +97,7 @@ impl Engine {
             requester: display(&who.id),
             kind: kind.as_str().into(),
             target: target_name,
-            fields: self.redacted(&env.spec),
+            fields: shown,
         };
         let job_id = env.job_id;
         let mut request_env = env.clone();

@@ -4,7 +4,9 @@
 use super::*;
 use aetherv_bot::state::Phase;
 use aetherv_broker::StreamOffset;
+use aetherv_core::secrets;
 use aetherv_core::{Event, EventBody, JobEnvelope, JobId, JobKind, Requester, Target};
+use serde_json::json;
 
 const DEPLOY: &str = "deploy vm_name=web01 target_host=hv01 gb_ram=2 cpu_cores=1";
 
@@ -321,20 +323,31 @@ async fn all_events(b: &Broker) -> String {
     out
 }
 
+/// The job waiting in hv01's queue.
+async fn queued_job(b: &Broker) -> JobEnvelope {
+    let mut c = b.consume_jobs("hv01", "inspect").await.expect("consume");
+    let d = tokio::time::timeout(Duration::from_secs(5), c.next())
+        .await
+        .expect("a job in time")
+        .expect("a job");
+    d.envelope
+}
+
 #[tokio::test]
-async fn secrets_are_refused_unless_enabled_and_never_shown_or_recorded() {
+async fn secrets_are_sealed_for_the_workers_and_never_shown_or_recorded() {
     let b = broker();
     b.declare_host("hv01").await.expect("declare");
-    // Without a way to send secrets, the request is refused (and the value not echoed).
+    // Without a worker recipient, the request is refused (and the value not echoed).
     let mut e = engine(&b, policy(1, 3600), &["hv01"]);
     let out = say(&mut e, "alice", MANAGED).await.join("\n");
     assert!(
-        out.contains("secret fields (guest_la_pw) cannot be sent yet"),
+        out.contains("secret fields (guest_la_pw) cannot be sent: no worker encryption key"),
         "{out}"
     );
     assert!(!out.contains("Sup3rSecret!"));
-    // With secrets in the spec: redacted in chat and events, present only in the job message.
-    let mut e = engine_with(&b, policy(1, 3600), &["hv01"], true);
+    // With a recipient: redacted in chat, absent from events, sealed in the job message.
+    let worker = secrets::generate_identity();
+    let mut e = engine_with(&b, policy(1, 3600), &["hv01"], vec![worker.to_public()]);
     let mut chat = say(&mut e, "alice", MANAGED).await.join("\n");
     assert!(chat.contains("guest_la_pw = ••••••"), "{chat}");
     chat.push_str(&say(&mut e, "bob", "approve").await.join("\n"));
@@ -347,22 +360,40 @@ async fn secrets_are_refused_unless_enabled_and_never_shown_or_recorded() {
         "a secret reached the event stream"
     );
     assert_eq!(ready(&b).await, 1);
+    let job = queued_job(&b).await;
+    let wire = String::from_utf8(job.to_vec()).expect("utf-8");
+    assert!(
+        !wire.contains("Sup3rSecret!"),
+        "plaintext in the job message"
+    );
+    assert!(!job.spec.contains_key("guest_la_pw"), "{:?}", job.spec);
+    let opened = secrets::open(job.secrets.as_deref().expect("sealed"), &worker).expect("opens");
+    assert_eq!(opened.get("guest_la_pw"), Some(&json!("Sup3rSecret!")));
+    assert!(secrets::open(
+        job.secrets.as_deref().expect("sealed"),
+        &secrets::generate_identity()
+    )
+    .is_err());
 }
 
 #[tokio::test]
-async fn secrets_lost_in_a_restart_are_not_published_redacted() {
+async fn a_request_awaiting_approval_survives_a_bot_restart_with_its_sealed_secrets() {
     let b = broker();
     b.declare_host("hv01").await.expect("declare");
-    let mut e1 = engine_with(&b, policy(1, 3600), &["hv01"], true);
+    let worker = secrets::generate_identity();
+    let mut e1 = engine_with(&b, policy(1, 3600), &["hv01"], vec![worker.to_public()]);
     say(&mut e1, "alice", MANAGED).await;
     drop(e1);
-    let mut e2 = engine_with(&b, policy(1, 3600), &["hv01"], true);
+    let mut e2 = engine_with(&b, policy(1, 3600), &["hv01"], vec![worker.to_public()]);
     let mut events = replay(&b).await;
     pump(&mut e2, &mut events, Duration::from_secs(10), |e| {
         e.state.jobs.values().any(|j| !j.quiet)
     })
     .await;
-    let out = say(&mut e2, "bob", "approve").await;
-    assert!(out[0].contains("secrets_lost"), "{out:?}");
-    assert_eq!(ready(&b).await, 0, "a redacted job was published");
+    let out = say(&mut e2, "bob", "approve").await.join("\n");
+    assert!(out.contains("approved by bob"), "{out}");
+    assert_eq!(ready(&b).await, 1, "the approved job was not published");
+    let job = queued_job(&b).await;
+    let opened = secrets::open(job.secrets.as_deref().expect("sealed"), &worker).expect("opens");
+    assert_eq!(opened.get("guest_la_pw"), Some(&json!("Sup3rSecret!")));
 }

@@ -37,15 +37,15 @@ pub fn policy(n: u32, ttl_secs: u64) -> Policy {
 
 /// An engine over `broker`.
 pub fn engine(broker: &Broker, policy: Policy, hosts: &[&str]) -> Engine {
-    engine_with(broker, policy, hosts, false)
+    engine_with(broker, policy, hosts, Vec::new())
 }
 
-/// An engine over `broker`, optionally sending secret values inside the job spec.
+/// An engine over `broker` that seals secret values to `recipients`.
 pub fn engine_with(
     broker: &Broker,
     policy: Policy,
     hosts: &[&str],
-    secrets_in_spec: bool,
+    recipients: Vec<aetherv_core::secrets::Recipient>,
 ) -> Engine {
     Engine::new(
         broker.clone(),
@@ -56,7 +56,7 @@ pub fn engine_with(
             platform: Platform::Console,
             channel: "console".into(),
             hosts: hosts.iter().map(|s| s.to_string()).collect(),
-            secrets_in_spec,
+            recipients,
         },
     )
     .expect("engine")

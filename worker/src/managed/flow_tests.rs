@@ -7,6 +7,7 @@ use crate::reporter::JobReporter;
 use crate::HostAgent;
 use aetherv_broker::{Broker, StreamOffset, Topology};
 use aetherv_core::contract::command::DEFAULT_INSTALL_DIR;
+use aetherv_core::secrets;
 use aetherv_core::{
     AgentOperation, AgentRequest, Event, EventBody, JobEnvelope, JobId, JobKind, Platform,
     Requester, Target,
@@ -58,7 +59,25 @@ async fn env() -> Env {
     }
 }
 
+fn identity() -> &'static secrets::Identity {
+    static ID: std::sync::OnceLock<secrets::Identity> = std::sync::OnceLock::new();
+    ID.get_or_init(secrets::generate_identity)
+}
+
+/// A job as a producer sends it: secret fields sealed to the worker's identity.
 fn job(kind: JobKind, spec: Value) -> JobEnvelope {
+    let mut j = plaintext_job(kind, spec);
+    j.secrets = secrets::seal_spec(
+        &mut j.spec,
+        ["guest_la_pw", "guest_domain_join_pw", "cnf_ansible_ssh_key"],
+        &[identity().to_public()],
+    )
+    .expect("sealed");
+    j
+}
+
+/// A job with its secret fields left in the spec (a broken producer).
+fn plaintext_job(kind: JobKind, spec: Value) -> JobEnvelope {
     JobEnvelope {
         v: 1,
         job_id: JobId::new(),
@@ -102,13 +121,23 @@ fn fast() -> ExecOptions {
             apply: Duration::from_millis(600),
             poll: Duration::from_millis(100),
         },
+        identity: Some(std::sync::Arc::new(identity().clone())),
     }
 }
 
 async fn run(e: &Env, j: &JobEnvelope, attempt: u32) -> (JobOutcome, Vec<Event>) {
+    run_with(e, j, attempt, fast()).await
+}
+
+async fn run_with(
+    e: &Env,
+    j: &JobEnvelope,
+    attempt: u32,
+    opts: ExecOptions,
+) -> (JobOutcome, Vec<Event>) {
     let mut reporter = JobReporter::new(e.broker.clone(), j.job_id);
     let term = CancellationToken::new();
-    let ctx = job_ctx(&mut reporter, &e.agent, j, &term, fast());
+    let ctx = job_ctx(&mut reporter, &e.agent, j, &term, opts);
     let outcome = run_job_with(ctx, "w1", attempt, attempt > 1)
         .await
         .expect("events published");
@@ -412,4 +441,69 @@ async fn clustering_happens_after_guest_initialization() {
     assert!(pos("cluster.add") > pos("kvp.write"));
     let host = e.sim.host_state("hv01").expect("host");
     assert!(host.vms[0].clustered);
+}
+
+fn failed_code(events: &[Event]) -> Option<String> {
+    events.iter().find_map(|ev| match &ev.body {
+        EventBody::JobFailed { code, step, .. } if step.is_none() => Some(code.clone()),
+        _ => None,
+    })
+}
+
+#[tokio::test]
+async fn secrets_must_be_sealed_and_openable_by_this_worker() {
+    let e = env().await;
+    // Plaintext secrets in the spec: refused before any operation, values never echoed.
+    let plain = plaintext_job(
+        JobKind::DeploymentManaged,
+        deployment("plain-01", json!({})),
+    );
+    let (outcome, events) = run(&e, &plain, 1).await;
+    assert!(matches!(outcome, JobOutcome::Failed), "{outcome:?}");
+    assert_eq!(failed_code(&events).as_deref(), Some("plaintext_secret"));
+    assert_no_secrets(&events);
+    let text = serde_json::to_string(&events).expect("json");
+    assert!(text.contains("guest_domain_join_pw, guest_la_pw"), "{text}");
+    assert!(e.sim.host_state("hv01").expect("host").vms.is_empty());
+
+    // Sealed to someone else: undecryptable.
+    let mut other = plaintext_job(
+        JobKind::DeploymentManaged,
+        deployment("other-01", json!({})),
+    );
+    other.secrets = secrets::seal_spec(
+        &mut other.spec,
+        ["guest_la_pw", "guest_domain_join_pw"],
+        &[secrets::generate_identity().to_public()],
+    )
+    .expect("sealed");
+    let (_, events) = run(&e, &other, 1).await;
+    assert_eq!(
+        failed_code(&events).as_deref(),
+        Some("secrets_undecryptable")
+    );
+
+    // A worker without an identity cannot open a correctly sealed job either.
+    let sealed = job(JobKind::DeploymentManaged, deployment("noid-01", json!({})));
+    let no_identity = ExecOptions {
+        identity: None,
+        ..fast()
+    };
+    let (_, events) = run_with(&e, &sealed, 1, no_identity).await;
+    assert_eq!(
+        failed_code(&events).as_deref(),
+        Some("secrets_undecryptable")
+    );
+    assert!(e.sim.host_state("hv01").expect("host").vms.is_empty());
+
+    // A non-secret field smuggled into the sealed part is refused.
+    let mut smuggled = plaintext_job(JobKind::DeploymentManaged, deployment("smug-01", json!({})));
+    let mut values = secrets::split_secrets(
+        &mut smuggled.spec,
+        ["guest_la_pw", "guest_domain_join_pw", "gb_ram"],
+    );
+    values.insert("gb_ram".into(), json!(512));
+    smuggled.secrets = Some(secrets::seal(&values, &[identity().to_public()]).expect("sealed"));
+    let (_, events) = run(&e, &smuggled, 1).await;
+    assert_eq!(failed_code(&events).as_deref(), Some("invalid_request"));
 }
