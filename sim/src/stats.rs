@@ -47,6 +47,10 @@ pub struct OpRecord {
     pub correlation_id: String,
     /// The request's idempotency key.
     pub idempotency_key: Option<String>,
+    /// The request's spec as the host received it (what a host-side log would hold; tests scan
+    /// it for secrets that should only ever reach the host as KVP ciphertext).
+    #[serde(default)]
+    pub spec: serde_json::Map<String, serde_json::Value>,
     /// When execution started.
     pub started_at: DateTime<Utc>,
     /// When the result was written; `None` while in flight.
@@ -123,6 +127,7 @@ impl Recorder {
             operation: req.operation.as_str().to_string(),
             correlation_id: req.correlation_id.clone(),
             idempotency_key: req.idempotency_key.clone(),
+            spec: req.spec.clone(),
             started_at: now,
             ended_at: None,
             status: None,

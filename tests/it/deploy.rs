@@ -141,7 +141,7 @@ async fn managed_deployment_applies_the_requested_guest_configuration() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn injected_faults_fail_their_step_and_rollback_leaves_nothing() {
+async fn a_fault_at_each_step_fails_naming_it_and_rollback_leaves_nothing() {
     let url = amqp_url();
     let prefix = prefix();
     let sim = start_sim(1, 0);
@@ -151,36 +151,300 @@ async fn injected_faults_fail_their_step_and_rollback_leaves_nothing() {
     let worker = start_worker(&sim.worker_config, &prefix, &url, "w-faults");
     let mut all = Vec::new();
     for (fault, step, code) in [
+        ("vm.create", "vm.create", "injected"),
         ("disk.create", "disk.create", "injected"),
+        ("nic.create", "nic.create", "injected"),
         (
             "guest.apply_failed",
             "guest.initialize",
             "guest_provisioning_failed",
         ),
+        ("cluster.add", "cluster.add", "injected"),
     ] {
-        let status = http_post_json(
-            &sim.addr,
-            "/sim/hosts/hv01/faults",
-            &json!({"operation": fault}).to_string(),
-        )
-        .expect("inject fault");
-        assert_eq!(status, 204);
-        let job = managed(&format!("rb-{}", &job_suffix()), json!({"rollback": true}));
-        let events = run_jobs(&broker, &[&job]).await;
-        assert_eq!(
-            failure(&events[0]),
-            Some((Some(step.to_string()), code.to_string())),
-            "{:?}",
-            events[0].iter().map(Event::type_name).collect::<Vec<_>>()
-        );
-        let view = host_view(&sim);
-        assert_eq!(view["vms"], json!([]), "rollback left resources: {view}");
-        all.extend(events);
+        for rollback in [false, true] {
+            let status = http_post_json(
+                &sim.addr,
+                "/sim/hosts/hv01/faults",
+                &json!({"operation": fault}).to_string(),
+            )
+            .expect("inject fault");
+            assert_eq!(status, 204);
+            let name = format!("f-{}", &job_suffix());
+            let job = managed(&name, json!({"rollback": rollback, "vm_clustered": true}));
+            let events = run_jobs(&broker, &[&job]).await;
+            assert_eq!(
+                failure(&events[0]),
+                Some((Some(step.to_string()), code.to_string())),
+                "fault {fault}: {:?}",
+                events[0].iter().map(Event::type_name).collect::<Vec<_>>()
+            );
+            let view = host_view(&sim);
+            let left: Vec<&Value> = view["vms"]
+                .as_array()
+                .map(|v| {
+                    v.iter()
+                        .filter(|vm| vm["vm_name"] == name.as_str())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if rollback {
+                assert!(left.is_empty(), "rollback after {fault} left {left:?}");
+            } else if step != "vm.create" {
+                // Without rollback the half-built VM stays for inspection, tagged with the job.
+                assert_eq!(left.len(), 1, "after {fault}: {view}");
+                let notes = left[0]["notes"].as_str().unwrap_or_default();
+                assert!(notes.contains(&job.job_id.to_string()), "{notes}");
+            }
+            all.extend(events);
+        }
     }
     assert_no_secret_anywhere(&all, &host_view(&sim));
     broker.close().await;
     drop(worker);
     cleanup(&url, &prefix, &["hv01".to_string()]).await;
+}
+
+/// Follows one job's events live until `until` holds for one of them; returns them all.
+async fn follow_until(
+    stream: &mut aetherv_broker::EventStream,
+    job: JobId,
+    seen: &mut Vec<Event>,
+    until: impl Fn(&Event) -> bool,
+) {
+    let wait = async {
+        while let Some((_, ev)) = stream.next().await {
+            if ev.job_id != Some(job) {
+                continue;
+            }
+            let hit = until(&ev);
+            seen.push(ev);
+            if hit {
+                return;
+            }
+        }
+        panic!("the event stream ended");
+    };
+    tokio::time::timeout(Duration::from_secs(120), wait)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "timed out; saw {:?}",
+                seen.iter().map(Event::type_name).collect::<Vec<_>>()
+            )
+        });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_during_each_step_is_resumed_by_the_other_with_one_vm_and_no_secret_leaks()
+{
+    let url = amqp_url();
+    let prefix = prefix();
+    let sim = start_sim(1, 400);
+    let broker = Broker::connect(&url, Topology::new(&prefix))
+        .await
+        .expect("broker");
+    broker.declare_host("hv01").await.expect("declare host");
+    let logs = tempfile::tempdir().expect("log dir");
+    let mut workers: std::collections::HashMap<String, Proc> = Default::default();
+    let mut spawned = 0;
+    let mut spawn = |workers: &mut std::collections::HashMap<String, Proc>| {
+        spawned += 1;
+        let id = format!("wk-{spawned}");
+        let log = logs.path().join(format!("{id}.log"));
+        workers.insert(
+            id.clone(),
+            start_worker_logged(&sim.worker_config, &prefix, &url, &id, &log),
+        );
+    };
+    spawn(&mut workers);
+    spawn(&mut workers);
+    let mut stream = broker
+        .replay_events(aetherv_broker::StreamOffset::First)
+        .await
+        .expect("stream");
+    for step in [
+        "vm.create",
+        "disk.create",
+        "nic.create",
+        "guest.initialize",
+        "cluster.add",
+    ] {
+        let name = format!("k-{}", &job_suffix());
+        let job = managed(&name, json!({"vm_clustered": true}));
+        broker.publish_job(&job).await.expect("publish");
+        let mut seen = Vec::new();
+        follow_until(
+            &mut stream,
+            job.job_id,
+            &mut seen,
+            |ev| matches!(&ev.body, EventBody::StepStarted { step: s, .. } if s == step),
+        )
+        .await;
+        let victim = seen
+            .iter()
+            .rev()
+            .find_map(|ev| match &ev.body {
+                EventBody::JobStarted { worker, .. } => Some(worker.clone()),
+                _ => None,
+            })
+            .expect("job.started names its worker");
+        // Mid-operation: each operation takes 400 ms on the sim.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        workers
+            .get_mut(&victim)
+            .unwrap_or_else(|| panic!("unknown worker {victim}"))
+            .kill9();
+        workers.remove(&victim);
+        spawn(&mut workers);
+        follow_until(&mut stream, job.job_id, &mut seen, Event::is_terminal).await;
+        assert!(
+            succeeded(&seen),
+            "killed during {step}: {:?}",
+            failure(&seen)
+        );
+        let started_by: Vec<String> = seen
+            .iter()
+            .filter_map(|ev| match &ev.body {
+                EventBody::JobStarted { worker, .. } => Some(worker.clone()),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            started_by.len() >= 2 && started_by.last() != Some(&victim),
+            "killed during {step}: not resumed by another worker: {started_by:?}"
+        );
+        assert!(seen.iter().any(|e| e.type_name() == "job.resumed"));
+        let view = host_view(&sim);
+        let vms: Vec<&Value> = view["vms"]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .filter(|vm| vm["vm_name"] == name.as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(vms.len(), 1, "killed during {step}: {view}");
+        assert_eq!(vms[0]["disks"].as_array().map(Vec::len), Some(1), "{view}");
+        assert_eq!(vms[0]["nics"].as_array().map(Vec::len), Some(1), "{view}");
+        assert_eq!(
+            vms[0]["guest_kvp"]["hlvmm.meta.guest_provisioning_system_state"],
+            "provisioningapplied"
+        );
+        assert_eq!(vms[0]["clustered"], true, "killed during {step}: {view}");
+    }
+    let stats = sim.stats();
+    assert_eq!(stats["hosts"]["hv01"]["duplicate_executions"], 0, "{stats}");
+
+    // The secret scan: a job left on a queue no worker serves (a broker message as stored),
+    // a job with plaintext secrets (refused without echo), the dead letters, every event of
+    // the run, every worker's debug log, and the host's operation log and view.
+    let mut parked = managed("parked", json!({}));
+    parked.target = Target::Host("hv09".into());
+    broker.declare_host("hv09").await.expect("declare");
+    broker.publish_job(&parked).await.expect("publish parked");
+    let stored = get_raw_message(&url, &format!("{prefix}.host.hv09")).await;
+    assert!(
+        stored.contains("BEGIN AGE ENCRYPTED FILE"),
+        "the parked job has no sealed secrets"
+    );
+    let mut plain = managed("plain", json!({}));
+    plain.secrets = None;
+    plain.spec.insert("guest_la_pw".into(), json!(LA_PW));
+    let events = run_jobs(&broker, &[&plain]).await;
+    assert_eq!(
+        failure(&events[0]),
+        Some((None, "plaintext_secret".to_string()))
+    );
+    broker
+        .publish_raw(
+            "hv01",
+            format!("{{\"v\": 1, \"oops\": \"{}\"", "x").into_bytes(),
+        )
+        .await
+        .expect("publish malformed");
+    let dead = broker
+        .dead_letters(100, Duration::from_secs(5))
+        .await
+        .expect("dead letters");
+    assert!(
+        !dead.is_empty(),
+        "the malformed message was not dead-lettered"
+    );
+    let mut haystacks: Vec<(String, String)> = vec![("parked job message".into(), stored)];
+    for d in &dead {
+        haystacks.push((
+            format!("dead letter {:?}", d.reason),
+            String::from_utf8_lossy(&d.body).into_owned(),
+        ));
+    }
+    let mut all = broker
+        .replay_events(aetherv_broker::StreamOffset::First)
+        .await
+        .expect("stream");
+    let mut n_events = 0;
+    while let Ok(Some((_, ev))) = tokio::time::timeout(Duration::from_millis(500), all.next()).await
+    {
+        n_events += 1;
+        haystacks.push((
+            ev.type_name().into(),
+            String::from_utf8_lossy(&ev.to_vec()).into_owned(),
+        ));
+    }
+    assert!(n_events > 50, "only {n_events} events");
+    drop(workers);
+    for entry in std::fs::read_dir(logs.path()).expect("logs") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("log");
+        assert!(
+            text.contains("DEBUG"),
+            "{} holds no debug log",
+            path.display()
+        );
+        haystacks.push((path.display().to_string(), text));
+    }
+    let records = http_get(&sim.addr, "/sim/hosts/hv01/records").expect("records");
+    assert!(
+        records.contains("kvp.write"),
+        "no kvp.write in the host's operation log"
+    );
+    haystacks.push(("sim operation log".into(), records));
+    haystacks.push(("sim host view".into(), host_view(&sim).to_string()));
+    for (what, text) in &haystacks {
+        for secret in [LA_PW, DJ_PW] {
+            assert!(!text.contains(secret), "{secret} in plain text in {what}");
+        }
+    }
+    broker.close().await;
+    cleanup(&url, &prefix, &["hv01".to_string(), "hv09".to_string()]).await;
+}
+
+/// Receives one message from `queue` (left unacked) and returns its body as text.
+async fn get_raw_message(url: &str, queue: &str) -> String {
+    let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+        .await
+        .expect("connect");
+    let ch = conn.create_channel().await.expect("channel");
+    // basic.get is refused on single-active-consumer quorum queues: consume one message.
+    let mut consumer = ch
+        .basic_consume(
+            queue.into(),
+            "secret-scan".into(),
+            lapin::options::BasicConsumeOptions::default(),
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("basic.consume");
+    let delivery = tokio::time::timeout(
+        Duration::from_secs(10),
+        futures::StreamExt::next(&mut consumer),
+    )
+    .await
+    .expect("a message in time")
+    .expect("a message")
+    .expect("a delivery");
+    let body = String::from_utf8_lossy(&delivery.data).into_owned();
+    let _ = conn.close(200, "done".into()).await;
+    body
 }
 
 fn job_suffix() -> String {

@@ -172,6 +172,27 @@ pub fn seal_for_workers(job: &mut aetherv_core::JobEnvelope) {
 
 /// Starts `aetherv worker` against a config, with the test's prefix and broker.
 pub fn start_worker(config: &Path, prefix: &str, url: &str, id: &str) -> Proc {
+    spawn_worker(config, prefix, url, id, "warn", Stdio::inherit())
+}
+
+/// Starts `aetherv worker` with debug logging written to `log` (for scans of what it logs).
+pub fn start_worker_logged(config: &Path, prefix: &str, url: &str, id: &str, log: &Path) -> Proc {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("worker log file");
+    spawn_worker(config, prefix, url, id, "debug", Stdio::from(file))
+}
+
+fn spawn_worker(
+    config: &Path,
+    prefix: &str,
+    url: &str,
+    id: &str,
+    level: &str,
+    stderr: Stdio,
+) -> Proc {
     let identity = aetherv_core::secrets::identity_text(worker_identity());
     let child = Command::new(bin())
         .arg("worker")
@@ -181,9 +202,9 @@ pub fn start_worker(config: &Path, prefix: &str, url: &str, id: &str) -> Proc {
         .env("AETHERV_PREFIX", prefix)
         .env("AETHERV_AMQP_URL", url)
         .env("AETHERV_WORKER_ID", id)
-        .env("AETHERV_LOG", "warn")
+        .env("AETHERV_LOG", level)
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .expect("spawn aetherv worker");
     Proc {
