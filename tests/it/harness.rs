@@ -321,6 +321,10 @@ pub async fn cleanup(url: &str, prefix: &str, hosts: &[String]) {
     };
     let t = Topology::new(prefix);
     let mut queues: Vec<String> = hosts.iter().map(|h| t.host_queue(h)).collect();
+    // Workers serving the sim's hosts also declare the placement queue of its cluster.
+    queues.push(t.host_queue("cluster.clu01"));
+    queues.sort();
+    queues.dedup();
     queues.push(t.events_stream());
     queues.push(t.dead_letter_queue());
     for q in queues {

@@ -387,3 +387,106 @@ async fn sigterm_finishes_the_running_job_and_leaves_the_rest_queued() {
     drop(w2);
     cleanup(&url, &prefix, &hosts).await;
 }
+
+fn vm_create(target: Target, name: &str, gb: u64) -> JobEnvelope {
+    let mut j = noop("hv01", 0);
+    j.kind = JobKind::VmCreate;
+    j.target = target;
+    j.spec = json!({"vm_name": name, "gb_ram": gb, "cpu_cores": 2})
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    j
+}
+
+fn vm_names(sim: &SimProc, host: &str) -> Vec<String> {
+    let view: Value =
+        serde_json::from_str(&http_get(&sim.addr, &format!("/sim/hosts/{host}")).expect("view"))
+            .expect("json");
+    view["vms"]
+        .as_array()
+        .map(|vms| {
+            vms.iter()
+                .filter_map(|v| v["vm_name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Reference §10 case 8 through the broker: an AMQP producer targets the cluster by name only;
+/// the worker places the job on the connected member with the most free memory that fits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_jobs_are_placed_on_the_member_with_the_most_free_memory() {
+    let url = amqp_url();
+    let prefix = prefix();
+    let hosts = host_names(3);
+    let sim = start_sim(hosts.len(), 0);
+    let broker = Broker::connect(&url, Topology::new(&prefix))
+        .await
+        .expect("broker");
+    let worker = start_worker(&sim.worker_config, &prefix, &url, "w-place");
+    wait_for_consumers(&broker, &hosts, 1).await;
+    // Fill the members unevenly (256 GB each): free 56 / 156 / 106 GB.
+    let fill: Vec<JobEnvelope> = [("hv01", 200), ("hv02", 100), ("hv03", 150)]
+        .iter()
+        .map(|(h, gb)| vm_create(Target::Host((*h).into()), &format!("fill-{h}"), *gb))
+        .collect();
+    let ids: HashSet<JobId> = fill.iter().map(|j| j.job_id).collect();
+    for j in &fill {
+        broker.publish_job(j).await.expect("publish fill");
+    }
+    let events = collect_until_done(&broker, &ids, Duration::from_secs(60)).await;
+    assert!(events.values().all(|e| succeeded(e)), "{events:?}");
+
+    let placed = vm_create(Target::Cluster("CLU01".into()), "placed-16", 16);
+    let bigger = vm_create(Target::Cluster("clu01".into()), "placed-120", 120);
+    let too_big = vm_create(Target::Cluster("clu01".into()), "placed-200", 200);
+    let ids: HashSet<JobId> = [&placed, &bigger, &too_big]
+        .iter()
+        .map(|j| j.job_id)
+        .collect();
+    for j in [&placed, &bigger, &too_big] {
+        broker.publish_job(j).await.expect("publish to the cluster");
+    }
+    let events = collect_until_done(&broker, &ids, Duration::from_secs(60)).await;
+    assert!(
+        succeeded(&events[&placed.job_id]),
+        "{:?}",
+        events[&placed.job_id]
+    );
+    assert!(
+        succeeded(&events[&bigger.job_id]),
+        "{:?}",
+        events[&bigger.job_id]
+    );
+    assert!(vm_names(&sim, "hv02").contains(&"placed-16".to_string()));
+    // After 16 GB more on hv02 (140 free), 120 GB still fits there best.
+    assert!(vm_names(&sim, "hv02").contains(&"placed-120".to_string()));
+    let log = serde_json::to_string(&events[&placed.job_id]).expect("json");
+    assert!(log.contains("placed on hv02"), "{log}");
+    let failed = events[&too_big.job_id]
+        .iter()
+        .find_map(|e| match &e.body {
+            aetherv_core::EventBody::JobFailed { code, message, .. } => {
+                Some((code.clone(), message.clone()))
+            }
+            _ => None,
+        })
+        .expect("the 200 GB job failed");
+    assert_eq!(failed.0, "placement_failed", "{failed:?}");
+    assert!(failed.1.contains("insufficient memory"), "{failed:?}");
+    for h in &hosts {
+        assert!(!vm_names(&sim, h).contains(&"placed-200".to_string()));
+    }
+    // An unknown cluster is an error to the producer, not a lost job.
+    let nowhere = vm_create(Target::Cluster("nosuch".into()), "x", 1);
+    assert!(matches!(
+        broker.publish_job(&nowhere).await,
+        Err(PublishError::Unroutable { .. })
+    ));
+    broker.close().await;
+    drop(worker);
+    let mut queues = hosts.clone();
+    queues.push("cluster.clu01".into());
+    cleanup(&url, &prefix, &queues).await;
+}

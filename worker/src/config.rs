@@ -219,6 +219,20 @@ impl WorkerConfig {
                     h.name
                 )));
             };
+            if h.name.trim().to_ascii_lowercase().starts_with("cluster.") {
+                return Err(ConfigError::Invalid(format!(
+                    "host name {:?}: names starting with `cluster.` are reserved for cluster placement queues",
+                    h.name
+                )));
+            }
+            if let Some(c) = &h.cluster {
+                if aetherv_core::HostName::parse(c).is_none() {
+                    return Err(ConfigError::Invalid(format!(
+                        "host {}: invalid cluster name {c:?}",
+                        h.name
+                    )));
+                }
+            }
             if !seen.insert(name) {
                 return Err(ConfigError::Invalid(format!(
                     "host {:?} listed twice",

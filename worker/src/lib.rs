@@ -15,6 +15,7 @@ pub mod guestinit;
 pub mod inventory;
 pub mod managed;
 pub mod placement;
+pub mod placer;
 pub mod reporter;
 pub mod slot;
 
@@ -42,6 +43,8 @@ pub struct Worker {
     worker_id: String,
     agents: Vec<HostAgent>,
     inventory_agents: Vec<HostAgent>,
+    /// Clusters this worker serves members of, with those members' agents (for placement).
+    clusters: Vec<(String, Vec<HostAgent>)>,
     inventory_interval: Duration,
     grace: Duration,
     slots: SlotRegistry,
@@ -92,6 +95,7 @@ impl Worker {
         cfg.check()?;
         let mut agents = Vec::new();
         let mut inventory_agents = Vec::new();
+        let mut clusters: Vec<(String, Vec<HostAgent>)> = Vec::new();
         let bundle = Arc::new(aetherv_core::bundle::Bundle::embedded().clone());
         for h in &cfg.hosts {
             let name = h.name.trim().to_ascii_lowercase();
@@ -117,8 +121,21 @@ impl Worker {
                     &cfg.install_dir,
                     Duration::from_secs(120),
                 )
-                .with_deployer(deployer),
+                .with_deployer(deployer.clone()),
             );
+            if let Some(c) = h.cluster.as_deref().map(|c| c.trim().to_ascii_lowercase()) {
+                let member = HostAgent::new(
+                    &name,
+                    winrm_client(h, env)?,
+                    &cfg.install_dir,
+                    Duration::from_secs(60),
+                )
+                .with_deployer(deployer);
+                match clusters.iter_mut().find(|(n, _)| *n == c) {
+                    Some((_, members)) => members.push(member),
+                    None => clusters.push((c, vec![member])),
+                }
+            }
         }
         let opts = executor::ExecOptions {
             identity: cfg.age_identity(env)?.map(Arc::new),
@@ -134,6 +151,7 @@ impl Worker {
             worker_id: cfg.worker_id(),
             agents,
             inventory_agents,
+            clusters,
             inventory_interval: Duration::from_secs(cfg.inventory_interval_secs),
             grace: Duration::from_secs(cfg.shutdown_grace_secs),
             slots: SlotRegistry::default(),
@@ -165,6 +183,11 @@ impl Worker {
         for a in &self.agents {
             self.broker.declare_host(&a.host).await?;
         }
+        for (cluster, _) in &self.clusters {
+            self.broker
+                .declare_host(&placer::cluster_key(cluster))
+                .await?;
+        }
         let terminate = CancellationToken::new();
         let ctx = Arc::new(slot::SlotCtx {
             broker: self.broker.clone(),
@@ -182,6 +205,15 @@ impl Worker {
             ));
         }
         let mut pollers = tokio::task::JoinSet::new();
+        for (cluster, members) in self.clusters {
+            pollers.spawn(placer::cluster_placer(
+                self.broker.clone(),
+                cluster,
+                members,
+                self.worker_id.clone(),
+                quiet.clone(),
+            ));
+        }
         if !self.inventory_interval.is_zero() {
             let n = self.inventory_agents.len().max(1) as u32;
             for (i, agent) in self.inventory_agents.into_iter().enumerate() {

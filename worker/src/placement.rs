@@ -3,8 +3,8 @@
 //!
 //! Free memory = total − Σ VM startup memory (falling back to assigned memory, then 0); only the
 //! cluster's connected members count; the largest free figure that is ≥ the request wins (ties:
-//! the first host by name). Pure: inventory in, host name out. Routing a cluster-targeted job to
-//! that host's queue is not wired yet.
+//! the first host by name). Pure: inventory in, host name out; [`crate::placer`] runs it on the
+//! broker for jobs published to a cluster.
 
 use serde_json::Value;
 
