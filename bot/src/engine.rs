@@ -303,7 +303,7 @@ impl Engine {
                     .collect();
                 Ok(vec![self.say(self.render.jobs(&rows))])
             }
-            Command::Cancel { id } => self.command_cancel(who, &id).await,
+            Command::Cancel { id } => self.command_cancel(who, grants, &id).await,
             Command::Approve { id } => {
                 self.command_vote(who, grants, id.as_deref(), true, None)
                     .await

@@ -88,6 +88,8 @@ pub struct JobInfo {
     pub failure: Option<(Option<String>, String, String)>,
     /// Who cancelled.
     pub cancelled_by: Option<Requester>,
+    /// Who asked to cancel it while it was queued or running (until the worker confirms).
+    pub cancel_requested_by: Option<Requester>,
     /// The thread's messages.
     pub thread: ThreadMessages,
     /// Rebuilt from history and not announced yet.
@@ -123,6 +125,7 @@ impl JobInfo {
             resources: Map::new(),
             failure: None,
             cancelled_by: None,
+            cancel_requested_by: None,
             thread: ThreadMessages::new(limits),
             quiet: false,
             finished: false,
@@ -367,6 +370,11 @@ impl State {
             EventBody::JobInterrupted { .. } => {
                 if !info.phase.is_final() {
                     info.phase = Phase::Interrupted;
+                }
+            }
+            EventBody::JobCancelRequested { by } => {
+                if !info.phase.is_final() {
+                    info.cancel_requested_by = Some(by.clone());
                 }
             }
             EventBody::ApprovalRequested { .. } | EventBody::HostInventory { .. } => {}

@@ -450,3 +450,85 @@ async fn get_raw_message(url: &str, queue: &str) -> String {
 fn job_suffix() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..6].to_string()
 }
+
+/// `cancel`: a queued job is dropped when its slot reaches it (no `job.started`), a running one
+/// stops at its next step boundary and, with `rollback: true`, removes what it built.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_jobs_are_dropped_when_queued_and_stop_at_a_step_boundary_when_running() {
+    let url = amqp_url();
+    let prefix = prefix();
+    let sim = start_sim(1, 700);
+    let broker = Broker::connect(&url, Topology::new(&prefix))
+        .await
+        .expect("broker");
+    broker.declare_host("hv01").await.expect("declare");
+    let worker = start_worker(&sim.worker_config, &prefix, &url, "w-cancel");
+    let running = managed("cx-run", json!({"rollback": true}));
+    let queued = managed("cx-queued", json!({}));
+    let mut stream = broker
+        .replay_events(aetherv_broker::StreamOffset::First)
+        .await
+        .expect("stream");
+    broker.publish_job(&running).await.expect("publish");
+    broker.publish_job(&queued).await.expect("publish");
+    let by = Requester {
+        platform: Platform::Console,
+        user_id: "alice".into(),
+    };
+    let ask = |job: JobId| Event::for_job(job, 0, EventBody::JobCancelRequested { by: by.clone() });
+    broker
+        .publish_event(&ask(queued.job_id))
+        .await
+        .expect("cancel queued");
+    let mut seen = Vec::new();
+    follow_until(
+        &mut stream,
+        running.job_id,
+        &mut seen,
+        |ev| matches!(&ev.body, EventBody::StepStarted { step, .. } if step == "disk.create"),
+    )
+    .await;
+    broker
+        .publish_event(&ask(running.job_id))
+        .await
+        .expect("cancel running");
+    follow_until(&mut stream, running.job_id, &mut seen, Event::is_terminal).await;
+    let last = seen.last().expect("events");
+    assert!(
+        matches!(&last.body, EventBody::JobCancelled { by: Some(b) } if b.user_id == "alice"),
+        "{:?}",
+        seen.iter().map(Event::type_name).collect::<Vec<_>>()
+    );
+    let started: Vec<&str> = seen
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::StepStarted { step, .. } => Some(step.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        started,
+        ["vm.create", "disk.create"],
+        "it ran past the boundary"
+    );
+    let queued_events = collect_until_done(
+        &broker,
+        &[queued.job_id].into_iter().collect(),
+        Duration::from_secs(60),
+    )
+    .await
+    .remove(&queued.job_id)
+    .unwrap_or_default();
+    let names: Vec<&str> = queued_events.iter().map(Event::type_name).collect();
+    assert!(!names.contains(&"job.started"), "{names:?}");
+    assert_eq!(names.last(), Some(&"job.cancelled"), "{names:?}");
+    // Rollback removed what the running job built; the queued one never built anything.
+    assert_eq!(host_view(&sim)["vms"], json!([]), "{}", host_view(&sim));
+    // The slot is free again.
+    let after = managed("cx-after", json!({}));
+    let events = run_jobs(&broker, &[&after]).await;
+    assert!(succeeded(&events[0]), "{:?}", failure(&events[0]));
+    broker.close().await;
+    drop(worker);
+    cleanup(&url, &prefix, &["hv01".to_string()]).await;
+}

@@ -88,6 +88,9 @@ pub enum JobOutcome {
     Failed,
     /// The worker stopped mid-job (`job.interrupted` published); return it to the queue.
     Interrupted,
+    /// `job.cancelled` was published (dropped before it started, or stopped at a step
+    /// boundary).
+    Cancelled,
 }
 
 /// Deadlines of the guest-initialization phases (reference §5.2; upstream polls 1 s for the key
@@ -126,6 +129,8 @@ pub struct ExecOptions {
     pub guest: GuestTimeouts,
     /// The worker's age identity, which opens the envelope's sealed `secrets`.
     pub identity: Option<std::sync::Arc<secrets::Identity>>,
+    /// Open cancellation requests (checked before a job starts and at step boundaries).
+    pub cancels: crate::cancel::CancelRequests,
 }
 
 impl std::fmt::Debug for ExecOptions {
@@ -133,6 +138,7 @@ impl std::fmt::Debug for ExecOptions {
         f.debug_struct("ExecOptions")
             .field("guest", &self.guest)
             .field("identity", &self.identity.as_ref().map(|_| "<redacted>"))
+            .field("cancels", &self.cancels.len())
             .finish()
     }
 }
@@ -288,6 +294,14 @@ impl JobCtx<'_> {
         }
     }
 
+    /// A step boundary: `Err(JobFailure::Cancelled)` when someone asked to cancel the job.
+    pub fn boundary(&self) -> Result<(), JobFailure> {
+        match self.opts.cancels.requested(self.job.job_id) {
+            Some(by) => Err(JobFailure::Cancelled { by }),
+            None => Ok(()),
+        }
+    }
+
     /// Sleeps `d`, or returns [`StepError::Interrupted`] when the worker must stop.
     pub async fn sleep(&self, d: Duration) -> Result<(), StepError> {
         tokio::select! {
@@ -406,6 +420,15 @@ pub async fn run_job_with(
     attempt: u32,
     redelivered: bool,
 ) -> Result<JobOutcome, PublishError> {
+    if let Some(by) = ctx.opts.cancels.requested(ctx.job.job_id) {
+        // Dropped before it started: nothing ran, nothing to undo.
+        tracing::info!(job = %ctx.job.job_id, "cancelled before it started");
+        ctx.reporter
+            .emit(EventBody::JobCancelled { by: Some(by) })
+            .await?;
+        ctx.opts.cancels.forget(ctx.job.job_id);
+        return Ok(JobOutcome::Cancelled);
+    }
     ctx.reporter
         .emit(EventBody::JobStarted {
             host: ctx.agent.host.clone(),
@@ -471,6 +494,15 @@ async fn report_outcome(
                 .await?;
             Ok(JobOutcome::Interrupted)
         }
+        Err(JobFailure::Cancelled { by }) => {
+            tracing::info!(job = %job_id, "cancelled at a step boundary");
+            ctx.reporter.flush(&ctx.buf).await?;
+            ctx.reporter
+                .emit(EventBody::JobCancelled { by: Some(by) })
+                .await?;
+            ctx.opts.cancels.forget(job_id);
+            Ok(JobOutcome::Cancelled)
+        }
         Err(JobFailure::Publish(e)) => Err(e),
     }
 }
@@ -489,6 +521,11 @@ pub enum JobFailure {
     },
     /// Interrupted by shutdown.
     Interrupted,
+    /// Cancelled on request at a step boundary.
+    Cancelled {
+        /// Who asked.
+        by: aetherv_core::Requester,
+    },
     /// Events could not be published.
     Publish(PublishError),
 }
@@ -524,6 +561,7 @@ async fn run_single(ctx: &mut JobCtx<'_>) -> Result<Value, JobFailure> {
     let total = steps.len() as u32;
     let mut results = Map::new();
     for (i, step) in steps.into_iter().enumerate() {
+        ctx.boundary()?;
         let index = i as u32 + 1;
         let started = ctx.begin_step(&step.name, index, total).await?;
         let key = format!("{}", step.op);

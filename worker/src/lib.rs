@@ -8,6 +8,7 @@
 //! the grace period, interrupt what still runs and return it to its queue).
 
 pub mod agent;
+pub mod cancel;
 pub mod config;
 pub mod deploy;
 pub mod executor;
@@ -205,6 +206,12 @@ impl Worker {
             ));
         }
         let mut pollers = tokio::task::JoinSet::new();
+        pollers.spawn(cancel::watch(
+            self.broker.clone(),
+            self.opts.cancels.clone(),
+            cancel::DEFAULT_LOOKBACK,
+            quiet.clone(),
+        ));
         for (cluster, members) in self.clusters {
             pollers.spawn(placer::cluster_placer(
                 self.broker.clone(),

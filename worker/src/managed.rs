@@ -181,6 +181,13 @@ pub(crate) async fn run_managed(ctx: &mut JobCtx<'_>) -> Result<Value, JobFailur
     };
     let mut results = Map::new();
     for (i, name) in steps.iter().enumerate() {
+        if let Err(cancelled) = ctx.boundary() {
+            if rollback && !d.created.is_empty() {
+                let undone = roll_back(ctx, &d.created).await?;
+                ctx.narrate(format!("cancelled; rolled back: {}", undone.join(", ")));
+            }
+            return Err(cancelled);
+        }
         let started = ctx.begin_step(name, i as u32 + 1, total).await?;
         let res = match *name {
             "vm.create" => step_vm(ctx, &mut d).await,

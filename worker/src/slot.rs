@@ -122,7 +122,7 @@ async fn handle(ctx: &SlotCtx, agent: &HostAgent, d: JobDelivery, terminate: &Ca
         .instrument(span)
         .await;
     let settled = match outcome {
-        Ok(JobOutcome::Succeeded | JobOutcome::Failed) => d.ack().await,
+        Ok(JobOutcome::Succeeded | JobOutcome::Failed | JobOutcome::Cancelled) => d.ack().await,
         Ok(JobOutcome::Interrupted) => d.requeue().await,
         Err(e) => {
             tracing::warn!(job = %job.job_id, error = %e, "could not publish job events; returning the job to its queue");

@@ -8,7 +8,7 @@ use crate::render::ApprovalView;
 use crate::state::{display, short_id, Phase};
 use aetherv_core::approval::{Decision, PendingApproval, RequestFacts, VoteError, VoteOutcome};
 use aetherv_core::contract::job::Approval;
-use aetherv_core::rbac::{Grants, Principal};
+use aetherv_core::rbac::{Grants, Principal, Role};
 use aetherv_core::{EventBody, JobEnvelope, JobId, JobKind, Origin, Target};
 use serde_json::{json, Map, Value};
 use tokio::time::Instant;
@@ -310,6 +310,7 @@ impl Engine {
     pub(super) async fn command_cancel(
         &mut self,
         who: &Principal,
+        grants: &Grants,
         id: &str,
     ) -> Result<Vec<Outgoing>, EngineError> {
         let user = display(&who.id);
@@ -322,14 +323,37 @@ impl Engine {
             return Ok(Vec::new());
         };
         let short = info.short();
-        if info.phase != Phase::AwaitingApproval {
-            let msg = format!(
-                "job {short} is {}; only requests awaiting approval can be cancelled today",
-                info.phase.as_str()
-            );
-            return Ok(vec![self.say(self.render.notice(&user, &msg))]);
+        let is_requester = info.requester.as_ref() == Some(&who.id);
+        match info.phase {
+            Phase::AwaitingApproval => {}
+            Phase::Queued | Phase::Running | Phase::Interrupted => {
+                if !is_requester && !grants.has(Role::Admin) {
+                    return Ok(vec![self.say(self.render.notice(
+                        &user,
+                        "only the requester or an admin can cancel a job",
+                    ))]);
+                }
+                let phase = info.phase;
+                self.emit(job, EventBody::JobCancelRequested { by: who.id.clone() })
+                    .await?;
+                let msg = if phase == Phase::Queued {
+                    format!("cancelling job {short}: it is dropped when its host slot reaches it")
+                } else {
+                    format!(
+                        "cancelling job {short}: it stops at its next step boundary (an operation in flight on the host finishes first)"
+                    )
+                };
+                return Ok(vec![self.say(self.render.notice(&user, &msg))]);
+            }
+            other => {
+                let msg = format!(
+                    "job {short} is {}; there is nothing to cancel",
+                    other.as_str()
+                );
+                return Ok(vec![self.say(self.render.notice(&user, &msg))]);
+            }
         }
-        if info.requester.as_ref() != Some(&who.id) {
+        if !is_requester {
             return Ok(vec![self.say(
                 self.render
                     .notice(&user, "only the requester can cancel a request"),

@@ -397,3 +397,47 @@ async fn a_request_awaiting_approval_survives_a_bot_restart_with_its_sealed_secr
     let opened = secrets::open(job.secrets.as_deref().expect("sealed"), &worker).expect("opens");
     assert_eq!(opened.get("guest_la_pw"), Some(&json!("Sup3rSecret!")));
 }
+
+#[tokio::test]
+async fn queued_jobs_are_cancelled_through_the_workers_by_the_requester_or_an_admin() {
+    let (b, mut e, short) = setup(1, 3600).await;
+    say(&mut e, "bob", "approve").await;
+    assert_eq!(ready(&b).await, 1);
+    let out = say(&mut e, "bob", &format!("cancel {short}")).await;
+    assert_eq!(out, ["bob: `cancel` needs the operator role."]);
+    let out = say(&mut e, "frank", &format!("cancel {short}")).await;
+    assert_eq!(
+        out,
+        ["frank: only the requester or an admin can cancel a job"]
+    );
+    assert!(!all_events(&b).await.contains("job.cancel_requested"));
+    let out = say(&mut e, "alice", &format!("cancel {short}")).await;
+    assert_eq!(
+        out,
+        [format!(
+            "alice: cancelling job {short}: it is dropped when its host slot reaches it"
+        )]
+    );
+    let out = say(&mut e, "root", &format!("cancel {short}")).await;
+    assert!(out[0].starts_with("root: cancelling job"), "{out:?}");
+    let events = all_events(&b).await;
+    assert_eq!(
+        events.matches("job.cancel_requested").count(),
+        2,
+        "{events}"
+    );
+    assert!(events.contains(r#""user_id":"alice""#), "{events}");
+    // The job stays queued until a worker confirms; then it is final and not cancellable.
+    let job = e.state.find_job(&short).expect("job");
+    e.handle_event(
+        &Event::for_job(job, 0, EventBody::JobCancelled { by: None }),
+        tokio::time::Instant::now(),
+    );
+    let out = say(&mut e, "alice", &format!("cancel {short}")).await;
+    assert_eq!(
+        out,
+        [format!(
+            "alice: job {short} is cancelled; there is nothing to cancel"
+        )]
+    );
+}

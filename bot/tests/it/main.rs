@@ -13,18 +13,21 @@ use aetherv_core::rbac::{Principal, Rbac};
 use aetherv_core::Platform;
 use std::time::Duration;
 
-/// alice operates, bob/carol/dave approve, eve only reads.
+/// alice and frank operate, bob/carol/dave approve, eve only reads, root administers.
 pub const ROLES: &str = r#"
 groups:
   - name: ops
     roles: [operator]
-    members: ["console:alice"]
+    members: ["console:alice", "console:frank"]
   - name: approvers
     roles: [approver]
     members: ["console:bob", "console:carol", "console:dave", "console:alice"]
   - name: readers
     roles: [reader]
     members: ["console:eve"]
+  - name: admins
+    roles: [admin]
+    members: ["console:root"]
 "#;
 
 /// A policy asking `n` approvals from `approvers` for everything, with a TTL.

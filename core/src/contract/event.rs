@@ -225,6 +225,13 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<Requester>,
     },
+    /// Someone asked to cancel a queued or running job: the worker drops it when its slot
+    /// reaches it, or stops it at the next step boundary, and then emits `job.cancelled`.
+    #[serde(rename = "job.cancel_requested")]
+    JobCancelRequested {
+        /// Who asked.
+        by: Requester,
+    },
     /// A worker died or shut down while running the job; it will be redelivered.
     #[serde(rename = "job.interrupted")]
     JobInterrupted {
@@ -270,6 +277,7 @@ impl EventBody {
             EventBody::JobSucceeded { .. } => "job.succeeded",
             EventBody::JobFailed { .. } => "job.failed",
             EventBody::JobCancelled { .. } => "job.cancelled",
+            EventBody::JobCancelRequested { .. } => "job.cancel_requested",
             EventBody::JobInterrupted { .. } => "job.interrupted",
             EventBody::JobResumed { .. } => "job.resumed",
             EventBody::HostInventory { .. } => "host.inventory",

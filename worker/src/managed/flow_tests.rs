@@ -122,6 +122,7 @@ fn fast() -> ExecOptions {
             poll: Duration::from_millis(100),
         },
         identity: Some(std::sync::Arc::new(identity().clone())),
+        ..Default::default()
     }
 }
 
