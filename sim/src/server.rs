@@ -204,7 +204,10 @@ fn authenticate(sim: &Sim, conn: Option<&ConnAuth>, headers: &HeaderMap) -> Auth
                     Authn::Respond(resp)
                 }
                 NtlmStep::Authenticated => Authn::Ntlm(conn.clone()),
-                NtlmStep::Rejected => Authn::Respond(unauthorized()),
+                NtlmStep::Rejected => {
+                    sim.note_auth_rejection();
+                    Authn::Respond(unauthorized())
+                }
             };
         }
     }
@@ -213,7 +216,12 @@ fn authenticate(sim: &Sim, conn: Option<&ConnAuth>, headers: &HeaderMap) -> Auth
     }
     match conn {
         Some(conn) if value.is_none() && conn.ntlm_authenticated() => Authn::Ntlm(conn.clone()),
-        _ => Authn::Respond(unauthorized()),
+        _ => {
+            if value.is_some() {
+                sim.note_auth_rejection();
+            }
+            Authn::Respond(unauthorized())
+        }
     }
 }
 

@@ -32,6 +32,8 @@ pub(crate) struct Inner {
     pub(crate) shells: Shells,
     /// Set when serving stops, so long-polling `Receive`s return at once.
     pub(crate) closing: watch::Sender<bool>,
+    /// Requests whose credentials were rejected (wrong user or password).
+    auth_rejections: std::sync::atomic::AtomicU64,
     guest: RwLock<Option<Arc<dyn Guest>>>,
 }
 
@@ -85,6 +87,7 @@ impl Sim {
                 hosts,
                 shells: Shells::default(),
                 closing: watch::channel(false).0,
+                auth_rejections: Default::default(),
                 guest: RwLock::new(Some(crate::guest::default_guest())),
             }),
         }
@@ -165,6 +168,19 @@ impl Sim {
     /// NICs, notes, state, KVP items and the configuration their guest applied.
     pub fn host_view(&self, host: &str) -> Option<serde_json::Value> {
         self.entry(host).map(|e| lock(e).state.full_view())
+    }
+
+    /// How many requests carried credentials that were rejected.
+    pub fn auth_rejections(&self) -> u64 {
+        self.inner
+            .auth_rejections
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn note_auth_rejection(&self) {
+        self.inner
+            .auth_rejections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// A copy of one host's state (for assertions).

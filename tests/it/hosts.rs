@@ -422,3 +422,175 @@ async fn two_workers_deploying_one_host_at_once_both_end_current() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// Forwards TCP connections on `listener` to `to` (a host that comes back).
+async fn forward(listener: tokio::net::TcpListener, to: std::net::SocketAddr) {
+    while let Ok((mut inbound, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
+}
+
+/// A wrong password fails that host's jobs at once with a clear error and one attempt each; an
+/// unreachable host keeps only its own jobs waiting, with retries and backoff in their events,
+/// and runs them when it comes back; the healthy host is not delayed by either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_credentials_fail_fast_and_an_unreachable_host_delays_only_its_own_jobs() {
+    let mut rig = rig(3).await;
+    // hv02: wrong password. hv03: a port nobody listens on yet.
+    let parked = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let dark = parked.local_addr().expect("addr");
+    drop(parked);
+    let sim_addr: std::net::SocketAddr = rig.cfg.hosts[0]
+        .endpoint
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .expect("sim address");
+    for h in &mut rig.cfg.hosts {
+        match h.name.as_str() {
+            "hv02" => {
+                h.auth = aetherv_worker::config::AuthConfig::Basic {
+                    username: "aetherv".into(),
+                    password: Some("not-the-password".into()),
+                    password_env: None,
+                    password_file: None,
+                }
+            }
+            "hv03" => h.endpoint = format!("http://{dark}/hv03/wsman"),
+            _ => {}
+        }
+    }
+    let broker = Broker::in_process(Topology::new("deploy-faults"));
+    let mut stream = broker
+        .replay_events(StreamOffset::Next)
+        .await
+        .expect("stream");
+    for h in ["hv01", "hv02", "hv03"] {
+        broker.declare_host(h).await.expect("declare");
+    }
+    let worker = Worker::new(&rig.cfg, broker.clone(), &|_| None).expect("worker");
+    let quiet = CancellationToken::new();
+    let q = quiet.clone();
+    let handle = tokio::spawn(async move { worker.run(q).await });
+    let rejections_at_start = rig.sim.auth_rejections();
+
+    let jobs: Vec<JobEnvelope> = ["hv01", "hv02", "hv03", "hv01", "hv02", "hv03"]
+        .iter()
+        .map(|h| noop_job(h))
+        .collect();
+    for j in &jobs {
+        broker.publish_job(j).await.expect("publish");
+    }
+    // Collect until both hv01 jobs succeeded and both hv02 jobs failed.
+    let mut by_job: HashMap<JobId, Vec<EventBody>> = HashMap::new();
+    let done = |by_job: &HashMap<JobId, Vec<EventBody>>, j: &JobEnvelope| {
+        by_job.get(&j.job_id).is_some_and(|evs| {
+            evs.iter().any(|e| {
+                matches!(
+                    e,
+                    EventBody::JobSucceeded { .. } | EventBody::JobFailed { .. }
+                )
+            })
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !jobs[..2]
+        .iter()
+        .chain(&jobs[3..5])
+        .all(|j| done(&by_job, j))
+    {
+        let (_, ev) = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("hv01 and hv02 jobs ended in time")
+            .expect("stream open");
+        if let Some(id) = ev.job_id {
+            by_job.entry(id).or_default().push(ev.body);
+        }
+    }
+    for j in [&jobs[0], &jobs[3]] {
+        assert!(
+            matches!(
+                by_job[&j.job_id].last(),
+                Some(EventBody::JobSucceeded { .. })
+            ),
+            "hv01 was held up: {:?}",
+            by_job[&j.job_id]
+        );
+    }
+    for j in [&jobs[1], &jobs[4]] {
+        let failed = by_job[&j.job_id].iter().find_map(|e| match e {
+            EventBody::JobFailed { code, message, .. } => Some((code.clone(), message.clone())),
+            _ => None,
+        });
+        let (code, message) = failed.expect("hv02 job failed");
+        assert_eq!(code, "host_auth_failed");
+        assert!(
+            message.contains("hv02 rejected the worker's credentials (HTTP 401)"),
+            "{message}"
+        );
+        assert!(!message.contains("not-the-password"), "{message}");
+    }
+    // No retry storm: one rejected attempt at start and one per job, nothing more.
+    let rejections = rig.sim.auth_rejections();
+    assert!(
+        rejections <= rejections_at_start + 3,
+        "{rejections} rejected requests for 2 jobs"
+    );
+    // hv03's first job is still waiting, with its retries visible in its events.
+    assert!(!done(&by_job, &jobs[2]) && !done(&by_job, &jobs[5]));
+    let retry_lines = |by_job: &HashMap<JobId, Vec<EventBody>>| {
+        log_text(
+            by_job
+                .get(&jobs[2].job_id)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]),
+        )
+        .matches("unreachable while being prepared")
+        .count()
+    };
+    while retry_lines(&by_job) < 2 {
+        let (_, ev) = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("retries visible in time")
+            .expect("stream open");
+        if let Some(id) = ev.job_id {
+            by_job.entry(id).or_default().push(ev.body);
+        }
+    }
+    let log = log_text(&by_job[&jobs[2].job_id]);
+    assert!(log.contains("host hv03 is being prepared"), "{log}");
+    assert!(log.contains("retrying in 1s"), "backoff grows: {log}");
+    // hv03 comes back: its jobs run, in order.
+    let listener = tokio::net::TcpListener::bind(dark).await.expect("rebind");
+    tokio::spawn(forward(listener, sim_addr));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !(done(&by_job, &jobs[2]) && done(&by_job, &jobs[5])) {
+        let (_, ev) = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("hv03 jobs ended after it came back")
+            .expect("stream open");
+        if let Some(id) = ev.job_id {
+            by_job.entry(id).or_default().push(ev.body);
+        }
+    }
+    for j in [&jobs[2], &jobs[5]] {
+        assert!(
+            matches!(
+                by_job[&j.job_id].last(),
+                Some(EventBody::JobSucceeded { .. })
+            ),
+            "{:?}",
+            by_job[&j.job_id]
+        );
+    }
+    assert!(log_text(&by_job[&jobs[2].job_id]).contains("host hv03 is ready"));
+    quiet.cancel();
+    handle.await.expect("join").expect("worker stops");
+}

@@ -7,8 +7,8 @@
 //! changed files and the manifest written in base64 chunks), verifies the staging directory by
 //! hash, switches it into place with two renames and verifies again.
 //!
-//! The worker prepares every host before its slot subscribes to the host queue
-//! ([`prepare_host`]), so jobs wait in the queue until the agent is current; an agent call
+//! The worker prepares every host at start and, while a host is not prepared, before each of
+//! its jobs ([`prepare_for_job`]), so no job runs against a stale agent; an agent call
 //! that finds the agent missing or corrupt redeploys and retries (see
 //! [`crate::agent::HostAgent::call`]). Deployments of one host are serialized.
 
@@ -328,32 +328,6 @@ impl Deployer {
     }
 }
 
-/// Prepares a host before its slot starts consuming: retries [`Deployer::ensure_current`]
-/// with backoff until it succeeds. Returns false when `quiet` fired first.
-pub async fn prepare_host(deployer: &Deployer, quiet: &CancellationToken) -> bool {
-    let mut backoff = Duration::from_millis(500);
-    loop {
-        tracing::info!(host = %deployer.host(), "preparing host");
-        let res = tokio::select! {
-            biased;
-            _ = quiet.cancelled() => return false,
-            r = deployer.ensure_current() => r,
-        };
-        match res {
-            Ok(_) => return true,
-            Err(e) => {
-                tracing::warn!(host = %deployer.host(), error = %error_chain(&e),
-                    "cannot prepare host; its jobs wait; retrying in {backoff:?}");
-                tokio::select! {
-                    _ = quiet.cancelled() => return false,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(MAX_PREPARE_BACKOFF);
-            }
-        }
-    }
-}
-
 impl Deployer {
     /// The same host and credentials with another bundle (tests, staged rollouts).
     pub fn with_bundle(&self, bundle: Arc<Bundle>) -> Deployer {
@@ -361,18 +335,112 @@ impl Deployer {
     }
 }
 
-/// A host slot that first prepares its host (see [`prepare_host`]): the host's consumer
-/// subscribes only once its agent is current, so its jobs wait in the queue meanwhile.
+/// A host slot whose host is prepared first: one attempt at once, then, while the host is
+/// not prepared, before each job (see [`crate::slot`]): an unreachable host keeps its job
+/// waiting with retries and backoff that the job's thread shows; rejected credentials fail the
+/// job at once with `host_auth_failed` (one attempt per job, no retry storm).
 pub(crate) async fn prepared_slot(
     ctx: Arc<crate::slot::SlotCtx>,
     agent: crate::agent::HostAgent,
     quiet: CancellationToken,
     terminate: CancellationToken,
 ) {
-    if let Some(d) = agent.deployer() {
-        if !prepare_host(d, &quiet).await {
-            return;
+    let prepared = match agent.deployer() {
+        Some(d) => {
+            tracing::info!(host = %d.host(), "preparing host");
+            match d.ensure_current().await {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!(host = %d.host(), error = %error_chain(&e),
+                        "cannot prepare host yet; its jobs wait for it");
+                    false
+                }
+            }
+        }
+        None => true,
+    };
+    crate::slot::host_slot(ctx, agent, quiet, terminate, prepared).await
+}
+
+/// What preparing a host for a waiting job came to.
+pub(crate) enum Preparation {
+    /// The agent is current.
+    Ready,
+    /// A permanent failure (credentials, a failing script): fail the job with this.
+    Failed {
+        /// Stable code.
+        code: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+    /// The worker is stopping.
+    Stopped,
+}
+
+/// Prepares `deployer`'s host for the job `reporter` reports on: transient failures are
+/// retried with backoff (each one a `job.log` line in the job's thread), permanent ones end it.
+pub(crate) async fn prepare_for_job(
+    deployer: &Deployer,
+    reporter: &mut crate::reporter::JobReporter,
+    quiet: &CancellationToken,
+) -> Result<Preparation, aetherv_broker::PublishError> {
+    let host = deployer.host().to_string();
+    let say = |text: String| aetherv_core::EventBody::JobLog {
+        lines: vec![aetherv_core::LogLine {
+            stream: aetherv_core::LogStream::Worker,
+            text,
+        }],
+    };
+    reporter
+        .emit(say(format!(
+            "host {host} is being prepared: installing or checking agent {}",
+            deployer.bundle().version()
+        )))
+        .await?;
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let res = tokio::select! {
+            biased;
+            _ = quiet.cancelled() => return Ok(Preparation::Stopped),
+            r = deployer.ensure_current() => r,
+        };
+        match res {
+            Ok(_) => {
+                reporter.emit(say(format!("host {host} is ready"))).await?;
+                return Ok(Preparation::Ready);
+            }
+            Err(e) if e.is_transient() => {
+                tracing::warn!(host, error = %error_chain(&e), "cannot prepare host; retrying in {backoff:?}");
+                reporter
+                    .emit(say(format!(
+                        "host {host} is unreachable while being prepared ({}); retrying in {backoff:?}",
+                        error_chain(&e)
+                    )))
+                    .await?;
+                tokio::select! {
+                    _ = quiet.cancelled() => return Ok(Preparation::Stopped),
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_PREPARE_BACKOFF);
+            }
+            Err(DeployError::Transport(WinrmError::Auth { status })) => {
+                return Ok(Preparation::Failed {
+                    code: "host_auth_failed",
+                    message: format!(
+                        "host {host} rejected the worker's credentials (HTTP {status}); fix the \
+                         host's auth settings in the worker configuration"
+                    ),
+                });
+            }
+            Err(e) => {
+                return Ok(Preparation::Failed {
+                    code: "host_prepare_failed",
+                    message: format!(
+                        "the agent cannot be installed on {host}: {}",
+                        error_chain(&e)
+                    ),
+                });
+            }
         }
     }
-    crate::slot::host_slot(ctx, agent, quiet, terminate).await
 }

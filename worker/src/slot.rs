@@ -68,6 +68,7 @@ pub(crate) async fn host_slot(
     agent: HostAgent,
     quiet: CancellationToken,
     terminate: CancellationToken,
+    mut prepared: bool,
 ) {
     let tag = format!("{}:{}", ctx.worker_id, agent.host);
     let mut backoff = Duration::from_millis(200);
@@ -107,10 +108,75 @@ pub(crate) async fn host_slot(
                     job_id: delivery.envelope.job_id,
                 },
             );
+            let delivery = if prepared {
+                delivery
+            } else {
+                match prepare(&ctx, &agent, delivery, &quiet).await {
+                    Prepared::Run(d) => {
+                        prepared = true;
+                        *d
+                    }
+                    Prepared::Settled => {
+                        ctx.slots.set(&agent.host, SlotState::Idle);
+                        continue;
+                    }
+                    Prepared::Stop => return,
+                }
+            };
             handle(&ctx, &agent, delivery, &terminate).await;
             ctx.slots.set(&agent.host, SlotState::Idle);
         }
     }
+}
+
+/// What preparing the host for a delivery came to.
+enum Prepared {
+    /// The host is ready: run the job.
+    Run(Box<JobDelivery>),
+    /// The job was failed (or returned) and settled.
+    Settled,
+    /// The worker is stopping; the job went back to its queue.
+    Stop,
+}
+
+/// Prepares the host for `d`'s job (see [`crate::deploy::prepare_for_job`]).
+async fn prepare(
+    ctx: &SlotCtx,
+    agent: &HostAgent,
+    d: JobDelivery,
+    quiet: &CancellationToken,
+) -> Prepared {
+    let Some(deployer) = agent.deployer() else {
+        return Prepared::Run(Box::new(d));
+    };
+    let mut reporter = JobReporter::new(ctx.broker.clone(), d.envelope.job_id);
+    let outcome = crate::deploy::prepare_for_job(deployer, &mut reporter, quiet).await;
+    let (verdict, settled) = match outcome {
+        Ok(crate::deploy::Preparation::Ready) => return Prepared::Run(Box::new(d)),
+        Ok(crate::deploy::Preparation::Failed { code, message }) => {
+            tracing::warn!(host = %agent.host, job = %d.envelope.job_id, code, "host preparation failed; failing the job");
+            let failed = reporter
+                .emit(aetherv_core::EventBody::JobFailed {
+                    code: code.into(),
+                    message,
+                    step: None,
+                })
+                .await;
+            match failed {
+                Ok(()) => (Prepared::Settled, d.ack().await),
+                Err(_) => (Prepared::Settled, d.requeue().await),
+            }
+        }
+        Ok(crate::deploy::Preparation::Stopped) => (Prepared::Stop, d.requeue().await),
+        Err(e) => {
+            tracing::warn!(host = %agent.host, error = %e, "cannot publish preparation events; returning the job");
+            (Prepared::Settled, d.requeue().await)
+        }
+    };
+    if let Err(e) = settled {
+        tracing::warn!(host = %agent.host, error = %e, "could not settle a delivery; it will be redelivered");
+    }
+    verdict
 }
 
 async fn handle(ctx: &SlotCtx, agent: &HostAgent, d: JobDelivery, terminate: &CancellationToken) {
