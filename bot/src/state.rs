@@ -534,12 +534,31 @@ impl State {
             .collect()
     }
 
-    /// VMs, optionally of one host.
+    /// VMs, optionally of one host. A VM whose `vm.delete` job is running shows as `Deleting`
+    /// (reference §10 case 18); when that job fails, the VM shows its own state again.
     pub fn vm_rows(&self, host: Option<&str>) -> Vec<VmRow> {
+        let deleting: Vec<(String, String)> = self
+            .jobs
+            .values()
+            .filter(|j| j.kind == "vm.delete" && j.phase == Phase::Running)
+            .filter_map(|j| {
+                let name = j.envelope.as_ref()?.spec.get("vm_name")?.as_str()?;
+                Some((j.target.to_ascii_lowercase(), name.to_ascii_lowercase()))
+            })
+            .collect();
         self.hosts
             .iter()
             .filter(|(h, _)| host.is_none_or(|x| x.eq_ignore_ascii_case(h)))
-            .flat_map(|(_, h)| h.vms.values().cloned())
+            .flat_map(|(h, info)| {
+                let deleting = &deleting;
+                info.vms.iter().map(move |(key, row)| {
+                    let mut row = row.clone();
+                    if deleting.iter().any(|(dh, dn)| dh == h && dn == key) {
+                        row.state = "Deleting".into();
+                    }
+                    row
+                })
+            })
             .collect()
     }
 
@@ -564,5 +583,96 @@ impl State {
     pub fn find_vm(&self, name: &str) -> Option<VmRow> {
         let key = name.to_ascii_lowercase();
         self.hosts.values().find_map(|h| h.vms.get(&key).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aetherv_core::{JobKind, Platform, Requester, Target};
+    use serde_json::json;
+
+    fn delete_job(vm: &str) -> JobEnvelope {
+        JobEnvelope {
+            v: 1,
+            job_id: JobId::new(),
+            kind: JobKind::VmDelete,
+            target: Target::Host("hv01".into()),
+            spec: json!({"vm_name": vm})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            secrets: None,
+            requested_by: Requester {
+                platform: Platform::Console,
+                user_id: "alice".into(),
+            },
+            origin: None,
+            created_at: chrono::Utc::now(),
+            approval: None,
+        }
+    }
+
+    fn state_of(rows: &[VmRow]) -> Vec<(String, String)> {
+        rows.iter()
+            .map(|r| (r.name.clone(), r.state.clone()))
+            .collect()
+    }
+
+    /// Reference §10 case 18: a running delete shows `Deleting`; a failed one restores the VM.
+    #[test]
+    fn a_running_delete_shows_deleting_and_a_failed_one_restores_the_vm() {
+        let mut st = State::new(crate::thread::DEFAULT_LIMITS);
+        st.apply(
+            &Event::for_host(
+                0,
+                EventBody::HostInventory {
+                    host: "hv01".into(),
+                    reachable: true,
+                    inventory: json!({"host": {}, "vms": [
+                        {"vm_name": "web01", "vm_id": "1", "state": "Off", "cpu_cores": 2, "memory_gb": 4},
+                        {"vm_name": "db01", "vm_id": "2", "state": "Running", "cpu_cores": 2, "memory_gb": 8}
+                    ]}),
+                    error: None,
+                },
+            ),
+            false,
+        );
+        let job = delete_job("web01");
+        let id = job.job_id;
+        st.insert_job(job, Phase::Queued);
+        assert_eq!(
+            state_of(&st.vm_rows(None)),
+            [
+                ("db01".into(), "Running".into()),
+                ("web01".into(), "Off".into())
+            ]
+        );
+        let started = EventBody::JobStarted {
+            host: "hv01".into(),
+            worker: "w1".into(),
+            attempt: 1,
+        };
+        st.apply(&Event::for_job(id, 0, started), false);
+        assert_eq!(
+            state_of(&st.vm_rows(Some("hv01"))),
+            [
+                ("db01".into(), "Running".into()),
+                ("web01".into(), "Deleting".into())
+            ]
+        );
+        let failed = EventBody::JobFailed {
+            code: "invalid_state".into(),
+            message: "running".into(),
+            step: Some("vm.delete".into()),
+        };
+        st.apply(&Event::for_job(id, 1, failed), false);
+        assert_eq!(
+            state_of(&st.vm_rows(None)),
+            [
+                ("db01".into(), "Running".into()),
+                ("web01".into(), "Off".into())
+            ]
+        );
     }
 }

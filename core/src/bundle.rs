@@ -522,6 +522,65 @@ mod tests {
         );
         assert_eq!(a.changed, vec!["AethervAgent.Vm.ps1".to_string()]);
     }
+
+    /// Reference §10 case 16, in our content-addressed terms. Upstream compares version
+    /// strings; we compare the manifest (every file's SHA-256) and deploy whenever the host
+    /// differs, so a host "ahead" of the worker is brought to the worker's bundle too: a job
+    /// must never run against an agent the worker does not know. Version text is cleaned as
+    /// upstream does, and a bundle without a version cannot be built at all.
+    #[test]
+    fn reference_case_16_deploy_decisions() {
+        let bundle = |v: &str, body: &[u8]| {
+            Bundle::new(vec![
+                ("version".into(), format!("{v}\n").into_bytes()),
+                ("A.ps1".into(), body.to_vec()),
+            ])
+            .expect("bundle")
+        };
+        let decide = |ours: &Bundle, host: &Bundle| ours.assess(&installed_exactly(host)).status;
+        let ours = bundle("2.0.1", b"# 2.0.1\n");
+        // container 2.0.1, host 2.0.0 -> deploy
+        assert_eq!(
+            decide(&ours, &bundle("2.0.0", b"# 2.0.0\n")),
+            AgentStatus::Stale {
+                installed_version: "2.0.0".into()
+            }
+        );
+        // host 2.0.1 (same files) -> skip
+        assert_eq!(
+            decide(&ours, &bundle("2.0.1", b"# 2.0.1\n")),
+            AgentStatus::Current
+        );
+        // host "2.0.1" with other files -> deploy (upstream would skip)
+        assert!(matches!(
+            decide(&ours, &bundle("2.0.1", b"# edited on the host\n")),
+            AgentStatus::Stale { .. }
+        ));
+        // container 1.0.0, host 1.0.1 -> deploy (upstream skips: "host version ahead")
+        let old = bundle("1.0.0", b"# 1.0.0\n");
+        assert!(matches!(
+            decide(&old, &bundle("1.0.1", b"# 1.0.1\n")),
+            AgentStatus::Stale { installed_version } if installed_version == "1.0.1"
+        ));
+        // host "v2" -> deploy
+        assert!(matches!(
+            decide(&ours, &bundle("v2", b"# v2\n")),
+            AgentStatus::Stale { installed_version } if installed_version == "v2"
+        ));
+        // an empty container version is refused when the bundle is built
+        assert_eq!(
+            Bundle::new(vec![
+                ("version".into(), b"\r\n".to_vec()),
+                ("A.ps1".into(), vec![])
+            ]),
+            Err(BundleError::NoVersion)
+        );
+        assert_eq!(
+            bundle("\u{feff}2.0.1\0\r", b"x").version(),
+            "2.0.1",
+            "version text is cleaned"
+        );
+    }
 }
 
 /// A PowerShell syntax lint (no `pwsh` on CI machines): every embedded script and every
