@@ -8,6 +8,7 @@
 //! platform messages. It must not know any platform's wire format.
 
 mod approvals;
+mod guided;
 
 use crate::render::{ApprovalView, Renderer};
 use crate::state::{display, JobInfo, Phase, State};
@@ -104,6 +105,8 @@ pub struct Engine {
     pub state: State,
     started_at: chrono::DateTime<chrono::Utc>,
     last_history: Option<Instant>,
+    /// Guided forms in progress, by user.
+    guided: std::collections::HashMap<String, guided::Guided>,
 }
 
 /// Errors the engine cannot turn into a reply (broker gone, bad templates).
@@ -162,6 +165,7 @@ impl Engine {
             state,
             started_at: chrono::Utc::now(),
             last_history: None,
+            guided: Default::default(),
         })
     }
 
@@ -196,6 +200,10 @@ impl Engine {
         line: &str,
     ) -> Result<Vec<Outgoing>, EngineError> {
         let user = display(&who.id);
+        if self.in_guided_form(who) {
+            let grants = self.cfg.rbac.grants(who);
+            return self.guided_answer(who, &grants, line).await;
+        }
         let cmd = match command::parse(line) {
             Ok(c) => c,
             Err(e) => {
@@ -236,6 +244,9 @@ impl Engine {
         let user = display(&who.id);
         match cmd {
             Command::Help => Ok(self.command_help(who)),
+            Command::Deploy { form, fields } if fields.is_empty() => {
+                Ok(self.start_guided(who, form))
+            }
             Command::Deploy { form, fields } => {
                 self.command_deploy(who, grants, form, fields).await
             }

@@ -172,6 +172,8 @@ pub struct HostInfo {
     pub networks: Vec<String>,
     /// Storage class names from the last inventory.
     pub storage_classes: Vec<String>,
+    /// Image names from the last inventory.
+    pub images: Vec<String>,
 }
 
 fn u(v: Option<&Value>) -> u64 {
@@ -451,6 +453,7 @@ impl State {
         };
         entry.networks = names("networks");
         entry.storage_classes = names("storage_classes");
+        entry.images = names("images");
         let Some(vms) = inventory.get("vms").and_then(Value::as_array) else {
             return;
         };
@@ -575,6 +578,7 @@ impl State {
             hosts: Some(self.hosts.keys().cloned().collect()),
             networks: union(&|h| &h.networks),
             storage_classes: union(&|h| &h.storage_classes),
+            images: union(&|h| &h.images),
             ..Default::default()
         }
     }

@@ -3,6 +3,7 @@
 //! rebuild state from the event stream. One integration binary (see STYLE.md).
 
 mod approvals;
+mod guided;
 mod threads;
 
 use aetherv_bot::engine::{Engine, EngineConfig, Outgoing};

@@ -1,0 +1,330 @@
+//! Guided forms: `deploy` (or `deploy managed`) without `key=value` pairs asks for the form's
+//! fields one at a time, in schema order, on text-only chats (the console; Slack and Discord
+//! use modals built from the same schemas). Optional parameter sets (static IPv4, domain join,
+//! Ansible) are offered with one yes/no question; fields that do not apply to the chosen
+//! image's OS family are skipped; of an exclusive group (target host or cluster) only the first
+//! answered member is kept. Each answer is checked at once against the schema (an error is shown
+//! and the same field asked again); `-` keeps the default or leaves an optional field empty;
+//! `/cancel` drops the form. Answers to secret fields are never repeated back.
+
+use super::{Engine, EngineError, Outgoing};
+use crate::state::display;
+use aetherv_core::command::DeployForm;
+use aetherv_core::osfamily::infer_from_optional;
+use aetherv_core::rbac::{Grants, Principal};
+use aetherv_core::schema::{Field, FieldType, FormSchema, SetRole};
+use aetherv_core::validate::validate;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// One pending question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ask {
+    /// A field.
+    Field(String),
+    /// Whether to fill in an optional parameter set.
+    Set(String),
+}
+
+/// A form being filled in by one user.
+#[derive(Debug, Clone)]
+pub struct Guided {
+    form: DeployForm,
+    answers: BTreeMap<String, String>,
+    queue: Vec<Ask>,
+    current: Option<Ask>,
+}
+
+/// The questions in schema order, except that the deployment target comes first (the
+/// networks, storage classes and images offered depend on the chosen host).
+fn plan(schema: &FormSchema) -> Vec<Ask> {
+    let mut out: Vec<Ask> = schema
+        .fields()
+        .iter()
+        .filter(|f| matches!(f.kind, FieldType::Host | FieldType::Cluster))
+        .map(|f| Ask::Field(f.id.clone()))
+        .collect();
+    let mut sets_seen: Vec<String> = Vec::new();
+    for f in schema.fields() {
+        match &f.parameter_set {
+            Some(m) => {
+                if !sets_seen.contains(&m.id) {
+                    sets_seen.push(m.id.clone());
+                    out.push(Ask::Set(m.id.clone()));
+                }
+            }
+            None if matches!(f.kind, FieldType::Host | FieldType::Cluster) => {}
+            None => out.push(Ask::Field(f.id.clone())),
+        }
+    }
+    out
+}
+
+fn set_members(schema: &FormSchema, set: &str) -> Vec<String> {
+    let mut required = Vec::new();
+    let mut optional = Vec::new();
+    for f in schema.fields() {
+        if let Some(m) = &f.parameter_set {
+            if m.id == set {
+                match m.role {
+                    SetRole::Required => required.push(f.id.clone()),
+                    _ => optional.push(f.id.clone()),
+                }
+            }
+        }
+    }
+    required.extend(optional);
+    required
+}
+
+fn yes(answer: &str) -> bool {
+    matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes" | "true" | "on" | "1"
+    )
+}
+
+impl Engine {
+    /// True when `who` is filling in a guided form (their next line is an answer).
+    pub fn in_guided_form(&self, who: &Principal) -> bool {
+        self.guided.contains_key(&display(&who.id))
+    }
+
+    /// Starts a guided form for `who`.
+    pub(super) fn start_guided(&mut self, who: &Principal, form: DeployForm) -> Vec<Outgoing> {
+        let user = display(&who.id);
+        let Some(schema) = self.forms.get(form.form_id()) else {
+            return vec![self.say(self.render.notice(&user, "that form is not available"))];
+        };
+        let mut g = Guided {
+            form,
+            answers: BTreeMap::new(),
+            queue: plan(schema),
+            current: None,
+        };
+        g.queue.reverse();
+        let intro = format!(
+            "filling in the {} form one field at a time. Answer each question; `-` keeps the default or leaves it empty; `/cancel` stops.",
+            schema.title()
+        );
+        let mut out = vec![self.say(self.render.notice(&user, &intro))];
+        if let Some(q) = self.next_question(&mut g) {
+            out.push(self.say(self.render.notice(&user, &q)));
+            self.guided.insert(user, g);
+        }
+        out
+    }
+
+    /// One answer from `who` to their guided form.
+    pub(super) async fn guided_answer(
+        &mut self,
+        who: &Principal,
+        grants: &Grants,
+        line: &str,
+    ) -> Result<Vec<Outgoing>, EngineError> {
+        let user = display(&who.id);
+        let Some(mut g) = self.guided.remove(&user) else {
+            return Ok(Vec::new());
+        };
+        let answer = line.trim();
+        if answer.eq_ignore_ascii_case("/cancel") {
+            let msg = "form cancelled; nothing was requested";
+            return Ok(vec![self.say(self.render.notice(&user, msg))]);
+        }
+        let Some(schema) = self.forms.get(g.form.form_id()).cloned() else {
+            return Ok(Vec::new());
+        };
+        match g.current.take() {
+            Some(Ask::Set(set)) => {
+                if yes(answer) {
+                    for id in set_members(&schema, &set).into_iter().rev() {
+                        g.queue.push(Ask::Field(id));
+                    }
+                }
+            }
+            Some(Ask::Field(id)) => {
+                let must = schema.field(&id).is_some_and(|f| f.required)
+                    && schema.default_of(&id).is_none()
+                    && !schema.one_of().iter().any(|o| o.members.contains(&id));
+                if answer == "-" && must {
+                    g.current = Some(Ask::Field(id.clone()));
+                    let label = schema
+                        .field(&id)
+                        .map(|f| f.label.clone())
+                        .unwrap_or_default();
+                    let q = self.question(&schema, &g, &id);
+                    self.guided.insert(user.clone(), g);
+                    return Ok(vec![
+                        self.say(self.render.notice(&user, &format!("{label} is required"))),
+                        self.say(self.render.notice(&user, &q)),
+                    ]);
+                }
+                if answer != "-" {
+                    g.answers.insert(id.clone(), answer.to_string());
+                    if let Some(message) = self.field_error(&schema, &g.answers, &id) {
+                        g.answers.remove(&id);
+                        g.current = Some(Ask::Field(id.clone()));
+                        let mut out = vec![self.say(self.render.notice(&user, &message))];
+                        let q = self.question(&schema, &g, &id);
+                        out.push(self.say(self.render.notice(&user, &q)));
+                        self.guided.insert(user, g);
+                        return Ok(out);
+                    }
+                }
+            }
+            None => {}
+        }
+        match self.next_question(&mut g) {
+            Some(q) => {
+                let out = vec![self.say(self.render.notice(&user, &q))];
+                self.guided.insert(user, g);
+                Ok(out)
+            }
+            None => self.command_deploy(who, grants, g.form, g.answers).await,
+        }
+    }
+
+    /// The schema's complaint about field `id` given the answers so far, if any (errors about
+    /// fields not yet asked are not shown).
+    fn field_error(
+        &self,
+        schema: &FormSchema,
+        answers: &BTreeMap<String, String>,
+        id: &str,
+    ) -> Option<String> {
+        let input: Map<String, Value> = answers
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        match validate(schema, &Value::Object(input), &self.validation_context()) {
+            Ok(_) => None,
+            Err(errors) => errors
+                .into_iter()
+                .find(|e| {
+                    e.field == id
+                        && !matches!(
+                            e.code.as_str(),
+                            "required" | "parameter_set_incomplete" | "exclusive"
+                        )
+                })
+                .map(|e| e.message),
+        }
+    }
+
+    /// The next applicable question (and makes it current), or `None` when none is left.
+    fn next_question(&self, g: &mut Guided) -> Option<String> {
+        let schema = self.forms.get(g.form.form_id())?;
+        let family = infer_from_optional(g.answers.get("image_name").map(String::as_str));
+        while let Some(ask) = g.queue.pop() {
+            let applies = match &ask {
+                Ask::Field(id) => schema.field(id).is_some_and(|f| {
+                    f.applies_to(family)
+                        && !schema.one_of().iter().any(|o| {
+                            o.members.iter().any(|m| m == id)
+                                && o.members
+                                    .iter()
+                                    .any(|m| m != id && g.answers.contains_key(m))
+                        })
+                }),
+                Ask::Set(set) => set_members(schema, set)
+                    .first()
+                    .and_then(|id| schema.field(id))
+                    .is_some_and(|f| f.applies_to(family)),
+            };
+            if !applies {
+                continue;
+            }
+            let text = match &ask {
+                Ask::Field(id) => self.question(schema, g, id),
+                Ask::Set(set) => {
+                    let label = schema
+                        .parameter_sets()
+                        .iter()
+                        .find(|p| p.id == *set)
+                        .map(|p| p.label.clone())
+                        .unwrap_or_else(|| set.clone());
+                    format!("configure {label}? (yes/no)")
+                }
+            };
+            g.current = Some(ask);
+            return Some(text);
+        }
+        None
+    }
+
+    /// The question for field `id`: label, help, default and choices (dependent on the chosen
+    /// host for networks and storage classes).
+    fn question(&self, schema: &FormSchema, g: &Guided, id: &str) -> String {
+        let Some(f) = schema.field(id) else {
+            return id.to_string();
+        };
+        let mut q = format!("{} ({})", f.label, f.id);
+        if f.required && schema.default_of(id).is_none() {
+            q.push_str(" *");
+        }
+        if !f.help.is_empty() {
+            q.push_str(&format!(": {}", f.help));
+        }
+        if let Some(d) = schema.default_of(id) {
+            let d = match d {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            q.push_str(&format!(" [default: {d}]"));
+        }
+        let choices = self.choices_for(f, g);
+        if !choices.is_empty() {
+            q.push_str(&format!(" (choices: {})", choices.join(", ")));
+        }
+        if f.is_secret() {
+            q.push_str(" (secret: it is sealed for the workers and never shown again)");
+        }
+        q
+    }
+
+    fn choices_for(&self, f: &Field, g: &Guided) -> Vec<String> {
+        if f.kind == FieldType::Enum {
+            return f.choices.clone();
+        }
+        let host = g.answers.get("target_host").map(|h| h.to_ascii_lowercase());
+        let per_host = host.as_ref().and_then(|h| self.state.hosts.get(h));
+        match (f.kind, per_host) {
+            (FieldType::Network, Some(h)) if !h.networks.is_empty() => h.networks.clone(),
+            (FieldType::StorageClass, Some(h)) if !h.storage_classes.is_empty() => {
+                h.storage_classes.clone()
+            }
+            (FieldType::Image, Some(h)) if !h.images.is_empty() => h.images.clone(),
+            (FieldType::Boolean, _) => vec!["yes".into(), "no".into()],
+            (kind, _) => self
+                .state
+                .choices()
+                .for_type(kind)
+                .map(<[String]>::to_vec)
+                .unwrap_or_default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aetherv_core::schema::Forms;
+
+    #[test]
+    fn the_plan_asks_plain_fields_in_order_and_each_set_once() {
+        let forms = Forms::builtin().expect("forms");
+        let schema = forms.get("managed-deployment").expect("form");
+        let plan = plan(schema);
+        let sets: Vec<&Ask> = plan.iter().filter(|a| matches!(a, Ask::Set(_))).collect();
+        assert_eq!(sets.len(), schema.parameter_sets().len(), "{plan:?}");
+        assert_eq!(plan.first(), Some(&Ask::Field("target_host".into())));
+        assert_eq!(plan.get(1), Some(&Ask::Field("target_cluster".into())));
+        assert_eq!(plan.get(2), Some(&Ask::Field("vm_name".into())));
+        let members = set_members(schema, "static_ipv4");
+        assert_eq!(
+            members.first().map(String::as_str),
+            Some("guest_v4_ip_addr")
+        );
+        assert!(yes(" Yes ") && !yes("no") && !yes("-"));
+    }
+}
