@@ -135,13 +135,12 @@ impl Engine {
             return Ok(Vec::new());
         };
         match g.current.take() {
-            Some(Ask::Set(set)) => {
-                if yes(answer) {
-                    for id in set_members(&schema, &set).into_iter().rev() {
-                        g.queue.push(Ask::Field(id));
-                    }
+            Some(Ask::Set(set)) if yes(answer) => {
+                for id in set_members(&schema, &set).into_iter().rev() {
+                    g.queue.push(Ask::Field(id));
                 }
             }
+            Some(Ask::Set(_)) => {}
             Some(Ask::Field(id)) => {
                 let must = schema.field(&id).is_some_and(|f| f.required)
                     && schema.default_of(&id).is_none()
