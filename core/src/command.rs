@@ -54,7 +54,7 @@ impl DeployForm {
 /// One chat command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// `deploy [vm|managed] key=value…`: request a deployment from a form.
+    /// `deploy [managed|vm] [key=value…]`: request a deployment from a form (managed by default).
     Deploy {
         /// Which form.
         form: DeployForm,
@@ -205,7 +205,7 @@ impl CommandName {
     /// ship without help.
     pub fn usage(self) -> &'static str {
         match self {
-            CommandName::Deploy => "deploy [vm|managed] key=value…",
+            CommandName::Deploy => "deploy [managed|vm] [key=value…]",
             CommandName::VmList => "vm list [--host H]",
             CommandName::VmShow => "vm show NAME",
             CommandName::VmPower => "vm start|shutdown|stop|reset NAME",
@@ -470,7 +470,8 @@ impl Args {
 }
 
 fn parse_deploy(a: &mut Args) -> Result<Command, CommandParseError> {
-    let mut form = DeployForm::Vm;
+    // The product's main job is the default; `deploy vm` asks for a bare VM.
+    let mut form = DeployForm::Managed;
     let mut fields = BTreeMap::new();
     for (i, w) in a.words.iter().enumerate() {
         if i == 0 && !w.contains('=') {
@@ -649,6 +650,20 @@ mod tests {
         };
         assert_eq!(form, DeployForm::Managed);
         assert_eq!(fields["notes"], "two words");
+        assert!(matches!(
+            parse("deploy vm_name=a"),
+            Ok(Command::Deploy {
+                form: DeployForm::Managed,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse("deploy vm vm_name=a"),
+            Ok(Command::Deploy {
+                form: DeployForm::Vm,
+                ..
+            })
+        ));
         assert_eq!(
             parse("deploy vm vm_name"),
             Err(CommandParseError::InvalidField("vm_name".into()))

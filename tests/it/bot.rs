@@ -8,14 +8,46 @@ use std::process::{Command, Stdio};
 
 const SCRIPT: &str = "\
 help
-deploy vm_name=web01 target_host=hv01 gb_ram=2 cpu_cores=1
+deploy vm vm_name=web01 target_host=hv01 gb_ram=2 cpu_cores=1
 bob> approve
 /wait
 eve> vm list
-eve> deploy vm_name=x target_host=hv01
+eve> deploy vm vm_name=x target_host=hv01
+";
+
+/// A newcomer's session: `deploy`, answering the guided form's questions in order (`-` keeps
+/// a default), approval by bob, the streamed thread, then `vm list`.
+const GUIDED: &str = "\
+deploy
+hv01
+web02
+-
+-
+-
+-
+-
+Windows Server 2022
+-
+-
+-
+prod
+-
+-
+admin
+Demo-Passw0rd!
+no
+no
+-
+bob> approve
+/wait
+vm list
 ";
 
 fn run_demo(amqp: Option<&str>, prefix: &str) -> (String, tempfile::TempDir) {
+    run_demo_script(amqp, prefix, SCRIPT)
+}
+
+fn run_demo_script(amqp: Option<&str>, prefix: &str, script: &str) -> (String, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cmd = Command::new(bin());
     cmd.args([
@@ -41,7 +73,7 @@ fn run_demo(amqp: Option<&str>, prefix: &str) -> (String, tempfile::TempDir) {
         .stdin
         .take()
         .expect("stdin")
-        .write_all(SCRIPT.as_bytes())
+        .write_all(script.as_bytes())
         .expect("write script");
     let out = child.wait_with_output().expect("demo runs");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -82,6 +114,33 @@ fn check_transcript(stdout: &str, dir: &std::path::Path) {
 fn demo_in_process_deploy_approve_stream_list() {
     let (stdout, dir) = run_demo(None, &prefix());
     check_transcript(&stdout, dir.path());
+}
+
+#[test]
+fn demo_guided_managed_deployment_from_a_bare_deploy() {
+    let (stdout, _dir) = run_demo_script(None, &prefix(), GUIDED);
+    let find = |needle: &str| {
+        stdout
+            .find(needle)
+            .unwrap_or_else(|| panic!("`{needle}` missing from:\n{stdout}"))
+    };
+    let form = find("alice: filling in the Managed deployment form");
+    let first = find("alice: Host (target_host)");
+    let secret = find("alice: Local admin password (guest_la_pw) *");
+    let request = find("Approval needed for job ");
+    let short = &stdout[request + "Approval needed for job ".len()..][..8];
+    let redacted = find("guest_la_pw = ••••••");
+    let approved = find(&format!("Job {short} approved by bob; published to hv01."));
+    let done = find(&format!(
+        "[{short}] ✔ Job {short} succeeded (deployment.managed on hv01)."
+    ));
+    let list = find("hv01  web02  ");
+    assert!(form < first && first < secret && secret < request && request < redacted);
+    assert!(redacted < approved && approved < done && done < list);
+    assert!(
+        !stdout.contains("Demo-Passw0rd!"),
+        "the password was shown:\n{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

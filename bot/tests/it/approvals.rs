@@ -8,7 +8,7 @@ use aetherv_core::secrets;
 use aetherv_core::{Event, EventBody, JobEnvelope, JobId, JobKind, Requester, Target};
 use serde_json::json;
 
-const DEPLOY: &str = "deploy vm_name=web01 target_host=hv01 gb_ram=2 cpu_cores=1";
+const DEPLOY: &str = "deploy vm vm_name=web01 target_host=hv01 gb_ram=2 cpu_cores=1";
 
 async fn ready(b: &Broker) -> u32 {
     b.queue_depth("hv01").await.expect("depth").ready
@@ -130,7 +130,7 @@ async fn roles_are_checked_and_refusals_name_the_role() {
     let errs = say(
         &mut e,
         "alice",
-        "deploy vm_name=x target_host=hv09 cpu_cores=0",
+        "deploy vm vm_name=x target_host=hv09 cpu_cores=0",
     )
     .await;
     assert!(
@@ -275,7 +275,7 @@ async fn approval_conversation_transcript() {
     for (user, line) in [
         (
             "alice",
-            "deploy vm_name=web01 target_host=hv01 gb_ram=2 cpu_cores=1",
+            "deploy vm vm_name=web01 target_host=hv01 gb_ram=2 cpu_cores=1",
         ),
         ("alice", "approve"),
         ("eve", "approve"),

@@ -63,7 +63,7 @@ async fn approved_deployment_streams_its_thread_and_shows_in_vm_list() {
     say(
         &mut e,
         "alice",
-        "deploy vm_name=web01 target_host=hv01 gb_ram=2 cpu_cores=1",
+        "deploy vm vm_name=web01 target_host=hv01 gb_ram=2 cpu_cores=1",
     )
     .await;
     say(&mut e, "bob", "approve").await;
@@ -104,7 +104,7 @@ async fn a_bot_killed_mid_job_resumes_the_thread() {
         .replay_events(aetherv_broker::StreamOffset::Next)
         .await
         .expect("stream");
-    say(&mut e1, "alice", "deploy vm_name=db01 target_host=hv02").await;
+    say(&mut e1, "alice", "deploy vm vm_name=db01 target_host=hv02").await;
     pump(&mut e1, &mut events, Duration::from_secs(30), |e| {
         e.state.jobs.values().any(|j| j.phase == Phase::Running)
     })
@@ -195,12 +195,12 @@ async fn a_failed_job_names_its_failing_step_and_queues_show_positions() {
         .replay_events(aetherv_broker::StreamOffset::Next)
         .await
         .expect("stream");
-    let first = say(&mut e, "alice", "deploy vm_name=web01 target_host=hv01").await;
+    let first = say(&mut e, "alice", "deploy vm vm_name=web01 target_host=hv01").await;
     assert!(
         first[0].contains("· queued · position 1 in queue"),
         "{first:?}"
     );
-    let second = say(&mut e, "alice", "deploy vm_name=web01 target_host=hv01").await;
+    let second = say(&mut e, "alice", "deploy vm vm_name=web01 target_host=hv01").await;
     assert!(
         second[0].contains("· queued · position 2 in queue"),
         "{second:?}"
