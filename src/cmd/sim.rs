@@ -92,7 +92,17 @@ async fn serve(args: Args) -> Result<(), String> {
             }
             _ => sim.worker_config_yaml(&base),
         };
+        let (identity_file, recipient) = worker_identity(path)?;
+        let yaml = format!(
+            "{yaml}# The worker's age identity; producers seal secrets to its recipient:\n\
+             #   AETHERV_AGE_RECIPIENTS=$(cat {}.pub)\n\
+             age_identity_file: {}\n",
+            identity_file.display(),
+            serde_json::to_string(&identity_file.display().to_string())
+                .map_err(|e| e.to_string())?
+        );
         write_atomically(path, &yaml)?;
+        println!("worker age recipient: {recipient}");
     }
     let names = sim.host_names();
     println!(
@@ -108,6 +118,46 @@ async fn serve(args: Args) -> Result<(), String> {
         None => sim.serve(listener, shutdown).await,
     };
     served.map_err(|e| format!("serving failed: {e}"))
+}
+
+/// The age identity next to the worker config (`<config>.age`, mode 0600; kept when it exists)
+/// and its recipient in `<config>.age.pub`. Returns the identity's absolute path and recipient.
+fn worker_identity(config: &Path) -> Result<(std::path::PathBuf, String), String> {
+    use aetherv_core::secrets;
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut name = config.as_os_str().to_owned();
+    name.push(".age");
+    let path = std::path::absolute(std::path::PathBuf::from(name))
+        .map_err(|e| format!("cannot resolve the identity path: {e}"))?;
+    let identity = match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            secrets::parse_identity(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        Err(_) => {
+            let id = secrets::generate_identity();
+            let text = secrets::identity_text(&id);
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            writeln!(
+                f,
+                "# aetherv worker identity (age X25519)\n{}",
+                text.as_str()
+            )
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            id
+        }
+    };
+    let recipient = identity.to_public().to_string();
+    let mut pub_name = path.as_os_str().to_owned();
+    pub_name.push(".pub");
+    write_atomically(Path::new(&pub_name), &format!("{recipient}\n"))?;
+    Ok((path, recipient))
 }
 
 /// Writes a file through a temporary sibling and a rename, so readers never see half of it.

@@ -532,3 +532,133 @@ async fn cancelled_jobs_are_dropped_when_queued_and_stop_at_a_step_boundary_when
     drop(worker);
     cleanup(&url, &prefix, &["hv01".to_string()]).await;
 }
+
+/// The check from outside the repository: `aetherv sim` writes a worker config with an age
+/// identity, `aetherv worker` runs it, and `aetherv submit --follow` seals the passwords with the
+/// recipient the sim wrote. The sim's view then matches the request: guest configuration,
+/// disk size, the NIC on the network's switch and VLAN, and cluster registration after the
+/// guest applied its configuration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_managed_deployment_submitted_from_outside_matches_the_request() {
+    let url = amqp_url();
+    let prefix = prefix();
+    let sim = start_sim(1, 0);
+    let recipient_file = format!("{}.age.pub", sim.worker_config.display());
+    let recipient = std::fs::read_to_string(&recipient_file).expect("the sim wrote a recipient");
+    // A worker with only its config: the identity comes from `age_identity_file`.
+    let worker = Proc {
+        child: std::process::Command::new(bin())
+            .args(["worker", "--config"])
+            .arg(&sim.worker_config)
+            .env("AETHERV_PREFIX", &prefix)
+            .env("AETHERV_AMQP_URL", &url)
+            .env("AETHERV_WORKER_ID", "w-outside")
+            .env("AETHERV_LOG", "warn")
+            .env_remove("AETHERV_AGE_IDENTITY")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("worker"),
+        name: "w-outside".into(),
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = dir.path().join("job.yaml");
+    std::fs::write(
+        &job,
+        format!(
+            "kind: deployment.managed\ntarget: hv01\nspec:\n  vm_name: out-01\n  gb_ram: 6\n  \
+             cpu_cores: 3\n  image_name: Ubuntu 24.04\n  disk_size_gb: 60\n  network: dev\n  \
+             vm_clustered: true\n  guest_la_uid: root\n  guest_la_pw: \"{LA_PW}\"\n  \
+             guest_v4_ip_addr: 10.9.0.5\n  guest_v4_cidr_prefix: 16\n  \
+             guest_v4_default_gw: 10.9.0.1\n  guest_v4_dns1: 10.9.0.2\n"
+        ),
+    )
+    .expect("write job");
+    let submit = |with_recipients: bool| {
+        let mut cmd = std::process::Command::new(bin());
+        cmd.args(["submit", "--follow", "--timeout", "120"])
+            .arg(&job)
+            .env("AETHERV_AMQP_URL", &url)
+            .env("AETHERV_PREFIX", &prefix)
+            .env_remove("AETHERV_AGE_RECIPIENTS");
+        if with_recipients {
+            cmd.env("AETHERV_AGE_RECIPIENTS", recipient.trim());
+        }
+        run_cmd(&mut cmd)
+    };
+    // Without recipients the password is refused before anything is published.
+    let (st, _, err) = submit(false);
+    assert!(!st.success());
+    assert!(
+        err.contains("AETHERV_AGE_RECIPIENTS") && !err.contains(LA_PW),
+        "{err}"
+    );
+    let mut out = String::new();
+    for _ in 0..100 {
+        let (st, o, err) = submit(true);
+        if err.contains("no worker queue") {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        assert!(st.success(), "submit failed: {o}\n{err}");
+        out = o;
+        break;
+    }
+    assert!(out.contains("job succeeded"), "{out}");
+    assert!(!out.contains(LA_PW));
+    let steps: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("step.succeeded "))
+        .filter_map(|l| l.split("\"step\":\"").nth(1))
+        .filter_map(|l| l.split('"').next())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "vm.create",
+            "disk.create",
+            "nic.create",
+            "guest.initialize",
+            "cluster.add"
+        ]
+    );
+    let view = host_view(&sim);
+    let vm = &view["vms"][0];
+    assert_eq!(vm["vm_name"], "out-01");
+    assert_eq!(vm["cpu_cores"], 3, "{vm}");
+    assert_eq!(vm["memory_gb"], 6, "{vm}");
+    assert_eq!(vm["disks"][0]["size_gb"], 60, "{vm}");
+    assert_eq!(vm["nics"][0]["virtual_switch"], "External", "{vm}");
+    assert_eq!(vm["nics"][0]["vlan_id"], 200, "{vm}");
+    assert_eq!(vm["clustered"], true, "{vm}");
+    assert_eq!(
+        vm["applied_config"],
+        json!({
+            "guest_host_name": "out-01",
+            "guest_la_uid": "root",
+            "guest_la_pw": secret_digest(LA_PW),
+            "guest_v4_ip_addr": "10.9.0.5",
+            "guest_v4_cidr_prefix": "16",
+            "guest_v4_default_gw": "10.9.0.1",
+            "guest_v4_dns1": "10.9.0.2",
+        })
+    );
+    // Cluster registration came after the guest reported its configuration applied.
+    let records: Value =
+        serde_json::from_str(&http_get(&sim.addr, "/sim/hosts/hv01/records").expect("records"))
+            .expect("json");
+    let ops: Vec<&str> = records
+        .as_array()
+        .map(|r| r.iter().filter_map(|x| x["operation"].as_str()).collect())
+        .unwrap_or_default();
+    let cluster_at = ops
+        .iter()
+        .position(|o| *o == "cluster.add")
+        .expect("cluster.add ran");
+    let iso_detach = ops
+        .iter()
+        .rposition(|o| *o == "iso.detach")
+        .expect("iso detached");
+    assert!(iso_detach < cluster_at, "{ops:?}");
+    drop(worker);
+    cleanup(&url, &prefix, &["hv01".to_string()]).await;
+}
