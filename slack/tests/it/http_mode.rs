@@ -1,1 +1,114 @@
-//! x
+//! HTTP mode: signed requests only, within the five-minute replay window.
+
+use super::*;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+fn sign(secret: &str, ts: &str, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("hmac key");
+    mac.update(format!("v0:{ts}:{body}").as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("v0={hex}")
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Sends a signed POST with a raw HTTP/1.1 request; returns (status, body).
+async fn post(addr: std::net::SocketAddr, path: &str, ts: i64, sig: &str, body: &str, ctype: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nx-slack-request-timestamp: {ts}\r\nx-slack-signature: {sig}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    (status, body)
+}
+
+fn command_body(user: &str, text: &str) -> String {
+    let p = fake::slash_payload(user, "C0OPS", text);
+    let pairs: Vec<(String, String)> = p
+        .as_object()
+        .expect("object")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect();
+    serde_urlencoded::to_string(pairs).expect("form")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_stale_requests_are_refused_valid_ones_served() {
+    let b = broker();
+    let fake = FakeSlack::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let stop = CancellationToken::new();
+    let _guard = stop.clone().drop_guard();
+    tokio::spawn(aetherv_slack::run(
+        engine(&b, Policy::default()),
+        options(&fake, Mode::Http(listener)),
+        stop.clone(),
+    ));
+    let form = "application/x-www-form-urlencoded";
+    let body = command_body("U0ALICE", "deploy");
+    let ts = now();
+
+    // A signature made with another secret.
+    let forged = sign("not-the-secret", &ts.to_string(), &body);
+    let (status, _) = post(addr, "/slack/commands", ts, &forged, &body, form).await;
+    assert_eq!(status, 401);
+    // A valid signature over a different body (tampered payload).
+    let other = command_body("U0ALICE", "vm delete web01 --force");
+    let sig = sign(SECRET, &ts.to_string(), &other);
+    let (status, _) = post(addr, "/slack/commands", ts, &sig, &body, form).await;
+    assert_eq!(status, 401);
+    // A correctly signed request replayed after the five-minute window.
+    let stale = ts - 301;
+    let sig = sign(SECRET, &stale.to_string(), &body);
+    let (status, _) = post(addr, "/slack/commands", stale, &sig, &body, form).await;
+    assert_eq!(status, 401);
+    assert!(fake.calls_of("views.open").is_empty(), "nothing done for refused requests");
+
+    // A valid request is acknowledged and opens the modal.
+    let sig = sign(SECRET, &ts.to_string(), &body);
+    let (status, ack) = post(addr, "/slack/commands", ts, &sig, &body, form).await;
+    assert_eq!(status, 200, "{ack}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&ack).expect("json ack")["response_type"],
+        "ephemeral"
+    );
+    fake.wait_for("views.open", Duration::from_secs(3), |_| true)
+        .await;
+
+    // The Events API URL check.
+    let ev = r#"{"token":"x","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
+    let sig = sign(SECRET, &ts.to_string(), ev);
+    let (status, out) = post(addr, "/slack/events", ts, &sig, ev, "application/json").await;
+    assert_eq!(status, 200);
+    assert!(out.contains("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"));
+
+    // A signed interaction with a bad signature is refused too.
+    let payload = format!(
+        "payload={}",
+        serde_urlencoded::to_string([("x", "{}")]).expect("enc").trim_start_matches("x=")
+    );
+    let (status, _) = post(addr, "/slack/interactions", ts, &forged, &payload, form).await;
+    assert_eq!(status, 401);
+}
