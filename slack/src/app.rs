@@ -85,6 +85,17 @@ pub enum Input {
     },
 }
 
+impl Input {
+    /// The channel a request came from, when it says.
+    pub fn channel(&self) -> Option<&str> {
+        match self {
+            Input::Line { channel, .. } => Some(channel),
+            Input::Submit { meta, .. } => Some(&meta.channel),
+            Input::Vote { .. } => None,
+        }
+    }
+}
+
 /// State shared by the request handlers.
 pub struct Shared {
     /// The Web API client.
@@ -460,7 +471,14 @@ impl Conversation {
             tokio::select! {
                 input = rx.recv() => {
                     let Some(input) = input else { return Ok(()) };
-                    self.handle(input).await?;
+                    let channel = input.channel().map(str::to_string);
+                    if let Err(e) = self.handle(input).await {
+                        // The broker refused or is away: say so and keep serving.
+                        tracing::error!(error = %e, "request failed");
+                        let text = format!("That did not go through ({e}); please try again.");
+                        let ch = channel.unwrap_or_else(|| self.channel.clone());
+                        self.route(vec![Outgoing::Say { text }], &ch, None);
+                    }
                 }
                 ev = events.next() => {
                     let Some((_, ev)) = ev else { anyhow::bail!("the event stream ended") };

@@ -263,9 +263,33 @@ fn check_len(what: &str, text: &str, max: usize) -> Result<(), LimitError> {
     Ok(())
 }
 
+/// The characters of every `text` element inside a rich text block.
+fn rich_text_len(v: &Value) -> usize {
+    let own = match (v.get("type").and_then(Value::as_str), v.get("text")) {
+        (Some("text"), Some(Value::String(s))) => s.chars().count(),
+        _ => 0,
+    };
+    own + v
+        .get("elements")
+        .and_then(Value::as_array)
+        .map_or(0, |a| a.iter().map(rich_text_len).sum())
+}
+
 /// Checks one block (and its elements) against the per-block limits; returns its text length.
+/// Rich text (the live log, raw and unescaped) is held to the section limit too.
 fn check_block(b: &Value) -> Result<usize, LimitError> {
     let kind = b.get("type").and_then(Value::as_str).unwrap_or_default();
+    if kind == "rich_text" {
+        let len = rich_text_len(b);
+        if len > SECTION_TEXT_MAX {
+            return Err(LimitError::TooLong {
+                what: "rich text".into(),
+                len,
+                max: SECTION_TEXT_MAX,
+            });
+        }
+        return Ok(len);
+    }
     let mut total = 0;
     if let Some(id) = b.get("block_id").and_then(Value::as_str) {
         check_len("block_id", id, ID_MAX)?;

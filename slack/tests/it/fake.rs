@@ -28,6 +28,8 @@ pub struct Call {
     pub at: Instant,
     /// Whether it was answered with 429.
     pub limited: bool,
+    /// The `ts` the fake answered (posts) or the one edited (updates).
+    pub ts: String,
 }
 
 #[derive(Default)]
@@ -236,11 +238,21 @@ pub fn slash_payload(user: &str, channel: &str, text: &str) -> Value {
 fn respond(fake: &FakeSlack, method: &str, body: Value) -> Response {
     let mut inner = lock(&fake.inner);
     let limited = inner.limits.get_mut(method).and_then(VecDeque::pop_front);
+    if limited.is_none() {
+        inner.next_ts += 1;
+    }
+    let ts = format!("1700000000.{:06}", inner.next_ts);
+    let call_ts = if method == "chat.update" {
+        body["ts"].as_str().unwrap_or_default().to_string()
+    } else {
+        ts.clone()
+    };
     inner.calls.push(Call {
         method: method.to_string(),
         body: body.clone(),
         at: Instant::now(),
         limited: limited.is_some(),
+        ts: call_ts,
     });
     if let Some(secs) = limited {
         return (
@@ -250,8 +262,6 @@ fn respond(fake: &FakeSlack, method: &str, body: Value) -> Response {
         )
             .into_response();
     }
-    inner.next_ts += 1;
-    let ts = format!("1700000000.{:06}", inner.next_ts);
     let reply = match method {
         "apps.connections.open" => json!({"ok": true, "url": fake.ws_url}),
         "chat.postMessage" => json!({"ok": true, "channel": body["channel"], "ts": ts,

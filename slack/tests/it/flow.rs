@@ -207,23 +207,12 @@ async fn slash_command_to_approved_job_thread_and_log_file() {
     );
 
     // The status message is edited to its final state.
-    let status = fake
+    let status_ts = fake
         .calls_of("chat.postMessage")
         .into_iter()
-        .position(|c| {
-            c.body["thread_ts"] == thread_ts.as_str() && text_of(&c.body).contains("queued")
-        })
+        .find(|c| c.body["thread_ts"] == thread_ts.as_str() && text_of(&c.body).contains("queued"))
+        .map(|c| c.ts)
         .expect("status posted");
-    let status_ts = fake
-        .calls()
-        .iter()
-        .filter(|c| !c.limited)
-        .position(|c| {
-            c.method == "chat.postMessage"
-                && c.body == fake.calls_of("chat.postMessage")[status].body
-        })
-        .map(|i| format!("1700000000.{:06}", i + 1))
-        .expect("ts");
     fake.wait_for("chat.update", Duration::from_secs(5), |b| {
         b["ts"] == status_ts.as_str() && text_of(b).contains("succeeded")
     })

@@ -21,7 +21,14 @@ fn now() -> i64 {
 }
 
 /// Sends a signed POST with a raw HTTP/1.1 request; returns (status, body).
-async fn post(addr: std::net::SocketAddr, path: &str, ts: i64, sig: &str, body: &str, ctype: &str) -> (u16, String) {
+async fn post(
+    addr: std::net::SocketAddr,
+    path: &str,
+    ts: i64,
+    sig: &str,
+    body: &str,
+    ctype: &str,
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let req = format!(
@@ -84,7 +91,10 @@ async fn forged_and_stale_requests_are_refused_valid_ones_served() {
     let sig = sign(SECRET, &stale.to_string(), &body);
     let (status, _) = post(addr, "/slack/commands", stale, &sig, &body, form).await;
     assert_eq!(status, 401);
-    assert!(fake.calls_of("views.open").is_empty(), "nothing done for refused requests");
+    assert!(
+        fake.calls_of("views.open").is_empty(),
+        "nothing done for refused requests"
+    );
 
     // A valid request is acknowledged and opens the modal.
     let sig = sign(SECRET, &ts.to_string(), &body);
@@ -107,7 +117,9 @@ async fn forged_and_stale_requests_are_refused_valid_ones_served() {
     // A signed interaction with a bad signature is refused too.
     let payload = format!(
         "payload={}",
-        serde_urlencoded::to_string([("x", "{}")]).expect("enc").trim_start_matches("x=")
+        serde_urlencoded::to_string([("x", "{}")])
+            .expect("enc")
+            .trim_start_matches("x=")
     );
     let (status, _) = post(addr, "/slack/interactions", ts, &forged, &payload, form).await;
     assert_eq!(status, 401);
