@@ -7,8 +7,9 @@
 //! with the trigger id right away. View submissions wait for the engine's validation (fast,
 //! no I/O before it answers) so errors can be shown inline.
 
-use crate::blocks::{escape, Blocks};
+use crate::blocks::Blocks;
 use crate::identity::Identity;
+use crate::messages;
 use crate::modal::{self, ViewMeta, CALLBACK_ID, INPUT_ACTION, PUSH_ACTION_PREFIX};
 use crate::outbound::{MsgKey, Op, Outbound};
 use crate::Client;
@@ -16,7 +17,6 @@ use aetherv_bot::engine::{Engine, EngineError, FormOutcome, Outgoing};
 use aetherv_bot::state::short_id;
 use aetherv_bot::thread::{MessageRef, ThreadOp};
 use aetherv_broker::StreamOffset;
-use aetherv_core::approval::Decision;
 use aetherv_core::command::{self, Command, DeployForm};
 use aetherv_core::rbac::Principal;
 use aetherv_core::schema::Forms;
@@ -144,7 +144,7 @@ fn view_of(v: Value) -> Option<SlackView> {
 
 impl Shared {
     /// A slash command. Returns the acknowledgement at once; the work happens elsewhere.
-    pub fn on_command(self: &Arc<Self>, ev: SlackCommandEvent) -> SlackCommandEventResponse {
+    pub fn on_command(self: &Arc<Self>, ev: &SlackCommandEvent) -> SlackCommandEventResponse {
         let text = ev.text.clone().unwrap_or_default();
         let who = self.identity.principal(&ev.user_id.0);
         let channel = ev.channel_id.0.clone();
@@ -156,11 +156,7 @@ impl Shared {
                 return ack(None);
             }
         }
-        match self.tx.try_send(Input::Line {
-            who,
-            channel,
-            text: text.clone(),
-        }) {
+        match self.tx.try_send(Input::Line { who, channel, text }) {
             Ok(()) => ack(None),
             Err(_) => ack(Some(
                 "The bot is busy; please try again in a moment.".into(),
@@ -207,7 +203,7 @@ impl Shared {
         match ev {
             SlackInteractionEvent::ViewSubmission(ev) => self.on_submission(ev).await,
             SlackInteractionEvent::BlockActions(ev) => {
-                self.on_actions(ev);
+                self.on_actions(&ev);
                 SlackInteractionResponse::Empty
             }
             _ => SlackInteractionResponse::Empty,
@@ -286,7 +282,7 @@ impl Shared {
         }
     }
 
-    fn on_actions(self: &Arc<Self>, ev: SlackInteractionBlockActionsEvent) {
+    fn on_actions(self: &Arc<Self>, ev: &SlackInteractionBlockActionsEvent) {
         let user = ev.user.as_ref().map(|u| u.id.0.clone()).unwrap_or_default();
         for a in ev.actions.clone().unwrap_or_default() {
             let id = a.action_id.0.as_str();
@@ -328,7 +324,7 @@ impl Shared {
                         }
                     });
                 }
-                INPUT_ACTION => self.on_host_chosen(&ev, &a),
+                INPUT_ACTION => self.on_host_chosen(ev, &a),
                 _ => {}
             }
         }
@@ -382,27 +378,6 @@ impl std::fmt::Debug for Conversation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Conversation").finish_non_exhaustive()
     }
-}
-
-fn request_text(fields: &Map<String, Value>) -> String {
-    if fields.is_empty() {
-        return "(no fields)".into();
-    }
-    fields
-        .iter()
-        .map(|(k, v)| {
-            let v = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            format!("*{k}*: {v}")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn mention(r: &aetherv_core::Requester) -> String {
-    format!("<@{}>", escape(&r.user_id))
 }
 
 impl Conversation {
@@ -603,12 +578,7 @@ impl Conversation {
             .and_then(|j| j.requester.as_ref())
             .map(|r| r.user_id.clone())
             .unwrap_or_default();
-        let data = json!({
-            "short": v.short, "kind": v.kind, "target": v.target, "rule": v.rule,
-            "required": v.required, "groups": v.groups, "expires_at": v.expires_at,
-            "requester": requester, "request": request_text(&v.fields), "job": job.to_string(),
-        });
-        let content = self.shared.blocks.message("approval_request", &data);
+        let content = messages::approval_request(&self.shared.blocks, &v, &requester, job);
         if let Some(ch) = &self.approvals_channel {
             self.out.send(Op::Post {
                 key: Some(MsgKey::Approval(job, 0)),
@@ -636,29 +606,7 @@ impl Conversation {
             let Some(v) = self.engine.approval_view(job) else {
                 continue;
             };
-            let (decision, by, reason) = match &d {
-                Decision::Approved { by } => (
-                    "approved",
-                    by.iter().map(mention).collect::<Vec<_>>().join(", "),
-                    None,
-                ),
-                Decision::Rejected { by, reason } => ("rejected", mention(by), reason.clone()),
-                Decision::Expired => ("expired", String::new(), None),
-            };
-            let decision_mrkdwn = match decision {
-                "approved" => format!("✅ *Approved* by {by}"),
-                "rejected" => match &reason {
-                    Some(r) => format!("❌ *Rejected* by {by}: {}", escape(r)),
-                    None => format!("❌ *Rejected* by {by}"),
-                },
-                _ => "⌛ *Expired* without a decision".to_string(),
-            };
-            let data = json!({
-                "short": v.short, "kind": v.kind, "target": v.target,
-                "request": request_text(&v.fields), "decision": decision,
-                "decision_mrkdwn": decision_mrkdwn,
-            });
-            let content = self.shared.blocks.message("approval_decided", &data);
+            let content = messages::approval_decided(&self.shared.blocks, &v, &d);
             for i in [0u8, 1] {
                 if i == 0 && self.approvals_channel.is_none() {
                     continue;
@@ -698,9 +646,12 @@ impl Conversation {
                 )
             })
             .unwrap_or_default();
-        let content = self.shared.blocks.message(
-            "thread_root",
-            &json!({"short": short_id(&job), "kind": kind, "target": target, "requester": requester}),
+        let content = messages::thread_root(
+            &self.shared.blocks,
+            &short_id(&job),
+            &kind,
+            &target,
+            &requester,
         );
         self.out.send(Op::Post {
             key: Some(MsgKey::Root(job)),
@@ -716,7 +667,7 @@ impl Conversation {
         for o in outs {
             match o {
                 Outgoing::Say { text } => {
-                    let content = self.shared.blocks.message("reply", &json!({"text": text}));
+                    let content = messages::reply(&self.shared.blocks, &text);
                     match job_ctx.filter(|j| self.roots.contains(j)) {
                         Some(j) => self.out.send(Op::Post {
                             key: None,
@@ -743,10 +694,7 @@ impl Conversation {
                             .shared
                             .blocks
                             .message("job_status", &json!({"text": text})),
-                        MessageRef::Log(n) => self
-                            .shared
-                            .blocks
-                            .message("job_log", &json!({"part": n + 1, "text": text})),
+                        MessageRef::Log(n) => messages::job_log(&self.shared.blocks, n + 1, &text),
                     };
                     let key = MsgKey::Thread(job, msg);
                     if post {

@@ -46,42 +46,45 @@ pub async fn serve(
     Ok(())
 }
 
-fn verified<'a>(st: &HttpState, headers: &HeaderMap, body: &'a Bytes) -> Result<&'a str, Response> {
+/// The body as text when the signature and timestamp check out; `None` after logging why not.
+fn verified<'a>(st: &HttpState, headers: &HeaderMap, body: &'a Bytes) -> Option<&'a str> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let refuse = |why: &str| {
         tracing::warn!(reason = why, "slack request refused");
-        (StatusCode::UNAUTHORIZED, "invalid request signature").into_response()
+        None
     };
     let (Some(sig), Some(ts)) = (
         header(SlackEventSignatureVerifier::SLACK_SIGNED_HASH_HEADER),
         header(SlackEventSignatureVerifier::SLACK_SIGNED_TIMESTAMP),
     ) else {
-        return Err(refuse("missing signature headers"));
+        return refuse("missing signature headers");
     };
     let Ok(text) = std::str::from_utf8(body) else {
-        return Err(refuse("body is not UTF-8"));
+        return refuse("body is not UTF-8");
     };
     match st.verifier.verify(sig, text, ts) {
-        Ok(()) => Ok(text),
-        Err(e) => Err(refuse(&e.to_string())),
+        Ok(()) => Some(text),
+        Err(e) => refuse(&e.to_string()),
     }
 }
 
+fn unauthorized() -> Response {
+    (StatusCode::UNAUTHORIZED, "invalid request signature").into_response()
+}
+
 async fn commands(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
-    let text = match verified(&st, &headers, &body) {
-        Ok(t) => t,
-        Err(r) => return r,
+    let Some(text) = verified(&st, &headers, &body) else {
+        return unauthorized();
     };
     match serde_urlencoded::from_str::<SlackCommandEvent>(text) {
-        Ok(ev) => Json(st.shared.on_command(ev)).into_response(),
+        Ok(ev) => Json(st.shared.on_command(&ev)).into_response(),
         Err(e) => (StatusCode::BAD_REQUEST, format!("bad command payload: {e}")).into_response(),
     }
 }
 
 async fn interactions(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
-    let text = match verified(&st, &headers, &body) {
-        Ok(t) => t,
-        Err(r) => return r,
+    let Some(text) = verified(&st, &headers, &body) else {
+        return unauthorized();
     };
     let form: Vec<(String, String)> = serde_urlencoded::from_str(text).unwrap_or_default();
     let Some(payload) = form.iter().find(|(k, _)| k == "payload").map(|(_, v)| v) else {
@@ -101,9 +104,8 @@ async fn interactions(State(st): State<HttpState>, headers: HeaderMap, body: Byt
 }
 
 async fn events(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
-    let text = match verified(&st, &headers, &body) {
-        Ok(t) => t,
-        Err(r) => return r,
+    let Some(text) = verified(&st, &headers, &body) else {
+        return unauthorized();
     };
     let Ok(v) = serde_json::from_str::<Value>(text) else {
         return (StatusCode::BAD_REQUEST, "bad event payload").into_response();

@@ -5,6 +5,7 @@
 //!
 //! - [`app`]: the request handlers (shared by both transports) and the engine task;
 //! - [`modal`]: modals from the schemas, submissions back into field values;
+//! - [`messages`]: one builder function per message the bot sends;
 //! - [`blocks`]: Block Kit rendering from `templates/slack/` and Slack's limits;
 //! - [`outbound`]: the ordered, rate-limit-aware write queue;
 //! - [`identity`]: user ids and user-group membership → principals;
@@ -18,6 +19,7 @@ pub mod blocks;
 pub mod config;
 pub mod http;
 pub mod identity;
+pub mod messages;
 pub mod modal;
 pub mod outbound;
 pub mod socket;

@@ -22,7 +22,7 @@ pub async fn serve(
     callbacks.command_callback = Box::new(
         move |ev: SlackCommandEvent, _c: Arc<Client>, _st: SlackClientEventsUserState| {
             let s = Arc::clone(&s);
-            async move { UserCallbackResult::Ok(s.on_command(ev)) }
+            async move { UserCallbackResult::Ok(s.on_command(&ev)) }
         },
     );
     let s = Arc::clone(&shared);

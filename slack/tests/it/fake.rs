@@ -135,7 +135,7 @@ impl FakeSlack {
     }
 
     /// Sends an envelope and returns a receiver for the bot's acknowledgement payload.
-    pub fn send_envelope(&self, kind: &str, payload: Value) -> oneshot::Receiver<Value> {
+    pub fn send_envelope(&self, kind: &str, payload: &Value) -> oneshot::Receiver<Value> {
         let id = uuid::Uuid::new_v4().to_string();
         let (tx, rx) = oneshot::channel();
         let env = json!({"type": kind, "envelope_id": id, "accepts_response_payload": true,
@@ -150,7 +150,7 @@ impl FakeSlack {
 
     /// A slash command; returns the acknowledgement payload.
     pub async fn slash(&self, user: &str, channel: &str, text: &str) -> Value {
-        let rx = self.send_envelope("slash_commands", slash_payload(user, channel, text));
+        let rx = self.send_envelope("slash_commands", &slash_payload(user, channel, text));
         tokio::time::timeout(Duration::from_secs(5), rx)
             .await
             .expect("acknowledged within 5 s")
@@ -159,7 +159,7 @@ impl FakeSlack {
 
     /// An interaction; returns the acknowledgement payload.
     pub async fn interact(&self, payload: Value) -> Value {
-        let rx = self.send_envelope("interactive", payload);
+        let rx = self.send_envelope("interactive", &payload);
         tokio::time::timeout(Duration::from_secs(5), rx)
             .await
             .expect("acknowledged within 5 s")
@@ -235,7 +235,7 @@ pub fn slash_payload(user: &str, channel: &str, text: &str) -> Value {
         "trigger_id": format!("trigger.{}", uuid::Uuid::new_v4().simple())})
 }
 
-fn respond(fake: &FakeSlack, method: &str, body: Value) -> Response {
+fn respond(fake: &FakeSlack, method: &str, body: &Value) -> Response {
     let mut inner = lock(&fake.inner);
     let limited = inner.limits.get_mut(method).and_then(VecDeque::pop_front);
     if limited.is_none() {
@@ -300,7 +300,7 @@ async fn api_post(
         let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
         json!(form)
     });
-    respond(&fake, &method, body)
+    respond(&fake, &method, &body)
 }
 
 async fn api_get(
@@ -308,7 +308,7 @@ async fn api_get(
     Path(method): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    respond(&fake, &method, json!(q))
+    respond(&fake, &method, &json!(q))
 }
 
 async fn upload(State(fake): State<FakeSlack>, Path(id): Path<String>, body: Bytes) -> Response {
