@@ -36,7 +36,8 @@ pub struct Call {
 struct Inner {
     calls: Vec<Call>,
     next_ts: u64,
-    acks: HashMap<String, oneshot::Sender<Value>>,
+    acks: HashMap<String, oneshot::Sender<(Value, Duration)>>,
+    sent_at: HashMap<String, Instant>,
     /// Per method: Retry-After seconds for the next calls (answered 429).
     limits: HashMap<String, VecDeque<u64>>,
     uploads: HashMap<String, Vec<u8>>,
@@ -90,36 +91,47 @@ impl FakeSlack {
     }
 
     async fn serve_ws(&self, tcp: tokio::net::TcpStream) {
-        let Ok(mut socket) = tokio_tungstenite::accept_async(tcp).await else {
+        let _ = tcp.set_nodelay(true);
+        let Ok(socket) = tokio_tungstenite::accept_async(tcp).await else {
             return;
         };
+        let (mut sink, mut stream) = socket.split();
         let hello = json!({"type": "hello", "num_connections": 1,
             "connection_info": {"app_id": "A0FAKE"}, "debug_info": {"host": "fake"}});
-        if socket.send(Message::text(hello.to_string())).await.is_err() {
+        if sink.send(Message::text(hello.to_string())).await.is_err() {
             return;
         }
         let (tx, mut rx) = mpsc::unbounded_channel::<String>();
         lock(&self.inner).ws = Some(tx);
-        loop {
-            tokio::select! {
-                out = rx.recv() => {
-                    let Some(text) = out else { return };
-                    if socket.send(Message::text(text)).await.is_err() { return; }
+        // Writing and reading run apart, so a backlog of envelopes never delays reading acks.
+        let inner = Arc::clone(&self.inner);
+        tokio::spawn(async move {
+            while let Some(text) = rx.recv().await {
+                let id = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .and_then(|v| v["envelope_id"].as_str().map(str::to_string));
+                if let Some(id) = id {
+                    lock(&inner).sent_at.insert(id, Instant::now());
                 }
-                msg = socket.next() => {
-                    let Some(Ok(msg)) = msg else { return };
-                    match msg {
-                        Message::Text(t) => {
-                            let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else { continue };
-                            let id = v["envelope_id"].as_str().unwrap_or_default().to_string();
-                            if let Some(tx) = lock(&self.inner).acks.remove(&id) {
-                                let _ = tx.send(v.get("payload").cloned().unwrap_or(Value::Null));
-                            }
-                        }
-                        Message::Ping(p) => { let _ = socket.send(Message::Pong(p)).await; }
-                        Message::Close(_) => return,
-                        _ => {}
-                    }
+                if sink.send(Message::text(text)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        while let Some(Ok(msg)) = stream.next().await {
+            if let Message::Text(t) = msg {
+                let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else {
+                    continue;
+                };
+                let id = v["envelope_id"].as_str().unwrap_or_default().to_string();
+                let mut inner = lock(&self.inner);
+                let took = inner
+                    .sent_at
+                    .remove(&id)
+                    .map(|t| t.elapsed())
+                    .unwrap_or_default();
+                if let Some(tx) = inner.acks.remove(&id) {
+                    let _ = tx.send((v.get("payload").cloned().unwrap_or(Value::Null), took));
                 }
             }
         }
@@ -134,8 +146,13 @@ impl FakeSlack {
         }
     }
 
-    /// Sends an envelope and returns a receiver for the bot's acknowledgement payload.
-    pub fn send_envelope(&self, kind: &str, payload: &Value) -> oneshot::Receiver<Value> {
+    /// Sends an envelope and returns a receiver for the bot's acknowledgement payload and the
+    /// time from writing the envelope to reading the acknowledgement.
+    pub fn send_envelope(
+        &self,
+        kind: &str,
+        payload: &Value,
+    ) -> oneshot::Receiver<(Value, Duration)> {
         let id = uuid::Uuid::new_v4().to_string();
         let (tx, rx) = oneshot::channel();
         let env = json!({"type": kind, "envelope_id": id, "accepts_response_payload": true,
@@ -155,6 +172,7 @@ impl FakeSlack {
             .await
             .expect("acknowledged within 5 s")
             .expect("ack")
+            .0
     }
 
     /// An interaction; returns the acknowledgement payload.
@@ -164,6 +182,7 @@ impl FakeSlack {
             .await
             .expect("acknowledged within 5 s")
             .expect("ack")
+            .0
     }
 
     /// Every call so far.
