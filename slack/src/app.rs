@@ -481,19 +481,21 @@ impl Conversation {
     pub async fn handle(&mut self, input: Input) -> Result<(), EngineError> {
         match input {
             Input::Line { who, channel, text } => {
+                let before: HashSet<JobId> = self.engine.state.jobs.keys().copied().collect();
                 let outs = self.engine.handle_line(&who, &text).await?;
-                let new: Vec<JobId> = outs
-                    .iter()
-                    .filter_map(|o| match o {
-                        Outgoing::Thread { job, .. } => Some(*job),
-                        _ => None,
-                    })
-                    .filter(|j| !self.job_channel.contains_key(j))
+                let new: Vec<JobId> = self
+                    .engine
+                    .state
+                    .jobs
+                    .keys()
+                    .filter(|j| !before.contains(j))
+                    .copied()
                     .collect();
-                for j in new {
-                    self.job_channel.insert(j, channel.clone());
+                match new[..] {
+                    // `deploy key=value…` typed in full: the same thread and buttons as a modal.
+                    [job] => self.start_job(job, &channel, outs),
+                    _ => self.route(outs, &channel, None),
                 }
-                self.route(outs, &channel, None);
             }
             Input::Submit {
                 who,
@@ -533,20 +535,7 @@ impl Conversation {
                     FormOutcome::Submitted { job, out } => {
                         let _ = reply.send(None);
                         match job {
-                            Some(j) => {
-                                self.job_channel.insert(j, meta.channel.clone());
-                                self.ensure_root(j);
-                                if self.engine.approval_view(j).is_some() {
-                                    self.post_approval(j);
-                                    let rest: Vec<Outgoing> = out
-                                        .into_iter()
-                                        .filter(|o| !matches!(o, Outgoing::Say { .. }))
-                                        .collect();
-                                    self.route(rest, &meta.channel, Some(j));
-                                } else {
-                                    self.route(out, &meta.channel, Some(j));
-                                }
-                            }
+                            Some(j) => self.start_job(j, &meta.channel, out),
                             None => self.route(out, &meta.channel, None),
                         }
                     }
@@ -564,6 +553,29 @@ impl Conversation {
         }
         self.check_decisions();
         Ok(())
+    }
+
+    /// A new job requested from `channel`: its thread root, then either the approval request
+    /// with buttons (the engine's plain-text request is replaced) or the engine's messages.
+    fn start_job(&mut self, job: JobId, channel: &str, outs: Vec<Outgoing>) {
+        self.job_channel.insert(job, channel.to_string());
+        self.ensure_root(job);
+        let awaiting = self
+            .engine
+            .state
+            .jobs
+            .get(&job)
+            .is_some_and(|j| j.phase == aetherv_bot::state::Phase::AwaitingApproval);
+        if awaiting && self.engine.approval_view(job).is_some() {
+            self.post_approval(job);
+            let rest: Vec<Outgoing> = outs
+                .into_iter()
+                .filter(|o| !matches!(o, Outgoing::Say { .. }))
+                .collect();
+            self.route(rest, channel, Some(job));
+        } else {
+            self.route(outs, channel, Some(job));
+        }
     }
 
     fn post_approval(&mut self, job: JobId) {
