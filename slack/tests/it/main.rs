@@ -5,6 +5,7 @@
 mod fake;
 mod flow;
 mod http_mode;
+mod modal_flow;
 mod snapshots;
 mod throttle;
 
