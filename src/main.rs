@@ -53,7 +53,7 @@ fn main() -> ExitCode {
         Sub::Demo(args) => cmd::demo::run(args),
         Sub::Bot(args) => cmd::bot::run(args),
         Sub::Hosts(args) => cmd::hosts::run(args),
-        Sub::Slack(args) => cmd::slack::run(args),
+        Sub::Slack(args) => cmd::slack::run(&args),
     }
 }
 

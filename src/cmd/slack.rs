@@ -34,7 +34,7 @@ fn secret(var: &str, needed: bool) -> Result<String, String> {
 }
 
 /// Runs the command.
-pub fn run(args: Args) -> ExitCode {
+pub fn run(args: &Args) -> ExitCode {
     let setup = || -> Result<_, String> {
         let cfg = SlackConfig::from_yaml(&read(&args.config)?)
             .map_err(|e| format!("{}: {}", args.config.display(), crate::cmd::chain(&e)))?;
