@@ -10,7 +10,10 @@ use aetherv_core::{Event, EventBody, JobId};
 use serde_json::{json, Map, Value};
 
 fn fields(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().unwrap_or_default()
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
 }
 
 #[tokio::test]
