@@ -130,9 +130,9 @@ fn deploy_form(id: &str) -> Option<DeployForm> {
     }
 }
 
-fn ack(text: Option<String>) -> SlackCommandEventResponse {
-    let mut content = SlackMessageContent::new();
-    content.text = text;
+/// The immediate, ephemeral acknowledgement of a slash command.
+fn ack(text: String) -> SlackCommandEventResponse {
+    let content = SlackMessageContent::new().with_text(text);
     SlackCommandEventResponse::new(content).with_response_type(SlackMessageResponseType::Ephemeral)
 }
 
@@ -153,14 +153,25 @@ impl Shared {
                 let me = Arc::clone(self);
                 let trigger = ev.trigger_id.clone();
                 tokio::spawn(async move { me.open_form(form, channel, trigger).await });
-                return ack(None);
+                let title = self
+                    .forms
+                    .get(form.form_id())
+                    .map_or(form.form_id(), |f| f.title());
+                return ack(self.blocks.text("ack_deploy", &json!({"form": title})));
             }
         }
+        // Only the verb: arguments may hold values (never echo `key=value`).
+        let command: String = text
+            .split_whitespace()
+            .take_while(|w| !w.contains('='))
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
         match self.tx.try_send(Input::Line { who, channel, text }) {
-            Ok(()) => ack(None),
-            Err(_) => ack(Some(
-                "The bot is busy; please try again in a moment.".into(),
-            )),
+            Ok(()) => ack(self
+                .blocks
+                .text("ack_command", &json!({"command": command}))),
+            Err(_) => ack(self.blocks.text("busy", &json!({}))),
         }
     }
 

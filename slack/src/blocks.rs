@@ -71,6 +71,15 @@ pub const SLACK_TEMPLATES: &[(&str, &str)] = &[
         "form_refused",
         include_str!("../../templates/slack/form_refused.hbs"),
     ),
+    (
+        "ack_command",
+        include_str!("../../templates/slack/ack_command.hbs"),
+    ),
+    (
+        "ack_deploy",
+        include_str!("../../templates/slack/ack_deploy.hbs"),
+    ),
+    ("busy", include_str!("../../templates/slack/busy.hbs")),
 ];
 
 /// A payload over one of Slack's limits.

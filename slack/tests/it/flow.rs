@@ -64,7 +64,8 @@ async fn slash_command_to_approved_job_thread_and_log_file() {
 
     // 1. The slash command is acknowledged and the modal opens with the trigger id.
     let ack = fake.slash("U0ALICE", "C0OPS", "deploy").await;
-    assert!(ack.get("text").is_none_or(Value::is_null), "{ack}");
+    assert_eq!(ack["response_type"], "ephemeral", "{ack}");
+    assert_eq!(ack["text"], "Opening the Virtual machine form…");
     let open = fake
         .wait_for("views.open", Duration::from_secs(3), |_| true)
         .await;

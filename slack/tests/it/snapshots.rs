@@ -118,6 +118,14 @@ fn message_payloads() {
         ))
     );
     insta::assert_snapshot!("form_refused", messages::form_refused(&b, "operator"));
+    insta::assert_snapshot!(
+        "ack_command",
+        b.text("ack_command", &json!({"command": "vm list"}))
+    );
+    insta::assert_snapshot!(
+        "ack_deploy",
+        b.text("ack_deploy", &json!({"form": "Managed deployment"}))
+    );
 }
 
 fn choices() -> InventoryChoices {
