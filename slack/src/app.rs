@@ -82,6 +82,9 @@ pub enum Input {
         job: JobId,
         /// Approve or reject.
         approve: bool,
+        /// The clicked message (channel, ts), updated with the decision even when this bot
+        /// did not post it (a restart in between).
+        clicked: Option<(String, String)>,
     },
 }
 
@@ -302,10 +305,19 @@ impl Shared {
                     let Some(job) = a.value.as_deref().and_then(|v| v.parse::<JobId>().ok()) else {
                         continue;
                     };
+                    let clicked = match &ev.container {
+                        SlackInteractionActionContainer::Message(m) => m
+                            .channel_id
+                            .clone()
+                            .or_else(|| ev.channel.as_ref().map(|c| c.id.clone()))
+                            .map(|c| (c.0, m.message_ts.0.clone())),
+                        _ => None,
+                    };
                     let input = Input::Vote {
                         who: self.identity.principal(&user),
                         job,
                         approve: id == "approve",
+                        clicked,
                     };
                     if self.tx.try_send(input).is_err() {
                         tracing::warn!("engine queue full; vote dropped");
@@ -552,14 +564,28 @@ impl Conversation {
                     }
                 }
             }
-            Input::Vote { who, job, approve } => {
+            Input::Vote {
+                who,
+                job,
+                approve,
+                clicked,
+            } => {
+                let ours = self.open_approvals.contains(&job);
                 let res = self.engine.vote(&who, job, approve, None).await?;
-                let ch = self
-                    .job_channel
-                    .get(&job)
-                    .cloned()
-                    .unwrap_or_else(|| self.channel.clone());
+                let ch = self.channel_of(job);
                 self.route(res.out, &ch, Some(job));
+                // A request from before a restart: this bot never posted its messages, so
+                // update the one that was clicked.
+                if let (false, Some(d), Some((channel, ts))) = (ours, &res.decision, clicked) {
+                    if let Some(v) = self.engine.approval_view(job) {
+                        let content = messages::approval_decided(&self.shared.blocks, &v, d);
+                        self.out.send(Op::UpdateTs {
+                            channel,
+                            ts,
+                            content,
+                        });
+                    }
+                }
             }
         }
         self.check_decisions();

@@ -60,6 +60,15 @@ pub enum Op {
         /// The new content.
         content: Value,
     },
+    /// `chat.update` of a message known only by its channel and ts (posted before a restart).
+    UpdateTs {
+        /// Channel id.
+        channel: String,
+        /// Message ts.
+        ts: String,
+        /// The new content.
+        content: Value,
+    },
     /// `chat.postEphemeral` to one user.
     Ephemeral {
         /// Channel.
@@ -165,6 +174,18 @@ impl Worker {
                 let req = SlackApiChatUpdateRequest::new(channel, content(c), ts);
                 session.chat_update(&req).await?;
                 self.last_edit.insert(*key, Instant::now());
+            }
+            Op::UpdateTs {
+                channel,
+                ts,
+                content: c,
+            } => {
+                let req = SlackApiChatUpdateRequest::new(
+                    SlackChannelId(channel.clone()),
+                    content(c),
+                    SlackTs(ts.clone()),
+                );
+                session.chat_update(&req).await?;
             }
             Op::Ephemeral {
                 channel,

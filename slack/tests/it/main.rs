@@ -6,6 +6,7 @@ mod fake;
 mod flow;
 mod http_mode;
 mod modal_flow;
+mod restart;
 mod snapshots;
 mod throttle;
 
