@@ -3,7 +3,8 @@
 //! schemas become form submissions, Approve/Reject buttons become votes, and the engine's
 //! output becomes Block Kit messages, edits and file uploads in job threads.
 //!
-//! - [`app`]: the request handlers (shared by both transports) and the engine task;
+//! - [`app`]: the request handlers, shared by both transports;
+//! - [`conversation`]: the engine task, engine output → Slack writes;
 //! - [`modal`]: modals from the schemas, submissions back into field values;
 //! - [`messages`]: one builder function per message the bot sends;
 //! - [`blocks`]: Block Kit rendering from `templates/slack/` and Slack's limits;
@@ -17,6 +18,7 @@
 pub mod app;
 pub mod blocks;
 pub mod config;
+pub mod conversation;
 pub mod http;
 pub mod identity;
 pub mod messages;
@@ -27,7 +29,8 @@ pub mod socket;
 use aetherv_bot::engine::Engine;
 use aetherv_bot::thread::Limits;
 use aetherv_core::schema::Forms;
-use app::{Conversation, Inventory, Shared};
+use app::{Inventory, Shared};
+use conversation::Conversation;
 use identity::Identity;
 use slack_morphism::prelude::*;
 use std::sync::{Arc, Mutex, RwLock};
