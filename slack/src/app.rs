@@ -213,6 +213,19 @@ impl Shared {
                 self.on_actions(&ev);
                 SlackInteractionResponse::Empty
             }
+            SlackInteractionEvent::ViewClosed(ev) => {
+                // The modal was cancelled: forget what its pushed views saved.
+                let root = ev
+                    .view
+                    .state_params
+                    .root_view_id
+                    .unwrap_or(ev.view.state_params.id)
+                    .0;
+                if let Ok(mut d) = self.drafts.lock() {
+                    d.remove(&root);
+                }
+                SlackInteractionResponse::Empty
+            }
             _ => SlackInteractionResponse::Empty,
         }
     }

@@ -179,7 +179,7 @@ pub fn build(
     };
     let meta_text =
         serde_json::to_string(meta).map_err(|e| LimitError::Malformed(e.to_string()))?;
-    let view = json!({
+    let mut view = json!({
         "type": "modal",
         "callback_id": CALLBACK_ID,
         "title": plain(&title, MODAL_TITLE_MAX),
@@ -188,6 +188,10 @@ pub fn build(
         "private_metadata": meta_text,
         "blocks": blocks,
     });
+    if meta.set.is_none() {
+        // Cancelling the modal tells the bot, so saved parameter-set values are dropped.
+        view["notify_on_close"] = json!(true);
+    }
     check_modal(&view)?;
     Ok(view)
 }
