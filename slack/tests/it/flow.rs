@@ -22,8 +22,7 @@ impl Drop for World {
     }
 }
 
-pub async fn world() -> World {
-    let broker = broker();
+pub async fn world(broker: Broker) -> World {
     let sim = Sim::new(SimConfig::with_hosts(2));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -58,7 +57,23 @@ fn text_of(body: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slash_command_to_approved_job_thread_and_log_file() {
-    let w = world().await;
+    full_flow(broker()).await;
+}
+
+/// The same flow on a real RabbitMQ (`AETHERV_AMQP_URL`, default the local one), with a
+/// per-test name prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_flow_on_rabbitmq() {
+    let prefix = format!("slack-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let b = Broker::connect(&amqp_url(), Topology::new(&prefix))
+        .await
+        .expect("RabbitMQ reachable (set AETHERV_AMQP_URL or run scripts/test.sh)");
+    full_flow(b.clone()).await;
+    b.close().await;
+}
+
+async fn full_flow(broker: Broker) {
+    let w = world(broker).await;
     let bot = socket_bot(&w.broker, one_approval()).await;
     let fake = &bot.fake;
 

@@ -62,6 +62,14 @@ pub fn engine(broker: &Broker, policy: Policy) -> Engine {
     .expect("engine")
 }
 
+/// The RabbitMQ URL of the tests.
+pub fn amqp_url() -> String {
+    std::env::var("AETHERV_AMQP_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
 /// A fresh in-process broker.
 pub fn broker() -> Broker {
     Broker::in_process(Topology::new(format!(
