@@ -44,6 +44,9 @@ impl Inventory {
     }
 }
 
+/// A cached view's key: form, parameter set, chosen host.
+pub type ViewKey = (String, Option<String>, Option<String>);
+
 /// Work for the engine task.
 #[derive(Debug)]
 pub enum Input {
@@ -104,6 +107,8 @@ pub struct Shared {
     pub blocks: Blocks,
     /// The inventory snapshot for modals.
     pub inventory: RwLock<Inventory>,
+    /// Built views by (form, parameter set, host); emptied when the inventory changes.
+    pub views: Mutex<HashMap<ViewKey, SlackView>>,
     /// Values saved from pushed parameter-set views, by root view id.
     pub drafts: Mutex<HashMap<String, Map<String, Value>>>,
     /// User-group membership.
@@ -190,16 +195,33 @@ impl Shared {
         }
     }
 
+    /// The view for `meta`: built once per form, parameter set and host until the inventory
+    /// changes, then cloned with this request's metadata (keeps bursts of `deploy` cheap).
     fn build_view(&self, meta: &ViewMeta) -> Option<SlackView> {
-        let schema = self.forms.get(&meta.form)?;
-        let inv = self.inventory.read().ok()?;
-        match modal::build(schema, inv.for_host(meta.host.as_deref()), meta) {
-            Ok(v) => view_of(v),
-            Err(e) => {
-                tracing::error!(error = %e, form = %meta.form, "modal over Slack's limits");
-                None
+        let key = (meta.form.clone(), meta.set.clone(), meta.host.clone());
+        let cached = self.views.lock().ok().and_then(|c| c.get(&key).cloned());
+        let mut view = match cached {
+            Some(v) => v,
+            None => {
+                let schema = self.forms.get(&meta.form)?;
+                let inv = self.inventory.read().ok()?;
+                let built = match modal::build(schema, inv.for_host(meta.host.as_deref()), meta) {
+                    Ok(v) => view_of(v)?,
+                    Err(e) => {
+                        tracing::error!(error = %e, form = %meta.form, "modal over Slack's limits");
+                        return None;
+                    }
+                };
+                if let Ok(mut c) = self.views.lock() {
+                    c.insert(key, built.clone());
+                }
+                built
             }
+        };
+        if let SlackView::Modal(m) = &mut view {
+            m.private_metadata = serde_json::to_string(meta).ok();
         }
+        Some(view)
     }
 
     /// An interaction (view submission, button click, select change).

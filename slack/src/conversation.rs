@@ -73,6 +73,10 @@ impl Conversation {
         };
         if let Ok(mut w) = self.shared.inventory.write() {
             *w = inv;
+            // Under the inventory lock, so no view built from the old inventory survives.
+            if let Ok(mut views) = self.shared.views.lock() {
+                views.clear();
+            }
         }
     }
 

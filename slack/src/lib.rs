@@ -113,6 +113,7 @@ pub async fn run(engine: Engine, opts: Options, shutdown: CancellationToken) -> 
         forms: Forms::builtin()?,
         blocks: blocks::Blocks::builtin()?,
         inventory: RwLock::new(Inventory::default()),
+        views: Mutex::new(Default::default()),
         drafts: Mutex::new(Default::default()),
         identity: Arc::clone(&identity),
         tx,
