@@ -206,12 +206,15 @@ impl Conversation {
                 clicked,
             } => {
                 let ours = self.open_approvals.contains(&job);
+                let undecided = self.engine.decision(job).is_none();
                 let res = self.engine.vote(&who, job, approve, None).await?;
                 let ch = self.channel_of(job);
                 self.route(res.out, &ch, Some(job));
-                // A request from before a restart: this bot never posted its messages, so
-                // update the one that was clicked.
-                if let (false, Some(d), Some((channel, ts))) = (ours, &res.decision, clicked) {
+                // A request from before a restart, decided by this click: this bot never
+                // posted its messages, so update the one that was clicked.
+                if let (false, true, Some(d), Some((channel, ts))) =
+                    (ours, undecided, &res.decision, clicked)
+                {
                     if let Some(v) = self.engine.approval_view(job) {
                         let content = messages::approval_decided(&self.shared.blocks, &v, d);
                         self.out.send(Op::UpdateTs {
