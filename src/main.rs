@@ -34,6 +34,8 @@ enum Sub {
     Bot(cmd::bot::Args),
     /// Per configured host: reachable, authentication, agent version, current or not.
     Hosts(cmd::hosts::Args),
+    /// The chat bot on Slack (Socket Mode or the HTTP Events API), against RabbitMQ.
+    Slack(cmd::slack::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         Sub::Demo(args) => cmd::demo::run(args),
         Sub::Bot(args) => cmd::bot::run(args),
         Sub::Hosts(args) => cmd::hosts::run(args),
+        Sub::Slack(args) => cmd::slack::run(&args),
     }
 }
 

@@ -7,8 +7,11 @@
 //! approvals. Everything the engine says goes out as [`Outgoing`] values; adapters turn them into
 //! platform messages. It must not know any platform's wire format.
 
+mod api;
 mod approvals;
 mod guided;
+
+pub use api::{FormOutcome, VoteResult};
 
 use crate::render::{ApprovalView, Renderer};
 use crate::state::{display, JobInfo, Phase, State};

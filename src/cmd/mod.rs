@@ -8,6 +8,7 @@ pub mod hosts;
 pub mod schema;
 pub mod signal;
 pub mod sim;
+pub mod slack;
 pub mod submit;
 pub mod validate;
 pub mod worker;

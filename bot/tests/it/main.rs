@@ -2,6 +2,7 @@
 //! broker, job threads against simulated hosts and an in-process worker, and restarts that
 //! rebuild state from the event stream. One integration binary (see STYLE.md).
 
+mod api;
 mod approvals;
 mod guided;
 mod threads;

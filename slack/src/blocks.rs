@@ -1,0 +1,484 @@
+//! Block Kit payloads: every message the bot sends is rendered from a handlebars template in
+//! `templates/slack/` into JSON, then checked against Slack's documented limits before it is
+//! sent. Modals are built in [`crate::modal`] and checked here too.
+//!
+//! Templates write JSON; the `json` helper encodes a value as a JSON string and the `mrkdwn`
+//! helper escapes `&`, `<` and `>` first (Slack's mrkdwn escaping) and cuts the text to the
+//! section limit. This module decides nothing; it renders and checks.
+
+use handlebars::{
+    Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason,
+};
+use serde_json::{json, Value};
+
+/// Section block text limit (characters).
+pub const SECTION_TEXT_MAX: usize = 3000;
+/// Blocks per message.
+pub const MESSAGE_BLOCKS_MAX: usize = 50;
+/// Blocks per modal.
+pub const MODAL_BLOCKS_MAX: usize = 100;
+/// Modal title, submit and close texts (characters).
+pub const MODAL_TITLE_MAX: usize = 24;
+/// `private_metadata` of a view (characters).
+pub const PRIVATE_METADATA_MAX: usize = 3000;
+/// `callback_id` of a view (characters).
+pub const CALLBACK_ID_MAX: usize = 255;
+/// Views in a modal stack (the open view plus two pushes).
+pub const VIEW_STACK_MAX: usize = 3;
+/// Message `text` is truncated by Slack after this many characters.
+pub const MESSAGE_TEXT_MAX: usize = 40_000;
+/// Slack rejects messages whose block texts add up to about this much (observed, below the
+/// documented limits), so the bot stays under it.
+pub const TOTAL_BLOCK_TEXT_MAX: usize = 12_000;
+/// Header block text (characters).
+pub const HEADER_TEXT_MAX: usize = 150;
+/// Input block label (characters).
+pub const LABEL_MAX: usize = 2000;
+/// Option text in a select (characters).
+pub const OPTION_TEXT_MAX: usize = 75;
+/// Options in a static select.
+pub const OPTIONS_MAX: usize = 100;
+/// `block_id` and `action_id` (characters).
+pub const ID_MAX: usize = 255;
+/// Button value (characters).
+pub const BUTTON_VALUE_MAX: usize = 2000;
+
+/// The Slack templates, by name.
+pub const SLACK_TEMPLATES: &[(&str, &str)] = &[
+    ("reply", include_str!("../../templates/slack/reply.hbs")),
+    (
+        "thread_root",
+        include_str!("../../templates/slack/thread_root.hbs"),
+    ),
+    (
+        "approval_request",
+        include_str!("../../templates/slack/approval_request.hbs"),
+    ),
+    (
+        "approval_decided",
+        include_str!("../../templates/slack/approval_decided.hbs"),
+    ),
+    (
+        "job_status",
+        include_str!("../../templates/slack/job_status.hbs"),
+    ),
+    ("job_log", include_str!("../../templates/slack/job_log.hbs")),
+    (
+        "thread_note",
+        include_str!("../../templates/slack/thread_note.hbs"),
+    ),
+    (
+        "form_refused",
+        include_str!("../../templates/slack/form_refused.hbs"),
+    ),
+    (
+        "ack_command",
+        include_str!("../../templates/slack/ack_command.hbs"),
+    ),
+    (
+        "ack_deploy",
+        include_str!("../../templates/slack/ack_deploy.hbs"),
+    ),
+    ("busy", include_str!("../../templates/slack/busy.hbs")),
+];
+
+/// A payload over one of Slack's limits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LimitError {
+    /// Too many blocks.
+    #[error("{count} blocks, at most {max}")]
+    TooManyBlocks {
+        /// Blocks found.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A text is too long.
+    #[error("{what} has {len} characters, at most {max}")]
+    TooLong {
+        /// Which text.
+        what: String,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The payload is not an object with the expected shape.
+    #[error("malformed payload: {0}")]
+    Malformed(String),
+}
+
+/// Why a template set is unusable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TemplateError {
+    /// A template does not compile.
+    #[error("template {name} does not compile")]
+    Compile {
+        /// The template.
+        name: String,
+        /// The parser's error.
+        #[source]
+        source: Box<handlebars::TemplateError>,
+    },
+}
+
+/// Escapes text for mrkdwn (`&`, `<`, `>`).
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Cuts `text` to at most `max` characters, ending with `…` when cut.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let mut t: String = text.chars().take(max.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+fn param_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn json_helper(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let v = h
+        .param(0)
+        .ok_or(RenderErrorReason::ParamNotFoundForIndex("json", 0))?;
+    let text = param_text(v.value());
+    out.write(&serde_json::to_string(&text).map_err(RenderErrorReason::SerdeError)?)?;
+    Ok(())
+}
+
+fn mrkdwn_helper(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let v = h
+        .param(0)
+        .ok_or(RenderErrorReason::ParamNotFoundForIndex("mrkdwn", 0))?;
+    let text = truncate(&escape(&param_text(v.value())), SECTION_TEXT_MAX);
+    out.write(&serde_json::to_string(&text).map_err(RenderErrorReason::SerdeError)?)?;
+    Ok(())
+}
+
+fn concat_helper(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let s: String = h.params().iter().map(|p| param_text(p.value())).collect();
+    out.write(&s)?;
+    Ok(())
+}
+
+/// The compiled Slack templates.
+#[derive(Debug)]
+pub struct Blocks {
+    hb: Handlebars<'static>,
+}
+
+impl Blocks {
+    /// The built-in template set.
+    pub fn builtin() -> Result<Self, TemplateError> {
+        Self::from_templates(SLACK_TEMPLATES)
+    }
+
+    /// Compiles a template set (strict, no HTML escaping: the helpers encode).
+    pub fn from_templates(templates: &[(&str, &str)]) -> Result<Self, TemplateError> {
+        let mut hb = Handlebars::new();
+        hb.set_strict_mode(true);
+        hb.register_escape_fn(handlebars::no_escape);
+        hb.register_helper("json", Box::new(json_helper));
+        hb.register_helper("mrkdwn", Box::new(mrkdwn_helper));
+        hb.register_helper("concat", Box::new(concat_helper));
+        for (name, text) in templates {
+            hb.register_template_string(name, *text)
+                .map_err(|e| TemplateError::Compile {
+                    name: (*name).to_string(),
+                    source: Box::new(e),
+                })?;
+        }
+        Ok(Blocks { hb })
+    }
+
+    /// Renders a message template into a checked Block Kit message. A template or limit
+    /// failure is logged and replaced by a plain, truncated text message: the user always
+    /// gets something.
+    pub fn message(&self, name: &str, data: &Value) -> Value {
+        let rendered = self
+            .hb
+            .render(name, data)
+            .map_err(|e| e.to_string())
+            .and_then(|s| serde_json::from_str::<Value>(&s).map_err(|e| e.to_string()));
+        match rendered.and_then(|v| check_message(&v).map(|()| v).map_err(|e| e.to_string())) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(template = name, error = %e, "slack template failed");
+                json!({"text": truncate(&format!("[{name}] {data}"), SECTION_TEXT_MAX)})
+            }
+        }
+    }
+
+    /// Renders a plain-text template.
+    pub fn text(&self, name: &str, data: &Value) -> String {
+        match self.hb.render(name, data) {
+            Ok(s) => s.trim().to_string(),
+            Err(e) => {
+                tracing::error!(template = name, error = %e, "slack template failed");
+                format!("[{name}] {data}")
+            }
+        }
+    }
+}
+
+fn text_of(v: &Value) -> Option<&str> {
+    v.get("text").and_then(|t| match t {
+        Value::String(s) => Some(s.as_str()),
+        Value::Object(o) => o.get("text").and_then(Value::as_str),
+        _ => None,
+    })
+}
+
+fn check_len(what: &str, text: &str, max: usize) -> Result<(), LimitError> {
+    let len = text.chars().count();
+    if len > max {
+        return Err(LimitError::TooLong {
+            what: what.to_string(),
+            len,
+            max,
+        });
+    }
+    Ok(())
+}
+
+/// The characters of every `text` element inside a rich text block.
+fn rich_text_len(v: &Value) -> usize {
+    let own = match (v.get("type").and_then(Value::as_str), v.get("text")) {
+        (Some("text"), Some(Value::String(s))) => s.chars().count(),
+        _ => 0,
+    };
+    own + v
+        .get("elements")
+        .and_then(Value::as_array)
+        .map_or(0, |a| a.iter().map(rich_text_len).sum())
+}
+
+/// Checks one block (and its elements) against the per-block limits; returns its text length.
+/// Rich text (the live log, raw and unescaped) is held to the section limit too.
+fn check_block(b: &Value) -> Result<usize, LimitError> {
+    let kind = b.get("type").and_then(Value::as_str).unwrap_or_default();
+    if kind == "rich_text" {
+        let len = rich_text_len(b);
+        if len > SECTION_TEXT_MAX {
+            return Err(LimitError::TooLong {
+                what: "rich text".into(),
+                len,
+                max: SECTION_TEXT_MAX,
+            });
+        }
+        return Ok(len);
+    }
+    let mut total = 0;
+    if let Some(id) = b.get("block_id").and_then(Value::as_str) {
+        check_len("block_id", id, ID_MAX)?;
+    }
+    if let Some(t) = text_of(b) {
+        let max = if kind == "header" {
+            HEADER_TEXT_MAX
+        } else {
+            SECTION_TEXT_MAX
+        };
+        check_len(&format!("{kind} text"), t, max)?;
+        total += t.chars().count();
+    }
+    if let Some(l) = b
+        .get("label")
+        .and_then(|l| l.get("text"))
+        .and_then(Value::as_str)
+    {
+        check_len("label", l, LABEL_MAX)?;
+    }
+    let mut elements: Vec<&Value> = b
+        .get("elements")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    elements.extend(b.get("element"));
+    elements.extend(b.get("accessory"));
+    for e in elements {
+        if let Some(id) = e.get("action_id").and_then(Value::as_str) {
+            check_len("action_id", id, ID_MAX)?;
+        }
+        if let Some(v) = e.get("value").and_then(Value::as_str) {
+            check_len("button value", v, BUTTON_VALUE_MAX)?;
+        }
+        if let Some(t) = text_of(e) {
+            total += t.chars().count();
+        }
+        if let Some(opts) = e.get("options").and_then(Value::as_array) {
+            if opts.len() > OPTIONS_MAX {
+                return Err(LimitError::TooManyBlocks {
+                    count: opts.len(),
+                    max: OPTIONS_MAX,
+                });
+            }
+            for o in opts {
+                check_len(
+                    "option text",
+                    text_of(o).unwrap_or_default(),
+                    OPTION_TEXT_MAX,
+                )?;
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Checks a message payload: at most 50 blocks, section texts ≤ 3,000 characters, the total
+/// block text under the observed ceiling, `text` under the truncation point.
+pub fn check_message(msg: &Value) -> Result<(), LimitError> {
+    if !msg.is_object() {
+        return Err(LimitError::Malformed("not an object".into()));
+    }
+    if let Some(t) = msg.get("text").and_then(Value::as_str) {
+        check_len("message text", t, MESSAGE_TEXT_MAX)?;
+    }
+    let blocks = msg
+        .get("blocks")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if blocks.len() > MESSAGE_BLOCKS_MAX {
+        return Err(LimitError::TooManyBlocks {
+            count: blocks.len(),
+            max: MESSAGE_BLOCKS_MAX,
+        });
+    }
+    let mut total = 0;
+    for b in blocks {
+        total += check_block(b)?;
+    }
+    if total > TOTAL_BLOCK_TEXT_MAX {
+        return Err(LimitError::TooLong {
+            what: "all block texts".into(),
+            len: total,
+            max: TOTAL_BLOCK_TEXT_MAX,
+        });
+    }
+    Ok(())
+}
+
+/// Checks a modal view: at most 100 blocks, title/submit/close ≤ 24 characters,
+/// `private_metadata` ≤ 3,000 and `callback_id` ≤ 255 characters, and each block's limits.
+pub fn check_modal(view: &Value) -> Result<(), LimitError> {
+    if view.get("type").and_then(Value::as_str) != Some("modal") {
+        return Err(LimitError::Malformed("not a modal".into()));
+    }
+    for k in ["title", "submit", "close"] {
+        if let Some(t) = view
+            .get(k)
+            .and_then(|t| t.get("text"))
+            .and_then(Value::as_str)
+        {
+            check_len(k, t, MODAL_TITLE_MAX)?;
+        }
+    }
+    if let Some(m) = view.get("private_metadata").and_then(Value::as_str) {
+        check_len("private_metadata", m, PRIVATE_METADATA_MAX)?;
+    }
+    if let Some(c) = view.get("callback_id").and_then(Value::as_str) {
+        check_len("callback_id", c, CALLBACK_ID_MAX)?;
+    }
+    let blocks = view
+        .get("blocks")
+        .and_then(Value::as_array)
+        .ok_or_else(|| LimitError::Malformed("no blocks".into()))?;
+    if blocks.len() > MODAL_BLOCKS_MAX {
+        return Err(LimitError::TooManyBlocks {
+            count: blocks.len(),
+            max: MODAL_BLOCKS_MAX,
+        });
+    }
+    for b in blocks {
+        check_block(b)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_compiles() {
+        let b = Blocks::builtin().expect("templates");
+        assert_eq!(b.hb.get_templates().len(), SLACK_TEMPLATES.len());
+    }
+
+    #[test]
+    fn mrkdwn_is_escaped_and_cut() {
+        let b = Blocks::builtin().expect("templates");
+        let long = format!("<b>&{}", "x".repeat(5000));
+        let m = b.message("reply", &json!({"text": long}));
+        let t = m["blocks"][0]["text"]["text"].as_str().unwrap_or_default();
+        assert!(t.starts_with("&lt;b&gt;&amp;x"));
+        assert_eq!(t.chars().count(), SECTION_TEXT_MAX);
+        assert!(check_message(&m).is_ok());
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let blocks: Vec<Value> = (0..51).map(|_| json!({"type": "divider"})).collect();
+        assert_eq!(
+            check_message(&json!({"blocks": blocks})),
+            Err(LimitError::TooManyBlocks { count: 51, max: 50 })
+        );
+        let section =
+            json!({"type": "section", "text": {"type": "mrkdwn", "text": "x".repeat(3001)}});
+        assert!(matches!(
+            check_message(&json!({"blocks": [section]})),
+            Err(LimitError::TooLong { max: 3000, .. })
+        ));
+        let modal = json!({"type": "modal", "title": {"type": "plain_text", "text": "x".repeat(25)}, "blocks": []});
+        assert!(matches!(
+            check_modal(&modal),
+            Err(LimitError::TooLong { max: 24, .. })
+        ));
+        let modal = json!({"type": "modal", "title": {"type": "plain_text", "text": "ok"},
+            "private_metadata": "m".repeat(3001), "blocks": []});
+        assert!(matches!(
+            check_modal(&modal),
+            Err(LimitError::TooLong { max: 3000, .. })
+        ));
+        let blocks: Vec<Value> = (0..101).map(|_| json!({"type": "divider"})).collect();
+        let modal = json!({"type": "modal", "title": {"type": "plain_text", "text": "ok"}, "blocks": blocks});
+        assert_eq!(
+            check_modal(&modal),
+            Err(LimitError::TooManyBlocks {
+                count: 101,
+                max: 100
+            })
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! aetherv-slack: the Slack adapter. It only translates between Slack and the conversation
+//! engine of `aetherv-bot`: slash commands become engine lines, modals built from the form
+//! schemas become form submissions, Approve/Reject buttons become votes, and the engine's
+//! output becomes Block Kit messages, edits and file uploads in job threads.
+//!
+//! - [`app`]: the request handlers, shared by both transports;
+//! - [`conversation`]: the engine task, engine output → Slack writes;
+//! - [`modal`]: modals from the schemas, submissions back into field values;
+//! - [`messages`]: one builder function per message the bot sends;
+//! - [`blocks`]: Block Kit rendering from `templates/slack/` and Slack's limits;
+//! - [`outbound`]: the ordered, rate-limit-aware write queue;
+//! - [`identity`]: user ids and user-group membership → principals;
+//! - [`socket`] (default) and [`http`]: the two ways Slack reaches the bot;
+//! - [`config`]: the `aetherv slack --config FILE` configuration.
+//!
+//! It decides nothing about permissions, validation or approvals: the engine does.
+
+pub mod app;
+pub mod blocks;
+pub mod config;
+pub mod conversation;
+pub mod http;
+pub mod identity;
+pub mod messages;
+pub mod modal;
+pub mod outbound;
+pub mod socket;
+
+use aetherv_bot::engine::Engine;
+use aetherv_bot::thread::Limits;
+use aetherv_core::schema::Forms;
+use app::{Inventory, Shared};
+use conversation::Conversation;
+use identity::Identity;
+use slack_morphism::prelude::*;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The HTTP connector (HTTPS, or plain HTTP for a local proxy or a test fake).
+pub type Connector = SlackClientHyperHttpsConnector;
+/// The Web API client.
+pub type Client = SlackClient<Connector>;
+
+/// Slack's default Web API base URL.
+pub const DEFAULT_API_URL: &str = "https://slack.com/api";
+
+/// The engine limits for Slack: a live log message must fit a section block (3,000
+/// characters) with its code fence, and each message is edited at most once per second.
+pub const SLACK_LIMITS: Limits = Limits {
+    max_message_chars: 2900,
+    min_edit_interval: Duration::from_secs(1),
+};
+
+/// How Slack reaches the bot.
+#[derive(Debug)]
+pub enum Mode {
+    /// Socket Mode (default): the bot opens WebSockets; no public URL.
+    Socket {
+        /// WebSocket connections to keep open.
+        connections: u32,
+    },
+    /// The HTTP Events API on this listener (signed requests only).
+    Http(tokio::net::TcpListener),
+}
+
+/// Everything the adapter needs besides the engine.
+#[derive(Debug)]
+pub struct Options {
+    /// Web API base URL (`https://slack.com/api`, a proxy, or a test fake).
+    pub api_url: String,
+    /// Bot token (`xoxb-…`).
+    pub bot_token: String,
+    /// App-level token for Socket Mode (`xapp-…`).
+    pub app_token: String,
+    /// Signing secret for HTTP mode.
+    pub signing_secret: String,
+    /// Transport.
+    pub mode: Mode,
+    /// The channel for replies without a better place.
+    pub channel: String,
+    /// Where approval requests are posted (besides the request's thread).
+    pub approvals_channel: Option<String>,
+    /// User-group ids whose membership matters to roles.
+    pub slack_groups: Vec<String>,
+    /// How often user-group membership is refreshed.
+    pub group_refresh: Duration,
+    /// This bot's candidate id in the leader election.
+    pub candidate: String,
+}
+
+/// A Web API client for `api_url` (HTTP or HTTPS).
+pub fn client(api_url: &str) -> anyhow::Result<Arc<Client>> {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let connector = SlackClientHyperConnector::with_connector(https)
+        .with_slack_api_url(api_url.trim_end_matches('/'));
+    Ok(Arc::new(SlackClient::new(connector)))
+}
+
+/// Runs the Slack bot until `shutdown` (or until the engine task fails).
+pub async fn run(engine: Engine, opts: Options, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let client = client(&opts.api_url)?;
+    let token = SlackApiToken::new(SlackApiTokenValue(opts.bot_token.clone()));
+    let (tx, rx) = tokio::sync::mpsc::channel(app::INPUT_QUEUE);
+    let identity = Arc::new(Identity::new(opts.slack_groups.clone()));
+    let shared = Arc::new(Shared {
+        client: Arc::clone(&client),
+        token: token.clone(),
+        forms: Forms::builtin()?,
+        blocks: blocks::Blocks::builtin()?,
+        inventory: RwLock::new(Inventory::default()),
+        views: Mutex::new(Default::default()),
+        drafts: Mutex::new(Default::default()),
+        identity: Arc::clone(&identity),
+        tx,
+    });
+    let (out, out_task) = outbound::start(Arc::clone(&client), token.clone());
+    let stop = shutdown.child_token();
+    tokio::spawn(identity.run(Arc::clone(&client), token, opts.group_refresh, stop.clone()));
+    let conv = Conversation::new(
+        engine,
+        Arc::clone(&shared),
+        out,
+        opts.channel.clone(),
+        opts.approvals_channel.clone(),
+    );
+    let engine_task = tokio::spawn(conv.run(rx, opts.candidate.clone(), stop.clone()));
+    let listener = match opts.mode {
+        Mode::Socket { connections } => {
+            let app_token = SlackApiToken::new(SlackApiTokenValue(opts.app_token.clone()));
+            tokio::spawn(socket::serve(
+                Arc::clone(&client),
+                shared,
+                app_token,
+                connections,
+                stop.clone(),
+            ))
+        }
+        Mode::Http(l) => {
+            let secret = opts.signing_secret.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move { http::serve(l, shared, &secret, stop).await })
+        }
+    };
+    let result = tokio::select! {
+        r = engine_task => r.map_err(anyhow::Error::from).and_then(|r| r),
+        r = listener => r.map_err(anyhow::Error::from).and_then(|r| r),
+        () = shutdown.cancelled() => Ok(()),
+    };
+    stop.cancel();
+    // Let queued writes go out (bounded).
+    let _ = tokio::time::timeout(Duration::from_secs(5), out_task).await;
+    result
+}

@@ -1,0 +1,350 @@
+//! The outbound queue: every chat write goes through one ordered queue, so a message is posted
+//! before it is edited and a thread root before its replies.
+//!
+//! Messages are named by [`MsgKey`]; the worker remembers the `ts` Slack gave each posted
+//! message and resolves later edits and thread replies with it. It obeys 429 `Retry-After`
+//! (the call is retried after that long; nothing is dropped), spaces edits of one message at
+//! least [`MIN_EDIT_INTERVAL`] apart, and when several edits of one message are waiting only
+//! the newest is sent (each edit replaces the whole message, so nothing is lost).
+
+use crate::Client;
+use aetherv_bot::thread::MessageRef;
+use aetherv_core::JobId;
+use serde_json::Value;
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::prelude::*;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// The shortest time between two edits of one message (Tier 3 allows 50+/min per method).
+pub const MIN_EDIT_INTERVAL: Duration = Duration::from_secs(1);
+/// The wait after a 429 without a `Retry-After` header.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The longest `Retry-After` obeyed as given; longer ones are capped.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+/// Attempts for a call failing with something other than a rate limit.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// A message the bot posted and may edit or reply under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MsgKey {
+    /// The root message of a job's thread.
+    Root(JobId),
+    /// A status or log message in a job's thread.
+    Thread(JobId, MessageRef),
+    /// An approval request: 0 in the approvals channel, 1 in the request's thread.
+    Approval(JobId, u8),
+}
+
+/// One chat write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// `chat.postMessage`.
+    Post {
+        /// Remember the message under this key.
+        key: Option<MsgKey>,
+        /// The channel (ignored when `thread` resolves: replies go to the root's channel).
+        channel: String,
+        /// Reply under this message.
+        thread: Option<MsgKey>,
+        /// Block Kit message (`text`, `blocks`).
+        content: Value,
+    },
+    /// `chat.update` of a posted message.
+    Update {
+        /// Which message.
+        key: MsgKey,
+        /// The new content.
+        content: Value,
+    },
+    /// `chat.update` of a message known only by its channel and ts (posted before a restart).
+    UpdateTs {
+        /// Channel id.
+        channel: String,
+        /// Message ts.
+        ts: String,
+        /// The new content.
+        content: Value,
+    },
+    /// `chat.postEphemeral` to one user.
+    Ephemeral {
+        /// Channel.
+        channel: String,
+        /// User id.
+        user: String,
+        /// Block Kit message.
+        content: Value,
+    },
+    /// A file in a thread (`files.getUploadURLExternal`, upload, `files.completeUploadExternal`).
+    Upload {
+        /// The channel when the thread is unknown.
+        channel: String,
+        /// The thread.
+        thread: Option<MsgKey>,
+        /// File name.
+        name: String,
+        /// File content.
+        content: String,
+    },
+}
+
+/// The sending side of the queue.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    tx: mpsc::UnboundedSender<Op>,
+}
+
+impl Outbound {
+    /// Queues a write (never blocks; the queue is drained in order).
+    pub fn send(&self, op: Op) {
+        if self.tx.send(op).is_err() {
+            tracing::warn!("outbound queue closed; message dropped");
+        }
+    }
+}
+
+enum Failure {
+    RateLimited(Duration),
+    Other(String),
+}
+
+fn classify(e: &SlackClientError) -> Failure {
+    match e {
+        SlackClientError::RateLimitError(r) => Failure::RateLimited(
+            r.retry_after
+                .unwrap_or(DEFAULT_RETRY_AFTER)
+                .min(MAX_RETRY_AFTER),
+        ),
+        other => Failure::Other(other.to_string()),
+    }
+}
+
+fn content(v: &Value) -> SlackMessageContent {
+    serde_json::from_value(v.clone()).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "block kit payload does not parse; sending text only");
+        SlackMessageContent::new().with_text(
+            v.get("text")
+                .and_then(Value::as_str)
+                .unwrap_or("(message could not be rendered)")
+                .to_string(),
+        )
+    })
+}
+
+struct Worker {
+    client: Arc<Client>,
+    token: SlackApiToken,
+    posted: HashMap<MsgKey, (SlackChannelId, SlackTs)>,
+    last_edit: HashMap<MsgKey, Instant>,
+}
+
+impl Worker {
+    async fn call(&mut self, op: &Op) -> Result<(), SlackClientError> {
+        let session = self.client.open_session(&self.token);
+        match op {
+            Op::Post {
+                key,
+                channel,
+                thread,
+                content: c,
+            } => {
+                let root = thread.and_then(|t| self.posted.get(&t).cloned());
+                let (channel, thread_ts) = match root {
+                    Some((ch, ts)) => (ch, Some(ts)),
+                    None => (SlackChannelId(channel.clone()), None),
+                };
+                let mut req = SlackApiChatPostMessageRequest::new(channel, content(c));
+                req.thread_ts = thread_ts;
+                let res = session.chat_post_message(&req).await?;
+                if let Some(k) = key {
+                    self.posted.insert(*k, (res.channel, res.ts));
+                }
+            }
+            Op::Update { key, content: c } => {
+                let Some((channel, ts)) = self.posted.get(key).cloned() else {
+                    tracing::warn!(?key, "edit of a message that was never posted");
+                    return Ok(());
+                };
+                if let Some(last) = self.last_edit.get(key) {
+                    tokio::time::sleep_until(*last + MIN_EDIT_INTERVAL).await;
+                }
+                let req = SlackApiChatUpdateRequest::new(channel, content(c), ts);
+                session.chat_update(&req).await?;
+                self.last_edit.insert(*key, Instant::now());
+            }
+            Op::UpdateTs {
+                channel,
+                ts,
+                content: c,
+            } => {
+                let req = SlackApiChatUpdateRequest::new(
+                    SlackChannelId(channel.clone()),
+                    content(c),
+                    SlackTs(ts.clone()),
+                );
+                session.chat_update(&req).await?;
+            }
+            Op::Ephemeral {
+                channel,
+                user,
+                content: c,
+            } => {
+                let req = SlackApiChatPostEphemeralRequest::new(
+                    SlackChannelId(channel.clone()),
+                    SlackUserId(user.clone()),
+                    content(c),
+                );
+                session.chat_post_ephemeral(&req).await?;
+            }
+            Op::Upload {
+                channel,
+                thread,
+                name,
+                content: body,
+            } => {
+                let root = thread.and_then(|t| self.posted.get(&t).cloned());
+                let (channel, thread_ts) = match root {
+                    Some((ch, ts)) => (ch, Some(ts)),
+                    None => (SlackChannelId(channel.clone()), None),
+                };
+                let url = session
+                    .get_upload_url_external(&SlackApiFilesGetUploadUrlExternalRequest::new(
+                        name.clone(),
+                        body.len(),
+                    ))
+                    .await?;
+                session
+                    .files_upload_via_url(&SlackApiFilesUploadViaUrlRequest::new(
+                        url.upload_url,
+                        body.as_bytes().to_vec(),
+                        "text/plain".into(),
+                    ))
+                    .await?;
+                let mut req = SlackApiFilesCompleteUploadExternalRequest::new(vec![
+                    SlackApiFilesComplete::new(url.file_id).with_title(name.clone()),
+                ]);
+                req.channel_id = Some(channel);
+                req.thread_ts = thread_ts;
+                session.files_complete_upload_external(&req).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one op: waits out every 429, retries other failures a few times, then logs it.
+    async fn deliver(&mut self, op: &Op) {
+        let mut failures = 0;
+        loop {
+            let Err(e) = self.call(op).await else {
+                return;
+            };
+            match classify(&e) {
+                Failure::RateLimited(wait) => {
+                    tracing::warn!(?wait, "slack rate limit; waiting as told");
+                    tokio::time::sleep(wait).await;
+                }
+                Failure::Other(msg) => {
+                    failures += 1;
+                    if failures >= MAX_ATTEMPTS {
+                        tracing::error!(error = %msg, "slack call failed; giving up on it");
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(failures))).await;
+                }
+            }
+        }
+    }
+}
+
+/// Removes edits superseded by a later edit of the same message.
+fn coalesce(queue: &mut VecDeque<Op>) {
+    let mut newest: HashMap<MsgKey, usize> = HashMap::new();
+    for (i, op) in queue.iter().enumerate() {
+        if let Op::Update { key, .. } = op {
+            newest.insert(*key, i);
+        }
+    }
+    let mut i = 0;
+    queue.retain(|op| {
+        let keep = match op {
+            Op::Update { key, .. } => newest.get(key) == Some(&i),
+            _ => true,
+        };
+        i += 1;
+        keep
+    });
+}
+
+/// Starts the queue's worker; it runs until every sender is dropped and the queue is empty.
+pub fn start(client: Arc<Client>, token: SlackApiToken) -> (Outbound, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Op>();
+    let mut worker = Worker {
+        client,
+        token,
+        posted: HashMap::new(),
+        last_edit: HashMap::new(),
+    };
+    let handle = tokio::spawn(async move {
+        let mut queue: VecDeque<Op> = VecDeque::new();
+        loop {
+            if queue.is_empty() {
+                match rx.recv().await {
+                    Some(op) => queue.push_back(op),
+                    None => return,
+                }
+            }
+            while let Ok(op) = rx.try_recv() {
+                queue.push_back(op);
+            }
+            coalesce(&mut queue);
+            if let Some(op) = queue.pop_front() {
+                worker.deliver(&op).await;
+            }
+        }
+    });
+    (Outbound { tx }, handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_the_newest_edit_of_a_message_is_kept() {
+        let job = JobId::new();
+        let k = MsgKey::Thread(job, MessageRef::Status);
+        let other = MsgKey::Thread(job, MessageRef::Log(0));
+        let mut q: VecDeque<Op> = VecDeque::from(vec![
+            Op::Update {
+                key: k,
+                content: json!({"text": "1"}),
+            },
+            Op::Update {
+                key: other,
+                content: json!({"text": "a"}),
+            },
+            Op::Update {
+                key: k,
+                content: json!({"text": "2"}),
+            },
+        ]);
+        coalesce(&mut q);
+        assert_eq!(
+            q,
+            VecDeque::from(vec![
+                Op::Update {
+                    key: other,
+                    content: json!({"text": "a"}),
+                },
+                Op::Update {
+                    key: k,
+                    content: json!({"text": "2"}),
+                },
+            ])
+        );
+    }
+}

@@ -1,0 +1,372 @@
+//! A fake Slack: the Web API (axum, records every call) and the Socket Mode WebSocket
+//! (tokio-tungstenite, sends envelopes and collects the bot's acknowledgements). Written for
+//! these tests from Slack's documented request and response shapes.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+/// One recorded Web API call.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// Method (`chat.postMessage`).
+    pub method: String,
+    /// Body (JSON, or query parameters as an object).
+    pub body: Value,
+    /// When it arrived.
+    pub at: Instant,
+    /// Whether it was answered with 429.
+    pub limited: bool,
+    /// The `ts` the fake answered (posts) or the one edited (updates).
+    pub ts: String,
+}
+
+#[derive(Default)]
+struct Inner {
+    calls: Vec<Call>,
+    next_ts: u64,
+    acks: HashMap<String, oneshot::Sender<(Value, Duration)>>,
+    sent_at: HashMap<String, Instant>,
+    /// Per method: Retry-After seconds for the next calls (answered 429).
+    limits: HashMap<String, VecDeque<u64>>,
+    uploads: HashMap<String, Vec<u8>>,
+    usergroups: HashMap<String, Vec<String>>,
+    ws: Option<mpsc::UnboundedSender<String>>,
+}
+
+/// The fake.
+#[derive(Clone)]
+pub struct FakeSlack {
+    inner: Arc<Mutex<Inner>>,
+    /// `http://127.0.0.1:PORT/api`.
+    pub api_url: String,
+    base: String,
+    ws_url: String,
+}
+
+fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl FakeSlack {
+    /// Starts the Web API and the WebSocket on loopback.
+    pub async fn start() -> FakeSlack {
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let ws = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", http.local_addr().expect("addr"));
+        let fake = FakeSlack {
+            inner: Arc::new(Mutex::new(Inner::default())),
+            api_url: format!("{base}/api"),
+            ws_url: format!("ws://{}/link", ws.local_addr().expect("addr")),
+            base,
+        };
+        let app = Router::new()
+            .route("/api/{method}", post(api_post).get(api_get))
+            .route("/upload/{id}", post(upload))
+            .with_state(fake.clone());
+        tokio::spawn(async move { axum::serve(http, app).await });
+        let f = fake.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = ws.accept().await {
+                let f = f.clone();
+                tokio::spawn(async move { f.serve_ws(tcp).await });
+            }
+        });
+        fake
+    }
+
+    async fn serve_ws(&self, tcp: tokio::net::TcpStream) {
+        let _ = tcp.set_nodelay(true);
+        let Ok(socket) = tokio_tungstenite::accept_async(tcp).await else {
+            return;
+        };
+        let (mut sink, mut stream) = socket.split();
+        let hello = json!({"type": "hello", "num_connections": 1,
+            "connection_info": {"app_id": "A0FAKE"}, "debug_info": {"host": "fake"}});
+        if sink.send(Message::text(hello.to_string())).await.is_err() {
+            return;
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        lock(&self.inner).ws = Some(tx);
+        // Writing and reading run apart, so a backlog of envelopes never delays reading acks.
+        let inner = Arc::clone(&self.inner);
+        tokio::spawn(async move {
+            while let Some(text) = rx.recv().await {
+                let id = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .and_then(|v| v["envelope_id"].as_str().map(str::to_string));
+                if let Some(id) = id {
+                    lock(&inner).sent_at.insert(id, Instant::now());
+                }
+                if sink.send(Message::text(text)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        while let Some(Ok(msg)) = stream.next().await {
+            if let Message::Text(t) = msg {
+                let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else {
+                    continue;
+                };
+                let id = v["envelope_id"].as_str().unwrap_or_default().to_string();
+                let mut inner = lock(&self.inner);
+                let took = inner
+                    .sent_at
+                    .remove(&id)
+                    .map(|t| t.elapsed())
+                    .unwrap_or_default();
+                if let Some(tx) = inner.acks.remove(&id) {
+                    let _ = tx.send((v.get("payload").cloned().unwrap_or(Value::Null), took));
+                }
+            }
+        }
+    }
+
+    /// Waits until the bot holds a Socket Mode connection.
+    pub async fn connected(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while lock(&self.inner).ws.is_none() {
+            assert!(Instant::now() < deadline, "the bot never connected");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends an envelope and returns a receiver for the bot's acknowledgement payload and the
+    /// time from writing the envelope to reading the acknowledgement.
+    pub fn send_envelope(
+        &self,
+        kind: &str,
+        payload: &Value,
+    ) -> oneshot::Receiver<(Value, Duration)> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let (tx, rx) = oneshot::channel();
+        let env = json!({"type": kind, "envelope_id": id, "accepts_response_payload": true,
+            "payload": payload});
+        let mut inner = lock(&self.inner);
+        inner.acks.insert(id, tx);
+        if let Some(ws) = &inner.ws {
+            let _ = ws.send(env.to_string());
+        }
+        rx
+    }
+
+    /// A slash command; returns the acknowledgement payload.
+    pub async fn slash(&self, user: &str, channel: &str, text: &str) -> Value {
+        let rx = self.send_envelope("slash_commands", &slash_payload(user, channel, text));
+        tokio::time::timeout(Duration::from_secs(5), rx)
+            .await
+            .expect("acknowledged within 5 s")
+            .expect("ack")
+            .0
+    }
+
+    /// An interaction; returns the acknowledgement payload.
+    pub async fn interact(&self, payload: Value) -> Value {
+        let rx = self.send_envelope("interactive", &payload);
+        tokio::time::timeout(Duration::from_secs(5), rx)
+            .await
+            .expect("acknowledged within 5 s")
+            .expect("ack")
+            .0
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<Call> {
+        lock(&self.inner).calls.clone()
+    }
+
+    /// Calls of one method (answered, not 429).
+    pub fn calls_of(&self, method: &str) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.method == method && !c.limited)
+            .collect()
+    }
+
+    /// Waits for a successful call of `method` matching `pred`.
+    pub async fn wait_for(
+        &self,
+        method: &str,
+        limit: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Call {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(c) = self.calls_of(method).into_iter().find(|c| pred(&c.body)) {
+                return c;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no matching {method} call; calls: {:#?}",
+                self.calls()
+                    .iter()
+                    .map(|c| (&c.method, &c.body))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Answers the next calls of `method` with 429 and these `Retry-After` seconds.
+    pub fn rate_limit(&self, method: &str, retry_after: &[u64]) {
+        lock(&self.inner)
+            .limits
+            .entry(method.to_string())
+            .or_default()
+            .extend(retry_after);
+    }
+
+    /// Sets a user group's members.
+    pub fn set_usergroup(&self, group: &str, users: &[&str]) {
+        lock(&self.inner).usergroups.insert(
+            group.to_string(),
+            users.iter().map(|u| u.to_string()).collect(),
+        );
+    }
+
+    /// Uploaded file bodies by file id.
+    pub fn uploads(&self) -> HashMap<String, Vec<u8>> {
+        lock(&self.inner).uploads.clone()
+    }
+}
+
+/// A slash-command payload as Slack sends it.
+pub fn slash_payload(user: &str, channel: &str, text: &str) -> Value {
+    json!({"team_id": "T0FAKE", "team_domain": "fake", "channel_id": channel,
+        "channel_name": "ops", "user_id": user, "user_name": "someone", "command": "/aether",
+        "text": text, "api_app_id": "A0FAKE",
+        "response_url": "https://hooks.slack.com/commands/T0FAKE/1/x",
+        "trigger_id": format!("trigger.{}", uuid::Uuid::new_v4().simple())})
+}
+
+fn respond(fake: &FakeSlack, method: &str, body: &Value) -> Response {
+    let mut inner = lock(&fake.inner);
+    let limited = inner.limits.get_mut(method).and_then(VecDeque::pop_front);
+    if limited.is_none() {
+        inner.next_ts += 1;
+    }
+    let ts = format!("1700000000.{:06}", inner.next_ts);
+    let call_ts = if method == "chat.update" {
+        body["ts"].as_str().unwrap_or_default().to_string()
+    } else {
+        ts.clone()
+    };
+    inner.calls.push(Call {
+        method: method.to_string(),
+        body: body.clone(),
+        at: Instant::now(),
+        limited: limited.is_some(),
+        ts: call_ts,
+    });
+    if let Some(secs) = limited {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", secs.to_string())],
+            Json(json!({"ok": false, "error": "ratelimited"})),
+        )
+            .into_response();
+    }
+    let reply = match method {
+        "apps.connections.open" => json!({"ok": true, "url": fake.ws_url}),
+        "chat.postMessage" => json!({"ok": true, "channel": body["channel"], "ts": ts,
+            "message": {"ts": ts, "text": body["text"]}}),
+        "chat.update" => json!({"ok": true, "channel": body["channel"], "ts": body["ts"],
+            "text": body["text"], "message": {"text": body["text"]}}),
+        "chat.postEphemeral" => json!({"ok": true, "message_ts": ts}),
+        "views.open" | "views.push" | "views.update" => {
+            let mut view = body["view"].clone();
+            view["id"] = json!(format!("V{}", inner.next_ts));
+            view["team_id"] = json!("T0FAKE");
+            view["hash"] = json!("h");
+            json!({"ok": true, "view": view})
+        }
+        "files.getUploadURLExternal" => {
+            let id = format!("F{}", inner.next_ts);
+            json!({"ok": true, "file_id": id, "upload_url": format!("{}/upload/{id}", fake.base)})
+        }
+        "files.completeUploadExternal" => json!({"ok": true, "files": body["files"]}),
+        "usergroups.users.list" => {
+            let g = body["usergroup"].as_str().unwrap_or_default();
+            json!({"ok": true, "users": inner.usergroups.get(g).cloned().unwrap_or_default()})
+        }
+        _ => json!({"ok": true}),
+    };
+    Json(reply).into_response()
+}
+
+async fn api_post(
+    State(fake): State<FakeSlack>,
+    Path(method): Path<String>,
+    _headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = serde_json::from_slice::<Value>(&body).unwrap_or_else(|_| {
+        let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+        json!(form)
+    });
+    respond(&fake, &method, &body)
+}
+
+async fn api_get(
+    State(fake): State<FakeSlack>,
+    Path(method): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    respond(&fake, &method, &json!(q))
+}
+
+async fn upload(State(fake): State<FakeSlack>, Path(id): Path<String>, body: Bytes) -> Response {
+    lock(&fake.inner).uploads.insert(id, body.to_vec());
+    Json(json!({"ok": true})).into_response()
+}
+
+/// The view state Slack sends with a submission, from field values.
+pub fn view_state(values: &[(&str, &str)], selects: &[&str]) -> Value {
+    let mut out = serde_json::Map::new();
+    for (k, v) in values {
+        let entry = if selects.contains(k) {
+            json!({"v": {"type": "static_select", "selected_option": {"text": {"type": "plain_text", "text": v}, "value": v}}})
+        } else {
+            json!({"v": {"type": "plain_text_input", "value": v}})
+        };
+        out.insert((*k).to_string(), entry);
+    }
+    json!({"values": out})
+}
+
+/// A `view_submission` payload for a view the bot opened (as recorded by the fake).
+pub fn submission(user: &str, opened: &Value, state: Value, view_id: &str) -> Value {
+    let mut view = opened.clone();
+    view["id"] = json!(view_id);
+    view["team_id"] = json!("T0FAKE");
+    view["hash"] = json!("h");
+    view["root_view_id"] = json!(view_id);
+    view["state"] = state;
+    json!({"type": "view_submission", "team": {"id": "T0FAKE"},
+        "user": {"id": user, "team_id": "T0FAKE"}, "api_app_id": "A0FAKE", "view": view})
+}
+
+/// A `block_actions` payload for a button on a message.
+pub fn button_click(user: &str, channel: &str, ts: &str, action: &str, value: &str) -> Value {
+    json!({"type": "block_actions", "team": {"id": "T0FAKE"}, "user": {"id": user},
+        "api_app_id": "A0FAKE", "trigger_id": "trigger.click",
+        "container": {"type": "message", "message_ts": ts, "channel_id": channel},
+        "channel": {"id": channel, "name": "ops"},
+        "actions": [{"type": "button", "action_id": action, "block_id": "approval",
+            "value": value, "action_ts": "1700000001.000001"}]})
+}

@@ -1,0 +1,124 @@
+//! `aetherv slack --config FILE`: the chat bot on Slack (Socket Mode by default, or the HTTP
+//! Events API) against RabbitMQ (`AETHERV_AMQP_URL`, prefix `AETHERV_PREFIX`). Tokens come
+//! from the environment variables the file names. One bot is active at a time (leader queue).
+use crate::cmd::{amqp_url, env_lookup, topology};
+use aetherv_bot::engine::Engine;
+use aetherv_broker::Broker;
+use aetherv_core::rbac::RbacConfig;
+use aetherv_core::Platform;
+use aetherv_slack::config::{ModeName, SlackConfig};
+use aetherv_slack::{Mode, Options, SLACK_LIMITS};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Arguments.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The Slack configuration (YAML; see docs/slack.md).
+    #[arg(long, env = "AETHERV_SLACK_CONFIG")]
+    pub config: PathBuf,
+}
+
+fn read(p: &PathBuf) -> Result<String, String> {
+    std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+fn secret(var: &str, needed: bool) -> Result<String, String> {
+    match env_lookup(var) {
+        Some(v) if !v.trim().is_empty() => Ok(v),
+        _ if needed => Err(format!("{var} is not set")),
+        _ => Ok(String::new()),
+    }
+}
+
+/// Runs the command.
+pub fn run(args: &Args) -> ExitCode {
+    let setup = || -> Result<_, String> {
+        let cfg = SlackConfig::from_yaml(&read(&args.config)?)
+            .map_err(|e| format!("{}: {}", args.config.display(), crate::cmd::chain(&e)))?;
+        let roles = read(&cfg.roles)?;
+        let policy = read(&cfg.policy)?;
+        let recipients = env_lookup("AETHERV_AGE_RECIPIENTS").unwrap_or_default();
+        let mut ecfg =
+            crate::cmd::bot::engine_config(&roles, &policy, cfg.hosts.clone(), &recipients)?;
+        ecfg.limits = SLACK_LIMITS;
+        ecfg.platform = Platform::Slack;
+        ecfg.channel = cfg.channel.clone();
+        let groups = serde_saphyr::from_str::<RbacConfig>(&roles)
+            .map(|r| aetherv_slack::identity::slack_groups(&r))
+            .unwrap_or_default();
+        let socket = cfg.mode == ModeName::Socket;
+        let bot_token = secret(&cfg.bot_token_env, true)?;
+        let app_token = secret(&cfg.app_token_env, socket)?;
+        let signing_secret = secret(&cfg.signing_secret_env, !socket)?;
+        Ok((cfg, ecfg, groups, bot_token, app_token, signing_secret))
+    };
+    let (cfg, ecfg, groups, bot_token, app_token, signing_secret) = match setup() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("aetherv slack: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    let rt = match crate::cmd::runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async move {
+        let mode = match cfg.mode {
+            ModeName::Socket => Mode::Socket {
+                connections: cfg.connections,
+            },
+            ModeName::Http => match tokio::net::TcpListener::bind(&cfg.listen).await {
+                Ok(l) => Mode::Http(l),
+                Err(e) => {
+                    eprintln!("aetherv slack: cannot listen on {}: {e}", cfg.listen);
+                    return ExitCode::from(1);
+                }
+            },
+        };
+        let prefix = env_lookup("AETHERV_PREFIX").unwrap_or_else(|| "aetherv".into());
+        let broker = match Broker::connect(&amqp_url(), topology(&prefix)).await {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!(
+                    "aetherv slack: cannot reach RabbitMQ: {}",
+                    crate::cmd::chain(&e)
+                );
+                return ExitCode::from(1);
+            }
+        };
+        let engine = match Engine::new(broker.clone(), ecfg) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("aetherv slack: {}", crate::cmd::chain(&e));
+                return ExitCode::from(64);
+            }
+        };
+        let stop = CancellationToken::new();
+        tokio::spawn(crate::cmd::signal::on_shutdown(stop.clone()));
+        let opts = Options {
+            api_url: cfg.api_url.clone(),
+            bot_token,
+            app_token,
+            signing_secret,
+            mode,
+            channel: cfg.channel.clone(),
+            approvals_channel: cfg.approvals_channel.clone(),
+            slack_groups: groups,
+            group_refresh: Duration::from_secs(cfg.group_refresh_secs.max(10)),
+            candidate: format!("slack-{}", std::process::id()),
+        };
+        let code = match aetherv_slack::run(engine, opts, stop).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("aetherv slack: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+        broker.close().await;
+        code
+    })
+}
