@@ -89,7 +89,7 @@ async fn socket_mode() -> anyhow::Result<()> {
     tokio::spawn(aetherv_slack::run(engine()?, opts, stop.clone()));
     fake.connected().await;
     // Warm up (first modal build, connection pools).
-    fake.slash("U0ALICE", "C0OPS", "deploy").await;
+    fake.slash("U0ALICE", "C0OPS", "deploy vm").await;
     fake.slash("U0ALICE", "C0OPS", "vm list").await;
 
     // One at a time: the adapter's own acknowledgement latency over the WebSocket.

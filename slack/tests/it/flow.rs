@@ -78,7 +78,7 @@ async fn full_flow(broker: Broker) {
     let fake = &bot.fake;
 
     // 1. The slash command is acknowledged and the modal opens with the trigger id.
-    let ack = fake.slash("U0ALICE", "C0OPS", "deploy").await;
+    let ack = fake.slash("U0ALICE", "C0OPS", "deploy vm").await;
     assert_eq!(ack["response_type"], "ephemeral", "{ack}");
     assert_eq!(ack["text"], "Opening the Virtual machine form…");
     let open = fake

@@ -86,7 +86,7 @@ async fn signed_interactions_drive_the_flow_over_http() {
     let signed = |body: &str| sign(SECRET, &ts.to_string(), body);
 
     // Slack's documented slash-command fields, including ones the bot does not use.
-    let body = "token=gIkuvaNzQIHg97ATvDxqgjtO&team_id=T0001&team_domain=example&enterprise_id=E0001&enterprise_name=Globular%20Construct%20Inc&channel_id=C0OPS&channel_name=ops&user_id=U0ALICE&user_name=alice&command=%2Faether&text=deploy&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2F1234%2F5678&trigger_id=13345224609.738474920.8088930838d88f008e0&api_app_id=A123456&is_enterprise_install=false";
+    let body = "token=gIkuvaNzQIHg97ATvDxqgjtO&team_id=T0001&team_domain=example&enterprise_id=E0001&enterprise_name=Globular%20Construct%20Inc&channel_id=C0OPS&channel_name=ops&user_id=U0ALICE&user_name=alice&command=%2Faether&text=deploy%20vm&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2F1234%2F5678&trigger_id=13345224609.738474920.8088930838d88f008e0&api_app_id=A123456&is_enterprise_install=false";
     let (status, ack) = post(addr, "/slack/commands", ts, &signed(body), body, form).await;
     assert_eq!(status, 200, "{ack}");
     let open = fake
@@ -173,7 +173,7 @@ async fn forged_and_stale_requests_are_refused_valid_ones_served() {
         stop.clone(),
     ));
     let form = "application/x-www-form-urlencoded";
-    let body = command_body("U0ALICE", "deploy");
+    let body = command_body("U0ALICE", "deploy vm");
     let ts = now();
 
     // A signature made with another secret.

@@ -12,7 +12,11 @@ async fn an_approval_posted_before_a_restart_is_decided_after_it() {
     let first = socket_bot(&b, one_approval()).await;
     first
         .fake
-        .slash("U0ALICE", "C0OPS", "deploy vm_name=web07 target_host=hv01")
+        .slash(
+            "U0ALICE",
+            "C0OPS",
+            "deploy vm vm_name=web07 target_host=hv01",
+        )
         .await;
     let approval = first
         .fake
@@ -75,7 +79,7 @@ async fn rejected_and_expired_requests_update_their_messages() {
         fake.slash(
             "U0ALICE",
             "C0OPS",
-            &format!("deploy vm_name={name} target_host=hv01"),
+            &format!("deploy vm vm_name={name} target_host=hv01"),
         )
         .await;
         let a = fake

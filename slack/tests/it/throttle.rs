@@ -67,8 +67,12 @@ async fn ten_thousand_log_lines_stay_within_limits_and_edit_rates() {
     b.declare_host("hv01").await.expect("declare");
     let bot = socket_bot(&b, Policy::default()).await;
     let fake = &bot.fake;
-    fake.slash("U0ALICE", "C0OPS", "deploy vm_name=big01 target_host=hv01")
-        .await;
+    fake.slash(
+        "U0ALICE",
+        "C0OPS",
+        "deploy vm vm_name=big01 target_host=hv01",
+    )
+    .await;
     // Find the job as a worker would see it: from the event stream.
     let mut events = b.replay_events(StreamOffset::First).await.expect("stream");
     let job: JobId = loop {
