@@ -443,6 +443,19 @@ impl Transport {
         };
         conn.busy = true;
         let deadline = Instant::now() + self.connector.request_timeout;
+        // The previous exchange's response may be read while the connection task has not yet
+        // made the connection idle again: wait for it, or hyper refuses the request.
+        match timeout_at(deadline, conn.sender.ready()).await {
+            Err(_) => {
+                self.conn = None;
+                return Err(SendError::Failed(WinrmError::Timeout));
+            }
+            Ok(Err(err)) => {
+                self.conn = None;
+                return Err(SendError::NotSent(err));
+            }
+            Ok(Ok(())) => {}
+        }
         let response = match timeout_at(deadline, conn.sender.send_request(request)).await {
             Err(_) => {
                 self.conn = None;
@@ -602,7 +615,7 @@ impl Transport {
                     SOAP_CONTENT_TYPE,
                     Some(authorization.clone()),
                 )?,
-                AuthHeader::Ntlm(_) | AuthHeader::Kerberos(_) => {
+                _ => {
                     if self.conn.as_ref().is_some_and(|c| c.session.is_none()) {
                         match &connector.auth {
                             AuthHeader::Ntlm(creds) => self.ntlm_handshake(creds).await?,
