@@ -52,6 +52,11 @@ const KRB5_CONFIG_CANTOPEN: i32 = -1765328248;
 ///
 /// Call it at process start, before any other thread exists: it changes the process
 /// environment, which C code (libkrb5) reads without Rust's lock.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "MIT reads the client keytab only from its environment or profile, and libgssapi has \
+              no safe gss_acquire_cred_from; callers run this before any thread starts"
+)]
 pub fn install_client_keytab(keytab: &Path) {
     std::env::set_var(CLIENT_KEYTAB_ENV, keytab_name(keytab));
     if std::env::var_os(CCACHE_ENV).is_none() {
@@ -163,7 +168,10 @@ impl KerberosAuth {
         let reject = |e: libgssapi::error::Error| {
             let unreachable = matches!(
                 e.minor as i32,
-                KRB5_REALM_UNKNOWN | KRB5_KDC_UNREACH | KRB5_REALM_CANT_RESOLVE | KRB5_CONFIG_CANTOPEN
+                KRB5_REALM_UNKNOWN
+                    | KRB5_KDC_UNREACH
+                    | KRB5_REALM_CANT_RESOLVE
+                    | KRB5_CONFIG_CANTOPEN
             );
             if unreachable {
                 tracing::warn!(principal = %self.principal, error = %e, "kerberos: cannot reach a kdc");
@@ -174,7 +182,10 @@ impl KerberosAuth {
             } else {
                 tracing::warn!(principal = %self.principal, error = %e, "kerberos: credentials rejected");
                 WinrmError::Kerberos {
-                    message: format!("the kdc rejected the credentials of {}: {e}", self.principal),
+                    message: format!(
+                        "the kdc rejected the credentials of {}: {e}",
+                        self.principal
+                    ),
                     credentials_rejected: true,
                 }
             }
@@ -215,7 +226,13 @@ impl KerberosAuth {
                 "kerberos produced no initial token".into(),
             ));
         }
-        Ok((KerberosSession { ctx, complete: false }, token))
+        Ok((
+            KerberosSession {
+                ctx,
+                complete: false,
+            },
+            token,
+        ))
     }
 }
 
@@ -402,7 +419,9 @@ pub fn unseal_body(session: &mut KerberosSession, body: &[u8]) -> Result<Vec<u8>
     let (length, header, data) = split_body(body)?;
     let plain = session.unwrap(header, data)?;
     if plain.len() != length {
-        return Err(framing("decrypted length differs from the announced length"));
+        return Err(framing(
+            "decrypted length differs from the announced length",
+        ));
     }
     Ok(plain)
 }

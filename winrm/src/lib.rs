@@ -68,7 +68,8 @@ mod transport;
 
 pub use client::{Shell, WinrmClient, CLEANUP_TIMEOUT, REQUEST_TIMEOUT_SLACK};
 pub use config::{
-    Auth, ClientConfig, CommandOutput, KerberosSecret, ExitStatus, OutputLine, RunOptions, TlsOptions,
+    Auth, ClientConfig, CommandOutput, ExitStatus, KerberosSecret, OutputLine, RunOptions,
+    TlsOptions,
 };
 pub use envelope::SignalCode;
 pub use error::WinrmError;

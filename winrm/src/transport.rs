@@ -38,9 +38,9 @@ use tokio::time::{timeout, timeout_at, Instant};
 use tokio_rustls::TlsConnector;
 
 use crate::config::{Auth, ClientConfig};
+use crate::error::WinrmError;
 #[cfg(feature = "kerberos")]
 use crate::kerberos::{self, KerberosAuth, KerberosSession};
-use crate::error::WinrmError;
 use crate::ntlm::{self, NtlmCredentials, NtlmInitiator, NtlmSession};
 use crate::tls;
 
@@ -349,7 +349,7 @@ struct Conn {
 
 /// An authenticated connection's security context, which seals and unseals bodies.
 enum Session {
-    Ntlm(NtlmSession),
+    Ntlm(Box<NtlmSession>),
     #[cfg(feature = "kerberos")]
     Kerberos(KerberosSession),
 }
@@ -551,7 +551,7 @@ impl Transport {
         let Some(conn) = self.conn.as_mut() else {
             return Err(WinrmError::Protocol("connection lost after ntlm".into()));
         };
-        conn.session = Some(Session::Ntlm(session));
+        conn.session = Some(Session::Ntlm(Box::new(session)));
         tracing::debug!("winrm ntlm authentication succeeded");
         Ok(())
     }
@@ -587,7 +587,9 @@ impl Transport {
         }
         session.finish(challenge_token(&raw.www_authenticate).as_deref())?;
         let Some(conn) = self.conn.as_mut() else {
-            return Err(WinrmError::Protocol("connection lost after kerberos".into()));
+            return Err(WinrmError::Protocol(
+                "connection lost after kerberos".into(),
+            ));
         };
         conn.session = Some(Session::Kerberos(session));
         tracing::debug!("winrm kerberos authentication succeeded");

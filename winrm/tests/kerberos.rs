@@ -50,11 +50,11 @@ impl Drop for Realm {
 
 /// An MIT tool from PATH or /usr/sbin, or a loud failure naming the package.
 fn tool(name: &str) -> PathBuf {
-    for dir in std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .chain(["/usr/sbin", "/usr/bin", "/sbin"])
-    {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain([
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+    ]) {
         let p = Path::new(dir).join(name);
         if p.is_file() {
             return p;
@@ -134,10 +134,7 @@ impl Realm {
         let kadmin = |query: &str| run(tool("kadmin.local"), &["-r", REALM, "-q", query]);
         kadmin(&format!("addprinc -pw {ALICE_PASSWORD} alice"));
         kadmin("addprinc -randkey svc-aetherv");
-        kadmin(&format!(
-            "ktadd -k {} svc-aetherv",
-            client_keytab.display()
-        ));
+        kadmin(&format!("ktadd -k {} svc-aetherv", client_keytab.display()));
         kadmin("addprinc -randkey HTTP/127.0.0.1");
         kadmin(&format!(
             "ktadd -k {} HTTP/127.0.0.1",
@@ -351,10 +348,17 @@ async fn keytab_principal_authenticates(realm: &Realm) {
         .run_collect("hello", &[], RunOptions::default())
         .await
         .unwrap();
-    assert_eq!((out.exit_code, out.stdout.as_str()), (0, "hello from peer\n"));
+    assert_eq!(
+        (out.exit_code, out.stdout.as_str()),
+        (0, "hello from peer\n")
+    );
     let stats = peer.stats();
     assert_eq!(stats.client, "svc-aetherv@AETHERV.TEST");
-    assert_eq!((stats.authentications, stats.auth_failures), (1, 0), "{stats:?}");
+    assert_eq!(
+        (stats.authentications, stats.auth_failures),
+        (1, 0),
+        "{stats:?}"
+    );
 }
 
 async fn a_401_on_an_authenticated_connection_reauthenticates(realm: &Realm) {
@@ -375,7 +379,11 @@ async fn a_401_on_an_authenticated_connection_reauthenticates(realm: &Realm) {
     shell.close().await.unwrap();
     let stats = peer.stats();
     assert_eq!(
-        (stats.auth_failures, stats.open_shells, stats.authentications),
+        (
+            stats.auth_failures,
+            stats.open_shells,
+            stats.authentications
+        ),
         (0, 0, 2)
     );
 }
@@ -476,6 +484,10 @@ impl std::io::Write for LogBuffer {
     }
 }
 
+#[expect(
+    clippy::disallowed_methods,
+    reason = "MIT krb5 reads its configuration from the environment; set before any thread starts"
+)]
 fn main() -> ExitCode {
     let filters: Vec<String> = std::env::args()
         .skip(1)
@@ -525,8 +537,8 @@ fn main() -> ExitCode {
         }
     }
     // Last: nothing logged, at any level, contains a password.
-    let text = String::from_utf8_lossy(&logs.0.lock().map(|v| v.clone()).unwrap_or_default())
-        .into_owned();
+    let text =
+        String::from_utf8_lossy(&logs.0.lock().map(|v| v.clone()).unwrap_or_default()).into_owned();
     if std::env::var_os("AETHERV_TEST_LOGS").is_some() {
         eprintln!("{text}");
     }
