@@ -44,7 +44,7 @@ pub enum Auth {
     /// Kerberos through MIT GSSAPI (needs the crate feature `kerberos`; without it
     /// `WinrmClient::new` refuses this variant). A context is established once per pinned
     /// connection with mutual authentication (re-established on 401); over `http://` every
-    /// body is sealed (MS-WSMV message encryption). See [`crate::kerberos`].
+    /// body is sealed (MS-WSMV message encryption). See the `kerberos` module.
     Kerberos {
         /// The client principal, `user@REALM`.
         principal: String,
