@@ -307,9 +307,9 @@ class Handler(BaseHTTPRequestHandler):
                 self.challenge()
                 return
             # Every Authorization header starts a new context (Kerberos needs one round trip).
-            self.ctx = spnego.server(protocol="kerberos", channel_bindings=CHANNEL_BINDINGS)
             self.authenticated = False
             try:
+                self.ctx = spnego.server(protocol="kerberos", channel_bindings=CHANNEL_BINDINGS)
                 out = self.ctx.step(base64.b64decode(token))
             except Exception as exc:
                 print("kerberos accept failed: %s" % exc, file=sys.stderr, flush=True)
