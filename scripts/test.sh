@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh Debian machine: installs what it needs (a Python venv with
-# the test peers; rabbitmq-server when no broker answers), starts a throwaway RabbitMQ when none
-# is reachable at AETHERV_AMQP_URL, then runs the quality gates and every test.
+# The whole test suite, from a fresh Debian machine: installs what it needs (MIT Kerberos: the
+# KDC for the Kerberos tests and the GSSAPI headers the `kerberos` feature builds against; a
+# Python venv with the test peers; rabbitmq-server when no broker answers), starts a throwaway
+# RabbitMQ when none is reachable at AETHERV_AMQP_URL, then runs the quality gates and every
+# test, with the `kerberos` feature on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -15,8 +17,19 @@ fi
 cargo --version
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
+step "MIT Kerberos (KDC, GSSAPI headers, libclang for bindgen)"
+# The Kerberos tests run a throwaway realm (krb5kdc, kdb5_util, kadmin.local); the `kerberos`
+# feature builds libgssapi-sys against libkrb5-dev with bindgen (libclang); the Python peer's
+# gssapi and krb5 packages build against libkrb5-dev too.
+if [ ! -x /usr/sbin/krb5kdc ] || [ ! -x /usr/sbin/kdb5_util ] || [ ! -x /usr/sbin/kadmin.local ] \
+  || ! command -v krb5-config >/dev/null 2>&1 || ! dpkg -s libclang-dev >/dev/null 2>&1; then
+  echo "installing krb5-kdc krb5-admin-server krb5-user libkrb5-dev libclang-dev (Debian packages)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq krb5-kdc krb5-admin-server krb5-user libkrb5-dev libclang-dev
+fi
+
 step "python test peers (.venv)"
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import winrm, pika, spnego, jsonschema' 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import winrm, pika, spnego, jsonschema, gssapi, krb5' 2>/dev/null; then
   if ! python3 -m venv .venv 2>/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq && apt-get install -y -qq python3-venv
@@ -54,10 +67,10 @@ step "fmt"
 cargo fmt --all -- --check
 
 step "clippy"
-cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets --features aetherv/kerberos -- -D warnings
 
 step "tests"
-cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/aetherv-test-$$.log
+cargo test --workspace --features aetherv/kerberos --no-fail-fast 2>&1 | tee /tmp/aetherv-test-$$.log
 status=${PIPESTATUS[0]}
 passed=$(grep -Eo '^test result: [a-zA-Z]+\. [0-9]+ passed' /tmp/aetherv-test-$$.log | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' /tmp/aetherv-test-$$.log | awk '{s+=$1} END {print s+0}')

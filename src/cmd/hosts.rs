@@ -79,6 +79,11 @@ pub fn run(args: Args) -> ExitCode {
         eprintln!("aetherv hosts: {e}");
         return ExitCode::from(64);
     }
+    // Before the runtime starts any thread: MIT reads the client keytab from the environment.
+    if let Err(e) = aetherv_worker::install_kerberos_keytab(&cfg) {
+        eprintln!("aetherv hosts: {e}");
+        return ExitCode::from(64);
+    }
     let bundle = Arc::new(Bundle::embedded().clone());
     let mut deployers = Vec::new();
     for h in &cfg.hosts {

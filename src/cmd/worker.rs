@@ -30,6 +30,11 @@ pub fn run(args: Args) -> ExitCode {
         eprintln!("aetherv worker: {e}");
         return ExitCode::from(64);
     }
+    // Before the runtime starts any thread: MIT reads the client keytab from the environment.
+    if let Err(e) = aetherv_worker::install_kerberos_keytab(&cfg) {
+        eprintln!("aetherv worker: {e}");
+        return ExitCode::from(64);
+    }
     let rt = match crate::cmd::runtime() {
         Ok(rt) => rt,
         Err(code) => return code,

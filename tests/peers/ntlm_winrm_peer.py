@@ -27,7 +27,14 @@ after authentication, and pyspnego requires the client's NTLM channel bindings
 (`tls-server-end-point`, RFC 5929, SHA-256 of the certificate: the test certificates are
 signed with ECDSA/SHA-256) to match, i.e. Extended Protection with CbtHardeningLevel=Strict.
 
-Usage: python ntlm_winrm_peer.py --users-file FILE [--port 0] [--tls-cert PEM --tls-key PEM]
+With `--kerberos` it is a Kerberos acceptor instead (pyspnego with the `gssapi` package over
+MIT krb5): the service keys come from the keytab in KRB5_KTNAME (and the realm from
+KRB5_CONFIG); a raw Kerberos AP-REQ under `Negotiate` (or `Kerberos`) is accepted in one round
+trip and the `200` answer carries the AP-REP (mutual authentication). Sealing is pyspnego's
+`wrap_winrm` (gss_wrap_iov HEADER | DATA | PADDING) and `unwrap_winrm`. `GET /peer/stats` then
+also reports the last authenticated client principal as a seventh field.
+
+Usage: python ntlm_winrm_peer.py (--users-file FILE | --kerberos) [--port 0] [--tls-cert PEM --tls-key PEM]
 Prints `LISTENING <port>` on stdout once ready; serves until killed or stdin closes.
 """
 
@@ -62,10 +69,11 @@ PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
 CONTENT_TYPE = 'multipart/encrypted;protocol="%s";boundary="Encrypted Boundary"' % PROTOCOL
 CHUNK_LINES = 7
 CHANNEL_BINDINGS: GssChannelBindings | None = None  # set in TLS mode
+KERBEROS = False  # --kerberos
 
 STATE_LOCK = threading.Lock()
 SHELLS: dict[str, dict[str, dict]] = {}
-STATS = {"sealed_requests": 0, "connections": 0, "auth_failures": 0, "authentications": 0, "plain_tls_requests": 0}
+STATS = {"sealed_requests": 0, "connections": 0, "auth_failures": 0, "authentications": 0, "plain_tls_requests": 0, "client": "-"}
 
 
 def envelope(action: str, relates: str, body: str) -> bytes:
@@ -274,13 +282,16 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def challenge(self) -> None:
-        self.reply(401, headers=[("WWW-Authenticate", "Negotiate"), ("WWW-Authenticate", "NTLM")])
+        second = "Kerberos" if KERBEROS else "NTLM"
+        self.reply(401, headers=[("WWW-Authenticate", "Negotiate"), ("WWW-Authenticate", second)])
 
     def do_GET(self) -> None:
         if self.path == "/peer/stats":
             with STATE_LOCK:
                 body = ("%(sealed_requests)d %(connections)d %(auth_failures)d " % STATS).encode()
                 body += ("%d %d %d" % (len(SHELLS), STATS["authentications"], STATS["plain_tls_requests"])).encode()
+                if KERBEROS:
+                    body += (" %s" % STATS["client"]).encode()
             self.reply(200, body, [("Content-Type", "text/plain")])
         else:
             self.reply(404)
@@ -289,7 +300,35 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         auth = self.headers.get("Authorization")
-        if auth:
+        mutual: list[tuple[str, str]] = []
+        if auth and KERBEROS:
+            scheme, _, token = auth.partition(" ")
+            if scheme.lower() not in ("negotiate", "kerberos") or not token:
+                self.challenge()
+                return
+            # Every Authorization header starts a new context (Kerberos needs one round trip).
+            self.authenticated = False
+            try:
+                self.ctx = spnego.server(protocol="kerberos", channel_bindings=CHANNEL_BINDINGS)
+                out = self.ctx.step(base64.b64decode(token))
+            except Exception as exc:
+                print("kerberos accept failed: %s" % exc, file=sys.stderr, flush=True)
+                with STATE_LOCK:
+                    STATS["auth_failures"] += 1
+                self.ctx = None
+                self.challenge()
+                return
+            if not self.ctx.complete:
+                self.ctx = None
+                self.challenge()
+                return
+            self.authenticated = True
+            with STATE_LOCK:
+                STATS["authentications"] += 1
+                STATS["client"] = self.ctx.client_principal or "?"
+            if out:
+                mutual = [("WWW-Authenticate", "%s %s" % (scheme, base64.b64encode(out).decode()))]
+        elif auth:
             scheme, _, token = auth.partition(" ")
             if scheme.lower() not in ("negotiate", "ntlm") or not token:
                 self.challenge()
@@ -317,7 +356,7 @@ class Handler(BaseHTTPRequestHandler):
             self.challenge()
             return
         if not body:
-            self.reply(200)
+            self.reply(200, headers=mutual)
             return
         ctype = self.headers.get("Content-Type", "")
         if CHANNEL_BINDINGS is not None and ctype.startswith("application/soap+xml"):
@@ -349,13 +388,19 @@ class Handler(BaseHTTPRequestHandler):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--users-file", required=True)
+    parser.add_argument("--users-file")
+    parser.add_argument("--kerberos", action="store_true", help="accept Kerberos (keytab in KRB5_KTNAME)")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
     parser.add_argument("--bindings-cert", help="compute the expected channel bindings from this certificate instead (negative tests)")
     args = parser.parse_args()
-    os.environ["NTLM_USER_FILE"] = args.users_file
+    global KERBEROS
+    KERBEROS = args.kerberos
+    if not KERBEROS:
+        if not args.users_file:
+            parser.error("--users-file is required without --kerberos")
+        os.environ["NTLM_USER_FILE"] = args.users_file
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     if args.tls_cert:
         global CHANNEL_BINDINGS

@@ -4,6 +4,7 @@
 //! `Debug` output never contains a password.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -17,7 +18,7 @@ pub const DEFAULT_MAX_ENVELOPE_SIZE: u32 = 512_000;
 /// UTF-8, the only codepage the output decoders understand.
 pub const CODEPAGE_UTF8: u32 = 65001;
 
-/// How the client authenticates. Kerberos is planned as a further variant.
+/// How the client authenticates.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Auth {
@@ -40,6 +41,37 @@ pub enum Auth {
         /// The domain, or the host name for a local account; may be empty.
         domain: String,
     },
+    /// Kerberos through MIT GSSAPI (needs the crate feature `kerberos`; without it
+    /// `WinrmClient::new` refuses this variant). A context is established once per pinned
+    /// connection with mutual authentication (re-established on 401); over `http://` every
+    /// body is sealed (MS-WSMV message encryption). See the `kerberos` module.
+    Kerberos {
+        /// The client principal, `user@REALM`.
+        principal: String,
+        /// A password or a keytab.
+        secret: KerberosSecret,
+        /// The host's service principal; `HTTP/<endpoint host>` when `None`.
+        spn: Option<String>,
+    },
+}
+
+/// How a Kerberos principal proves its identity.
+#[derive(Clone, PartialEq, Eq)]
+pub enum KerberosSecret {
+    /// The principal's password. Never printed by `Debug`.
+    Password(String),
+    /// A keytab file with the principal's keys (MIT's client keytab; see
+    /// `kerberos::install_client_keytab`).
+    Keytab(PathBuf),
+}
+
+impl fmt::Debug for KerberosSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KerberosSecret::Password(_) => f.write_str("Password(<redacted>)"),
+            KerberosSecret::Keytab(path) => f.debug_tuple("Keytab").field(path).finish(),
+        }
+    }
 }
 
 impl fmt::Debug for Auth {
@@ -57,6 +89,16 @@ impl fmt::Debug for Auth {
                 .field("username", username)
                 .field("password", &"<redacted>")
                 .field("domain", domain)
+                .finish(),
+            Auth::Kerberos {
+                principal,
+                secret,
+                spn,
+            } => f
+                .debug_struct("Kerberos")
+                .field("principal", principal)
+                .field("secret", secret)
+                .field("spn", spn)
                 .finish(),
         }
     }
@@ -193,5 +235,13 @@ mod tests {
         let text = format!("{ntlm:?}");
         assert!(text.contains("svc") && text.contains("LAB"));
         assert!(!text.contains("n7lm-s3cret"));
+        let krb = Auth::Kerberos {
+            principal: "svc@LAB.TEST".into(),
+            secret: KerberosSecret::Password("kRb-s3cret".into()),
+            spn: None,
+        };
+        let text = format!("{krb:?}");
+        assert!(text.contains("svc@LAB.TEST") && text.contains("<redacted>"));
+        assert!(!text.contains("kRb-s3cret"));
     }
 }

@@ -41,6 +41,16 @@ pub enum WinrmError {
     /// did not verify (tampering, or sealing state out of step).
     #[error("winrm ntlm security layer failed")]
     Ntlm(#[source] crate::ntlm::NtlmError),
+    /// Kerberos failed: the KDC refused the credentials (`credentials_rejected`), no KDC or
+    /// service ticket could be had, the host did not prove its identity, or a sealed message did
+    /// not verify. The message names principals and GSSAPI's reason, never a password.
+    #[error("winrm kerberos authentication failed: {message}")]
+    Kerberos {
+        /// What failed, for people.
+        message: String,
+        /// True when the KDC refused the principal's password or keys.
+        credentials_rejected: bool,
+    },
     /// The server answered with a SOAP fault.
     #[error("winrm fault {code}: {reason}")]
     Fault {
@@ -78,5 +88,18 @@ impl WinrmError {
     /// and a retry on a new connection is reasonable (connect and TLS failures).
     pub fn is_connect(&self) -> bool {
         matches!(self, WinrmError::Connect(_) | WinrmError::Tls(_))
+    }
+
+    /// True when the credentials were refused (HTTP 401, or a KDC refusing a Kerberos
+    /// password or keytab): retrying with the same credentials cannot help.
+    pub fn is_auth_rejected(&self) -> bool {
+        matches!(
+            self,
+            WinrmError::Auth { .. }
+                | WinrmError::Kerberos {
+                    credentials_rejected: true,
+                    ..
+                }
+        )
     }
 }

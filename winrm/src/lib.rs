@@ -3,7 +3,8 @@
 //! Runs commands on Windows hosts the way `winrs` does: Create a `cmd` shell,
 //! send a Command (plus optional stdin), long-poll Receive until the command
 //! is done, Signal terminate, Delete the shell. Over HTTP or HTTPS (rustls,
-//! `ring`), with Basic auth or NTLM ([`Auth::Ntlm`]): NTLMv2 is negotiated once per pinned
+//! `ring`), with Basic auth, NTLM ([`Auth::Ntlm`]) or Kerberos ([`Auth::Kerberos`], feature
+//! `kerberos`, same sealing with a Kerberos wrap token): NTLMv2 is negotiated once per pinned
 //! connection and, over plain HTTP, every body is sealed as MS-WSMV `multipart/encrypted`;
 //! over HTTPS the handshake carries channel bindings of the server certificate (see [`ntlm`]).
 //!
@@ -16,6 +17,7 @@
 //! - [`envelope`]: SOAP request builders; [`response`]: response and fault parsers;
 //! - [`decode`]: the pure stream decoders; [`powershell`]: `-EncodedCommand` helpers;
 //! - [`ntlm`]: NTLMv2 initiator and acceptor, sealing, MS-WSMV encrypted framing;
+//! - `kerberos` (feature `kerberos`): Kerberos through MIT GSSAPI, with the same sealing;
 //! - `transport` (private): the pinned HTTP/1.1 connection and auth headers; `tls` (private);
 //! - `client`: [`WinrmClient`] and [`Shell`], deadlines and cancellation.
 //!
@@ -56,6 +58,8 @@ pub mod config;
 pub mod decode;
 pub mod envelope;
 mod error;
+#[cfg(feature = "kerberos")]
+pub mod kerberos;
 pub mod ntlm;
 pub mod powershell;
 pub mod response;
@@ -64,7 +68,8 @@ mod transport;
 
 pub use client::{Shell, WinrmClient, CLEANUP_TIMEOUT, REQUEST_TIMEOUT_SLACK};
 pub use config::{
-    Auth, ClientConfig, CommandOutput, ExitStatus, OutputLine, RunOptions, TlsOptions,
+    Auth, ClientConfig, CommandOutput, ExitStatus, KerberosSecret, OutputLine, RunOptions,
+    TlsOptions,
 };
 pub use envelope::SignalCode;
 pub use error::WinrmError;

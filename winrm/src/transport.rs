@@ -39,6 +39,8 @@ use tokio_rustls::TlsConnector;
 
 use crate::config::{Auth, ClientConfig};
 use crate::error::WinrmError;
+#[cfg(feature = "kerberos")]
+use crate::kerberos::{self, KerberosAuth, KerberosSession};
 use crate::ntlm::{self, NtlmCredentials, NtlmInitiator, NtlmSession};
 use crate::tls;
 
@@ -110,10 +112,13 @@ pub(crate) enum AuthHeader {
     Basic { authorization: HeaderValue },
     /// Per connection: an NTLM handshake on each new connection, then sealing (over HTTP).
     Ntlm(NtlmCredentials),
+    /// Per connection: a Kerberos context on each new connection, then sealing (over HTTP).
+    #[cfg(feature = "kerberos")]
+    Kerberos(Arc<KerberosAuth>),
 }
 
 impl AuthHeader {
-    fn new(auth: &Auth) -> Result<Self, WinrmError> {
+    fn new(auth: &Auth, endpoint: &Endpoint) -> Result<Self, WinrmError> {
         match auth {
             Auth::Basic { username, password } => {
                 let token = base64::engine::general_purpose::STANDARD
@@ -137,6 +142,25 @@ impl AuthHeader {
                 Ok(AuthHeader::Ntlm(NtlmCredentials::new(
                     username, password, domain,
                 )))
+            }
+            #[cfg(feature = "kerberos")]
+            Auth::Kerberos {
+                principal,
+                secret,
+                spn,
+            } => Ok(AuthHeader::Kerberos(Arc::new(KerberosAuth::new(
+                principal,
+                secret,
+                spn.as_deref(),
+                &endpoint.host,
+            )?))),
+            #[cfg(not(feature = "kerberos"))]
+            Auth::Kerberos { .. } => {
+                let _ = endpoint;
+                Err(WinrmError::Config(
+                    "kerberos authentication needs aetherv-winrm built with the `kerberos` feature"
+                        .into(),
+                ))
             }
         }
     }
@@ -164,10 +188,11 @@ impl Connector {
         } else {
             None
         };
+        let auth = AuthHeader::new(&cfg.auth, &endpoint)?;
         Ok(Connector {
             endpoint,
             tls,
-            auth: AuthHeader::new(&cfg.auth)?,
+            auth,
             connect_timeout: cfg.connect_timeout,
             request_timeout,
         })
@@ -208,9 +233,9 @@ impl Connector {
         }
     }
 
-    /// True when bodies are sealed (NTLM over plain HTTP).
+    /// True when bodies are sealed (NTLM or Kerberos over plain HTTP).
     fn seals(&self) -> bool {
-        matches!(self.auth, AuthHeader::Ntlm(_)) && !self.endpoint.https
+        !matches!(self.auth, AuthHeader::Basic { .. }) && !self.endpoint.https
     }
 
     fn request(
@@ -262,14 +287,16 @@ fn negotiate_header(token: &[u8]) -> Result<HeaderValue, WinrmError> {
     Ok(value)
 }
 
-/// The NTLM token of a `WWW-Authenticate: Negotiate <b64>` (or `NTLM <b64>`) challenge.
+/// The token of a `WWW-Authenticate: Negotiate <b64>` (or `NTLM`/`Kerberos <b64>`) challenge.
 fn challenge_token(headers: &[String]) -> Option<Vec<u8>> {
     headers
         .iter()
         .flat_map(|h| h.split(','))
         .filter_map(|part| part.trim().split_once(' '))
         .filter(|(scheme, _)| {
-            scheme.eq_ignore_ascii_case("negotiate") || scheme.eq_ignore_ascii_case("ntlm")
+            scheme.eq_ignore_ascii_case("negotiate")
+                || scheme.eq_ignore_ascii_case("ntlm")
+                || scheme.eq_ignore_ascii_case("kerberos")
         })
         .find_map(|(_, token)| {
             base64::engine::general_purpose::STANDARD
@@ -314,10 +341,51 @@ struct Conn {
     /// Set while an exchange is in flight; still set afterwards means the
     /// exchange was abandoned and the connection must not be reused.
     busy: bool,
-    /// The NTLM session of this connection, once authenticated.
-    ntlm: Option<NtlmSession>,
+    /// The security context of this connection (NTLM or Kerberos), once authenticated.
+    session: Option<Session>,
     /// NTLM channel bindings of the TLS server certificate (https only).
     channel_bindings: Option<[u8; 16]>,
+}
+
+/// An authenticated connection's security context, which seals and unseals bodies.
+enum Session {
+    Ntlm(Box<NtlmSession>),
+    #[cfg(feature = "kerberos")]
+    Kerberos(KerberosSession),
+}
+
+impl Session {
+    /// The sealed body and its content type.
+    fn seal(&mut self, soap: &[u8]) -> Result<(Bytes, &'static str), WinrmError> {
+        match self {
+            Session::Ntlm(s) => Ok((
+                Bytes::from(ntlm::seal_body(s, soap)),
+                ntlm::ENCRYPTED_CONTENT_TYPE,
+            )),
+            #[cfg(feature = "kerberos")]
+            Session::Kerberos(s) => Ok((
+                Bytes::from(kerberos::seal_body(s, soap)?),
+                kerberos::ENCRYPTED_CONTENT_TYPE,
+            )),
+        }
+    }
+
+    fn unseal(&mut self, body: &[u8]) -> Result<Vec<u8>, WinrmError> {
+        match self {
+            Session::Ntlm(s) => ntlm::unseal_body(s, body).map_err(WinrmError::Ntlm),
+            #[cfg(feature = "kerberos")]
+            Session::Kerberos(s) => kerberos::unseal_body(s, body),
+        }
+    }
+}
+
+/// True when a `Content-Type` announces a sealed body.
+fn is_encrypted_content_type(value: &str) -> bool {
+    #[cfg(feature = "kerberos")]
+    if kerberos::is_encrypted_content_type(value) {
+        return true;
+    }
+    ntlm::is_encrypted_content_type(value)
 }
 
 /// A single pinned connection (re-opened on loss) for one shell.
@@ -358,7 +426,7 @@ impl Transport {
             self.conn = Some(Conn {
                 sender,
                 busy: false,
-                ntlm: None,
+                session: None,
                 channel_bindings,
             });
         }
@@ -375,6 +443,19 @@ impl Transport {
         };
         conn.busy = true;
         let deadline = Instant::now() + self.connector.request_timeout;
+        // The previous exchange's response may be read while the connection task has not yet
+        // made the connection idle again: wait for it, or hyper refuses the request.
+        match timeout_at(deadline, conn.sender.ready()).await {
+            Err(_) => {
+                self.conn = None;
+                return Err(SendError::Failed(WinrmError::Timeout));
+            }
+            Ok(Err(err)) => {
+                self.conn = None;
+                return Err(SendError::NotSent(err));
+            }
+            Ok(Ok(())) => {}
+        }
         let response = match timeout_at(deadline, conn.sender.send_request(request)).await {
             Err(_) => {
                 self.conn = None;
@@ -470,8 +551,48 @@ impl Transport {
         let Some(conn) = self.conn.as_mut() else {
             return Err(WinrmError::Protocol("connection lost after ntlm".into()));
         };
-        conn.ntlm = Some(session);
+        conn.session = Some(Session::Ntlm(Box::new(session)));
         tracing::debug!("winrm ntlm authentication succeeded");
+        Ok(())
+    }
+
+    /// Establishes a Kerberos context on the current connection (an empty-body POST carrying
+    /// the AP-REQ; the `200` answer must carry the AP-REP) and stores it on the connection.
+    #[cfg(feature = "kerberos")]
+    async fn kerberos_handshake(&mut self, auth: &Arc<KerberosAuth>) -> Result<(), WinrmError> {
+        let connector = Arc::clone(&self.connector);
+        let starter = Arc::clone(auth);
+        // Blocking: may ask the KDC for a ticket-granting and a service ticket.
+        let (mut session, token) = tokio::task::spawn_blocking(move || starter.start(None))
+            .await
+            .map_err(|_| WinrmError::Protocol("kerberos task failed".into()))??;
+        let request = connector.request(
+            Bytes::new(),
+            SOAP_CONTENT_TYPE,
+            Some(negotiate_header(&token)?),
+        )?;
+        let raw = self.round_trip(request).await?;
+        match raw.status {
+            200..=299 => {}
+            401 => {
+                tracing::warn!(
+                    spn = %auth.spn,
+                    "winrm kerberos ticket rejected by the host (service principal or its keytab?)"
+                );
+                // Fresh tickets next time.
+                auth.forget_credentials();
+                return Err(WinrmError::Auth { status: 401 });
+            }
+            _ => return Err(unexpected(&raw)),
+        }
+        session.finish(challenge_token(&raw.www_authenticate).as_deref())?;
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(WinrmError::Protocol(
+                "connection lost after kerberos".into(),
+            ));
+        };
+        conn.session = Some(Session::Kerberos(session));
+        tracing::debug!("winrm kerberos authentication succeeded");
         Ok(())
     }
 
@@ -496,21 +617,25 @@ impl Transport {
                     SOAP_CONTENT_TYPE,
                     Some(authorization.clone()),
                 )?,
-                AuthHeader::Ntlm(creds) => {
-                    if self.conn.as_ref().is_some_and(|c| c.ntlm.is_none()) {
-                        self.ntlm_handshake(creds).await?;
+                _ => {
+                    if self.conn.as_ref().is_some_and(|c| c.session.is_none()) {
+                        match &connector.auth {
+                            AuthHeader::Ntlm(creds) => self.ntlm_handshake(creds).await?,
+                            #[cfg(feature = "kerberos")]
+                            AuthHeader::Kerberos(auth) => self.kerberos_handshake(auth).await?,
+                            AuthHeader::Basic { .. } => {}
+                        }
                     }
-                    let session = self.conn.as_mut().and_then(|c| c.ntlm.as_mut());
+                    let session = self.conn.as_mut().and_then(|c| c.session.as_mut());
                     match session {
-                        Some(session) if connector.seals() => connector.request(
-                            Bytes::from(ntlm::seal_body(session, &body)),
-                            ntlm::ENCRYPTED_CONTENT_TYPE,
-                            None,
-                        )?,
+                        Some(session) if connector.seals() => {
+                            let (sealed, content_type) = session.seal(&body)?;
+                            connector.request(sealed, content_type, None)?
+                        }
                         Some(_) => connector.request(body.clone(), SOAP_CONTENT_TYPE, None)?,
                         None => {
                             return Err(WinrmError::Protocol(
-                                "no ntlm session after authentication".into(),
+                                "no security context after authentication".into(),
                             ));
                         }
                     }
@@ -526,32 +651,32 @@ impl Transport {
                 Err(err) => return Err(err.into()),
             };
             if raw.status == 401 {
-                if matches!(connector.auth, AuthHeader::Ntlm(_)) && !reauthenticated {
+                if !matches!(connector.auth, AuthHeader::Basic { .. }) && !reauthenticated {
                     // The server dropped the security context: authenticate again.
                     tracing::debug!(
                         "winrm answered 401 on an authenticated connection, re-authenticating"
                     );
                     reauthenticated = true;
                     if let Some(conn) = self.conn.as_mut() {
-                        conn.ntlm = None;
+                        conn.session = None;
                     }
                     continue;
                 }
                 return Err(WinrmError::Auth { status: 401 });
             }
-            let bytes = if ntlm::is_encrypted_content_type(&raw.content_type) {
-                let session = self.conn.as_mut().and_then(|c| c.ntlm.as_mut());
+            let bytes = if is_encrypted_content_type(&raw.content_type) {
+                let session = self.conn.as_mut().and_then(|c| c.session.as_mut());
                 let Some(session) = session else {
                     return Err(WinrmError::Protocol(
-                        "encrypted response without an ntlm session".into(),
+                        "encrypted response without a security context".into(),
                     ));
                 };
-                match ntlm::unseal_body(session, &raw.body) {
+                match session.unseal(&raw.body) {
                     Ok(plain) => Bytes::from(plain),
                     Err(err) => {
                         // The sealing state is out of step: never reuse this connection.
                         self.conn = None;
-                        return Err(WinrmError::Ntlm(err));
+                        return Err(err);
                     }
                 }
             } else if connector.seals() && !raw.body.is_empty() && raw.status < 300 {
@@ -614,10 +739,13 @@ mod tests {
 
     #[test]
     fn basic_auth_header_is_sensitive() {
-        let h = AuthHeader::new(&Auth::Basic {
-            username: "user".into(),
-            password: "pass".into(),
-        })
+        let h = AuthHeader::new(
+            &Auth::Basic {
+                username: "user".into(),
+                password: "pass".into(),
+            },
+            &Endpoint::parse("http://hv01/wsman").unwrap(),
+        )
         .unwrap();
         let AuthHeader::Basic { authorization } = h else {
             panic!("basic expected");

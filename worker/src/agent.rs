@@ -29,7 +29,7 @@ impl AgentError {
     /// A stable code for events.
     pub fn code(&self) -> &'static str {
         match self {
-            AgentError::Transport(WinrmError::Auth { .. }) => "host_auth_failed",
+            AgentError::Transport(e) if e.is_auth_rejected() => "host_auth_failed",
             AgentError::Transport(WinrmError::Timeout) => "agent_timeout",
             AgentError::Transport(WinrmError::Cancelled) => "cancelled",
             AgentError::Transport(_) => "host_unreachable",

@@ -125,6 +125,29 @@ pub enum AuthConfig {
         #[serde(default)]
         password_file: Option<PathBuf>,
     },
+    /// Kerberos (MIT GSSAPI; the worker must be built with the `kerberos` feature): a principal
+    /// with a password (`password`, `password_env` or `password_file`) or with a `keytab`. Over
+    /// `http` every message is sealed, as with NTLM.
+    Kerberos {
+        /// Client principal, `user@REALM`.
+        principal: String,
+        /// Password inline (prefer `password_env`, `password_file` or `keytab`).
+        #[serde(default)]
+        password: Option<String>,
+        /// Name of an environment variable holding the password.
+        #[serde(default)]
+        password_env: Option<String>,
+        /// Path of a file holding the password (trailing newline trimmed).
+        #[serde(default)]
+        password_file: Option<PathBuf>,
+        /// Keytab holding the principal's keys, instead of a password. All hosts of one worker
+        /// share one keytab (MIT's client keytab of the process).
+        #[serde(default)]
+        keytab: Option<PathBuf>,
+        /// The host's service principal; `HTTP/<endpoint host>` when unset.
+        #[serde(default)]
+        spn: Option<String>,
+    },
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -142,6 +165,18 @@ impl std::fmt::Debug for AuthConfig {
                 .field("username", username)
                 .field("domain", domain)
                 .field("password", &"<redacted>")
+                .finish(),
+            AuthConfig::Kerberos {
+                principal,
+                keytab,
+                spn,
+                ..
+            } => f
+                .debug_struct("Kerberos")
+                .field("principal", principal)
+                .field("password", &"<redacted>")
+                .field("keytab", keytab)
+                .field("spn", spn)
                 .finish(),
         }
     }
@@ -310,6 +345,12 @@ impl AuthConfig {
             password_env,
             password_file,
             ..
+        }
+        | AuthConfig::Kerberos {
+            password,
+            password_env,
+            password_file,
+            ..
         }) = self;
         if let Some(p) = password {
             return Ok(p.clone());
@@ -327,9 +368,22 @@ impl AuthConfig {
                     source,
                 });
         }
-        Err(ConfigError::Invalid(
-            "basic auth needs password, password_env or password_file".into(),
-        ))
+        Err(ConfigError::Invalid(match self {
+            AuthConfig::Kerberos { .. } => {
+                "kerberos auth needs keytab, password, password_env or password_file".into()
+            }
+            _ => "basic auth needs password, password_env or password_file".into(),
+        }))
+    }
+
+    /// The Kerberos keytab of this host's credentials, if it uses one.
+    pub fn keytab(&self) -> Option<&std::path::Path> {
+        match self {
+            AuthConfig::Kerberos {
+                keytab: Some(k), ..
+            } => Some(k),
+            _ => None,
+        }
     }
 }
 
@@ -426,5 +480,33 @@ hosts:
         );
         let client = crate::winrm_client(&c.hosts[0], &|_| None).expect("client");
         assert_eq!(client.endpoint(), "http://127.0.0.1:5985/wsman");
+    }
+
+    #[test]
+    fn kerberos_auth_parses_and_redacts() {
+        let yaml = "hosts:\n  - name: hv01\n    endpoint: http://hv01.lab.test:5985/wsman\n    auth: { kind: kerberos, principal: svc@LAB.TEST, password_env: KRB_PW, spn: HTTP/hv01.lab.test@LAB.TEST }\n  - name: hv02\n    endpoint: http://hv02.lab.test:5985/wsman\n    auth: { kind: kerberos, principal: svc@LAB.TEST, keytab: /etc/aetherv/worker.keytab }\n";
+        let c = WorkerConfig::from_yaml(yaml).expect("parses");
+        let env = |k: &str| (k == "KRB_PW").then(|| "kRb-s3cret".to_string());
+        assert_eq!(c.hosts[0].auth.password(env).expect("pw"), "kRb-s3cret");
+        assert_eq!(c.hosts[0].auth.keytab(), None);
+        assert_eq!(
+            c.hosts[1].auth.keytab(),
+            Some(std::path::Path::new("/etc/aetherv/worker.keytab"))
+        );
+        let err = c.hosts[1].auth.password(|_| None).expect_err("no password");
+        assert!(
+            err.to_string().contains("kerberos auth needs keytab"),
+            "{err}"
+        );
+        let debug = format!("{:?}", c.hosts[0].auth);
+        assert!(
+            debug.contains("svc@LAB.TEST") && !debug.contains("kRb-s3cret"),
+            "{debug}"
+        );
+        // A missing password variable is a config error naming the variable, not the value.
+        let err = crate::winrm_client(&c.hosts[0], &|_| None).expect_err("no password");
+        assert!(err.to_string().contains("KRB_PW"), "{err}");
+        let bad = "hosts:\n  - name: hv01\n    endpoint: http://hv01:5985/wsman\n    auth: { kind: kerberos, principal: svc@LAB.TEST, ticket: x }\n";
+        assert!(WorkerConfig::from_yaml(bad).is_err());
     }
 }

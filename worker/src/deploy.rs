@@ -309,6 +309,11 @@ impl Deployer {
                 p.auth_ok = Some(false);
                 p.error = Some(format!("authentication rejected (http {status})"));
             }
+            Err(DeployError::Transport(e)) if e.is_auth_rejected() => {
+                p.reachable = true;
+                p.auth_ok = Some(false);
+                p.error = Some(e.to_string());
+            }
             Err(e @ DeployError::Transport(WinrmError::Tls(_) | WinrmError::Config(_))) => {
                 // The endpoint may answer, but no authenticated exchange happened.
                 p.reachable = matches!(e, DeployError::Transport(WinrmError::Tls(_)));
@@ -428,6 +433,16 @@ pub(crate) async fn prepare_for_job(
                     code: "host_auth_failed",
                     message: format!(
                         "host {host} rejected the worker's credentials (HTTP {status}); fix the \
+                         host's auth settings in the worker configuration"
+                    ),
+                });
+            }
+            Err(DeployError::Transport(e)) if e.is_auth_rejected() => {
+                // The KDC refused a Kerberos password or keytab.
+                return Ok(Preparation::Failed {
+                    code: "host_auth_failed",
+                    message: format!(
+                        "the worker's credentials for host {host} were rejected ({e}); fix the \
                          host's auth settings in the worker configuration"
                     ),
                 });

@@ -21,7 +21,7 @@ pub mod reporter;
 pub mod slot;
 
 use aetherv_broker::Broker;
-use aetherv_winrm::{Auth, ClientConfig, TlsOptions, WinrmClient};
+use aetherv_winrm::{Auth, ClientConfig, KerberosSecret, TlsOptions, WinrmClient};
 use config::{AuthConfig, ConfigError, HostConfig};
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,7 +57,6 @@ pub fn winrm_client(
     host: &HostConfig,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<WinrmClient, ConfigError> {
-    let password = host.auth.password(env)?;
     let ca_pem = match &host.tls.ca_file {
         Some(p) => Some(std::fs::read(p).map_err(|source| ConfigError::Read {
             path: p.clone(),
@@ -68,14 +67,27 @@ pub fn winrm_client(
     let auth = match &host.auth {
         AuthConfig::Basic { username, .. } => Auth::Basic {
             username: username.clone(),
-            password,
+            password: host.auth.password(env)?,
         },
         AuthConfig::Ntlm {
             username, domain, ..
         } => Auth::Ntlm {
             username: username.clone(),
-            password,
+            password: host.auth.password(env)?,
             domain: domain.clone().unwrap_or_default(),
+        },
+        AuthConfig::Kerberos {
+            principal,
+            keytab,
+            spn,
+            ..
+        } => Auth::Kerberos {
+            principal: principal.clone(),
+            secret: match keytab {
+                Some(k) => KerberosSecret::Keytab(k.clone()),
+                None => KerberosSecret::Password(host.auth.password(env)?),
+            },
+            spn: spn.clone(),
         },
     };
     let mut cfg = ClientConfig::new(&host.endpoint, auth);
@@ -84,6 +96,30 @@ pub fn winrm_client(
         accept_invalid_certs: host.tls.insecure_skip_verify,
     };
     WinrmClient::new(cfg).map_err(|e| ConfigError::Invalid(format!("host {}: {e}", host.name)))
+}
+
+/// Makes the Kerberos keytab of the configured hosts this process's client keytab (MIT reads it
+/// from the environment). Call it before any thread starts; a no-op when no host uses a keytab.
+/// All keytab hosts of one worker must name the same keytab.
+pub fn install_kerberos_keytab(cfg: &WorkerConfig) -> Result<(), ConfigError> {
+    let mut keytabs = cfg.hosts.iter().filter_map(|h| h.auth.keytab());
+    let Some(first) = keytabs.next() else {
+        return Ok(());
+    };
+    if keytabs.any(|k| k != first) {
+        return Err(ConfigError::Invalid(
+            "all kerberos hosts of one worker must use the same keytab".into(),
+        ));
+    }
+    #[cfg(feature = "kerberos")]
+    {
+        aetherv_winrm::kerberos::install_client_keytab(first);
+        Ok(())
+    }
+    #[cfg(not(feature = "kerberos"))]
+    Err(ConfigError::Invalid(
+        "kerberos authentication needs aetherv built with the `kerberos` feature".into(),
+    ))
 }
 
 impl Worker {
