@@ -93,14 +93,19 @@ async fn serve(args: Args) -> Result<(), String> {
             _ => sim.worker_config_yaml(&base),
         };
         let (identity_file, recipient) = worker_identity(path)?;
-        let yaml = format!(
-            "{yaml}# The worker's age identity; producers seal secrets to its recipient:\n\
+        // Top-level keys go before `hosts:`, so a host list appended to the file stays valid.
+        let age = format!(
+            "# The worker's age identity; producers seal secrets to its recipient:\n\
              #   AETHERV_AGE_RECIPIENTS=$(cat {}.pub)\n\
              age_identity_file: {}\n",
             identity_file.display(),
             serde_json::to_string(&identity_file.display().to_string())
                 .map_err(|e| e.to_string())?
         );
+        let yaml = match yaml.find("hosts:\n") {
+            Some(i) => format!("{}{age}{}", &yaml[..i], &yaml[i..]),
+            None => format!("{age}{yaml}"),
+        };
         write_atomically(path, &yaml)?;
         println!("worker age recipient: {recipient}");
     }
