@@ -662,3 +662,45 @@ async fn a_managed_deployment_submitted_from_outside_matches_the_request() {
     drop(worker);
     cleanup(&url, &prefix, &["hv01".to_string()]).await;
 }
+
+/// A cancel request made while no worker ran is honoured by the worker that starts later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_made_before_any_worker_started_is_honoured() {
+    let url = amqp_url();
+    let prefix = prefix();
+    let sim = start_sim(1, 0);
+    let broker = Broker::connect(&url, Topology::new(&prefix))
+        .await
+        .expect("broker");
+    broker.declare_host("hv01").await.expect("declare");
+    let job = managed("cx-early", json!({}));
+    broker.publish_job(&job).await.expect("publish");
+    let by = Requester {
+        platform: Platform::Console,
+        user_id: "alice".into(),
+    };
+    broker
+        .publish_event(&Event::for_job(
+            job.job_id,
+            0,
+            EventBody::JobCancelRequested { by },
+        ))
+        .await
+        .expect("cancel");
+    let worker = start_worker(&sim.worker_config, &prefix, &url, "w-late");
+    let events = collect_until_done(
+        &broker,
+        &[job.job_id].into_iter().collect(),
+        Duration::from_secs(60),
+    )
+    .await
+    .remove(&job.job_id)
+    .unwrap_or_default();
+    let names: Vec<&str> = events.iter().map(Event::type_name).collect();
+    assert!(!names.contains(&"job.started"), "{names:?}");
+    assert_eq!(names.last(), Some(&"job.cancelled"), "{names:?}");
+    assert_eq!(host_view(&sim)["vms"], json!([]));
+    broker.close().await;
+    drop(worker);
+    cleanup(&url, &prefix, &["hv01".to_string()]).await;
+}

@@ -18,9 +18,43 @@ pub const DEFAULT_LOOKBACK: Duration = Duration::from_secs(24 * 3600);
 
 /// The open cancellation requests this worker knows of.
 #[derive(Debug, Clone, Default)]
-pub struct CancelRequests(Arc<Mutex<HashMap<JobId, Requester>>>);
+pub struct CancelRequests(Arc<Mutex<HashMap<JobId, Requester>>>, Arc<CaughtUp>);
+
+/// Whether the watcher has read the look-back window up to the present.
+#[derive(Debug, Default)]
+struct CaughtUp {
+    done: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+/// Longest a slot waits for the watcher's look-back before taking its first job.
+pub const CATCH_UP_WAIT: Duration = Duration::from_secs(5);
+/// A stream quiet for this long has been read up to the present.
+const IDLE_IS_CAUGHT_UP: Duration = Duration::from_millis(300);
 
 impl CancelRequests {
+    /// Marks the look-back as read (wakes [`CancelRequests::caught_up`] waiters).
+    pub fn mark_caught_up(&self) {
+        if !self.1.done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.1.notify.notify_waiters();
+        }
+    }
+
+    /// Waits until the watcher has read up to the present, at most `limit` (so a slot does not
+    /// take a job whose cancel request is still in the look-back window).
+    pub async fn caught_up(&self, limit: Duration) {
+        let wait = async {
+            loop {
+                let notified = self.1.notify.notified();
+                if self.1.done.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, wait).await;
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, Requester>> {
         match self.0.lock() {
             Ok(g) => g,
@@ -63,7 +97,8 @@ pub(crate) async fn watch(
     quiet: CancellationToken,
 ) {
     let lookback = chrono::Duration::from_std(lookback).unwrap_or(chrono::Duration::hours(24));
-    let mut from = chrono::Utc::now() - lookback;
+    let started = chrono::Utc::now();
+    let mut from = started - lookback;
     let mut backoff = Duration::from_millis(200);
     loop {
         let stream = tokio::select! {
@@ -76,9 +111,17 @@ pub(crate) async fn watch(
                 loop {
                     let next = tokio::select! {
                         _ = quiet.cancelled() => return,
-                        n = stream.next() => n,
+                        n = stream.next() => Some(n),
+                        _ = tokio::time::sleep(IDLE_IS_CAUGHT_UP) => None,
+                    };
+                    let Some(next) = next else {
+                        requests.mark_caught_up();
+                        continue;
                     };
                     let Some((_, ev)) = next else { break };
+                    if ev.at >= started {
+                        requests.mark_caught_up();
+                    }
                     from = ev.at;
                     let Some(job) = ev.job_id else { continue };
                     match &ev.body {
@@ -91,6 +134,8 @@ pub(crate) async fn watch(
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot follow the event stream for cancellations; retrying");
+                // Without the stream there is nothing to wait for; do not hold the slots.
+                requests.mark_caught_up();
             }
         }
         tokio::select! {
@@ -98,5 +143,51 @@ pub(crate) async fn watch(
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aetherv_broker::Topology;
+    use aetherv_core::{Event, Platform};
+
+    #[tokio::test]
+    async fn the_look_back_is_read_before_slots_start_and_ended_jobs_are_forgotten() {
+        let broker = Broker::in_process(Topology::new("cancel-watch"));
+        let (asked, ended) = (JobId::new(), JobId::new());
+        let by = Requester {
+            platform: Platform::Console,
+            user_id: "alice".into(),
+        };
+        for (job, body) in [
+            (asked, EventBody::JobCancelRequested { by: by.clone() }),
+            (ended, EventBody::JobCancelRequested { by: by.clone() }),
+            (
+                ended,
+                EventBody::JobCancelled {
+                    by: Some(by.clone()),
+                },
+            ),
+        ] {
+            broker
+                .publish_event(&Event::for_job(job, 0, body))
+                .await
+                .expect("publish");
+        }
+        let requests = CancelRequests::default();
+        let quiet = CancellationToken::new();
+        let task = tokio::spawn(watch(
+            broker.clone(),
+            requests.clone(),
+            DEFAULT_LOOKBACK,
+            quiet.clone(),
+        ));
+        requests.caught_up(Duration::from_secs(5)).await;
+        assert_eq!(requests.requested(asked), Some(by));
+        assert_eq!(requests.requested(ended), None);
+        assert_eq!(requests.len(), 1);
+        quiet.cancel();
+        task.await.expect("watcher stops");
     }
 }

@@ -71,6 +71,11 @@ pub(crate) async fn host_slot(
     mut prepared: bool,
 ) {
     let tag = format!("{}:{}", ctx.worker_id, agent.host);
+    // Cancellation requests made while no worker ran must be known before the first job.
+    ctx.opts
+        .cancels
+        .caught_up(crate::cancel::CATCH_UP_WAIT)
+        .await;
     let mut backoff = Duration::from_millis(200);
     ctx.slots.set(&agent.host, SlotState::Idle);
     loop {
