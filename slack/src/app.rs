@@ -25,6 +25,9 @@ use tokio::sync::{mpsc, oneshot};
 
 /// How long a view submission waits for the engine before closing the modal anyway.
 pub const SUBMIT_WAIT: Duration = Duration::from_millis(2500);
+/// `views.open` calls in flight at once (Slack's round trip dominates them; 16 open a burst
+/// of 100 modals in well under the trigger id's 3 s).
+pub const OPENING_CONCURRENCY: usize = 16;
 /// Requests waiting for the engine before new ones are refused as busy.
 pub const INPUT_QUEUE: usize = 1024;
 
@@ -115,6 +118,9 @@ pub struct Shared {
     pub identity: Arc<Identity>,
     /// The engine task's queue.
     pub tx: mpsc::Sender<Input>,
+    /// Bounds the `views.open` calls in flight, so a burst of `deploy`s leaves CPU for the
+    /// acknowledgements of the commands behind them.
+    pub opening: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Shared {
@@ -177,6 +183,9 @@ impl Shared {
     }
 
     async fn open_form(&self, form: DeployForm, channel: String, trigger: SlackTriggerId) {
+        let Ok(_permit) = self.opening.acquire().await else {
+            return;
+        };
         let meta = ViewMeta {
             form: form.form_id().to_string(),
             channel,

@@ -117,6 +117,7 @@ pub async fn run(engine: Engine, opts: Options, shutdown: CancellationToken) -> 
         drafts: Mutex::new(Default::default()),
         identity: Arc::clone(&identity),
         tx,
+        opening: tokio::sync::Semaphore::new(app::OPENING_CONCURRENCY),
     });
     let (out, out_task) = outbound::start(Arc::clone(&client), token.clone());
     let stop = shutdown.child_token();
