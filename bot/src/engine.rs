@@ -13,7 +13,7 @@ mod guided;
 
 pub use api::{FormOutcome, VoteResult};
 
-use crate::render::{ApprovalView, Renderer};
+use crate::render::Renderer;
 use crate::state::{display, JobInfo, Phase, State};
 use crate::thread::{Limits, ThreadOp};
 use aetherv_broker::Broker;
@@ -537,27 +537,10 @@ impl Engine {
             return Vec::new();
         }
         if info.phase == Phase::AwaitingApproval {
-            let Some(p) = info.approval.clone() else {
-                return Vec::new();
+            return match self.approval_view(job) {
+                Some(view) => vec![self.say(self.render.approval_request(&view))],
+                None => Vec::new(),
             };
-            let view = ApprovalView {
-                short: info.short(),
-                rule: info.rule.clone().unwrap_or_default(),
-                required: p.required,
-                groups: p.groups.join(", "),
-                expires_at: p
-                    .expires_at
-                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                requester: display(&p.requester),
-                kind: info.kind.clone(),
-                target: info.target.clone(),
-                fields: info
-                    .envelope
-                    .as_ref()
-                    .map(|e| e.spec.clone())
-                    .unwrap_or_default(),
-            };
-            return vec![self.say(self.render.approval_request(&view))];
         }
         self.refresh(job, now)
     }

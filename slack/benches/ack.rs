@@ -29,6 +29,15 @@ use tokio_util::sync::CancellationToken;
 
 const COMMANDS: usize = 200;
 
+/// The `i`-th command of a run: half open the managed-deployment modal, half are queued.
+fn command_text(i: usize) -> &'static str {
+    if i.is_multiple_of(2) {
+        "deploy managed"
+    } else {
+        "vm list"
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted.get(i).copied().unwrap_or_default()
@@ -95,11 +104,7 @@ async fn socket_mode() -> anyhow::Result<()> {
     // One at a time: the adapter's own acknowledgement latency over the WebSocket.
     let mut seq = Vec::new();
     for i in 0..COMMANDS {
-        let text = if i % 2 == 0 {
-            "deploy managed"
-        } else {
-            "vm list"
-        };
+        let text = command_text(i);
         let rx = fake.send_envelope(
             "slash_commands",
             &fake::slash_payload("U0ALICE", "C0OPS", text),
@@ -111,11 +116,7 @@ async fn socket_mode() -> anyhow::Result<()> {
     report("Socket Mode, 200 commands one at a time", &mut seq, "");
     let mut tasks = Vec::with_capacity(COMMANDS);
     for i in 0..COMMANDS {
-        let text = if i % 2 == 0 {
-            "deploy managed"
-        } else {
-            "vm list"
-        };
+        let text = command_text(i);
         let rx = fake.send_envelope(
             "slash_commands",
             &fake::slash_payload("U0ALICE", "C0OPS", text),
@@ -188,11 +189,7 @@ async fn http_mode() -> anyhow::Result<()> {
     let mut reqs = Vec::with_capacity(COMMANDS + 1);
     let ts = chrono::Utc::now().timestamp().to_string();
     for i in 0..=COMMANDS {
-        let text = if i % 2 == 0 {
-            "deploy managed"
-        } else {
-            "vm list"
-        };
+        let text = command_text(i);
         let p = fake::slash_payload("U0ALICE", "C0OPS", text);
         let pairs: Vec<(String, String)> = p
             .as_object()

@@ -150,6 +150,13 @@ fn param_text(v: &Value) -> String {
     }
 }
 
+/// The text of a helper's first parameter.
+fn first_param(h: &Helper, helper: &'static str) -> Result<String, RenderErrorReason> {
+    h.param(0)
+        .map(|v| param_text(v.value()))
+        .ok_or(RenderErrorReason::ParamNotFoundForIndex(helper, 0))
+}
+
 fn json_helper(
     h: &Helper,
     _: &Handlebars,
@@ -157,10 +164,7 @@ fn json_helper(
     _: &mut RenderContext,
     out: &mut dyn Output,
 ) -> HelperResult {
-    let v = h
-        .param(0)
-        .ok_or(RenderErrorReason::ParamNotFoundForIndex("json", 0))?;
-    let text = param_text(v.value());
+    let text = first_param(h, "json")?;
     out.write(&serde_json::to_string(&text).map_err(RenderErrorReason::SerdeError)?)?;
     Ok(())
 }
@@ -172,10 +176,7 @@ fn mrkdwn_helper(
     _: &mut RenderContext,
     out: &mut dyn Output,
 ) -> HelperResult {
-    let v = h
-        .param(0)
-        .ok_or(RenderErrorReason::ParamNotFoundForIndex("mrkdwn", 0))?;
-    let text = truncate(&escape(&param_text(v.value())), SECTION_TEXT_MAX);
+    let text = truncate(&escape(&first_param(h, "mrkdwn")?), SECTION_TEXT_MAX);
     out.write(&serde_json::to_string(&text).map_err(RenderErrorReason::SerdeError)?)?;
     Ok(())
 }

@@ -142,6 +142,19 @@ struct Worker {
 }
 
 impl Worker {
+    /// Where a message of `thread` goes: the thread root's channel and timestamp once it was
+    /// posted, else `channel` at top level.
+    fn thread_root(
+        &self,
+        channel: &str,
+        thread: Option<MsgKey>,
+    ) -> (SlackChannelId, Option<SlackTs>) {
+        match thread.and_then(|t| self.posted.get(&t).cloned()) {
+            Some((ch, ts)) => (ch, Some(ts)),
+            None => (SlackChannelId(channel.to_string()), None),
+        }
+    }
+
     async fn call(&mut self, op: &Op) -> Result<(), SlackClientError> {
         let session = self.client.open_session(&self.token);
         match op {
@@ -151,11 +164,7 @@ impl Worker {
                 thread,
                 content: c,
             } => {
-                let root = thread.and_then(|t| self.posted.get(&t).cloned());
-                let (channel, thread_ts) = match root {
-                    Some((ch, ts)) => (ch, Some(ts)),
-                    None => (SlackChannelId(channel.clone()), None),
-                };
+                let (channel, thread_ts) = self.thread_root(channel, *thread);
                 let mut req = SlackApiChatPostMessageRequest::new(channel, content(c));
                 req.thread_ts = thread_ts;
                 let res = session.chat_post_message(&req).await?;
@@ -205,11 +214,7 @@ impl Worker {
                 name,
                 content: body,
             } => {
-                let root = thread.and_then(|t| self.posted.get(&t).cloned());
-                let (channel, thread_ts) = match root {
-                    Some((ch, ts)) => (ch, Some(ts)),
-                    None => (SlackChannelId(channel.clone()), None),
-                };
+                let (channel, thread_ts) = self.thread_root(channel, *thread);
                 let url = session
                     .get_upload_url_external(&SlackApiFilesGetUploadUrlExternalRequest::new(
                         name.clone(),

@@ -71,6 +71,37 @@ fn host_view(sim: &SimProc) -> Value {
     serde_json::from_str(&body).expect("json")
 }
 
+/// The VMs of a host view named `name`.
+fn vms_named<'v>(view: &'v Value, name: &str) -> Vec<&'v Value> {
+    view["vms"]
+        .as_array()
+        .map(|v| v.iter().filter(|vm| vm["vm_name"] == name).collect())
+        .unwrap_or_default()
+}
+
+/// The workers that started a job, in order (one per attempt).
+fn started_by(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|ev| match &ev.body {
+            EventBody::JobStarted { worker, .. } => Some(worker.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One job's events from the start of the stream until it ended.
+async fn events_of(broker: &Broker, job: JobId) -> Vec<Event> {
+    collect_until_done(
+        broker,
+        &[job].into_iter().collect(),
+        Duration::from_secs(60),
+    )
+    .await
+    .remove(&job)
+    .unwrap_or_default()
+}
+
 fn assert_no_secret_anywhere(events: &[Vec<Event>], view: &Value) {
     for ev in events.iter().flatten() {
         let text = String::from_utf8(ev.to_vec()).expect("utf-8");
@@ -179,14 +210,7 @@ async fn a_fault_at_each_step_fails_naming_it_and_rollback_leaves_nothing() {
                 events[0].iter().map(Event::type_name).collect::<Vec<_>>()
             );
             let view = host_view(&sim);
-            let left: Vec<&Value> = view["vms"]
-                .as_array()
-                .map(|v| {
-                    v.iter()
-                        .filter(|vm| vm["vm_name"] == name.as_str())
-                        .collect()
-                })
-                .unwrap_or_default();
+            let left = vms_named(&view, &name);
             if rollback {
                 assert!(left.is_empty(), "rollback after {fault} left {left:?}");
             } else if step != "vm.create" {
@@ -280,13 +304,8 @@ async fn a_worker_killed_during_each_step_is_resumed_by_the_other_with_one_vm_an
             |ev| matches!(&ev.body, EventBody::StepStarted { step: s, .. } if s == step),
         )
         .await;
-        let victim = seen
-            .iter()
-            .rev()
-            .find_map(|ev| match &ev.body {
-                EventBody::JobStarted { worker, .. } => Some(worker.clone()),
-                _ => None,
-            })
+        let victim = started_by(&seen)
+            .pop()
             .expect("job.started names its worker");
         // Mid-operation: each operation takes 400 ms on the sim.
         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -302,27 +321,14 @@ async fn a_worker_killed_during_each_step_is_resumed_by_the_other_with_one_vm_an
             "killed during {step}: {:?}",
             failure(&seen)
         );
-        let started_by: Vec<String> = seen
-            .iter()
-            .filter_map(|ev| match &ev.body {
-                EventBody::JobStarted { worker, .. } => Some(worker.clone()),
-                _ => None,
-            })
-            .collect();
+        let workers_run = started_by(&seen);
         assert!(
-            started_by.len() >= 2 && started_by.last() != Some(&victim),
-            "killed during {step}: not resumed by another worker: {started_by:?}"
+            workers_run.len() >= 2 && workers_run.last() != Some(&victim),
+            "killed during {step}: not resumed by another worker: {workers_run:?}"
         );
         assert!(seen.iter().any(|e| e.type_name() == "job.resumed"));
         let view = host_view(&sim);
-        let vms: Vec<&Value> = view["vms"]
-            .as_array()
-            .map(|v| {
-                v.iter()
-                    .filter(|vm| vm["vm_name"] == name.as_str())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let vms = vms_named(&view, &name);
         assert_eq!(vms.len(), 1, "killed during {step}: {view}");
         assert_eq!(vms[0]["disks"].as_array().map(Vec::len), Some(1), "{view}");
         assert_eq!(vms[0]["nics"].as_array().map(Vec::len), Some(1), "{view}");
@@ -511,14 +517,7 @@ async fn cancelled_jobs_are_dropped_when_queued_and_stop_at_a_step_boundary_when
         ["vm.create", "disk.create"],
         "it ran past the boundary"
     );
-    let queued_events = collect_until_done(
-        &broker,
-        &[queued.job_id].into_iter().collect(),
-        Duration::from_secs(60),
-    )
-    .await
-    .remove(&queued.job_id)
-    .unwrap_or_default();
+    let queued_events = events_of(&broker, queued.job_id).await;
     let names: Vec<&str> = queued_events.iter().map(Event::type_name).collect();
     assert!(!names.contains(&"job.started"), "{names:?}");
     assert_eq!(names.last(), Some(&"job.cancelled"), "{names:?}");
@@ -546,20 +545,7 @@ async fn a_managed_deployment_submitted_from_outside_matches_the_request() {
     let recipient_file = format!("{}.age.pub", sim.worker_config.display());
     let recipient = std::fs::read_to_string(&recipient_file).expect("the sim wrote a recipient");
     // A worker with only its config: the identity comes from `age_identity_file`.
-    let worker = Proc {
-        child: std::process::Command::new(bin())
-            .args(["worker", "--config"])
-            .arg(&sim.worker_config)
-            .env("AETHERV_PREFIX", &prefix)
-            .env("AETHERV_AMQP_URL", &url)
-            .env("AETHERV_WORKER_ID", "w-outside")
-            .env("AETHERV_LOG", "warn")
-            .env_remove("AETHERV_AGE_IDENTITY")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("worker"),
-        name: "w-outside".into(),
-    };
+    let worker = start_worker_own_identity(&sim.worker_config, &prefix, &url, "w-outside");
     let dir = tempfile::tempdir().expect("tempdir");
     let job = dir.path().join("job.yaml");
     std::fs::write(
@@ -688,14 +674,7 @@ async fn a_cancel_made_before_any_worker_started_is_honoured() {
         .await
         .expect("cancel");
     let worker = start_worker(&sim.worker_config, &prefix, &url, "w-late");
-    let events = collect_until_done(
-        &broker,
-        &[job.job_id].into_iter().collect(),
-        Duration::from_secs(60),
-    )
-    .await
-    .remove(&job.job_id)
-    .unwrap_or_default();
+    let events = events_of(&broker, job.job_id).await;
     let names: Vec<&str> = events.iter().map(Event::type_name).collect();
     assert!(!names.contains(&"job.started"), "{names:?}");
     assert_eq!(names.last(), Some(&"job.cancelled"), "{names:?}");

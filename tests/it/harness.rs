@@ -172,7 +172,13 @@ pub fn seal_for_workers(job: &mut aetherv_core::JobEnvelope) {
 
 /// Starts `aetherv worker` against a config, with the test's prefix and broker.
 pub fn start_worker(config: &Path, prefix: &str, url: &str, id: &str) -> Proc {
-    spawn_worker(config, prefix, url, id, "warn", Stdio::inherit())
+    spawn_worker(config, prefix, url, id, "warn", Stdio::inherit(), true)
+}
+
+/// Starts `aetherv worker` with only its config: the age identity comes from the config's
+/// `age_identity_file` (as `aetherv sim` writes it), not from the test's shared identity.
+pub fn start_worker_own_identity(config: &Path, prefix: &str, url: &str, id: &str) -> Proc {
+    spawn_worker(config, prefix, url, id, "warn", Stdio::inherit(), false)
 }
 
 /// Starts `aetherv worker` with debug logging written to `log` (for scans of what it logs).
@@ -182,7 +188,7 @@ pub fn start_worker_logged(config: &Path, prefix: &str, url: &str, id: &str, log
         .append(true)
         .open(log)
         .expect("worker log file");
-    spawn_worker(config, prefix, url, id, "debug", Stdio::from(file))
+    spawn_worker(config, prefix, url, id, "debug", Stdio::from(file), true)
 }
 
 fn spawn_worker(
@@ -192,13 +198,17 @@ fn spawn_worker(
     id: &str,
     level: &str,
     stderr: Stdio,
+    shared_identity: bool,
 ) -> Proc {
-    let identity = aetherv_core::secrets::identity_text(worker_identity());
-    let child = Command::new(bin())
-        .arg("worker")
-        .arg("--config")
-        .arg(config)
-        .env("AETHERV_AGE_IDENTITY", identity.as_str())
+    let mut cmd = Command::new(bin());
+    cmd.arg("worker").arg("--config").arg(config);
+    if shared_identity {
+        let identity = aetherv_core::secrets::identity_text(worker_identity());
+        cmd.env("AETHERV_AGE_IDENTITY", identity.as_str());
+    } else {
+        cmd.env_remove("AETHERV_AGE_IDENTITY");
+    }
+    let child = cmd
         .env("AETHERV_PREFIX", prefix)
         .env("AETHERV_AMQP_URL", url)
         .env("AETHERV_WORKER_ID", id)

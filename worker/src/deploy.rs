@@ -390,17 +390,11 @@ pub(crate) async fn prepare_for_job(
     quiet: &CancellationToken,
 ) -> Result<Preparation, aetherv_broker::PublishError> {
     let host = deployer.host().to_string();
-    let say = |text: String| aetherv_core::EventBody::JobLog {
-        lines: vec![aetherv_core::LogLine {
-            stream: aetherv_core::LogStream::Worker,
-            text,
-        }],
-    };
     reporter
-        .emit(say(format!(
+        .log(format!(
             "host {host} is being prepared: installing or checking agent {}",
             deployer.bundle().version()
-        )))
+        ))
         .await?;
     let mut backoff = Duration::from_millis(500);
     loop {
@@ -411,16 +405,16 @@ pub(crate) async fn prepare_for_job(
         };
         match res {
             Ok(_) => {
-                reporter.emit(say(format!("host {host} is ready"))).await?;
+                reporter.log(format!("host {host} is ready")).await?;
                 return Ok(Preparation::Ready);
             }
             Err(e) if e.is_transient() => {
                 tracing::warn!(host, error = %error_chain(&e), "cannot prepare host; retrying in {backoff:?}");
                 reporter
-                    .emit(say(format!(
+                    .log(format!(
                         "host {host} is unreachable while being prepared ({}); retrying in {backoff:?}",
                         error_chain(&e)
-                    )))
+                    ))
                     .await?;
                 tokio::select! {
                     _ = quiet.cancelled() => return Ok(Preparation::Stopped),

@@ -147,7 +147,7 @@ impl std::fmt::Debug for ExecOptions {
 fn secret_field_ids() -> &'static [String] {
     static IDS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     IDS.get_or_init(|| {
-        let mut ids: Vec<String> = aetherv_core::schema::Forms::builtin()
+        let mut ids: Vec<String> = crate::managed::forms()
             .map(|f| f.secret_fields().into_iter().collect())
             .unwrap_or_default();
         ids.sort();
@@ -362,33 +362,6 @@ impl JobCtx<'_> {
             Err(other) => Err(other),
         }
     }
-}
-
-/// Runs one job attempt on its host with default options (no age identity); see
-/// [`run_job_with`].
-///
-/// Cancel safety: not cancel-safe; stop it through `terminate`, which interrupts the running
-/// operation and returns [`JobOutcome::Interrupted`].
-pub async fn run_job(
-    reporter: &mut JobReporter,
-    agent: &HostAgent,
-    worker_id: &str,
-    job: &JobEnvelope,
-    attempt: u32,
-    redelivered: bool,
-    terminate: &CancellationToken,
-) -> Result<JobOutcome, PublishError> {
-    let opts = ExecOptions::default();
-    let ctx = JobCtx {
-        reporter,
-        agent,
-        job,
-        terminate,
-        opts,
-        secrets: secrets::SecretValues::default(),
-        buf: LogBuffer::default(),
-    };
-    run_job_with(ctx, worker_id, attempt, redelivered).await
 }
 
 /// Builds the context [`run_job_with`] takes.

@@ -56,7 +56,8 @@ pub fn file_tag(job: &JobEnvelope) -> String {
     format!("aetherv-{}", job.job_id)
 }
 
-fn forms() -> Result<&'static Forms, String> {
+/// The built-in forms, parsed once.
+pub(crate) fn forms() -> Result<&'static Forms, String> {
     static FORMS: OnceLock<Result<Forms, String>> = OnceLock::new();
     FORMS
         .get_or_init(|| Forms::builtin().map_err(|e| e.to_string()))

@@ -102,15 +102,10 @@ async fn place_one(
             broker.publish_job(&placed).await?;
             tracing::info!(job = %job.job_id, cluster, host, "placed");
             reporter
-                .emit(EventBody::JobLog {
-                    lines: vec![aetherv_core::LogLine {
-                        stream: aetherv_core::LogStream::Worker,
-                        text: format!(
-                            "placed on {host}: the member of cluster {cluster} with the most \
-                             free memory ({free:.0} GB free, {need:.0} GB needed)"
-                        ),
-                    }],
-                })
+                .log(format!(
+                    "placed on {host}: the member of cluster {cluster} with the most free memory \
+                     ({free:.0} GB free, {need:.0} GB needed)"
+                ))
                 .await?;
             Ok(())
         }

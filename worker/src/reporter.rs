@@ -41,6 +41,17 @@ impl JobReporter {
         self.broker.publish_event(&ev).await
     }
 
+    /// Publishes one line of the worker's own narration now, as a `job.log` event.
+    pub async fn log(&mut self, text: impl Into<String>) -> Result<(), PublishError> {
+        self.emit(EventBody::JobLog {
+            lines: vec![LogLine {
+                stream: aetherv_core::LogStream::Worker,
+                text: text.into(),
+            }],
+        })
+        .await
+    }
+
     /// Publishes whatever is in `buf` as `job.log` events of at most [`LOG_BATCH_MAX`] lines.
     pub async fn flush(&mut self, buf: &LogBuffer) -> Result<(), PublishError> {
         let lines: Vec<LogLine> = match buf.lock() {
