@@ -121,6 +121,10 @@ pub struct Shared {
     /// Bounds the `views.open` calls in flight, so a burst of `deploy`s leaves CPU for the
     /// acknowledgements of the commands behind them.
     pub opening: tokio::sync::Semaphore,
+    /// The runtime that does the work behind a request (modals, engine, outbound calls). The
+    /// handlers themselves run on the ingress thread ([`crate::ingress`]), which only
+    /// acknowledges.
+    pub work: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for Shared {
@@ -159,7 +163,8 @@ impl Shared {
             if fields.is_empty() {
                 let me = Arc::clone(self);
                 let trigger = ev.trigger_id.clone();
-                tokio::spawn(async move { me.open_form(form, channel, trigger).await });
+                self.work
+                    .spawn(async move { me.open_form(form, channel, trigger).await });
                 let title = self
                     .forms
                     .get(form.form_id())
@@ -374,7 +379,7 @@ impl Shared {
                     };
                     let me = Arc::clone(self);
                     let trigger = ev.trigger_id.clone();
-                    tokio::spawn(async move {
+                    self.work.spawn(async move {
                         let s = me.client.open_session(&me.token);
                         if let Err(e) = s
                             .views_push(&SlackApiViewsPushRequest::new(trigger, pushed))
@@ -410,7 +415,7 @@ impl Shared {
         };
         let me = Arc::clone(self);
         let view_id = c.view_id.clone();
-        tokio::spawn(async move {
+        self.work.spawn(async move {
             let s = me.client.open_session(&me.token);
             let mut req = SlackApiViewsUpdateRequest::new(updated);
             req.view_id = Some(view_id);

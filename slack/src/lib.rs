@@ -10,7 +10,8 @@
 //! - [`blocks`]: Block Kit rendering from `templates/slack/` and Slack's limits;
 //! - [`outbound`]: the ordered, rate-limit-aware write queue;
 //! - [`identity`]: user ids and user-group membership → principals;
-//! - [`socket`] (default) and [`http`]: the two ways Slack reaches the bot;
+//! - [`socket`] (default) and [`http`]: the two ways Slack reaches the bot, both served on
+//!   the [`ingress`] thread so acknowledgements never queue behind modal or engine work;
 //! - [`config`]: the `aetherv slack --config FILE` configuration.
 //!
 //! It decides nothing about permissions, validation or approvals: the engine does.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod conversation;
 pub mod http;
 pub mod identity;
+pub mod ingress;
 pub mod messages;
 pub mod modal;
 pub mod outbound;
@@ -37,8 +39,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// The HTTP connector (HTTPS, or plain HTTP for a local proxy or a test fake).
-pub type Connector = SlackClientHyperHttpsConnector;
+pub use socket::Connector;
 /// The Web API client.
 pub type Client = SlackClient<Connector>;
 
@@ -98,7 +99,7 @@ pub fn client(api_url: &str) -> anyhow::Result<Arc<Client>> {
         .build();
     let connector = SlackClientHyperConnector::with_connector(https)
         .with_slack_api_url(api_url.trim_end_matches('/'));
-    Ok(Arc::new(SlackClient::new(connector)))
+    Ok(Arc::new(SlackClient::new(Connector(connector))))
 }
 
 /// Runs the Slack bot until `shutdown` (or until the engine task fails).
@@ -118,6 +119,7 @@ pub async fn run(engine: Engine, opts: Options, shutdown: CancellationToken) -> 
         identity: Arc::clone(&identity),
         tx,
         opening: tokio::sync::Semaphore::new(app::OPENING_CONCURRENCY),
+        work: tokio::runtime::Handle::current(),
     });
     let (out, out_task) = outbound::start(Arc::clone(&client), token.clone());
     let stop = shutdown.child_token();
@@ -133,18 +135,19 @@ pub async fn run(engine: Engine, opts: Options, shutdown: CancellationToken) -> 
     let listener = match opts.mode {
         Mode::Socket { connections } => {
             let app_token = SlackApiToken::new(SlackApiTokenValue(opts.app_token.clone()));
-            tokio::spawn(socket::serve(
-                Arc::clone(&client),
-                shared,
-                app_token,
-                connections,
-                stop.clone(),
-            ))
+            let client = Arc::clone(&client);
+            let stop = stop.clone();
+            ingress::spawn(move || socket::serve(client, shared, app_token, connections, stop))?
         }
         Mode::Http(l) => {
+            // Re-registered with the ingress thread's runtime.
+            let l = l.into_std()?;
             let secret = opts.signing_secret.clone();
             let stop = stop.clone();
-            tokio::spawn(async move { http::serve(l, shared, &secret, stop).await })
+            ingress::spawn(move || async move {
+                let l = tokio::net::TcpListener::from_std(l)?;
+                http::serve(l, shared, &secret, stop).await
+            })?
         }
     };
     let result = tokio::select! {

@@ -43,6 +43,21 @@ struct Inner {
     uploads: HashMap<String, Vec<u8>>,
     usergroups: HashMap<String, Vec<String>>,
     ws: Option<mpsc::UnboundedSender<String>>,
+    /// Every Socket Mode connection so far, oldest first.
+    conns: Vec<Conn>,
+}
+
+/// One Socket Mode connection as the fake saw it.
+#[derive(Clone)]
+pub struct Conn {
+    /// When the WebSocket was accepted.
+    pub opened: Instant,
+    /// When it ended (either side), if it has.
+    pub closed: Option<Instant>,
+    /// Closes it from the server side.
+    kill: tokio_util::sync::CancellationToken,
+    /// Its envelope queue.
+    tx: mpsc::UnboundedSender<String>,
 }
 
 /// The fake.
@@ -102,11 +117,31 @@ impl FakeSlack {
             return;
         }
         let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-        lock(&self.inner).ws = Some(tx);
+        let kill = tokio_util::sync::CancellationToken::new();
+        let index = {
+            let mut inner = lock(&self.inner);
+            inner.ws = Some(tx.clone());
+            inner.conns.push(Conn {
+                opened: Instant::now(),
+                closed: None,
+                kill: kill.clone(),
+                tx,
+            });
+            inner.conns.len() - 1
+        };
         // Writing and reading run apart, so a backlog of envelopes never delays reading acks.
         let inner = Arc::clone(&self.inner);
+        let writer_kill = kill.clone();
         tokio::spawn(async move {
-            while let Some(text) = rx.recv().await {
+            loop {
+                let text = tokio::select! {
+                    t = rx.recv() => t,
+                    () = writer_kill.cancelled() => None,
+                };
+                let Some(text) = text else {
+                    let _ = sink.close().await;
+                    return;
+                };
                 let id = serde_json::from_str::<Value>(&text)
                     .ok()
                     .and_then(|v| v["envelope_id"].as_str().map(str::to_string));
@@ -118,7 +153,12 @@ impl FakeSlack {
                 }
             }
         });
-        while let Some(Ok(msg)) = stream.next().await {
+        loop {
+            let msg = tokio::select! {
+                m = stream.next() => m,
+                () = kill.cancelled() => None,
+            };
+            let Some(Ok(msg)) = msg else { break };
             if let Message::Text(t) = msg {
                 let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else {
                     continue;
@@ -134,6 +174,49 @@ impl FakeSlack {
                     let _ = tx.send((v.get("payload").cloned().unwrap_or(Value::Null), took));
                 }
             }
+        }
+        let mut inner = lock(&self.inner);
+        if let Some(c) = inner.conns.get_mut(index) {
+            c.closed = Some(Instant::now());
+        }
+    }
+
+    /// The Socket Mode connections so far, oldest first.
+    pub fn connections(&self) -> Vec<Conn> {
+        lock(&self.inner).conns.clone()
+    }
+
+    /// Waits until `n` Socket Mode connections have been opened.
+    pub async fn wait_connections(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while lock(&self.inner).conns.len() < n {
+            assert!(
+                Instant::now() < deadline,
+                "the bot never opened connection {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// What Slack does before it moves a connection: a `disconnect` envelope on the newest
+    /// connection, which is closed `grace` later.
+    pub fn refresh_newest(&self, grace: Duration) {
+        let inner = lock(&self.inner);
+        let Some(c) = inner.conns.last() else { return };
+        let msg = json!({"type": "disconnect", "reason": "refresh_requested",
+            "debug_info": {"host": "fake"}});
+        let _ = c.tx.send(msg.to_string());
+        let kill = c.kill.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            kill.cancel();
+        });
+    }
+
+    /// Closes the newest connection from the server side without warning.
+    pub fn drop_newest(&self) {
+        if let Some(c) = lock(&self.inner).conns.last() {
+            c.kill.cancel();
         }
     }
 
@@ -192,10 +275,21 @@ impl FakeSlack {
 
     /// Calls of one method (answered, not 429).
     pub fn calls_of(&self, method: &str) -> Vec<Call> {
-        self.calls()
-            .into_iter()
+        lock(&self.inner)
+            .calls
+            .iter()
             .filter(|c| c.method == method && !c.limited)
+            .cloned()
             .collect()
+    }
+
+    /// How many calls of one method were answered (not 429), without copying them.
+    pub fn count_of(&self, method: &str) -> usize {
+        lock(&self.inner)
+            .calls
+            .iter()
+            .filter(|c| c.method == method && !c.limited)
+            .count()
     }
 
     /// Waits for a successful call of `method` matching `pred`.

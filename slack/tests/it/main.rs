@@ -8,6 +8,7 @@ mod http_mode;
 mod modal_flow;
 mod restart;
 mod snapshots;
+mod socket;
 mod throttle;
 
 use aetherv_bot::engine::{Engine, EngineConfig};
