@@ -124,7 +124,9 @@ pub enum EngineError {
     Setup(String),
 }
 
-fn user_text(e: &CommandParseError) -> (String, Option<&'static str>) {
+/// What to tell a user about a line that does not parse, and the usage line that helps (for
+/// adapters that answer such lines at once, without the engine).
+pub fn user_text(e: &CommandParseError) -> (String, Option<&'static str>) {
     match e {
         CommandParseError::Empty => ("say something; try `help`".into(), None),
         CommandParseError::UnterminatedQuote => ("a quote is not closed".into(), None),

@@ -157,9 +157,24 @@ impl Shared {
     /// A slash command. Returns the acknowledgement at once; the work happens elsewhere.
     pub fn on_command(self: &Arc<Self>, ev: &SlackCommandEvent) -> SlackCommandEventResponse {
         let text = ev.text.clone().unwrap_or_default();
+        // `/aether` alone asks what the bot can do.
+        let text = if text.trim().is_empty() {
+            "help".to_string()
+        } else {
+            text
+        };
         let who = self.identity.principal(&ev.user_id.0);
         let channel = ev.channel_id.0.clone();
-        if let Ok(Command::Deploy { form, fields }) = command::parse(&text) {
+        let parsed = command::parse(&text);
+        if let Err(e) = &parsed {
+            // Answered in the acknowledgement, only to the user: nothing to queue.
+            let (msg, usage) = aetherv_bot::engine::user_text(e);
+            return ack(self.blocks.text(
+                "parse_error",
+                &json!({"message": crate::blocks::escape(&msg), "usage": usage}),
+            ));
+        }
+        if let Ok(Command::Deploy { form, fields }) = parsed {
             if fields.is_empty() {
                 let me = Arc::clone(self);
                 let trigger = ev.trigger_id.clone();
@@ -249,6 +264,7 @@ impl Shared {
                 self.on_actions(&ev);
                 SlackInteractionResponse::Empty
             }
+            SlackInteractionEvent::BlockSuggestion(ev) => self.on_suggestion(&ev),
             SlackInteractionEvent::ViewClosed(ev) => {
                 // The modal was cancelled: forget what its pushed views saved.
                 let root = ev
@@ -264,6 +280,34 @@ impl Shared {
             }
             _ => SlackInteractionResponse::Empty,
         }
+    }
+
+    /// An `external_select` asks for options: the field's choices (narrowed to the view's
+    /// chosen host) matching what the user typed. Anything not ours gets no options.
+    fn on_suggestion(&self, ev: &SlackInteractionBlockSuggestionEvent) -> SlackInteractionResponse {
+        let options = self.suggest(ev).unwrap_or_default();
+        let response =
+            serde_json::from_value::<SlackBlockSuggestionOptions>(json!({ "options": options }))
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "suggested options do not parse as Slack options");
+                    SlackBlockSuggestionOptions::new(Vec::new())
+                });
+        SlackInteractionResponse::BlockSuggestion(SlackBlockSuggestionResponse::Options(response))
+    }
+
+    fn suggest(&self, ev: &SlackInteractionBlockSuggestionEvent) -> Option<Vec<Value>> {
+        if ev.action_id.0 != INPUT_ACTION {
+            return None;
+        }
+        let Some(SlackView::Modal(view)) = ev.view.as_ref() else {
+            return None;
+        };
+        let meta = ViewMeta::parse(view.private_metadata.as_deref()?)?;
+        let schema = self.forms.get(&meta.form)?;
+        let field = schema.fields().iter().find(|f| f.id == ev.block_id.0)?;
+        let inv = self.inventory.read().ok()?;
+        let choices = modal::field_choices(field, inv.for_host(meta.host.as_deref()));
+        Some(modal::suggestions(choices, &ev.value))
     }
 
     async fn on_submission(

@@ -80,6 +80,10 @@ pub const SLACK_TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/slack/ack_deploy.hbs"),
     ),
     ("busy", include_str!("../../templates/slack/busy.hbs")),
+    (
+        "parse_error",
+        include_str!("../../templates/slack/parse_error.hbs"),
+    ),
 ];
 
 /// A payload over one of Slack's limits.

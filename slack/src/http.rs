@@ -2,6 +2,11 @@
 //! Every request must carry a valid `x-slack-signature` over `v0:<timestamp>:<body>` with the
 //! signing secret, and a `x-slack-request-timestamp` within five minutes of now (replays are
 //! refused); slack-morphism's verifier checks both with a constant-time compare.
+//!
+//! What a request is comes from its body, not its path, so one Request URL may serve slash
+//! commands, interactivity and events alike (`/slack` and `/` are served too): a JSON body is an
+//! Events API callback, a form with `payload` an interaction, a form with `ssl_check` Slack's
+//! certificate check, a form with `command` a slash command.
 
 use crate::app::Shared;
 use axum::body::Bytes;
@@ -27,9 +32,11 @@ pub fn router(shared: Arc<Shared>, signing_secret: &str) -> Router {
     let verifier =
         SlackEventSignatureVerifier::new(&SlackSigningSecret::new(signing_secret.into()));
     Router::new()
-        .route("/slack/commands", post(commands))
-        .route("/slack/interactions", post(interactions))
-        .route("/slack/events", post(events))
+        .route("/", post(request))
+        .route("/slack", post(request))
+        .route("/slack/commands", post(request))
+        .route("/slack/interactions", post(request))
+        .route("/slack/events", post(request))
         .with_state(HttpState { shared, verifier })
 }
 
@@ -72,43 +79,53 @@ fn unauthorized() -> Response {
     (StatusCode::UNAUTHORIZED, "invalid request signature").into_response()
 }
 
-async fn commands(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+/// Any signed request from Slack, told apart by its body.
+async fn request(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(text) = verified(&st, &headers, &body) else {
         return unauthorized();
     };
-    match serde_urlencoded::from_str::<SlackCommandEvent>(text) {
-        Ok(ev) => Json(st.shared.on_command(&ev)).into_response(),
-        Err(e) => (StatusCode::BAD_REQUEST, format!("bad command payload: {e}")).into_response(),
+    if text.trim_start().starts_with('{') {
+        return event(text);
+    }
+    let form: Vec<(String, String)> = match serde_urlencoded::from_str(text) {
+        Ok(f) => f,
+        Err(e) => return bad_request(format!("body is neither JSON nor a form: {e}")),
+    };
+    let has = |k: &str| form.iter().any(|(key, _)| key == k);
+    if let Some((_, payload)) = form.iter().find(|(k, _)| k == "payload") {
+        interaction(&st, payload).await
+    } else if has("ssl_check") {
+        StatusCode::OK.into_response()
+    } else if has("command") {
+        match serde_urlencoded::from_str::<SlackCommandEvent>(text) {
+            Ok(ev) => Json(st.shared.on_command(&ev)).into_response(),
+            Err(e) => bad_request(format!("bad slash command: {e}")),
+        }
+    } else {
+        bad_request("not a Slack request: no `command`, `payload` or `ssl_check` field".into())
     }
 }
 
-async fn interactions(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(text) = verified(&st, &headers, &body) else {
-        return unauthorized();
-    };
-    let form: Vec<(String, String)> = serde_urlencoded::from_str(text).unwrap_or_default();
-    let Some(payload) = form.iter().find(|(k, _)| k == "payload").map(|(_, v)| v) else {
-        return (StatusCode::BAD_REQUEST, "no payload").into_response();
-    };
+fn bad_request(why: String) -> Response {
+    tracing::warn!(reason = %why, "slack request not understood");
+    (StatusCode::BAD_REQUEST, why).into_response()
+}
+
+async fn interaction(st: &HttpState, payload: &str) -> Response {
     match serde_json::from_str::<SlackInteractionEvent>(payload) {
         Ok(ev) => match st.shared.on_interaction(ev).await {
             SlackInteractionResponse::Empty => StatusCode::OK.into_response(),
             r => Json(r).into_response(),
         },
-        Err(e) => (
-            StatusCode::BAD_REQUEST,
-            format!("bad interaction payload: {e}"),
-        )
-            .into_response(),
+        Err(e) => bad_request(format!("bad interaction payload: {e}")),
     }
 }
 
-async fn events(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(text) = verified(&st, &headers, &body) else {
-        return unauthorized();
-    };
+/// An Events API callback: the URL check is answered; events are acknowledged (the bot acts
+/// on commands and interactions only).
+fn event(text: &str) -> Response {
     let Ok(v) = serde_json::from_str::<Value>(text) else {
-        return (StatusCode::BAD_REQUEST, "bad event payload").into_response();
+        return bad_request("bad event payload: not JSON".into());
     };
     if v.get("type").and_then(Value::as_str) == Some("url_verification") {
         let challenge = v.get("challenge").cloned().unwrap_or(Value::Null);

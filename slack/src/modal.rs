@@ -3,7 +3,8 @@
 //! The main view holds every field that is not in a parameter set, one input block per field
 //! (block id = field id), plus one button per parameter set ("Static IPv4…", "Domain join…")
 //! that pushes a view with that set's fields. Inventory fields are static selects fed from the
-//! bot's cached inventory; the host select dispatches an action so the networks and storage
+//! bot's cached inventory (external selects, searched as the user types, when there are more
+//! than the 100 options a static select holds); the host select dispatches an action so the networks and storage
 //! classes can be narrowed to the chosen host (`views.update`). Secret fields are plain-text
 //! inputs that are never given an initial value. What a view needs to know about itself
 //! (form, channel, parameter set, chosen host) travels in `private_metadata`.
@@ -64,6 +65,16 @@ fn default_text(f: &Field) -> Option<String> {
 }
 
 fn select(f: &Field, choices: &[String]) -> Value {
+    if choices.len() > OPTIONS_MAX {
+        // More than a static select may hold: Slack asks for options as the user types
+        // (`block_suggestion`, answered by [`suggestions`]).
+        let mut el = json!({"type": "external_select", "action_id": INPUT_ACTION,
+            "min_query_length": 0, "placeholder": plain("Type to search", 150)});
+        if let Some(d) = default_text(f).filter(|d| choices.iter().any(|c| c == d)) {
+            el["initial_option"] = option(&d);
+        }
+        return el;
+    }
     let opts: Vec<Value> = choices
         .iter()
         .take(OPTIONS_MAX)
@@ -89,6 +100,34 @@ fn text_input(f: &Field, multiline: bool) -> Value {
         }
     }
     el
+}
+
+/// The choices a field offers (enum values, or the inventory's for its type).
+pub fn field_choices<'a>(f: &'a Field, choices: &'a InventoryChoices) -> &'a [String] {
+    match f.kind {
+        FieldType::Enum => &f.choices,
+        k if k.is_inventory() => choices.for_type(k).unwrap_or_default(),
+        _ => &[],
+    }
+}
+
+/// The options for an `external_select` as the user types `query`: the choices holding it
+/// (ignoring case), those starting with it first, at most the 100 Slack shows.
+pub fn suggestions(choices: &[String], query: &str) -> Vec<Value> {
+    let q = query.trim().to_lowercase();
+    let mut hits: Vec<(bool, &String)> = choices
+        .iter()
+        .filter_map(|c| {
+            let lower = c.to_lowercase();
+            lower.contains(&q).then(|| (!lower.starts_with(&q), c))
+        })
+        .collect();
+    // Stable: prefix matches first, otherwise in inventory order.
+    hits.sort_by_key(|(later, _)| *later);
+    hits.into_iter()
+        .take(OPTIONS_MAX)
+        .map(|(_, c)| option(c))
+        .collect()
 }
 
 /// The input element for a field, by type. Inventory fields become selects when the
@@ -279,6 +318,40 @@ mod tests {
             set: set.map(str::to_string),
             host: None,
         }
+    }
+
+    #[test]
+    fn long_choice_lists_become_external_selects_searched_by_prefix_first() {
+        let forms = Forms::builtin().expect("forms");
+        let form = forms.get("managed-deployment").expect("form");
+        let many: Vec<String> = (0..150).map(|i| format!("net{i:03}")).collect();
+        let mut inv = choices();
+        inv.networks = Some(many.clone());
+        let v = build(form, &inv, &meta(None)).expect("view within limits");
+        let block = |id: &str| {
+            v["blocks"]
+                .as_array()
+                .and_then(|b| b.iter().find(|b| b["block_id"] == id))
+                .cloned()
+                .expect("block")
+        };
+        let net = block("network");
+        assert_eq!(net["element"]["type"], "external_select");
+        assert!(net["element"].get("options").is_none());
+        assert_eq!(block("target_host")["element"]["type"], "static_select");
+
+        let all = suggestions(&many, "");
+        assert_eq!(all.len(), OPTIONS_MAX, "Slack shows at most 100");
+        assert_eq!(all[0]["value"], "net000");
+        let some = suggestions(&many, "NET14");
+        let values: Vec<&str> = some.iter().filter_map(|o| o["value"].as_str()).collect();
+        assert_eq!(values.len(), 10);
+        assert!(values.iter().all(|v| v.starts_with("net14")));
+        let inner: Vec<String> = ["a-web", "web-b", "xweb"].map(String::from).to_vec();
+        let ranked = suggestions(&inner, "web");
+        assert_eq!(ranked[0]["value"], "web-b", "a prefix match comes first");
+        assert_eq!(ranked.len(), 3);
+        assert!(suggestions(&inner, "db").is_empty());
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub struct Call {
     pub limited: bool,
     /// The `ts` the fake answered (posts) or the one edited (updates).
     pub ts: String,
+    /// The `authorization` header.
+    pub auth: String,
+    /// The `content-type` header (empty for a GET).
+    pub content_type: String,
 }
 
 #[derive(Default)]
@@ -348,7 +352,14 @@ pub fn slash_payload(user: &str, channel: &str, text: &str) -> Value {
         "trigger_id": format!("trigger.{}", uuid::Uuid::new_v4().simple())})
 }
 
-fn respond(fake: &FakeSlack, method: &str, body: &Value) -> Response {
+fn respond(fake: &FakeSlack, method: &str, headers: &HeaderMap, body: &Value) -> Response {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
     let mut inner = lock(&fake.inner);
     let limited = inner.limits.get_mut(method).and_then(VecDeque::pop_front);
     if limited.is_none() {
@@ -366,6 +377,8 @@ fn respond(fake: &FakeSlack, method: &str, body: &Value) -> Response {
         at: Instant::now(),
         limited: limited.is_some(),
         ts: call_ts,
+        auth: header("authorization"),
+        content_type: header("content-type"),
     });
     if let Some(secs) = limited {
         return (
@@ -406,22 +419,23 @@ fn respond(fake: &FakeSlack, method: &str, body: &Value) -> Response {
 async fn api_post(
     State(fake): State<FakeSlack>,
     Path(method): Path<String>,
-    _headers: HeaderMap,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let body = serde_json::from_slice::<Value>(&body).unwrap_or_else(|_| {
         let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
         json!(form)
     });
-    respond(&fake, &method, &body)
+    respond(&fake, &method, &headers, &body)
 }
 
 async fn api_get(
     State(fake): State<FakeSlack>,
     Path(method): Path<String>,
+    headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    respond(&fake, &method, &json!(q))
+    respond(&fake, &method, &headers, &json!(q))
 }
 
 async fn upload(State(fake): State<FakeSlack>, Path(id): Path<String>, body: Bytes) -> Response {

@@ -4,7 +4,7 @@ use super::*;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-fn sign(secret: &str, ts: &str, body: &str) -> String {
+pub fn sign(secret: &str, ts: &str, body: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("hmac key");
     mac.update(format!("v0:{ts}:{body}").as_bytes());
     let hex: String = mac
@@ -16,12 +16,12 @@ fn sign(secret: &str, ts: &str, body: &str) -> String {
     format!("v0={hex}")
 }
 
-fn now() -> i64 {
+pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
 /// Sends a signed POST with a raw HTTP/1.1 request; returns (status, body).
-async fn post(
+pub async fn post(
     addr: std::net::SocketAddr,
     path: &str,
     ts: i64,

@@ -2,6 +2,7 @@
 //! WebSocket, in `fake`), driven through slack-morphism, with the in-process broker and, for
 //! the full flow, simulated Hyper-V hosts and a worker. One integration binary.
 
+mod docs_payloads;
 mod fake;
 mod flow;
 mod http_mode;

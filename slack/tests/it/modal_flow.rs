@@ -150,3 +150,60 @@ async fn host_choice_narrows_networks_and_parameter_sets_are_pushed_views() {
         );
     }
 }
+
+/// A host with more networks than a static select holds: the network field is an external
+/// select, and Slack's `block_suggestion` is answered from that host's inventory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_choice_lists_are_searched_as_the_user_types() {
+    let b = broker();
+    let bot = socket_bot(&b, Policy::default()).await;
+    let fake = &bot.fake;
+    let many: Vec<String> = (0..150).map(|i| format!("vlan{i:03}")).collect();
+    let names: Vec<&str> = many.iter().map(String::as_str).collect();
+    inventory(&b, "hv01", &names).await;
+    let element_type = |v: &Value| {
+        v["blocks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|b| b["block_id"] == "network")
+            .map(|b| b["element"]["type"].clone())
+            .unwrap_or(Value::Null)
+    };
+    let view = loop {
+        fake.slash("U0ALICE", "C0OPS", "deploy managed").await;
+        fake.wait_for("views.open", Duration::from_secs(3), |_| true)
+            .await;
+        let opened = fake.calls_of("views.open");
+        let v = opened[opened.len() - 1].body["view"].clone();
+        if element_type(&v) == "external_select" {
+            break v;
+        }
+        assert!(opened.len() < 50, "the inventory never reached the modal");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut stateful = view.clone();
+    stateful["id"] = json!("V0MAIN");
+    stateful["team_id"] = json!("T0FAKE");
+    stateful["hash"] = json!("h");
+    let ask = |typed: &str, block: &str| {
+        json!({"type": "block_suggestion", "team": {"id": "T0FAKE"}, "user": {"id": "U0ALICE"},
+            "api_app_id": "A0FAKE", "container": {"type": "view", "view_id": "V0MAIN"},
+            "view": stateful, "action_id": "v", "block_id": block, "value": typed})
+    };
+    let values = |ack: &Value| -> Vec<String> {
+        ack["options"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o["value"].as_str().map(str::to_string))
+            .collect()
+    };
+    let found = values(&fake.interact(ask("vlan12", "network")).await);
+    assert_eq!(found.len(), 10, "{found:?}");
+    assert!(found.iter().all(|v| v.starts_with("vlan12")), "{found:?}");
+    let all = values(&fake.interact(ask("", "network")).await);
+    assert_eq!(all.len(), 100, "at most the 100 options Slack shows");
+    let none = values(&fake.interact(ask("vlan12", "no_such_field")).await);
+    assert!(none.is_empty());
+}

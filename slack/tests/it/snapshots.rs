@@ -126,6 +126,14 @@ fn message_payloads() {
         "ack_deploy",
         b.text("ack_deploy", &json!({"form": "Managed deployment"}))
     );
+    insta::assert_snapshot!(
+        "parse_error",
+        b.text(
+            "parse_error",
+            &json!({"message": aetherv_slack::blocks::escape("`<!here>` is not expected here"),
+                "usage": "vm list [--host H] [--state S]"})
+        )
+    );
 }
 
 fn choices() -> InventoryChoices {
