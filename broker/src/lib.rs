@@ -32,12 +32,14 @@
 mod amqp;
 mod error;
 mod inproc;
+mod teardown;
 mod topology;
 mod types;
 
 pub use amqp::{AmqpBroker, AmqpOptions};
 pub use error::{BrokerError, PublishError};
 pub use inproc::InProcBroker;
+pub use teardown::delete_topology;
 pub use topology::{
     normalize_host, Topology, DEFAULT_DELIVERY_LIMIT, DEFAULT_EVENTS_MAX_AGE,
     DEFAULT_EVENTS_MAX_BYTES, DEFAULT_EVENTS_SEGMENT_BYTES,

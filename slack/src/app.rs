@@ -77,6 +77,8 @@ pub enum Input {
     Vote {
         /// Who.
         who: Principal,
+        /// The voter's Slack user id (a refused vote is answered to them alone).
+        user: String,
         /// The job.
         job: JobId,
         /// Approve or reject.
@@ -401,6 +403,7 @@ impl Shared {
                     };
                     let input = Input::Vote {
                         who: self.identity.principal(&user),
+                        user: user.clone(),
                         job,
                         approve: id == "approve",
                         clicked,

@@ -201,6 +201,7 @@ impl Conversation {
             }
             Input::Vote {
                 who,
+                user,
                 job,
                 approve,
                 clicked,
@@ -209,7 +210,14 @@ impl Conversation {
                 let undecided = self.engine.decision(job).is_none();
                 let res = self.engine.vote(&who, job, approve, None).await?;
                 let ch = self.channel_of(job);
-                self.route(res.out, &ch, Some(job));
+                if res.changed {
+                    self.route(res.out, &ch, Some(job));
+                } else {
+                    // Refused (role, self-approval, a second vote): only the voter sees why,
+                    // where they clicked.
+                    let at = clicked.as_ref().map_or(ch, |(c, _)| c.clone());
+                    self.answer_only(&user, &at, res.out);
+                }
                 // A request from before a restart, decided by this click: this bot never
                 // posted its messages, so update the one that was clicked.
                 if let (false, true, Some(d), Some((channel, ts))) =
@@ -350,6 +358,24 @@ impl Conversation {
 
     /// Turns engine output into Slack writes. `Say` goes to the job's thread when there is a
     /// job in context, else to `channel`.
+    /// The engine's plain answers as ephemeral messages to one user in `channel` (thread
+    /// updates, if any, still go to the thread).
+    fn answer_only(&mut self, user: &str, channel: &str, outs: Vec<Outgoing>) {
+        let mut rest = Vec::new();
+        for o in outs {
+            match o {
+                Outgoing::Say { text } => self.out.send(Op::Ephemeral {
+                    channel: channel.to_string(),
+                    user: user.to_string(),
+                    content: messages::reply(&self.shared.blocks, &text),
+                }),
+                other => rest.push(other),
+            }
+        }
+        let ch = channel.to_string();
+        self.route(rest, &ch, None);
+    }
+
     fn route(&mut self, outs: Vec<Outgoing>, channel: &str, job_ctx: Option<JobId>) {
         for o in outs {
             match o {

@@ -321,37 +321,16 @@ pub fn succeeded(events: &[Event]) -> bool {
 
 /// Deletes every queue and exchange a test declared under `prefix` (best effort).
 pub async fn cleanup(url: &str, prefix: &str, hosts: &[String]) {
-    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-    let Ok(conn) = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await
-    else {
-        return;
-    };
-    let Ok(ch) = conn.create_channel().await else {
-        return;
-    };
-    let t = Topology::new(prefix);
-    let mut queues: Vec<String> = hosts.iter().map(|h| t.host_queue(h)).collect();
+    let mut names: Vec<&str> = hosts.iter().map(String::as_str).collect();
     // Workers serving the sim's hosts also declare the placement queue of its cluster.
-    queues.push(t.host_queue("cluster.clu01"));
-    queues.sort();
-    queues.dedup();
-    queues.push(t.events_stream());
-    queues.push(t.dead_letter_queue());
-    for q in queues {
-        let _ = ch
-            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-            .await;
-    }
-    for x in [
-        t.jobs_exchange(),
-        t.events_exchange(),
-        t.dead_letter_exchange(),
-    ] {
-        let _ = ch
-            .exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
-            .await;
-    }
-    let _ = conn.close(0, "test cleanup".into()).await;
+    names.push("cluster.clu01");
+    aetherv_broker::delete_topology(
+        url,
+        &Topology::new(prefix),
+        &names,
+        &[aetherv_bot::LEADER_ROLE],
+    )
+    .await;
 }
 
 /// Runs a command to completion and returns (status, stdout, stderr).

@@ -42,6 +42,10 @@ pub struct VoteResult {
     pub out: Vec<Outgoing>,
     /// The decision, once there is one (also when an earlier vote made it).
     pub decision: Option<Decision>,
+    /// Whether the vote changed the request (counted, decided it, or found it expired).
+    /// `false` when it was refused (role, self-approval, a second vote, already decided):
+    /// adapters may then answer only the voter.
+    pub changed: bool,
 }
 
 impl Engine {
@@ -106,6 +110,13 @@ impl Engine {
         } else {
             CommandName::Reject
         };
+        let snapshot = |e: &Self| {
+            e.state
+                .jobs
+                .get(&job)
+                .map(|j| (j.phase, j.approval.clone()))
+        };
+        let before = snapshot(self);
         let out = match self.cfg.rbac.check(who, name) {
             Ok(grants) => {
                 self.command_vote(who, &grants, Some(&job.to_string()), approve, reason)
@@ -117,9 +128,11 @@ impl Engine {
                 role.as_str(),
             ))],
         };
+        let changed = snapshot(self) != before;
         Ok(VoteResult {
             out,
             decision: self.decision(job),
+            changed,
         })
     }
 

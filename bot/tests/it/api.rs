@@ -58,11 +58,13 @@ async fn a_form_is_refused_invalid_or_submitted_and_voted_on_by_job_id() {
         .await
         .expect("engine");
     assert_eq!(r.decision, None);
+    assert!(!r.changed, "a refused self-approval changes nothing");
     let r = e
         .vote(&Principal::console("eve"), job, true, None)
         .await
         .expect("engine");
     assert_eq!(r.decision, None, "a reader cannot vote");
+    assert!(!r.changed);
     let r = e
         .vote(&Principal::console("bob"), job, true, None)
         .await
@@ -70,6 +72,15 @@ async fn a_form_is_refused_invalid_or_submitted_and_voted_on_by_job_id() {
     assert!(
         matches!(&r.decision, Some(Decision::Approved { by }) if by[0].user_id == "bob"),
         "{r:?}"
+    );
+    assert!(r.changed, "a counted vote changes the request");
+    let again = e
+        .vote(&Principal::console("bob"), job, true, None)
+        .await
+        .expect("engine");
+    assert!(
+        !again.changed,
+        "a vote on a decided request changes nothing"
     );
     assert_eq!(e.decision(job), r.decision);
     assert!(e.decision(JobId::new()).is_none());

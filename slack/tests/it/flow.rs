@@ -70,6 +70,17 @@ async fn the_flow_on_rabbitmq() {
         .expect("RabbitMQ reachable (set AETHERV_AMQP_URL or run scripts/test.sh)");
     full_flow(b.clone()).await;
     b.close().await;
+    let deleted = aetherv_broker::delete_topology(
+        &amqp_url(),
+        &Topology::new(&prefix),
+        &["hv01", "hv02", "cluster.clu01"],
+        &[aetherv_bot::LEADER_ROLE],
+    )
+    .await;
+    assert!(
+        deleted >= 5,
+        "the test's queues and exchanges are removed ({deleted})"
+    );
 }
 
 async fn full_flow(broker: Broker) {
@@ -165,14 +176,26 @@ async fn full_flow(broker: Broker) {
         .to_string();
     assert!(text_of(&approval.body).contains("web01"));
 
-    // 4. A reader's click is refused and decides nothing.
+    // 4. A reader's click is refused and decides nothing; only the reader is told, where
+    //    they clicked.
     fake.interact(button_click("U0EVE", "C0APPROVALS", "1.1", "approve", &job))
         .await;
-    fake.wait_for("chat.postMessage", Duration::from_secs(5), |b| {
-        text_of(b).contains("approver")
-    })
-    .await;
+    let refused = fake
+        .wait_for("chat.postEphemeral", Duration::from_secs(5), |b| {
+            text_of(b).contains("approver")
+        })
+        .await;
+    assert_eq!(refused.body["user"], "U0EVE");
+    assert_eq!(refused.body["channel"], "C0APPROVALS");
     assert!(fake.calls_of("chat.update").is_empty());
+    assert!(
+        !fake
+            .calls_of("chat.postMessage")
+            .iter()
+            .any(|c| text_of(&c.body).contains("may not approve")
+                || text_of(&c.body).contains("needs the approver")),
+        "the refusal is not posted for everyone"
+    );
 
     // 5. An approver (through the user group) approves; both approval messages show who.
     fake.interact(button_click("U0BOB", "C0APPROVALS", "1.1", "approve", &job))

@@ -1,0 +1,59 @@
+//! Removing a topology from RabbitMQ: every queue and exchange one prefix declared. For tests
+//! (each run uses its own prefix and must leave nothing behind) and for retiring a prefix.
+
+use crate::Topology;
+use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+
+/// Deletes the queues and exchanges of `topology` on the RabbitMQ at `url`: the host queues of
+/// `hosts` (cluster placement queues are named `cluster.<name>`), the leader queues of
+/// `roles`, the event stream and the dead letters. Best effort: what does not exist, or cannot
+/// be deleted, is skipped. Returns how many were deleted.
+pub async fn delete_topology(
+    url: &str,
+    topology: &Topology,
+    hosts: &[&str],
+    roles: &[&str],
+) -> usize {
+    let Ok(conn) = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await
+    else {
+        return 0;
+    };
+    let mut deleted = 0;
+    let mut queues: Vec<String> = hosts.iter().map(|h| topology.host_queue(h)).collect();
+    queues.extend(roles.iter().map(|r| topology.leader_queue(r)));
+    queues.push(topology.events_stream());
+    queues.push(topology.dead_letter_queue());
+    queues.sort();
+    queues.dedup();
+    for q in queues {
+        // A failed delete closes the channel: one channel per attempt.
+        let Ok(ch) = conn.create_channel().await else {
+            break;
+        };
+        if ch
+            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await
+            .is_ok()
+        {
+            deleted += 1;
+        }
+    }
+    for x in [
+        topology.jobs_exchange(),
+        topology.events_exchange(),
+        topology.dead_letter_exchange(),
+    ] {
+        let Ok(ch) = conn.create_channel().await else {
+            break;
+        };
+        if ch
+            .exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
+            .await
+            .is_ok()
+        {
+            deleted += 1;
+        }
+    }
+    let _ = conn.close(0, "topology deleted".into()).await;
+    deleted
+}
