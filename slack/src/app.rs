@@ -61,6 +61,8 @@ pub enum Input {
         channel: String,
         /// The command text.
         text: String,
+        /// The command's `response_url`, for answering when the bot is not in the channel.
+        response_url: Option<String>,
     },
     /// A submitted deployment modal.
     Submit {
@@ -196,7 +198,13 @@ impl Shared {
             .take(2)
             .collect::<Vec<_>>()
             .join(" ");
-        match self.tx.try_send(Input::Line { who, channel, text }) {
+        let response_url = Some(ev.response_url.0.to_string());
+        match self.tx.try_send(Input::Line {
+            who,
+            channel,
+            text,
+            response_url,
+        }) {
             Ok(()) => ack(self
                 .blocks
                 .text("ack_command", &json!({"command": command}))),

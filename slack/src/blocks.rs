@@ -81,6 +81,10 @@ pub const SLACK_TEMPLATES: &[(&str, &str)] = &[
     ),
     ("busy", include_str!("../../templates/slack/busy.hbs")),
     (
+        "not_in_channel",
+        include_str!("../../templates/slack/not_in_channel.hbs"),
+    ),
+    (
         "parse_error",
         include_str!("../../templates/slack/parse_error.hbs"),
     ),

@@ -7,7 +7,7 @@
 use crate::app::{deploy_form, Input, Inventory, Shared};
 use crate::messages;
 use crate::modal;
-use crate::outbound::{MsgKey, Op, Outbound};
+use crate::outbound::{Fallback, MsgKey, Op, Outbound};
 use aetherv_bot::engine::{Engine, EngineError, FormOutcome, Outgoing};
 use aetherv_bot::state::short_id;
 use aetherv_bot::thread::{MessageRef, ThreadOp};
@@ -29,6 +29,9 @@ pub struct Conversation {
     job_channel: HashMap<JobId, String>,
     roots: HashSet<JobId>,
     open_approvals: HashSet<JobId>,
+    /// The `response_url` of the slash command being handled: where a reply goes when the
+    /// bot is not a member of the channel.
+    reply_url: Option<String>,
 }
 
 impl std::fmt::Debug for Conversation {
@@ -55,6 +58,7 @@ impl Conversation {
             job_channel: HashMap::new(),
             roots: HashSet::new(),
             open_approvals: HashSet::new(),
+            reply_url: None,
         };
         c.refresh_inventory();
         c
@@ -141,9 +145,22 @@ impl Conversation {
     /// Handles one request.
     pub async fn handle(&mut self, input: Input) -> Result<(), EngineError> {
         match input {
-            Input::Line { who, channel, text } => {
+            Input::Line {
+                who,
+                channel,
+                text,
+                response_url,
+            } => {
                 let before: HashSet<JobId> = self.engine.state.jobs.keys().copied().collect();
-                let outs = self.engine.handle_line(&who, &text).await?;
+                let outs = self.engine.handle_line(&who, &text).await;
+                self.reply_url = response_url;
+                let outs = match outs {
+                    Ok(o) => o,
+                    Err(e) => {
+                        self.reply_url = None;
+                        return Err(e);
+                    }
+                };
                 let new: Vec<JobId> = self
                     .engine
                     .state
@@ -157,6 +174,7 @@ impl Conversation {
                     [job] => self.start_job(job, &channel, outs),
                     _ => self.route(outs, &channel, None),
                 }
+                self.reply_url = None;
             }
             Input::Submit {
                 who,
@@ -261,6 +279,15 @@ impl Conversation {
         }
     }
 
+    /// The fallback for a post answering the command being handled.
+    fn fallback(&self, content: &serde_json::Value) -> Option<Fallback> {
+        let text = content.get("text").and_then(serde_json::Value::as_str)?;
+        Some(Fallback {
+            response_url: self.reply_url.clone()?,
+            content: messages::not_in_channel(&self.shared.blocks, text),
+        })
+    }
+
     fn post_approval(&mut self, job: JobId) {
         let Some(v) = self.engine.approval_view(job) else {
             return;
@@ -277,6 +304,7 @@ impl Conversation {
         if let Some(ch) = &self.approvals_channel {
             self.out.send(Op::Post {
                 key: Some(MsgKey::Approval(job, 0)),
+                fallback: None,
                 channel: ch.clone(),
                 thread: None,
                 content: content.clone(),
@@ -284,6 +312,7 @@ impl Conversation {
         }
         self.out.send(Op::Post {
             key: Some(MsgKey::Approval(job, 1)),
+            fallback: None,
             channel: self.channel_of(job),
             thread: Some(MsgKey::Root(job)),
             content,
@@ -350,6 +379,7 @@ impl Conversation {
         );
         self.out.send(Op::Post {
             key: Some(MsgKey::Root(job)),
+            fallback: self.fallback(&content),
             channel: self.channel_of(job),
             thread: None,
             content,
@@ -384,12 +414,14 @@ impl Conversation {
                     match job_ctx.filter(|j| self.roots.contains(j)) {
                         Some(j) => self.out.send(Op::Post {
                             key: None,
+                            fallback: None,
                             channel: channel.to_string(),
                             thread: Some(MsgKey::Root(j)),
                             content,
                         }),
                         None => self.out.send(Op::Post {
                             key: None,
+                            fallback: self.fallback(&content),
                             channel: channel.to_string(),
                             thread: None,
                             content,
@@ -410,6 +442,7 @@ impl Conversation {
                     if post {
                         self.out.send(Op::Post {
                             key: Some(key),
+                            fallback: None,
                             channel: self.channel_of(job),
                             thread: Some(MsgKey::Root(job)),
                             content,
@@ -423,6 +456,7 @@ impl Conversation {
                     let content = messages::thread_note(&self.shared.blocks, &text);
                     self.out.send(Op::Post {
                         key: None,
+                        fallback: None,
                         channel: self.channel_of(job),
                         thread: Some(MsgKey::Root(job)),
                         content,

@@ -34,6 +34,12 @@ pub fn reply(b: &Blocks, text: &str) -> Value {
     b.message("reply", &json!({"text": text}))
 }
 
+/// What a user alone sees (through the command's `response_url`) when the bot could not post
+/// `text` in a channel it is not a member of, with how to invite it.
+pub fn not_in_channel(b: &Blocks, text: &str) -> Value {
+    b.message("not_in_channel", &json!({"text": text}))
+}
+
 /// The root message of a job thread.
 pub fn thread_root(b: &Blocks, short: &str, kind: &str, target: &str, requester: &str) -> Value {
     b.message(

@@ -46,6 +46,8 @@ pub enum Op {
     Post {
         /// Remember the message under this key.
         key: Option<MsgKey>,
+        /// When the bot is not in the channel: this instead, to the command's `response_url`.
+        fallback: Option<Fallback>,
         /// The channel (ignored when `thread` resolves: replies go to the root's channel).
         channel: String,
         /// Reply under this message.
@@ -91,6 +93,15 @@ pub enum Op {
     },
 }
 
+/// What to send instead of a post the channel refuses because the bot is not in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fallback {
+    /// The `response_url` of the command being answered (valid 30 minutes, 5 uses).
+    pub response_url: String,
+    /// The message for the user alone (ephemeral).
+    pub content: Value,
+}
+
 /// The sending side of the queue.
 #[derive(Debug, Clone)]
 pub struct Outbound {
@@ -108,6 +119,8 @@ impl Outbound {
 
 enum Failure {
     RateLimited(Duration),
+    /// The bot cannot post there (not a member, no such channel, archived): retrying is futile.
+    NotThere(String),
     Other(String),
 }
 
@@ -118,6 +131,14 @@ fn classify(e: &SlackClientError) -> Failure {
                 .unwrap_or(DEFAULT_RETRY_AFTER)
                 .min(MAX_RETRY_AFTER),
         ),
+        SlackClientError::ApiError(a)
+            if matches!(
+                a.code.as_str(),
+                "not_in_channel" | "channel_not_found" | "is_archived"
+            ) =>
+        {
+            Failure::NotThere(a.code.clone())
+        }
         other => Failure::Other(other.to_string()),
     }
 }
@@ -163,6 +184,7 @@ impl Worker {
                 channel,
                 thread,
                 content: c,
+                ..
             } => {
                 let (channel, thread_ts) = self.thread_root(channel, *thread);
                 let mut req = SlackApiChatPostMessageRequest::new(channel, content(c));
@@ -239,6 +261,21 @@ impl Worker {
         Ok(())
     }
 
+    /// Posts a fallback to a `response_url` (ephemeral: only the user sees it).
+    async fn respond(&self, f: &Fallback) {
+        let url = match f.response_url.parse() {
+            Ok(u) => SlackResponseUrl(u),
+            Err(e) => {
+                tracing::warn!(error = %e, "response_url is not a URL");
+                return;
+            }
+        };
+        let req = SlackApiPostWebhookMessageRequest::new(content(&f.content));
+        if let Err(e) = self.client.respond_to_event(&url, &req).await {
+            tracing::warn!(error = %e, "response_url refused the answer");
+        }
+    }
+
     /// Sends one op: waits out every 429, retries other failures a few times, then logs it.
     async fn deliver(&mut self, op: &Op) {
         let mut failures = 0;
@@ -250,6 +287,20 @@ impl Worker {
                 Failure::RateLimited(wait) => {
                     tracing::warn!(?wait, "slack rate limit; waiting as told");
                     tokio::time::sleep(wait).await;
+                }
+                Failure::NotThere(code) => {
+                    if let Op::Post {
+                        fallback: Some(f),
+                        channel,
+                        ..
+                    } = op
+                    {
+                        tracing::info!(%channel, %code, "not in the channel; answering through the command's response_url");
+                        self.respond(f).await;
+                    } else {
+                        tracing::warn!(error = %code, "slack refused the write (the bot is not in that channel)");
+                    }
+                    return;
                 }
                 Failure::Other(msg) => {
                     failures += 1;

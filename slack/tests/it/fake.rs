@@ -49,6 +49,10 @@ struct Inner {
     ws: Option<mpsc::UnboundedSender<String>>,
     /// Every Socket Mode connection so far, oldest first.
     conns: Vec<Conn>,
+    /// Channels the bot is not a member of (`chat.postMessage` answers `not_in_channel`).
+    not_member: std::collections::HashSet<String>,
+    /// Messages posted to `response_url`s, with the URL's id.
+    responses: Vec<(String, Value)>,
 }
 
 /// One Socket Mode connection as the fake saw it.
@@ -97,6 +101,7 @@ impl FakeSlack {
         let app = Router::new()
             .route("/api/{method}", post(api_post).get(api_get))
             .route("/upload/{id}", post(upload))
+            .route("/respond/{id}", post(respond_url))
             .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(http, app).await });
         let f = fake.clone();
@@ -252,9 +257,13 @@ impl FakeSlack {
         rx
     }
 
-    /// A slash command; returns the acknowledgement payload.
+    /// A slash command; returns the acknowledgement payload. Its `response_url` is the
+    /// fake's, named after the command text.
     pub async fn slash(&self, user: &str, channel: &str, text: &str) -> Value {
-        let rx = self.send_envelope("slash_commands", &slash_payload(user, channel, text));
+        let mut payload = slash_payload(user, channel, text);
+        payload["response_url"] =
+            json!(format!("{}/respond/{}", self.base, text.replace(' ', "_")));
+        let rx = self.send_envelope("slash_commands", &payload);
         tokio::time::timeout(Duration::from_secs(5), rx)
             .await
             .expect("acknowledged within 5 s")
@@ -270,6 +279,16 @@ impl FakeSlack {
             .expect("acknowledged within 5 s")
             .expect("ack")
             .0
+    }
+
+    /// Makes the bot a non-member of `channel`: posts there fail with `not_in_channel`.
+    pub fn not_member(&self, channel: &str) {
+        lock(&self.inner).not_member.insert(channel.to_string());
+    }
+
+    /// What was posted to the fake's `response_url`s: (id, message).
+    pub fn responses(&self) -> Vec<(String, Value)> {
+        lock(&self.inner).responses.clone()
     }
 
     /// Every call so far.
@@ -389,6 +408,13 @@ fn respond(fake: &FakeSlack, method: &str, headers: &HeaderMap, body: &Value) ->
             .into_response();
     }
     let reply = match method {
+        "chat.postMessage" | "chat.postEphemeral"
+            if body["channel"]
+                .as_str()
+                .is_some_and(|c| inner.not_member.contains(c)) =>
+        {
+            json!({"ok": false, "error": "not_in_channel"})
+        }
         "apps.connections.open" => json!({"ok": true, "url": fake.ws_url}),
         "chat.postMessage" => json!({"ok": true, "channel": body["channel"], "ts": ts,
             "message": {"ts": ts, "text": body["text"]}}),
@@ -436,6 +462,17 @@ async fn api_get(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     respond(&fake, &method, &headers, &json!(q))
+}
+
+async fn respond_url(
+    State(fake): State<FakeSlack>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let v = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
+    lock(&fake.inner).responses.push((id, v));
+    // What Slack answers on a response_url.
+    (StatusCode::OK, "ok").into_response()
 }
 
 async fn upload(State(fake): State<FakeSlack>, Path(id): Path<String>, body: Bytes) -> Response {

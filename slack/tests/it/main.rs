@@ -7,6 +7,7 @@ mod fake;
 mod flow;
 mod http_mode;
 mod modal_flow;
+mod replies;
 mod restart;
 mod snapshots;
 mod socket;

@@ -116,7 +116,7 @@ async fn rejected_and_expired_requests_update_their_messages() {
         })
         .await;
     assert!(upd.body.to_string().contains("Expired"), "{}", upd.body);
-    // A click after the decision changes nothing and says who decided.
+    // A click after the decision changes nothing and tells the clicker alone who decided.
     fake.interact(button_click(
         "U0BOB",
         "C0APPROVALS",
@@ -125,10 +125,12 @@ async fn rejected_and_expired_requests_update_their_messages() {
         rejected_job,
     ))
     .await;
-    fake.wait_for("chat.postMessage", Duration::from_secs(5), |b| {
-        b.to_string().contains("already rejected by U0CAROL")
-    })
-    .await;
+    let told = fake
+        .wait_for("chat.postEphemeral", Duration::from_secs(5), |b| {
+            b.to_string().contains("already rejected by U0CAROL")
+        })
+        .await;
+    assert_eq!(told.body["user"], "U0BOB");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let updates = fake
         .calls_of("chat.update")

@@ -117,6 +117,10 @@ fn message_payloads() {
             "✔ Job 1a2b3c4d succeeded (vm.create on hv01).\n  vm_id: 5f1c"
         ))
     );
+    insta::assert_json_snapshot!(
+        "not_in_channel",
+        msg(messages::not_in_channel(&b, "No VMs on hv01 <yet> & none queued"))
+    );
     insta::assert_snapshot!("form_refused", messages::form_refused(&b, "operator"));
     insta::assert_snapshot!(
         "ack_command",
