@@ -119,7 +119,10 @@ fn message_payloads() {
     );
     insta::assert_json_snapshot!(
         "not_in_channel",
-        msg(messages::not_in_channel(&b, "No VMs on hv01 <yet> & none queued"))
+        msg(messages::not_in_channel(
+            &b,
+            "No VMs on hv01 <yet> & none queued"
+        ))
     );
     insta::assert_snapshot!("form_refused", messages::form_refused(&b, "operator"));
     insta::assert_snapshot!(
