@@ -117,12 +117,25 @@ impl Outbound {
     }
 }
 
+#[derive(Debug, PartialEq)]
 enum Failure {
     RateLimited(Duration),
     /// The bot cannot post there (not a member, no such channel, archived): retrying is futile.
     NotThere(String),
-    Other(String),
+    /// Slack refused the call for good, or took it and answered something that does not
+    /// parse: a retry would fail again, or post twice.
+    Permanent(String),
+    /// The call may not have reached Slack (connection, 5xx, Slack's own transient errors).
+    Transient(String),
 }
+
+/// Slack's error codes that say "try again later".
+const TRANSIENT_CODES: &[&str] = &[
+    "internal_error",
+    "fatal_error",
+    "service_unavailable",
+    "request_timeout",
+];
 
 fn classify(e: &SlackClientError) -> Failure {
     match e {
@@ -139,7 +152,17 @@ fn classify(e: &SlackClientError) -> Failure {
         {
             Failure::NotThere(a.code.clone())
         }
-        other => Failure::Other(other.to_string()),
+        SlackClientError::ApiError(a) if TRANSIENT_CODES.contains(&a.code.as_str()) => {
+            Failure::Transient(a.code.clone())
+        }
+        SlackClientError::ApiError(a) => Failure::Permanent(a.code.clone()),
+        SlackClientError::HttpError(h) if h.status_code.is_server_error() => {
+            Failure::Transient(e.to_string())
+        }
+        SlackClientError::HttpError(_) | SlackClientError::ProtocolError(_) => {
+            Failure::Permanent(e.to_string())
+        }
+        other => Failure::Transient(other.to_string()),
     }
 }
 
@@ -302,7 +325,11 @@ impl Worker {
                     }
                     return;
                 }
-                Failure::Other(msg) => {
+                Failure::Permanent(msg) => {
+                    tracing::error!(error = %msg, "slack refused the call (not retried)");
+                    return;
+                }
+                Failure::Transient(msg) => {
                     failures += 1;
                     if failures >= MAX_ATTEMPTS {
                         tracing::error!(error = %msg, "slack call failed; giving up on it");
@@ -368,6 +395,38 @@ pub fn start(client: Arc<Client>, token: SlackApiToken) -> (Outbound, tokio::tas
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn only_what_may_not_have_reached_slack_is_retried() {
+        use slack_morphism::errors::*;
+        let api = |code: &str| SlackClientError::ApiError(SlackClientApiError::new(code.into()));
+        assert_eq!(
+            classify(&api("not_in_channel")),
+            Failure::NotThere("not_in_channel".into())
+        );
+        assert!(matches!(
+            classify(&api("invalid_blocks")),
+            Failure::Permanent(_)
+        ));
+        assert!(matches!(
+            classify(&api("internal_error")),
+            Failure::Transient(_)
+        ));
+        let http = |code: u16| {
+            SlackClientError::HttpError(SlackClientHttpError::new(
+                axum::http::StatusCode::from_u16(code).expect("status"),
+            ))
+        };
+        assert!(matches!(classify(&http(503)), Failure::Transient(_)));
+        assert!(matches!(classify(&http(404)), Failure::Permanent(_)));
+        let unparsable = serde_json::from_str::<Value>("{").expect_err("not JSON");
+        assert!(matches!(
+            classify(&SlackClientError::ProtocolError(
+                SlackClientProtocolError::new(unparsable)
+            )),
+            Failure::Permanent(_)
+        ));
+    }
 
     #[test]
     fn only_the_newest_edit_of_a_message_is_kept() {

@@ -53,6 +53,8 @@ struct Inner {
     not_member: std::collections::HashSet<String>,
     /// Messages posted to `response_url`s, with the URL's id.
     responses: Vec<(String, Value)>,
+    /// Methods answered with a bare `{"ok": true}` (as a minimal recording fake would).
+    minimal: std::collections::HashSet<String>,
 }
 
 /// One Socket Mode connection as the fake saw it.
@@ -286,6 +288,11 @@ impl FakeSlack {
         lock(&self.inner).not_member.insert(channel.to_string());
     }
 
+    /// Answers `method` with a bare `{"ok": true}` from now on.
+    pub fn minimal_replies(&self, method: &str) {
+        lock(&self.inner).minimal.insert(method.to_string());
+    }
+
     /// What was posted to the fake's `response_url`s: (id, message).
     pub fn responses(&self) -> Vec<(String, Value)> {
         lock(&self.inner).responses.clone()
@@ -408,6 +415,7 @@ fn respond(fake: &FakeSlack, method: &str, headers: &HeaderMap, body: &Value) ->
             .into_response();
     }
     let reply = match method {
+        m if inner.minimal.contains(m) => json!({"ok": true}),
         "chat.postMessage" | "chat.postEphemeral"
             if body["channel"]
                 .as_str()

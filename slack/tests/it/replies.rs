@@ -47,3 +47,20 @@ async fn answers_reach_the_user_through_response_url_where_the_bot_is_not_a_memb
     .await;
     assert_eq!(fake.responses().len(), 1, "members' channels get posts");
 }
+
+/// A Web API that takes a post but answers something the client cannot read (a bare
+/// `{"ok": true}`, without the message's `ts`): the post is not sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_slack_took_is_not_sent_twice_when_its_answer_does_not_parse() {
+    let b = broker();
+    let bot = socket_bot(&b, Policy::default()).await;
+    let fake = &bot.fake;
+    fake.minimal_replies("chat.postMessage");
+    fake.slash("U0ALICE", "C0OPS", "vm list").await;
+    fake.wait_for("chat.postMessage", Duration::from_secs(5), |b| {
+        b["channel"] == "C0OPS"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(fake.calls_of("chat.postMessage").len(), 1, "posted once");
+}
