@@ -155,12 +155,17 @@ fn classify(e: &SlackClientError) -> Failure {
         SlackClientError::ApiError(a) if TRANSIENT_CODES.contains(&a.code.as_str()) => {
             Failure::Transient(a.code.clone())
         }
-        SlackClientError::ApiError(a) => Failure::Permanent(a.code.clone()),
+        SlackClientError::ApiError(a) => {
+            Failure::Permanent(format!("Slack refused it: {}", a.code))
+        }
         SlackClientError::HttpError(h) if h.status_code.is_server_error() => {
             Failure::Transient(e.to_string())
         }
-        SlackClientError::HttpError(_) | SlackClientError::ProtocolError(_) => {
-            Failure::Permanent(e.to_string())
+        SlackClientError::HttpError(h) => {
+            Failure::Permanent(format!("Slack refused it: HTTP {}", h.status_code))
+        }
+        SlackClientError::ProtocolError(_) => {
+            Failure::Permanent(format!("Slack took it, but its answer does not parse: {e}"))
         }
         other => Failure::Transient(other.to_string()),
     }
@@ -326,7 +331,7 @@ impl Worker {
                     return;
                 }
                 Failure::Permanent(msg) => {
-                    tracing::error!(error = %msg, "slack refused the call (not retried)");
+                    tracing::error!(error = %msg, "slack call not retried");
                     return;
                 }
                 Failure::Transient(msg) => {
