@@ -12,7 +12,8 @@
 //! - handles every envelope in its own task, so a slow handler never delays the next
 //!   envelope's acknowledgement, and writes the acknowledgements that are ready together;
 //! - reconnects with capped exponential backoff (1 s → 30 s) when `apps.connections.open` or
-//!   the WebSocket fails, and when no pong has been seen for `ping_failure_threshold_times`
+//!   the WebSocket fails or a connection closes within 5 s of opening (at once when an older
+//!   connection closes), and when no pong has been seen for `ping_failure_threshold_times`
 //!   ping intervals;
 //! - on Slack's `disconnect` envelope (a refresh, or a server moving), opens the replacement
 //!   connection first and lets the old one finish what it was handling (at most 30 s), so no
@@ -35,6 +36,8 @@ use url::Url;
 
 /// How long a connection replaced after Slack's `disconnect` may go on finishing its envelopes.
 const DRAIN: Duration = Duration::from_secs(30);
+/// A connection that lasted less than this before closing counts as a failed attempt.
+const STABLE: Duration = Duration::from_secs(5);
 /// The longest wait between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -276,7 +279,7 @@ async fn keep_connected(
                 continue;
             }
         };
-        backoff = Duration::from_secs(1);
+        let connected_at = Instant::now();
         let id = run
             .current
             .lock()
@@ -293,9 +296,21 @@ async fn keep_connected(
         ));
         tokio::select! {
             _ = &mut served => {
-                tracing::info!(connection = %id.to_string(), "Socket Mode connection closed; reconnecting");
+                if connected_at.elapsed() < STABLE {
+                    // Closed right after opening: back off rather than spin on Slack.
+                    tracing::warn!(connection = %id.to_string(), retry_in = ?backoff, "Socket Mode connection closed at once");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = stop.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                } else {
+                    backoff = Duration::from_secs(1);
+                    tracing::info!(connection = %id.to_string(), "Socket Mode connection closed; reconnecting");
+                }
             }
             () = run.refresh.notified() => {
+                backoff = Duration::from_secs(1);
                 tracing::info!(connection = %id.to_string(), "Slack asked for a new Socket Mode connection");
                 // The old connection finishes what it holds while the new one connects.
                 tokio::spawn(async move {

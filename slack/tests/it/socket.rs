@@ -28,7 +28,8 @@ async fn a_refresh_opens_the_new_connection_before_the_old_one_closes() {
     assert!(conns[1].closed.is_none(), "the new connection stays open");
 }
 
-/// A connection the server drops without warning is reopened and serves again.
+/// A connection the server drops without warning is reopened and serves again; one that
+/// keeps failing right after opening is retried with growing waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_connection_is_reopened() {
     let b = broker();
@@ -44,6 +45,10 @@ async fn a_dropped_connection_is_reopened() {
     let conns = fake.connections();
     assert!(conns[..2].iter().all(|c| c.closed.is_some()));
     assert!(conns[2].closed.is_none());
+    // Each lived under 5 s: the bot backed off (1 s, then 2 s) instead of spinning.
+    let gap = |i: usize| conns[i + 1].opened - conns[i].closed.expect("closed");
+    assert!(gap(0) >= Duration::from_millis(900), "{:?}", gap(0));
+    assert!(gap(1) >= Duration::from_millis(1900), "{:?}", gap(1));
     assert_eq!(
         fake.calls_of("apps.connections.open").len(),
         3,
