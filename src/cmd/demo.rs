@@ -97,50 +97,22 @@ pub fn run(args: Args) -> ExitCode {
             None => Broker::in_process(topology(&prefix)),
         };
         let stop = CancellationToken::new();
-        let mut sim_cfg = SimConfig::with_hosts(hosts.len());
-        sim_cfg.latency = Duration::from_millis(args.latency_ms);
-        let sim = Sim::new(sim_cfg);
-        let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("aetherv demo: cannot listen on loopback: {e}");
-                return ExitCode::from(1);
-            }
-        };
-        let addr = match listener.local_addr() {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("aetherv demo: {e}");
-                return ExitCode::from(1);
-            }
-        };
-        let mut wc = match WorkerConfig::from_yaml(&sim.worker_config_yaml(&format!("http://{addr}"))) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("aetherv demo: {}", crate::cmd::chain(&e));
-                return ExitCode::from(1);
-            }
-        };
-        let s = stop.clone();
-        tokio::spawn(sim.serve(listener, async move { s.cancelled().await }));
-        wc.prefix = prefix;
-        wc.inventory_interval_secs = 5;
         let identity_text = aetherv_core::secrets::identity_text(&identity);
-        let env = move |k: &str| (k == "AETHERV_AGE_IDENTITY").then(|| identity_text.to_string());
-        let worker = match Worker::new(&wc, broker.clone(), &env) {
-            Ok(w) => w,
+        let worker_task = match start_site(
+            &broker,
+            &hosts,
+            Duration::from_millis(args.latency_ms),
+            identity_text.to_string(),
+            &stop,
+        )
+        .await
+        {
+            Ok(t) => t,
             Err(e) => {
                 eprintln!("aetherv demo: {e}");
                 return ExitCode::from(1);
             }
         };
-        let worker_task = tokio::spawn(worker.run(stop.clone()));
-        for h in &hosts {
-            if let Err(e) = broker.declare_host(h).await {
-                eprintln!("aetherv demo: {}", crate::cmd::chain(&e));
-                return ExitCode::from(1);
-            }
-        }
         println!(
             "Aether-V demo: hosts {}; users alice (operator), bob and carol (approvers), eve (reader), root (admin).\nType `help`. Switch users with `/as NAME` or `NAME> command`; `/wait` waits for running jobs.",
             hosts.join(", ")
@@ -152,4 +124,45 @@ pub fn run(args: Args) -> ExitCode {
         broker.close().await;
         code
     })
+}
+
+/// A simulated site on `broker`: simulated Hyper-V hosts `hosts` on loopback (each agent
+/// operation taking `latency`), their queues declared, and an in-process worker serving them
+/// that opens secrets with the age identity `identity_text`. Runs until `stop`; the handle
+/// ends with the worker.
+pub async fn start_site(
+    broker: &Broker,
+    hosts: &[String],
+    latency: Duration,
+    identity_text: String,
+    stop: &CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let mut sim_cfg = SimConfig::with_hosts(hosts.len());
+    sim_cfg.latency = latency;
+    let sim = Sim::new(sim_cfg);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("cannot listen on loopback: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let mut wc = WorkerConfig::from_yaml(&sim.worker_config_yaml(&format!("http://{addr}")))
+        .map_err(|e| crate::cmd::chain(&e))?;
+    let s = stop.clone();
+    tokio::spawn(sim.serve(listener, async move { s.cancelled().await }));
+    wc.prefix = broker.topology().prefix.clone();
+    wc.inventory_interval_secs = 5;
+    let env = move |k: &str| (k == "AETHERV_AGE_IDENTITY").then(|| identity_text.clone());
+    let worker = Worker::new(&wc, broker.clone(), &env).map_err(|e| e.to_string())?;
+    let stop = stop.clone();
+    let task = tokio::spawn(async move {
+        if let Err(e) = worker.run(stop).await {
+            tracing::error!(error = %format!("{e:#}"), "the simulated site's worker stopped");
+        }
+    });
+    for h in hosts {
+        broker
+            .declare_host(h)
+            .await
+            .map_err(|e| crate::cmd::chain(&e))?;
+    }
+    Ok(task)
 }

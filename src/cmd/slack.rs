@@ -1,6 +1,8 @@
 //! `aetherv slack --config FILE`: the chat bot on Slack (Socket Mode by default, or the HTTP
 //! Events API) against RabbitMQ (`AETHERV_AMQP_URL`, prefix `AETHERV_PREFIX`). Tokens come
 //! from the environment variables the file names. One bot is active at a time (leader queue).
+//! `--simulated N` runs it on a simulated site instead, as `aetherv demo` does: an in-process
+//! broker, N simulated Hyper-V hosts and a worker, all in this process.
 use crate::cmd::{amqp_url, env_lookup, topology};
 use aetherv_bot::engine::Engine;
 use aetherv_broker::Broker;
@@ -19,6 +21,10 @@ pub struct Args {
     /// The Slack configuration (YAML; see docs/slack.md).
     #[arg(long, env = "AETHERV_SLACK_CONFIG")]
     pub config: PathBuf,
+    /// Run on a simulated site (in-process broker, this many simulated hosts hv01…, an
+    /// in-process worker) instead of RabbitMQ and real hosts: to try the Slack app.
+    #[arg(long, value_name = "HOSTS")]
+    pub simulated: Option<usize>,
 }
 
 fn read(p: &PathBuf) -> Result<String, String> {
@@ -40,9 +46,19 @@ pub fn run(args: &Args) -> ExitCode {
             .map_err(|e| format!("{}: {}", args.config.display(), crate::cmd::chain(&e)))?;
         let roles = read(&cfg.roles)?;
         let policy = read(&cfg.policy)?;
-        let recipients = env_lookup("AETHERV_AGE_RECIPIENTS").unwrap_or_default();
-        let mut ecfg =
-            crate::cmd::bot::engine_config(&roles, &policy, cfg.hosts.clone(), &recipients)?;
+        // A simulated site gets a fresh age identity; the bot seals secrets to it.
+        let site = args.simulated.map(|n| {
+            let hosts: Vec<String> = (1..=n.clamp(1, 99)).map(|i| format!("hv{i:02}")).collect();
+            (hosts, aetherv_core::secrets::generate_identity())
+        });
+        let (hosts, recipients) = match &site {
+            Some((hosts, id)) => (hosts.clone(), id.to_public().to_string()),
+            None => (
+                cfg.hosts.clone(),
+                env_lookup("AETHERV_AGE_RECIPIENTS").unwrap_or_default(),
+            ),
+        };
+        let mut ecfg = crate::cmd::bot::engine_config(&roles, &policy, hosts, &recipients)?;
         ecfg.limits = SLACK_LIMITS;
         ecfg.platform = Platform::Slack;
         ecfg.channel = cfg.channel.clone();
@@ -53,9 +69,17 @@ pub fn run(args: &Args) -> ExitCode {
         let bot_token = secret(&cfg.bot_token_env, true)?;
         let app_token = secret(&cfg.app_token_env, socket)?;
         let signing_secret = secret(&cfg.signing_secret_env, !socket)?;
-        Ok((cfg, ecfg, groups, bot_token, app_token, signing_secret))
+        Ok((
+            cfg,
+            ecfg,
+            groups,
+            bot_token,
+            app_token,
+            signing_secret,
+            site,
+        ))
     };
-    let (cfg, ecfg, groups, bot_token, app_token, signing_secret) = match setup() {
+    let (cfg, ecfg, groups, bot_token, app_token, signing_secret, site) = match setup() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("aetherv slack: {e}");
@@ -80,15 +104,39 @@ pub fn run(args: &Args) -> ExitCode {
             },
         };
         let prefix = env_lookup("AETHERV_PREFIX").unwrap_or_else(|| "aetherv".into());
-        let broker = match Broker::connect(&amqp_url(), topology(&prefix)).await {
-            Ok(b) => b,
-            Err(e) => {
+        let site_stop = CancellationToken::new();
+        let broker = match &site {
+            Some((hosts, identity)) => {
+                let broker = Broker::in_process(topology(&prefix));
+                let text = aetherv_core::secrets::identity_text(identity).to_string();
+                if let Err(e) = crate::cmd::demo::start_site(
+                    &broker,
+                    hosts,
+                    Duration::from_millis(300),
+                    text,
+                    &site_stop,
+                )
+                .await
+                {
+                    eprintln!("aetherv slack: the simulated site did not start: {e}");
+                    return ExitCode::from(1);
+                }
                 eprintln!(
-                    "aetherv slack: cannot reach RabbitMQ: {}",
-                    crate::cmd::chain(&e)
+                    "aetherv slack: simulated site with hosts {} (in-process broker)",
+                    hosts.join(", ")
                 );
-                return ExitCode::from(1);
+                broker
             }
+            None => match Broker::connect(&amqp_url(), topology(&prefix)).await {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!(
+                        "aetherv slack: cannot reach RabbitMQ: {}",
+                        crate::cmd::chain(&e)
+                    );
+                    return ExitCode::from(1);
+                }
+            },
         };
         let engine = match Engine::new(broker.clone(), ecfg) {
             Ok(e) => e,
@@ -118,6 +166,7 @@ pub fn run(args: &Args) -> ExitCode {
                 ExitCode::from(1)
             }
         };
+        site_stop.cancel();
         broker.close().await;
         code
     })

@@ -46,6 +46,17 @@ pub fn amqp_url() -> String {
     url
 }
 
+/// The Python of the test peers (`.venv`, made by `scripts/test.sh`).
+pub fn python() -> String {
+    let p = std::env::var("AETHERV_PYTHON")
+        .unwrap_or_else(|_| root().join(".venv/bin/python").display().to_string());
+    assert!(
+        std::path::Path::new(&p).exists(),
+        "python test peers missing at {p}: run `scripts/test.sh` (it creates .venv)"
+    );
+    p
+}
+
 /// A unique name prefix so test runs never collide.
 pub fn prefix() -> String {
     format!("t-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])

@@ -7,3 +7,4 @@ mod harness;
 mod hosts;
 mod jobs;
 mod peers;
+mod slack;

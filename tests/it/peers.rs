@@ -8,16 +8,6 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
 
-fn python() -> String {
-    let p = std::env::var("AETHERV_PYTHON")
-        .unwrap_or_else(|_| root().join(".venv/bin/python").display().to_string());
-    assert!(
-        std::path::Path::new(&p).exists(),
-        "python test peers missing at {p}: run `scripts/test.sh` (it creates .venv)"
-    );
-    p
-}
-
 fn sim_credentials(sim: &SimProc) -> (String, String) {
     let cfg = aetherv_worker::WorkerConfig::load(&sim.worker_config).expect("worker config");
     let host = &cfg.hosts[0];
