@@ -58,19 +58,8 @@ const METHODS: &[(&str, bool)] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documented_payloads_are_served_and_the_calls_meet_slacks_rules() {
     let b = broker();
-    let fake = FakeSlack::start().await;
-    fake.set_usergroup("S0APPROVERS", &["U0BOB"]);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let stop = CancellationToken::new();
-    let _guard = stop.clone().drop_guard();
-    tokio::spawn(aetherv_slack::run(
-        engine(&b, Policy::default()),
-        options(&fake, Mode::Http(listener)),
-        stop.clone(),
-    ));
+    let (bot, addr) = http_bot(&b, Policy::default()).await;
+    let fake = &bot.fake;
     let ts = now();
     let send = |path: &'static str, body: String, ctype: &'static str| async move {
         let sig = sign(SECRET, &ts.to_string(), &body);

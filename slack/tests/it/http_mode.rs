@@ -68,19 +68,8 @@ fn interaction_body(payload: &serde_json::Value) -> String {
 async fn signed_interactions_drive_the_flow_over_http() {
     let b = broker();
     b.declare_host("hv01").await.expect("declare");
-    let fake = FakeSlack::start().await;
-    fake.set_usergroup("S0APPROVERS", &["U0BOB"]);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let stop = CancellationToken::new();
-    let _guard = stop.clone().drop_guard();
-    tokio::spawn(aetherv_slack::run(
-        engine(&b, one_approval()),
-        options(&fake, Mode::Http(listener)),
-        stop.clone(),
-    ));
+    let (bot, addr) = http_bot(&b, one_approval()).await;
+    let fake = &bot.fake;
     let form = "application/x-www-form-urlencoded";
     let ts = now();
     let signed = |body: &str| sign(SECRET, &ts.to_string(), body);
@@ -160,18 +149,8 @@ async fn signed_interactions_drive_the_flow_over_http() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_and_stale_requests_are_refused_valid_ones_served() {
     let b = broker();
-    let fake = FakeSlack::start().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let stop = CancellationToken::new();
-    let _guard = stop.clone().drop_guard();
-    tokio::spawn(aetherv_slack::run(
-        engine(&b, Policy::default()),
-        options(&fake, Mode::Http(listener)),
-        stop.clone(),
-    ));
+    let (bot, addr) = http_bot(&b, Policy::default()).await;
+    let fake = &bot.fake;
     let form = "application/x-www-form-urlencoded";
     let body = command_body("U0ALICE", "deploy vm");
     let ts = now();

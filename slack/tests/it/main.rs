@@ -125,3 +125,21 @@ pub async fn socket_bot(broker: &Broker, policy: Policy) -> Bot {
     fake.connected().await;
     Bot { fake, stop }
 }
+
+/// Starts the bot over `broker` in HTTP mode (user group S0APPROVERS = bob); returns it and
+/// the address it listens on.
+pub async fn http_bot(broker: &Broker, policy: Policy) -> (Bot, std::net::SocketAddr) {
+    let fake = FakeSlack::start().await;
+    fake.set_usergroup("S0APPROVERS", &["U0BOB"]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let stop = CancellationToken::new();
+    tokio::spawn(aetherv_slack::run(
+        engine(broker, policy),
+        options(&fake, Mode::Http(listener)),
+        stop.clone(),
+    ));
+    (Bot { fake, stop }, addr)
+}
