@@ -234,7 +234,7 @@ impl Conversation {
                     // Refused (role, self-approval, a second vote): only the voter sees why,
                     // where they clicked.
                     let at = clicked.as_ref().map_or(ch, |(c, _)| c.clone());
-                    self.answer_only(&user, &at, res.out);
+                    self.answer_only(&user, &at, Some(job), res.out);
                 }
                 // A request from before a restart, decided by this click: this bot never
                 // posted its messages, so update the one that was clicked.
@@ -388,14 +388,17 @@ impl Conversation {
 
     /// Turns engine output into Slack writes. `Say` goes to the job's thread when there is a
     /// job in context, else to `channel`.
-    /// The engine's plain answers as ephemeral messages to one user in `channel` (thread
-    /// updates, if any, still go to the thread).
-    fn answer_only(&mut self, user: &str, channel: &str, outs: Vec<Outgoing>) {
+    /// The engine's plain answers as ephemeral messages to one user in `channel`, in the
+    /// job's thread when that is where they are (thread updates, if any, still go to the
+    /// thread).
+    fn answer_only(&mut self, user: &str, channel: &str, job: Option<JobId>, outs: Vec<Outgoing>) {
         let mut rest = Vec::new();
+        let thread = job.filter(|j| self.roots.contains(j)).map(MsgKey::Root);
         for o in outs {
             match o {
                 Outgoing::Say { text } => self.out.send(Op::Ephemeral {
                     channel: channel.to_string(),
+                    thread,
                     user: user.to_string(),
                     content: messages::reply(&self.shared.blocks, &text),
                 }),

@@ -75,6 +75,8 @@ pub enum Op {
     Ephemeral {
         /// Channel.
         channel: String,
+        /// In this thread, when it was posted in `channel`.
+        thread: Option<MsgKey>,
         /// User id.
         user: String,
         /// Block Kit message.
@@ -248,14 +250,20 @@ impl Worker {
             }
             Op::Ephemeral {
                 channel,
+                thread,
                 user,
                 content: c,
             } => {
-                let req = SlackApiChatPostEphemeralRequest::new(
+                let (root_channel, thread_ts) = self.thread_root(channel, *thread);
+                let mut req = SlackApiChatPostEphemeralRequest::new(
                     SlackChannelId(channel.clone()),
                     SlackUserId(user.clone()),
                     content(c),
                 );
+                // Only a thread of the same channel: the click may be in another one.
+                if root_channel.0 == *channel {
+                    req.thread_ts = thread_ts;
+                }
                 session.chat_post_ephemeral(&req).await?;
             }
             Op::Upload {

@@ -196,6 +196,19 @@ async fn full_flow(broker: Broker) {
                 || text_of(&c.body).contains("needs the approver")),
         "the refusal is not posted for everyone"
     );
+    assert!(
+        refused.body.get("thread_ts").is_none(),
+        "clicked outside the thread"
+    );
+    // Clicked on the copy in the request's thread: the answer shows in that thread.
+    fake.interact(button_click("U0EVE", "C0OPS", "1.2", "approve", &job))
+        .await;
+    let in_place = fake
+        .wait_for("chat.postEphemeral", Duration::from_secs(5), |b| {
+            b["channel"] == "C0OPS"
+        })
+        .await;
+    assert_eq!(in_place.body["thread_ts"], thread_ts.as_str());
 
     // 5. An approver (through the user group) approves; both approval messages show who.
     fake.interact(button_click("U0BOB", "C0APPROVALS", "1.1", "approve", &job))
