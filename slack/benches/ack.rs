@@ -6,8 +6,9 @@
 //! machine, plus its ingress thread). The fake Slack (Web API and Socket Mode server) runs on a
 //! runtime with one worker, and the HTTP load generator on the main thread: both stand in for
 //! Slack, which is another machine, so their work must not delay reading the replies. All of it
-//! shares this machine's cores, so the figures include that contention: the fake parses and
-//! records every `views.open` body the burst sends.
+//! shares this machine's cores, so the figures include that contention. The fake is `lean`:
+//! it echoes each `views.open` view as Slack does (the bot parses the full echo) without
+//! parsing it into a tree or keeping it.
 //!
 //! - HTTP mode, one at a time, then 200 signed requests on 200 connections at once: latency
 //!   from writing the request to reading the acknowledgement (signature check, parsing,
@@ -139,6 +140,7 @@ fn start_bot(
 
 fn socket_mode(rt: &Runtimes, rounds: usize) -> anyhow::Result<()> {
     let fake = rt.slack.block_on(fake::FakeSlack::start());
+    fake.lean();
     let stop = start_bot(rt, &fake, Mode::Socket { connections: 1 })?;
     rt.load.block_on(async {
         fake.connected().await;
@@ -248,6 +250,7 @@ fn signed_requests(addr: std::net::SocketAddr, n: usize) -> anyhow::Result<Vec<S
 
 fn http_mode(rt: &Runtimes, rounds: usize) -> anyhow::Result<()> {
     let fake = rt.slack.block_on(fake::FakeSlack::start());
+    fake.lean();
     let listener = {
         let _in_bot = rt.bot.enter();
         let std = std::net::TcpListener::bind("127.0.0.1:0")?;

@@ -202,3 +202,26 @@ async fn documented_payloads_are_served_and_the_calls_meet_slacks_rules() {
     // The documented payloads opened no modal.
     assert!(fake.calls_of("views.open").is_empty());
 }
+
+/// The fake's echo of a view (what `views.open` answers) parses as slack-morphism's answer, for
+/// every form the bot opens: the benchmark's lean echo uses the same splice.
+#[test]
+fn the_fakes_view_echo_is_a_valid_views_open_answer() {
+    use aetherv_core::schema::Forms;
+    use aetherv_core::validate::InventoryChoices;
+    use aetherv_slack::modal::{build, ViewMeta};
+    let forms = Forms::builtin().expect("forms");
+    for form in forms.iter() {
+        let meta = ViewMeta {
+            form: form.id().to_string(),
+            channel: "C0OPS".into(),
+            set: None,
+            host: None,
+        };
+        let view = build(form, &InventoryChoices::default(), &meta).expect("view");
+        let raw = serde_json::to_string(&view).expect("json");
+        let echo = fake::splice_view(&raw, "V1");
+        let parsed = serde_json::from_str::<SlackApiViewsOpenResponse>(&echo);
+        assert!(parsed.is_ok(), "{}: {:?}", form.id(), parsed.err());
+    }
+}

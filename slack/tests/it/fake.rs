@@ -55,6 +55,10 @@ struct Inner {
     responses: Vec<(String, Value)>,
     /// Methods answered with a bare `{"ok": true}` (as a minimal recording fake would).
     minimal: std::collections::HashSet<String>,
+    /// Benchmark mode: `views.*` bodies are echoed without being parsed into a tree or kept
+    /// (the fake stands in for Slack, whose work is not the bot's; on a shared machine it
+    /// should take as little CPU as it can).
+    lean: bool,
 }
 
 /// One Socket Mode connection as the fake saw it.
@@ -288,6 +292,12 @@ impl FakeSlack {
         lock(&self.inner).not_member.insert(channel.to_string());
     }
 
+    /// Benchmark mode: views are echoed without parsing them into a tree; their bodies are not
+    /// recorded (their calls are, for counting).
+    pub fn lean(&self) {
+        lock(&self.inner).lean = true;
+    }
+
     /// Answers `method` with a bare `{"ok": true}` from now on.
     pub fn minimal_replies(&self, method: &str) {
         lock(&self.inner).minimal.insert(method.to_string());
@@ -378,7 +388,27 @@ pub fn slash_payload(user: &str, channel: &str, text: &str) -> Value {
         "trigger_id": format!("trigger.{}", uuid::Uuid::new_v4().simple())})
 }
 
-fn respond(fake: &FakeSlack, method: &str, headers: &HeaderMap, body: &Value) -> Response {
+/// A view as Slack echoes it: `view` (JSON text of an object) with an id, team and hash.
+pub fn splice_view(view: &str, id: &str) -> String {
+    let rest = view.trim_start().strip_prefix('{').unwrap_or("}");
+    let sep = if rest.trim_start().starts_with('}') {
+        ""
+    } else {
+        ","
+    };
+    format!(r#"{{"ok":true,"view":{{"id":"{id}","team_id":"T0FAKE","hash":"h"{sep}{rest}}}"#)
+}
+
+/// The request's view echoed as Slack does, serialised straight from the request (no copy of
+/// what may be a large modal).
+fn echo_view(view: &Value, id: &str) -> String {
+    splice_view(
+        &serde_json::to_string(view).unwrap_or_else(|_| "{}".into()),
+        id,
+    )
+}
+
+fn respond(fake: &FakeSlack, method: &str, headers: &HeaderMap, body: Value) -> Response {
     let header = |name: &str| {
         headers
             .get(name)
@@ -397,57 +427,94 @@ fn respond(fake: &FakeSlack, method: &str, headers: &HeaderMap, body: &Value) ->
     } else {
         ts.clone()
     };
+    let reply = match method {
+        _ if limited.is_some() => json!({"ok": false, "error": "ratelimited"}).to_string(),
+        m if inner.minimal.contains(m) => json!({"ok": true}).to_string(),
+        "chat.postMessage" | "chat.postEphemeral"
+            if body["channel"]
+                .as_str()
+                .is_some_and(|c| inner.not_member.contains(c)) =>
+        {
+            json!({"ok": false, "error": "not_in_channel"}).to_string()
+        }
+        "apps.connections.open" => json!({"ok": true, "url": fake.ws_url}).to_string(),
+        "chat.postMessage" => json!({"ok": true, "channel": body["channel"], "ts": ts,
+            "message": {"ts": ts, "text": body["text"]}})
+        .to_string(),
+        "chat.update" => json!({"ok": true, "channel": body["channel"], "ts": body["ts"],
+            "text": body["text"], "message": {"text": body["text"]}})
+        .to_string(),
+        "chat.postEphemeral" => json!({"ok": true, "message_ts": ts}).to_string(),
+        "views.open" | "views.push" | "views.update" => {
+            echo_view(&body["view"], &format!("V{}", inner.next_ts))
+        }
+        "files.getUploadURLExternal" => {
+            let id = format!("F{}", inner.next_ts);
+            json!({"ok": true, "file_id": id, "upload_url": format!("{}/upload/{id}", fake.base)})
+                .to_string()
+        }
+        "files.completeUploadExternal" => json!({"ok": true, "files": body["files"]}).to_string(),
+        "usergroups.users.list" => {
+            let g = body["usergroup"].as_str().unwrap_or_default();
+            json!({"ok": true, "users": inner.usergroups.get(g).cloned().unwrap_or_default()})
+                .to_string()
+        }
+        _ => json!({"ok": true}).to_string(),
+    };
     inner.calls.push(Call {
         method: method.to_string(),
-        body: body.clone(),
+        body,
         at: Instant::now(),
         limited: limited.is_some(),
         ts: call_ts,
         auth: header("authorization"),
         content_type: header("content-type"),
     });
-    if let Some(secs) = limited {
-        return (
+    drop(inner);
+    let json = [("content-type", "application/json")];
+    match limited {
+        Some(secs) => (
             StatusCode::TOO_MANY_REQUESTS,
             [("retry-after", secs.to_string())],
-            Json(json!({"ok": false, "error": "ratelimited"})),
+            json,
+            reply,
         )
-            .into_response();
+            .into_response(),
+        None => (StatusCode::OK, json, reply).into_response(),
     }
-    let reply = match method {
-        m if inner.minimal.contains(m) => json!({"ok": true}),
-        "chat.postMessage" | "chat.postEphemeral"
-            if body["channel"]
-                .as_str()
-                .is_some_and(|c| inner.not_member.contains(c)) =>
-        {
-            json!({"ok": false, "error": "not_in_channel"})
-        }
-        "apps.connections.open" => json!({"ok": true, "url": fake.ws_url}),
-        "chat.postMessage" => json!({"ok": true, "channel": body["channel"], "ts": ts,
-            "message": {"ts": ts, "text": body["text"]}}),
-        "chat.update" => json!({"ok": true, "channel": body["channel"], "ts": body["ts"],
-            "text": body["text"], "message": {"text": body["text"]}}),
-        "chat.postEphemeral" => json!({"ok": true, "message_ts": ts}),
-        "views.open" | "views.push" | "views.update" => {
-            let mut view = body["view"].clone();
-            view["id"] = json!(format!("V{}", inner.next_ts));
-            view["team_id"] = json!("T0FAKE");
-            view["hash"] = json!("h");
-            json!({"ok": true, "view": view})
-        }
-        "files.getUploadURLExternal" => {
-            let id = format!("F{}", inner.next_ts);
-            json!({"ok": true, "file_id": id, "upload_url": format!("{}/upload/{id}", fake.base)})
-        }
-        "files.completeUploadExternal" => json!({"ok": true, "files": body["files"]}),
-        "usergroups.users.list" => {
-            let g = body["usergroup"].as_str().unwrap_or_default();
-            json!({"ok": true, "users": inner.usergroups.get(g).cloned().unwrap_or_default()})
-        }
-        _ => json!({"ok": true}),
+}
+
+/// A `views.*` call in benchmark mode: the view is located in the body without building a
+/// tree, and echoed as Slack does; the call is recorded without its body.
+fn echo_lean(fake: &FakeSlack, method: &str, body: &[u8]) -> Response {
+    #[derive(serde::Deserialize)]
+    struct ViewRequest<'a> {
+        #[serde(borrow)]
+        view: &'a serde_json::value::RawValue,
+    }
+    let mut inner = lock(&fake.inner);
+    inner.next_ts += 1;
+    let id = format!("V{}", inner.next_ts);
+    inner.calls.push(Call {
+        method: method.to_string(),
+        body: Value::Null,
+        at: Instant::now(),
+        limited: false,
+        ts: String::new(),
+        auth: String::new(),
+        content_type: String::new(),
+    });
+    drop(inner);
+    let reply = match serde_json::from_slice::<ViewRequest>(body) {
+        Ok(r) => splice_view(r.view.get(), &id),
+        Err(_) => json!({"ok": false, "error": "invalid_arguments"}).to_string(),
     };
-    Json(reply).into_response()
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        reply,
+    )
+        .into_response()
 }
 
 async fn api_post(
@@ -456,11 +523,14 @@ async fn api_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if method.starts_with("views.") && lock(&fake.inner).lean {
+        return echo_lean(&fake, &method, &body);
+    }
     let body = serde_json::from_slice::<Value>(&body).unwrap_or_else(|_| {
         let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
         json!(form)
     });
-    respond(&fake, &method, &headers, &body)
+    respond(&fake, &method, &headers, body)
 }
 
 async fn api_get(
@@ -469,7 +539,7 @@ async fn api_get(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    respond(&fake, &method, &headers, &json!(q))
+    respond(&fake, &method, &headers, json!(q))
 }
 
 async fn respond_url(
