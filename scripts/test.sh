@@ -70,8 +70,11 @@ step "clippy"
 cargo clippy --workspace --all-targets --features aetherv/kerberos -- -D warnings
 
 step "tests"
+# Not under `set -e`: a failing run still prints its summary below.
+set +e
 cargo test --workspace --features aetherv/kerberos --no-fail-fast 2>&1 | tee /tmp/aetherv-test-$$.log
 status=${PIPESTATUS[0]}
+set -e
 passed=$(grep -Eo '^test result: [a-zA-Z]+\. [0-9]+ passed' /tmp/aetherv-test-$$.log | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' /tmp/aetherv-test-$$.log | awk '{s+=$1} END {print s+0}')
 rm -f /tmp/aetherv-test-$$.log
