@@ -84,7 +84,7 @@ async fn a_pika_producer_using_only_the_json_schemas_gets_its_job_run() {
     let broker = Broker::connect(&url, Topology::new(&prefix))
         .await
         .expect("broker");
-    let _w = start_worker(&sim.worker_config, &prefix, &url, "w1");
+    let w = start_worker(&sim.worker_config, &prefix, &url, "w1");
     let mut job_id = None;
     for _ in 0..100 {
         let (st, out, err) = run_cmd(
@@ -108,5 +108,7 @@ async fn a_pika_producer_using_only_the_json_schemas_gets_its_job_run() {
     let events = collect_until_done(&broker, &ids, Duration::from_secs(30)).await;
     assert!(succeeded(&events[&job_id]), "{:?}", events[&job_id]);
     broker.close().await;
+    // The worker first: alive, it would declare its queues again once they are deleted.
+    drop(w);
     cleanup(&url, &prefix, &hosts).await;
 }
