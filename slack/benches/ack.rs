@@ -251,12 +251,11 @@ fn signed_requests(addr: std::net::SocketAddr, n: usize) -> anyhow::Result<Vec<S
 fn http_mode(rt: &Runtimes, rounds: usize) -> anyhow::Result<()> {
     let fake = rt.slack.block_on(fake::FakeSlack::start());
     fake.lean();
-    let listener = {
-        let _in_bot = rt.bot.enter();
-        let std = std::net::TcpListener::bind("127.0.0.1:0")?;
-        std.set_nonblocking(true)?;
-        tokio::net::TcpListener::from_std(std)?
-    };
+    // As `aetherv slack` binds it (tokio's listen backlog of 1024; std's 128 would overflow
+    // under 200 connections at once).
+    let listener = rt
+        .bot
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let addr = listener.local_addr()?;
     let stop = start_bot(rt, &fake, Mode::Http(listener))?;
     rt.load.block_on(async {
