@@ -197,19 +197,6 @@ fn socket_mode(rt: &Runtimes, rounds: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn sign(secret: &str, ts: &str, body: &str) -> anyhow::Result<String> {
-    use hmac::{Hmac, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())?;
-    mac.update(format!("v0:{ts}:{body}").as_bytes());
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok(format!("v0={hex}"))
-}
-
 /// Connects, then times writing `req` until the acknowledgement is read.
 async fn http_post(addr: std::net::SocketAddr, req: String) -> Option<Duration> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -231,15 +218,8 @@ fn signed_requests(addr: std::net::SocketAddr, n: usize) -> anyhow::Result<Vec<S
     let ts = chrono::Utc::now().timestamp().to_string();
     (0..n)
         .map(|i| {
-            let p = fake::slash_payload("U0ALICE", "C0OPS", command_text(i));
-            let pairs: Vec<(String, String)> = p
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect();
-            let body = serde_urlencoded::to_string(pairs)?;
-            let sig = sign("secret", &ts, &body)?;
+            let body = fake::command_body("U0ALICE", "C0OPS", command_text(i));
+            let sig = fake::sign("secret", &ts, &body);
             Ok(format!(
                 "POST /slack/commands HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\nx-slack-request-timestamp: {ts}\r\nx-slack-signature: {sig}\r\nconnection: close\r\n\r\n{body}",
                 body.len()

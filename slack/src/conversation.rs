@@ -152,15 +152,8 @@ impl Conversation {
                 response_url,
             } => {
                 let before: HashSet<JobId> = self.engine.state.jobs.keys().copied().collect();
-                let outs = self.engine.handle_line(&who, &text).await;
+                let outs = self.engine.handle_line(&who, &text).await?;
                 self.reply_url = response_url;
-                let outs = match outs {
-                    Ok(o) => o,
-                    Err(e) => {
-                        self.reply_url = None;
-                        return Err(e);
-                    }
-                };
                 let new: Vec<JobId> = self
                     .engine
                     .state

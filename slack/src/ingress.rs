@@ -12,7 +12,7 @@
 //! Measured with `cargo bench -p aetherv-slack --bench ack` on 2 cores (200 commands at once,
 //! half of them opening modals): HTTP mode p99 was 29–44 ms with everything on one runtime,
 //! 16–36 ms with a single ingress thread (200 connections are then accepted and answered one
-//! after another), and 11–20 ms with two.
+//! after another), and 11–30 ms with two; docs/slack.md has the final figures.
 
 use std::future::Future;
 use tokio::sync::oneshot;

@@ -136,21 +136,24 @@ type Listener = Arc<dyn SlackSocketModeClientListener + Send + Sync>;
 
 /// One connection slot: kept connected until shutdown.
 struct Slot {
+    /// Its place among the slots (`initial_index` of its connection ids).
     index: u32,
     token: SlackApiToken,
     listener: Listener,
-    config: SlackClientSocketModeConfig,
+    /// Ping every this long; a connection silent for `ping_failures` pings is dropped.
+    ping: Duration,
+    ping_failures: u32,
     /// The id of the slot's current connection (the `reconnected` part changes).
-    current: Arc<Mutex<SlackSocketModeWssClientId>>,
+    current: Mutex<SlackSocketModeWssClientId>,
     /// Slack asked the current connection to go (`disconnect`).
-    refresh: Arc<Notify>,
+    refresh: Notify,
 }
 
 /// The clients manager slack-morphism drives: `register_new_token` adds slots, `start`
 /// connects them, `restart_client` is called for a `disconnect` envelope.
 struct Transport {
     env: Arc<SlackClientEventsListenerEnvironment<Connector>>,
-    slots: Mutex<Vec<Slot>>,
+    slots: Mutex<Vec<Arc<Slot>>>,
     stop: CancellationToken,
 }
 
@@ -166,14 +169,17 @@ impl SlackSocketModeClientsManager for Transport {
         let base = u32::try_from(slots.len()).unwrap_or(u32::MAX);
         for i in 0..config.max_connections_count {
             let index = base.saturating_add(i);
-            slots.push(Slot {
+            slots.push(Arc::new(Slot {
                 index,
                 token: token.clone(),
                 listener: Arc::clone(&client_listener),
-                config: config.clone(),
-                current: Arc::new(Mutex::new(SlackSocketModeWssClientId::new(index, i, 0))),
-                refresh: Arc::new(Notify::new()),
-            });
+                ping: Duration::from_secs(config.ping_interval_in_seconds.max(1)),
+                ping_failures: u32::try_from(config.ping_failure_threshold_times)
+                    .unwrap_or(u32::MAX)
+                    .max(1),
+                current: Mutex::new(SlackSocketModeWssClientId::new(index, i, 0)),
+                refresh: Notify::new(),
+            }));
         }
         Ok(())
     }
@@ -198,16 +204,7 @@ impl SlackSocketModeClientsManager for Transport {
         for slot in slots.iter() {
             tokio::spawn(keep_connected(
                 Arc::clone(&self.env),
-                SlotRun {
-                    token: slot.token.clone(),
-                    listener: Arc::clone(&slot.listener),
-                    ping: Duration::from_secs(slot.config.ping_interval_in_seconds.max(1)),
-                    ping_failures: u32::try_from(slot.config.ping_failure_threshold_times)
-                        .unwrap_or(u32::MAX)
-                        .max(1),
-                    current: Arc::clone(&slot.current),
-                    refresh: Arc::clone(&slot.refresh),
-                },
+                Arc::clone(slot),
                 self.stop.child_token(),
             ));
         }
@@ -223,15 +220,6 @@ impl SlackSocketModeClientsManager for Transport {
             () = self.stop.cancelled() => {}
         }
     }
-}
-
-struct SlotRun {
-    token: SlackApiToken,
-    listener: Listener,
-    ping: Duration,
-    ping_failures: u32,
-    current: Arc<Mutex<SlackSocketModeWssClientId>>,
-    refresh: Arc<Notify>,
 }
 
 type Ws =
@@ -258,7 +246,7 @@ async fn open(
 /// Keeps one slot connected until `stop`.
 async fn keep_connected(
     env: Arc<SlackClientEventsListenerEnvironment<Connector>>,
-    run: SlotRun,
+    run: Arc<Slot>,
     stop: CancellationToken,
 ) {
     let mut backoff = Duration::from_secs(1);

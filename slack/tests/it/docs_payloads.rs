@@ -2,9 +2,10 @@
 //! secret and a fresh timestamp, posted to the bot's HTTP endpoints; then every Web API call
 //! the bot made is checked against what Slack requires of it.
 
-use super::http_mode::{now, post, sign};
+use super::http_mode::{now, post};
 use super::*;
 use aetherv_slack::blocks::{check_message, check_modal};
+use fake::sign;
 use serde_json::Value;
 use slack_morphism::prelude::*;
 

@@ -380,6 +380,42 @@ impl FakeSlack {
 }
 
 /// A slash-command payload as Slack sends it.
+/// Signs a request body as Slack does: `v0=` + hex HMAC-SHA256 of `v0:<ts>:<body>`.
+pub fn sign(secret: &str, ts: &str, body: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(format!("v0:{ts}:{body}").as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("v0={hex}")
+}
+
+/// A slash command as Slack posts it over HTTP (form-encoded).
+pub fn command_body(user: &str, channel: &str, text: &str) -> String {
+    let pairs: Vec<(String, String)> = slash_payload(user, channel, text)
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect();
+    serde_urlencoded::to_string(pairs).expect("a form encodes")
+}
+
+/// The job id on the Approve button of an approval message.
+pub fn approval_job(message: &Value) -> String {
+    message["blocks"]
+        .as_array()
+        .and_then(|bs| bs.iter().find(|b| b["type"] == "actions"))
+        .and_then(|b| b["elements"][0]["value"].as_str())
+        .expect("job id on the button")
+        .to_string()
+}
+
 pub fn slash_payload(user: &str, channel: &str, text: &str) -> Value {
     json!({"team_id": "T0FAKE", "team_domain": "fake", "channel_id": channel,
         "channel_name": "ops", "user_id": user, "user_name": "someone", "command": "/aether",

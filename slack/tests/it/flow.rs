@@ -168,12 +168,7 @@ async fn full_flow(broker: Broker) {
         .as_str()
         .expect("ts")
         .to_string();
-    let job = approval.body["blocks"]
-        .as_array()
-        .and_then(|bs| bs.iter().find(|b| b["type"] == "actions"))
-        .and_then(|b| b["elements"][0]["value"].as_str())
-        .expect("job id on the button")
-        .to_string();
+    let job = fake::approval_job(&approval.body);
     assert!(text_of(&approval.body).contains("web01"));
 
     // 4. A reader's click is refused and decides nothing; only the reader is told, where

@@ -1,20 +1,8 @@
 //! HTTP mode: signed requests only, within the five-minute replay window.
 
 use super::*;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
-pub fn sign(secret: &str, ts: &str, body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("hmac key");
-    mac.update(format!("v0:{ts}:{body}").as_bytes());
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("v0={hex}")
-}
+use fake::command_body as form;
+use fake::sign;
 
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
@@ -48,14 +36,7 @@ pub async fn post(
 }
 
 fn command_body(user: &str, text: &str) -> String {
-    let p = fake::slash_payload(user, "C0OPS", text);
-    let pairs: Vec<(String, String)> = p
-        .as_object()
-        .expect("object")
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-        .collect();
-    serde_urlencoded::to_string(pairs).expect("form")
+    form(user, "C0OPS", text)
 }
 
 fn interaction_body(payload: &serde_json::Value) -> String {

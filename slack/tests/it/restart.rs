@@ -24,12 +24,7 @@ async fn an_approval_posted_before_a_restart_is_decided_after_it() {
             b["channel"] == "C0APPROVALS"
         })
         .await;
-    let job = approval.body["blocks"]
-        .as_array()
-        .and_then(|bs| bs.iter().find(|b| b["type"] == "actions"))
-        .and_then(|b| b["elements"][0]["value"].as_str())
-        .expect("job id on the button")
-        .to_string();
+    let job = fake::approval_job(&approval.body);
     let old_ts = approval.ts.clone();
     first.stop.cancel();
     drop(first);
