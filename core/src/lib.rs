@@ -9,6 +9,7 @@ pub mod approval;
 pub mod bundle;
 pub mod command;
 pub mod contract;
+pub mod error;
 pub mod ids;
 pub mod kvp;
 pub mod osfamily;
@@ -24,4 +25,5 @@ pub use contract::{
     job::{JobEnvelope, JobKind, Origin, Platform, Requester, Target},
     ContractError,
 };
+pub use error::error_chain;
 pub use ids::{HostName, JobId};

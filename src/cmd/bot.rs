@@ -50,9 +50,9 @@ pub fn engine_config(
 ) -> Result<EngineConfig, String> {
     let recipients = aetherv_core::secrets::parse_recipients(recipients)
         .map_err(|e| format!("age recipients: {e}"))?;
-    let rbac = Rbac::from_yaml(roles).map_err(|e| format!("roles: {}", crate::cmd::chain(&e)))?;
+    let rbac = Rbac::from_yaml(roles).map_err(|e| format!("roles: {}", aetherv_core::error_chain(&e)))?;
     let policy =
-        Policy::from_yaml(policy).map_err(|e| format!("policy: {}", crate::cmd::chain(&e)))?;
+        Policy::from_yaml(policy).map_err(|e| format!("policy: {}", aetherv_core::error_chain(&e)))?;
     Ok(EngineConfig {
         rbac,
         policy,
@@ -74,7 +74,7 @@ pub async fn serve_console(
     let engine = match Engine::new(broker, cfg) {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("aetherv: {}", crate::cmd::chain(&e));
+            eprintln!("aetherv: {}", aetherv_core::error_chain(&e));
             return ExitCode::from(64);
         }
     };
@@ -120,7 +120,7 @@ pub fn run(args: Args) -> ExitCode {
             Err(e) => {
                 eprintln!(
                     "aetherv bot: cannot reach RabbitMQ: {}",
-                    crate::cmd::chain(&e)
+                    aetherv_core::error_chain(&e)
                 );
                 return ExitCode::from(1);
             }

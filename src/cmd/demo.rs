@@ -90,7 +90,7 @@ pub fn run(args: Args) -> ExitCode {
             Some(url) => match Broker::connect(&url, topology(&prefix)).await {
                 Ok(b) => b,
                 Err(e) => {
-                    eprintln!("aetherv demo: cannot reach RabbitMQ: {}", crate::cmd::chain(&e));
+                    eprintln!("aetherv demo: cannot reach RabbitMQ: {}", aetherv_core::error_chain(&e));
                     return ExitCode::from(1);
                 }
             },
@@ -145,7 +145,7 @@ pub async fn start_site(
         .map_err(|e| format!("cannot listen on loopback: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let mut wc = WorkerConfig::from_yaml(&sim.worker_config_yaml(&format!("http://{addr}")))
-        .map_err(|e| crate::cmd::chain(&e))?;
+        .map_err(|e| aetherv_core::error_chain(&e))?;
     let s = stop.clone();
     tokio::spawn(sim.serve(listener, async move { s.cancelled().await }));
     wc.prefix = broker.topology().prefix.clone();
@@ -162,7 +162,7 @@ pub async fn start_site(
         broker
             .declare_host(h)
             .await
-            .map_err(|e| crate::cmd::chain(&e))?;
+            .map_err(|e| aetherv_core::error_chain(&e))?;
     }
     Ok(task)
 }

@@ -70,7 +70,7 @@ pub fn run(args: Args) -> ExitCode {
     let mut cfg = match WorkerConfig::load(&config) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("aetherv hosts: {}", crate::cmd::chain(&e));
+            eprintln!("aetherv hosts: {}", aetherv_core::error_chain(&e));
             return ExitCode::from(64);
         }
     };

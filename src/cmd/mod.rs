@@ -88,15 +88,3 @@ pub fn parse_document(text: &str) -> Result<serde_json::Value, String> {
         }
     }
 }
-
-/// An error with its sources, `: `-joined.
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(src) = cur {
-        s.push_str(": ");
-        s.push_str(&src.to_string());
-        cur = src.source();
-    }
-    s
-}

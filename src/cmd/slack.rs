@@ -43,7 +43,7 @@ fn secret(var: &str, needed: bool) -> Result<String, String> {
 pub fn run(args: &Args) -> ExitCode {
     let setup = || -> Result<_, String> {
         let cfg = SlackConfig::from_yaml(&read(&args.config)?)
-            .map_err(|e| format!("{}: {}", args.config.display(), crate::cmd::chain(&e)))?;
+            .map_err(|e| format!("{}: {}", args.config.display(), aetherv_core::error_chain(&e)))?;
         let roles = read(&cfg.roles)?;
         let policy = read(&cfg.policy)?;
         // A simulated site gets a fresh age identity; the bot seals secrets to it.
@@ -132,7 +132,7 @@ pub fn run(args: &Args) -> ExitCode {
                 Err(e) => {
                     eprintln!(
                         "aetherv slack: cannot reach RabbitMQ: {}",
-                        crate::cmd::chain(&e)
+                        aetherv_core::error_chain(&e)
                     );
                     return ExitCode::from(1);
                 }
@@ -141,7 +141,7 @@ pub fn run(args: &Args) -> ExitCode {
         let engine = match Engine::new(broker.clone(), ecfg) {
             Ok(e) => e,
             Err(e) => {
-                eprintln!("aetherv slack: {}", crate::cmd::chain(&e));
+                eprintln!("aetherv slack: {}", aetherv_core::error_chain(&e));
                 return ExitCode::from(64);
             }
         };

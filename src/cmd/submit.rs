@@ -121,7 +121,7 @@ pub fn run(args: Args) -> ExitCode {
                 eprintln!(
                     "aetherv submit: cannot connect to RabbitMQ at {}: {}",
                     crate::cmd::worker::redact_url(&url),
-                    crate::cmd::chain(&e)
+                    aetherv_core::error_chain(&e)
                 );
                 return ExitCode::from(1);
             }
@@ -152,7 +152,7 @@ async fn submit(
             Err(e) => {
                 eprintln!(
                     "aetherv submit: cannot read the event stream: {}",
-                    crate::cmd::chain(&e)
+                    aetherv_core::error_chain(&e)
                 );
                 return ExitCode::from(1);
             }
@@ -169,7 +169,7 @@ async fn submit(
             return ExitCode::from(1);
         }
         Err(e) => {
-            eprintln!("aetherv submit: publish failed: {}", crate::cmd::chain(&e));
+            eprintln!("aetherv submit: publish failed: {}", aetherv_core::error_chain(&e));
             return ExitCode::from(1);
         }
     }

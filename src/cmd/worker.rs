@@ -21,7 +21,7 @@ pub fn run(args: Args) -> ExitCode {
     let mut cfg = match WorkerConfig::load(&config) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("aetherv worker: {}", crate::cmd::chain(&e));
+            eprintln!("aetherv worker: {}", aetherv_core::error_chain(&e));
             return ExitCode::from(64);
         }
     };
@@ -79,7 +79,7 @@ pub async fn connect_with_retry(url: &str, prefix: &str) -> Option<Broker> {
         match Broker::connect(url, topology(prefix)).await {
             Ok(b) => return Some(b),
             Err(e) => {
-                tracing::warn!(attempt, error = %crate::cmd::chain(&e), "broker not reachable; retrying");
+                tracing::warn!(attempt, error = %aetherv_core::error_chain(&e), "broker not reachable; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }

@@ -18,6 +18,7 @@ use aetherv_core::bundle::script::{
 };
 use aetherv_core::bundle::{AgentStatus, Assessment, Bundle, Installed, MANIFEST_FILE};
 use aetherv_core::contract::command::POWERSHELL_EXE;
+use aetherv_core::error_chain;
 use aetherv_winrm::{OutputLine, RunOptions, Shell, WinrmClient, WinrmError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,17 +111,6 @@ impl std::fmt::Debug for Deployer {
             .field("bundle", &self.bundle.id())
             .finish_non_exhaustive()
     }
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(src) = cur {
-        s.push_str(": ");
-        s.push_str(&src.to_string());
-        cur = src.source();
-    }
-    s
 }
 
 impl Deployer {

@@ -14,7 +14,7 @@
 use crate::agent::{AgentError, HostAgent};
 use crate::reporter::{JobReporter, LogBuffer, LOG_FLUSH_INTERVAL};
 use aetherv_broker::PublishError;
-use aetherv_core::secrets;
+use aetherv_core::{error_chain, secrets};
 use aetherv_core::{AgentOperation, AgentRequest, AgentResult, EventBody, JobEnvelope, JobKind};
 use serde_json::{Map, Value};
 use std::time::{Duration, Instant};
@@ -615,18 +615,6 @@ async fn call_streaming(
             _ = tick.tick() => reporter.flush(buf).await?,
         }
     }
-}
-
-/// An error and its sources, `: `-joined, for event messages.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(src) = cur {
-        s.push_str(": ");
-        s.push_str(&src.to_string());
-        cur = src.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ pub(crate) async fn poll_host(
                 host: agent.host.clone(),
                 reachable: false,
                 inventory: serde_json::Value::Null,
-                error: Some(crate::executor::error_chain(&e)),
+                error: Some(aetherv_core::error_chain(&e)),
             },
         };
         if let Err(e) = broker.publish_event(&Event::for_host(seq, body)).await {
