@@ -50,9 +50,10 @@ pub fn engine_config(
 ) -> Result<EngineConfig, String> {
     let recipients = aetherv_core::secrets::parse_recipients(recipients)
         .map_err(|e| format!("age recipients: {e}"))?;
-    let rbac = Rbac::from_yaml(roles).map_err(|e| format!("roles: {}", aetherv_core::error_chain(&e)))?;
-    let policy =
-        Policy::from_yaml(policy).map_err(|e| format!("policy: {}", aetherv_core::error_chain(&e)))?;
+    let rbac =
+        Rbac::from_yaml(roles).map_err(|e| format!("roles: {}", aetherv_core::error_chain(&e)))?;
+    let policy = Policy::from_yaml(policy)
+        .map_err(|e| format!("policy: {}", aetherv_core::error_chain(&e)))?;
     Ok(EngineConfig {
         rbac,
         policy,

@@ -42,8 +42,13 @@ fn secret(var: &str, needed: bool) -> Result<String, String> {
 /// Runs the command.
 pub fn run(args: &Args) -> ExitCode {
     let setup = || -> Result<_, String> {
-        let cfg = SlackConfig::from_yaml(&read(&args.config)?)
-            .map_err(|e| format!("{}: {}", args.config.display(), aetherv_core::error_chain(&e)))?;
+        let cfg = SlackConfig::from_yaml(&read(&args.config)?).map_err(|e| {
+            format!(
+                "{}: {}",
+                args.config.display(),
+                aetherv_core::error_chain(&e)
+            )
+        })?;
         let roles = read(&cfg.roles)?;
         let policy = read(&cfg.policy)?;
         // A simulated site gets a fresh age identity; the bot seals secrets to it.

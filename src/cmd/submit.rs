@@ -169,7 +169,10 @@ async fn submit(
             return ExitCode::from(1);
         }
         Err(e) => {
-            eprintln!("aetherv submit: publish failed: {}", aetherv_core::error_chain(&e));
+            eprintln!(
+                "aetherv submit: publish failed: {}",
+                aetherv_core::error_chain(&e)
+            );
             return ExitCode::from(1);
         }
     }
