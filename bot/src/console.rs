@@ -4,17 +4,21 @@
 //! current user); `/as bob` switches the current user; `/wait` pauses input until every job
 //! thread has said everything; `/sleep MS` pauses input; `/quit` ends; `#` starts a comment.
 //! Output: channel messages as they are, thread messages prefixed with `[<short id>]`, edits
-//! marked `✎`, attachments written to a directory. It translates in and out, nothing more.
+//! marked `✎`, attachments written to a directory. It translates in and out, nothing more:
+//! [`ConsoleAdapter`] runs it on the serve loop.
 
-use crate::engine::Outgoing;
+use crate::render::Renderer;
+use crate::reply::{MessageRef, Reply, ThreadContent};
 use crate::state::short_id;
-use crate::thread::{MessageRef, ThreadOp};
 use aetherv_core::rbac::Principal;
 use aetherv_core::JobId;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use crate::engine::Engine;
+use crate::serve::{Adapter, Flow};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 
 /// One console input line, interpreted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,33 +95,55 @@ impl ConsoleSession {
     }
 }
 
-/// The console text of one outgoing message (`None` for attachments, which are files).
-pub fn format_outgoing(o: &Outgoing) -> Option<String> {
-    let thread = |job, head: String, text: &str| {
-        let mut s = format!("[{}{head}] ", short_id(job));
-        s.push_str(&text.replace('\n', "\n    "));
-        s
-    };
-    match o {
-        Outgoing::Say { text } => Some(text.clone()),
-        Outgoing::ThreadSay { job, text } => Some(thread(job, String::new(), text)),
-        Outgoing::Thread { job, op } => {
-            let (edit, msg, text) = match op {
-                ThreadOp::Post { msg, text } => (false, msg, text),
-                ThreadOp::Edit { msg, text } => (true, msg, text),
-            };
-            let name = match msg {
-                MessageRef::Status => "status".to_string(),
-                MessageRef::Log(n) => format!("log {}", n + 1),
-            };
-            let head = if edit {
-                format!(" ✎ {name}")
+/// A thread line: `[<short id><head>] text`, continuation lines indented.
+pub fn thread_line(job: &JobId, head: &str, text: &str) -> String {
+    let mut s = format!("[{}{head}] ", short_id(job));
+    s.push_str(&text.replace('\n', "\n    "));
+    s
+}
+
+fn message_name(msg: MessageRef) -> String {
+    match msg {
+        MessageRef::Status => "status".to_string(),
+        MessageRef::Log(n) => format!("log {}", n + 1),
+    }
+}
+
+/// The text of a thread message.
+pub fn thread_text(r: &Renderer, content: &ThreadContent) -> String {
+    let (name, data) = content.text_view();
+    r.render(name, &data)
+}
+
+/// The console lines of one reply: its text, a thread message prefixed with `[<short id>]`
+/// (`✎` and the message's name for an edit), a finished job's final message and log note.
+/// Attachments are files and give no line here.
+pub fn format_reply(r: &Renderer, reply: &Reply) -> Vec<String> {
+    match reply {
+        Reply::ThreadUpdate {
+            job,
+            msg,
+            edit,
+            content,
+        } => {
+            let head = if *edit {
+                format!(" ✎ {}", message_name(*msg))
             } else {
                 String::new()
             };
-            Some(thread(job, head, text))
+            vec![thread_line(job, &head, &thread_text(r, content))]
         }
-        Outgoing::Attach { .. } => None,
+        Reply::JobFinished { job, .. } => r
+            .text(reply)
+            .into_iter()
+            .chain(
+                reply
+                    .attachment_view()
+                    .map(|(name, data)| r.render(name, &data)),
+            )
+            .map(|t| thread_line(job, "", &t))
+            .collect(),
+        _ => r.text(reply).into_iter().collect(),
     }
 }
 
@@ -165,6 +191,7 @@ where
 #[derive(Debug)]
 pub struct Console<W> {
     out: W,
+    render: Renderer,
     attach_dir: Option<PathBuf>,
     shown: HashMap<(JobId, MessageRef), String>,
 }
@@ -183,60 +210,162 @@ pub fn format_edit(job: &JobId, msg: MessageRef, before: Option<&str>, text: &st
                 rest.replace('\n', "\n    ")
             )
         }
-        _ => format_outgoing(&Outgoing::Thread {
-            job: *job,
-            op: ThreadOp::Edit {
-                msg,
-                text: text.to_string(),
-            },
-        })
-        .unwrap_or_default(),
+        _ => thread_line(job, &format!(" ✎ {}", message_name(msg)), text),
     }
 }
 
 impl<W: AsyncWrite + Unpin> Console<W> {
-    /// A console over `out`; attachments go to `attach_dir` (or are only announced).
-    pub fn new(out: W, attach_dir: Option<PathBuf>) -> Self {
+    /// A console over `out` rendering with `render`; attachments go to `attach_dir` (or are
+    /// only announced).
+    pub fn new(out: W, render: Renderer, attach_dir: Option<PathBuf>) -> Self {
         Console {
             out,
+            render,
             attach_dir,
             shown: HashMap::new(),
         }
     }
 
-    /// Delivers one message.
-    pub async fn deliver(&mut self, o: &Outgoing) -> Result<(), DeliverError> {
-        if let Outgoing::Attach { name, content, job } = o {
-            let Some(dir) = &self.attach_dir else {
-                return Ok(());
-            };
-            let path = dir.join(name);
-            tokio::fs::write(&path, content).await?;
-            let line = format!("[{}] attached {}\n", short_id(job), path.display());
-            self.out.write_all(line.as_bytes()).await?;
-        } else if let Outgoing::Thread {
-            job,
-            op: ThreadOp::Edit { msg, text },
-        } = o
-        {
-            let before = self.shown.get(&(*job, *msg)).map(String::as_str);
-            let line = format_edit(job, *msg, before, text);
-            self.shown.insert((*job, *msg), text.clone());
-            self.out.write_all(line.as_bytes()).await?;
-            self.out.write_all(b"\n").await?;
-        } else if let Some(text) = format_outgoing(o) {
-            if let Outgoing::Thread {
+    async fn line(&mut self, text: &str) -> Result<(), DeliverError> {
+        self.out.write_all(text.as_bytes()).await?;
+        self.out.write_all(b"\n").await?;
+        Ok(())
+    }
+
+    /// Delivers one reply.
+    pub async fn deliver(&mut self, reply: &Reply) -> Result<(), DeliverError> {
+        match reply {
+            Reply::ThreadUpdate {
                 job,
-                op: ThreadOp::Post { msg, text: t },
-            } = o
-            {
-                self.shown.insert((*job, *msg), t.clone());
+                msg,
+                edit,
+                content,
+            } => {
+                let text = thread_text(&self.render, content);
+                let line = if *edit {
+                    let before = self.shown.get(&(*job, *msg)).map(String::as_str);
+                    format_edit(job, *msg, before, &text)
+                } else {
+                    thread_line(job, "", &text)
+                };
+                self.shown.insert((*job, *msg), text);
+                self.line(&line).await?;
             }
-            self.out.write_all(text.as_bytes()).await?;
-            self.out.write_all(b"\n").await?;
+            _ => {
+                for line in format_reply(&self.render, reply) {
+                    self.line(&line).await?;
+                }
+                if let Reply::JobFinished {
+                    job, log: Some(log), ..
+                } = reply
+                {
+                    if let Some(dir) = &self.attach_dir {
+                        let path = dir.join(&log.name);
+                        tokio::fs::write(&path, &log.content).await?;
+                        let line = format!("[{}] attached {}", short_id(job), path.display());
+                        self.line(&line).await?;
+                    }
+                }
+            }
         }
         self.out.flush().await?;
         Ok(())
+    }
+}
+
+/// The console on the serve loop: lines in, rendered replies out. `/wait` (and the end of
+/// input) pauses reading until every job thread has said everything, `/sleep MS` pauses it.
+pub struct ConsoleAdapter<R, W> {
+    lines: tokio::io::Lines<R>,
+    console: Console<W>,
+    session: ConsoleSession,
+    wait_until_idle: Option<Instant>,
+    sleep_until: Option<Instant>,
+    input_done: bool,
+}
+
+impl<R, W> std::fmt::Debug for ConsoleAdapter<R, W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsoleAdapter")
+            .field("user", &self.session.user())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin> ConsoleAdapter<R, W> {
+    /// A console reading `input`, speaking as `first_user` until a `/as`.
+    pub fn new(input: R, console: Console<W>, first_user: &str) -> Self {
+        ConsoleAdapter {
+            lines: input.lines(),
+            console,
+            session: ConsoleSession::new(first_user),
+            wait_until_idle: None,
+            sleep_until: None,
+            input_done: false,
+        }
+    }
+
+    async fn send(&mut self, replies: Vec<Reply>) -> anyhow::Result<()> {
+        for r in &replies {
+            self.console.deliver(r).await?;
+        }
+        Ok(())
+    }
+}
+
+impl<R, W> Adapter for ConsoleAdapter<R, W>
+where
+    R: AsyncBufRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    type Input = std::io::Result<String>;
+
+    fn reading(&self) -> bool {
+        !self.input_done
+            && self.wait_until_idle.is_none()
+            && self.sleep_until.is_none_or(|t| Instant::now() >= t)
+    }
+
+    async fn recv(&mut self) -> Option<Self::Input> {
+        self.lines.next_line().await.transpose()
+    }
+
+    async fn handle(&mut self, engine: &mut Engine, input: Self::Input) -> anyhow::Result<Flow> {
+        self.sleep_until = None;
+        let now = Instant::now();
+        match self.session.parse(&input?) {
+            ConsoleLine::Chat(who, text) => {
+                let replies = engine.handle_line(&who, &text).await?;
+                self.send(replies).await?;
+            }
+            ConsoleLine::Wait => self.wait_until_idle = Some(now + crate::MAX_WAIT),
+            ConsoleLine::Sleep(d) => self.sleep_until = Some(now + d),
+            ConsoleLine::Quit => return Ok(Flow::Stop),
+            ConsoleLine::Nothing => {}
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn deliver(&mut self, _engine: &Engine, replies: Vec<Reply>) -> anyhow::Result<()> {
+        self.send(replies).await
+    }
+
+    fn ticked(&mut self, engine: &Engine) -> Flow {
+        if let Some(deadline) = self.wait_until_idle {
+            if engine.is_idle() || Instant::now() >= deadline {
+                self.wait_until_idle = None;
+                if self.input_done {
+                    return Flow::Stop;
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    fn ended(&mut self) -> Flow {
+        self.input_done = true;
+        self.wait_until_idle = Some(Instant::now() + crate::MAX_WAIT);
+        Flow::Continue
     }
 }
 
@@ -279,22 +408,18 @@ mod tests {
         let job: JobId = "1a2b3c4d-0000-4000-8000-000000000000"
             .parse()
             .expect("uuid");
-        let o = Outgoing::Thread {
+        let r = Renderer::console().expect("templates");
+        let o = Reply::ThreadUpdate {
             job,
-            op: ThreadOp::Edit {
-                msg: MessageRef::Log(1),
-                text: "log 2:\nx".into(),
+            msg: MessageRef::Log(1),
+            edit: true,
+            content: ThreadContent::Log {
+                part: 2,
+                lines: vec!["x".into()],
             },
         };
-        insta::assert_snapshot!("console_edit", format_outgoing(&o).unwrap_or_default());
-        let o = Outgoing::ThreadSay {
-            job,
-            text: "done".into(),
-        };
-        insta::assert_snapshot!(
-            "console_thread_say",
-            format_outgoing(&o).unwrap_or_default()
-        );
+        insta::assert_snapshot!("console_edit", format_reply(&r, &o).join("\n"));
+        insta::assert_snapshot!("console_thread_say", thread_line(&job, "", "done"));
         insta::assert_snapshot!(
             "console_log_append",
             format_edit(

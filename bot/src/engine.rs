@@ -4,8 +4,8 @@
 //! [`Engine::handle_line`] parses with the core grammar, checks the caller's role, and runs one
 //! `command_<verb>` function per command. [`Engine::handle_event`] applies broker events to the
 //! state and produces thread messages; [`Engine::tick`] sends throttled edits and expires
-//! approvals. Everything the engine says goes out as [`Outgoing`] values; adapters turn them into
-//! platform messages. It must not know any platform's wire format.
+//! approvals. Everything the engine says goes out as typed [`Reply`] values; adapters render
+//! them with their own templates. It must not know any platform's wire format or text.
 
 mod api;
 mod approvals;
@@ -13,7 +13,9 @@ mod guided;
 
 pub use api::{FormOutcome, VoteResult};
 
-use crate::render::Renderer;
+use crate::reply::{
+    FieldErrorView, Listing, LogFile, Outcome, Reply,
+};
 use crate::state::{display, JobInfo, Phase, State};
 use crate::thread::{Limits, ThreadOp};
 use aetherv_broker::Broker;
@@ -32,37 +34,18 @@ use tracing::Instrument as _;
 /// How long replayed history must be quiet before restored threads are announced.
 pub const SETTLE_AFTER_REPLAY: Duration = Duration::from_millis(400);
 
-/// What the engine wants said.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outgoing {
-    /// A message in the channel (replies, approval requests, decisions).
-    Say {
-        /// The text.
-        text: String,
-    },
-    /// A message operation in a job's thread.
-    Thread {
-        /// The job.
-        job: JobId,
-        /// What to do.
-        op: ThreadOp,
-    },
-    /// A one-off message in a job's thread (final message, notes).
-    ThreadSay {
-        /// The job.
-        job: JobId,
-        /// The text.
-        text: String,
-    },
-    /// A file in a job's thread.
-    Attach {
-        /// The job.
-        job: JobId,
-        /// File name.
-        name: String,
-        /// File content.
-        content: String,
-    },
+/// The reply of a thread operation.
+fn thread_reply(job: JobId, op: ThreadOp) -> Reply {
+    let (msg, edit, content) = match op {
+        ThreadOp::Post { msg, content } => (msg, false, content),
+        ThreadOp::Edit { msg, content } => (msg, true, content),
+    };
+    Reply::ThreadUpdate {
+        job,
+        msg,
+        edit,
+        content,
+    }
 }
 
 /// Engine configuration.
@@ -103,9 +86,7 @@ pub struct Engine {
     broker: Broker,
     cfg: EngineConfig,
     forms: Forms,
-    render: Renderer,
-    /// The state (public for tests and diagnostics).
-    pub state: State,
+    state: State,
     started_at: chrono::DateTime<chrono::Utc>,
     last_history: Option<Instant>,
     /// Guided forms in progress, by user.
@@ -119,9 +100,17 @@ pub enum EngineError {
     /// Publishing failed.
     #[error("publish failed")]
     Publish(#[from] aetherv_broker::PublishError),
-    /// Templates or forms do not load.
+    /// Forms do not load.
     #[error("setup failed: {0}")]
     Setup(String),
+}
+
+/// A one-line answer to `user`.
+pub(crate) fn notice(user: &str, message: impl Into<String>) -> Reply {
+    Reply::Notice {
+        user: user.to_string(),
+        message: message.into(),
+    }
 }
 
 /// What to tell a user about a line that does not parse, and the usage line that helps (for
@@ -157,7 +146,6 @@ impl Engine {
     /// Builds an engine over a broker.
     pub fn new(broker: Broker, cfg: EngineConfig) -> Result<Self, EngineError> {
         let forms = Forms::builtin().map_err(|e| EngineError::Setup(e.to_string()))?;
-        let render = Renderer::console().map_err(|e| EngineError::Setup(e.to_string()))?;
         let mut state = State::new(cfg.limits);
         for h in &cfg.hosts {
             state.know_host(h);
@@ -166,7 +154,6 @@ impl Engine {
             broker,
             cfg,
             forms,
-            render,
             state,
             started_at: chrono::Utc::now(),
             last_history: None,
@@ -203,7 +190,7 @@ impl Engine {
         &mut self,
         who: &Principal,
         line: &str,
-    ) -> Result<Vec<Outgoing>, EngineError> {
+    ) -> Result<Vec<Reply>, EngineError> {
         let user = display(&who.id);
         if self.in_guided_form(who) {
             let grants = self.cfg.rbac.grants(who);
@@ -212,8 +199,12 @@ impl Engine {
         let cmd = match command::parse(line) {
             Ok(c) => c,
             Err(e) => {
-                let (msg, usage) = user_text(&e);
-                return Ok(vec![self.say(self.render.parse_error(&user, &msg, usage))]);
+                let (message, usage) = user_text(&e);
+                return Ok(vec![Reply::ParseError {
+                    user,
+                    message,
+                    usage: usage.map(String::from),
+                }]);
             }
         };
         let grants = match self.cfg.rbac.check(who, cmd.name()) {
@@ -228,11 +219,11 @@ impl Engine {
                 } else {
                     name.first().copied().unwrap_or_default().to_string()
                 };
-                return Ok(vec![self.say(self.render.refused(
-                    &user,
-                    &name,
-                    role.as_str(),
-                ))]);
+                return Ok(vec![Reply::Refused {
+                    user,
+                    command: name,
+                    role: role.as_str().to_string(),
+                }]);
             }
         };
         let span = tracing::info_span!("command", user = %user, command = ?cmd.name());
@@ -245,7 +236,7 @@ impl Engine {
         who: &Principal,
         grants: &Grants,
         cmd: Command,
-    ) -> Result<Vec<Outgoing>, EngineError> {
+    ) -> Result<Vec<Reply>, EngineError> {
         let user = display(&who.id);
         match cmd {
             Command::Help => Ok(self.command_help(who)),
@@ -255,14 +246,14 @@ impl Engine {
             Command::Deploy { form, fields } => {
                 self.command_deploy(who, grants, form, fields).await
             }
-            Command::VmList { host } => Ok(vec![self.say(
-                self.render
-                    .vm_list(host.as_deref(), &self.state.vm_rows(host.as_deref())),
-            )]),
-            Command::VmShow { name } => Ok(vec![self.say(match self.state.find_vm(&name) {
-                Some(vm) => self.render.vm_show(&vm),
-                None => self.render.notice(&user, &format!("no VM named {name}")),
+            Command::VmList { host } => Ok(vec![Reply::Listing(Listing::Vms {
+                vms: self.state.vm_rows(host.as_deref()),
+                host,
             })]),
+            Command::VmShow { name } => Ok(vec![match self.state.find_vm(&name) {
+                Some(vm) => Reply::Listing(Listing::Vm(vm)),
+                None => notice(&user, format!("no VM named {name}")),
+            }]),
             Command::VmPower { name, action } => {
                 let spec = json!({"action": action.as_str()});
                 self.command_vm_job(who, grants, JobKind::VmPower, &name, spec)
@@ -292,19 +283,12 @@ impl Engine {
                 self.command_vm_job(who, grants, JobKind::NicCreate, &vm, spec)
                     .await
             }
-            Command::Job { id } => Ok(vec![self.say(match self.state.find_job(&id) {
-                Some(j) => {
-                    let rows: Vec<_> = self
-                        .state
-                        .jobs
-                        .get(&j)
-                        .map(JobInfo::row)
-                        .into_iter()
-                        .collect();
-                    self.render.jobs(&rows)
-                }
-                None => self.render.notice(&user, &format!("no job matches {id}")),
-            })]),
+            Command::Job { id } => Ok(vec![match self.state.find_job(&id) {
+                Some(j) => Reply::Listing(Listing::Jobs(
+                    self.state.jobs.get(&j).map(JobInfo::row).into_iter().collect(),
+                )),
+                None => notice(&user, format!("no job matches {id}")),
+            }]),
             Command::Jobs { mine, host } => {
                 let rows: Vec<_> = self
                     .state
@@ -317,7 +301,7 @@ impl Engine {
                     })
                     .map(JobInfo::row)
                     .collect();
-                Ok(vec![self.say(self.render.jobs(&rows))])
+                Ok(vec![Reply::Listing(Listing::Jobs(rows))])
             }
             Command::Cancel { id } => self.command_cancel(who, grants, &id).await,
             Command::Approve { id } => {
@@ -328,21 +312,20 @@ impl Engine {
                 self.command_vote(who, grants, Some(&id), false, reason)
                     .await
             }
-            Command::Hosts => Ok(vec![self.say(self.render.hosts(&self.state.host_rows()))]),
+            Command::Hosts => Ok(vec![Reply::Listing(Listing::Hosts(self.state.host_rows()))]),
         }
     }
 
-    fn say(&self, text: String) -> Outgoing {
-        Outgoing::Say { text }
-    }
-
-    fn command_help(&self, who: &Principal) -> Vec<Outgoing> {
-        let commands: Vec<&str> = CommandName::ALL
+    fn command_help(&self, who: &Principal) -> Vec<Reply> {
+        let commands = CommandName::ALL
             .iter()
             .filter(|c| self.cfg.rbac.check(who, **c).is_ok())
-            .map(|c| c.usage())
+            .map(|c| c.usage().to_string())
             .collect();
-        vec![self.say(self.render.help(&display(&who.id), &commands))]
+        vec![Reply::Help {
+            user: display(&who.id),
+            commands,
+        }]
     }
 
     fn validation_context(&self) -> ValidationContext {
@@ -358,12 +341,10 @@ impl Engine {
         grants: &Grants,
         form: DeployForm,
         fields: std::collections::BTreeMap<String, String>,
-    ) -> Result<Vec<Outgoing>, EngineError> {
+    ) -> Result<Vec<Reply>, EngineError> {
         let user = display(&who.id);
         let Some(schema) = self.forms.get(form.form_id()) else {
-            return Ok(vec![
-                self.say(self.render.notice(&user, "that form is not available"))
-            ]);
+            return Ok(vec![notice(&user, "that form is not available")]);
         };
         let input: Map<String, Value> = fields
             .into_iter()
@@ -372,13 +353,18 @@ impl Engine {
         let validated = match validate(schema, &Value::Object(input), &self.validation_context()) {
             Ok(v) => v,
             Err(errors) => {
-                let errors: Vec<(String, String)> =
-                    errors.into_iter().map(|e| (e.field, e.message)).collect();
-                return Ok(vec![self.say(self.render.form_errors(
-                    &user,
-                    form.form_id(),
-                    &errors,
-                ))]);
+                return Ok(vec![Reply::FormErrors {
+                    user,
+                    form: form.form_id().to_string(),
+                    errors: errors
+                        .into_iter()
+                        .map(|e| FieldErrorView {
+                            field: e.field,
+                            code: e.code.as_str().to_string(),
+                            message: e.message,
+                        })
+                        .collect(),
+                }]);
             }
         };
         let secrets: Vec<&String> = validated
@@ -395,7 +381,7 @@ impl Engine {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            return Ok(vec![self.say(self.render.notice(&user, &msg))]);
+            return Ok(vec![notice(&user, msg)]);
         }
         let target = match (
             validated.str("target_host"),
@@ -403,9 +389,7 @@ impl Engine {
         ) {
             (Some(h), _) => Target::Host(h.to_string()),
             (None, Some(c)) => Target::Cluster(c.to_string()),
-            (None, None) => {
-                return Ok(vec![self.say(self.render.notice(&user, "choose a host"))]);
-            }
+            (None, None) => return Ok(vec![notice(&user, "choose a host")]),
         };
         let kind = match form {
             DeployForm::Vm => JobKind::VmCreate,
@@ -422,10 +406,10 @@ impl Engine {
         kind: JobKind,
         vm: &str,
         extra: Value,
-    ) -> Result<Vec<Outgoing>, EngineError> {
+    ) -> Result<Vec<Reply>, EngineError> {
         let Some(row) = self.state.find_vm(vm) else {
             let msg = format!("no VM named {vm} (see `vm list`)");
-            return Ok(vec![self.say(self.render.notice(&display(&who.id), &msg))]);
+            return Ok(vec![notice(&display(&who.id), msg)]);
         };
         let mut spec = Map::new();
         spec.insert("vm_name".into(), json!(row.name));
@@ -441,7 +425,7 @@ impl Engine {
 
     /// One event from the broker. Events stamped before this engine started are history:
     /// they rebuild state silently, and restored threads are announced once the replay settles.
-    pub fn handle_event(&mut self, ev: &Event, now: Instant) -> Vec<Outgoing> {
+    pub fn handle_event(&mut self, ev: &Event, now: Instant) -> Vec<Reply> {
         let history = ev.at < self.started_at;
         if !self.state.apply(ev, history) {
             return Vec::new();
@@ -455,7 +439,7 @@ impl Engine {
         if let EventBody::JobLog { lines } = &ev.body {
             if let Some(info) = self.state.jobs.get_mut(&job) {
                 for l in lines {
-                    info.thread.push_line(&l.text, &self.render);
+                    info.thread.push_line(&l.text);
                 }
             }
         }
@@ -470,11 +454,8 @@ impl Engine {
     }
 
     /// Recomputes a thread's status, sends what may be sent, and the final message once.
-    fn refresh(&mut self, job: JobId, now: Instant) -> Vec<Outgoing> {
-        let status = self
-            .state
-            .status_view(&job)
-            .map(|v| self.render.job_status(&v));
+    fn refresh(&mut self, job: JobId, now: Instant) -> Vec<Reply> {
+        let status = self.state.status_view(&job);
         let Some(info) = self.state.jobs.get_mut(&job) else {
             return Vec::new();
         };
@@ -486,49 +467,52 @@ impl Engine {
             return Vec::new();
         }
         if let Some(s) = status {
-            info.thread.set_status(&s);
+            info.thread.set_status(s);
         }
-        let mut out: Vec<Outgoing> = info
+        let mut out: Vec<Reply> = info
             .thread
             .flush(now)
             .into_iter()
-            .map(|op| Outgoing::Thread { job, op })
+            .map(|op| thread_reply(job, op))
             .collect();
         if info.phase.is_final() && !info.finished {
             info.finished = true;
             let short = info.short();
-            let text = match info.phase {
-                Phase::Succeeded => {
-                    self.render
-                        .job_succeeded(&short, &info.kind, &info.target, &info.resources)
-                }
-                Phase::Cancelled => self
-                    .render
-                    .job_cancelled(&short, info.cancelled_by.as_ref().map(display).as_deref()),
+            let outcome = match info.phase {
+                Phase::Succeeded => Outcome::Succeeded {
+                    resources: info.resources.clone(),
+                },
+                Phase::Cancelled => Outcome::Cancelled {
+                    by: info.cancelled_by.as_ref().map(display),
+                },
                 _ => {
-                    let (step, code, msg) = info.failure.clone().unwrap_or_default();
-                    self.render.job_failed(&short, step.as_deref(), &code, &msg)
+                    let (step, code, message) = info.failure.clone().unwrap_or_default();
+                    Outcome::Failed {
+                        step,
+                        code,
+                        message,
+                    }
                 }
             };
-            out.push(Outgoing::ThreadSay { job, text });
-            let name = format!("job-{short}.log");
-            out.push(Outgoing::ThreadSay {
-                job,
-                text: self
-                    .render
-                    .attachment(&short, &name, info.thread.line_count()),
-            });
-            out.push(Outgoing::Attach {
-                job,
-                name,
+            let log = LogFile {
+                name: format!("job-{short}.log"),
+                lines: info.thread.line_count(),
                 content: info.thread.full_log(),
-            });
+            };
             info.thread.release_full_log();
+            out.push(Reply::JobFinished {
+                job,
+                short,
+                kind: info.kind.clone(),
+                target: info.target.clone(),
+                outcome,
+                log: Some(log),
+            });
         }
         out
     }
 
-    fn unquiet(&mut self, job: JobId, now: Instant) -> Vec<Outgoing> {
+    fn unquiet(&mut self, job: JobId, now: Instant) -> Vec<Reply> {
         let Some(info) = self.state.jobs.get_mut(&job) else {
             return Vec::new();
         };
@@ -540,7 +524,11 @@ impl Engine {
         }
         if info.phase == Phase::AwaitingApproval {
             return match self.approval_view(job) {
-                Some(view) => vec![self.say(self.render.approval_request(&view))],
+                Some(view) => vec![Reply::ApprovalRequested {
+                    job,
+                    view,
+                    restored: true,
+                }],
                 None => Vec::new(),
             };
         }
@@ -550,7 +538,7 @@ impl Engine {
     /// Periodic work: announce restored threads once the replay settled, publish approvals
     /// recorded but never published (crash between vote and publication), expire approvals,
     /// and send throttled edits.
-    pub async fn tick(&mut self, now: Instant) -> Result<Vec<Outgoing>, EngineError> {
+    pub async fn tick(&mut self, now: Instant) -> Result<Vec<Reply>, EngineError> {
         let mut out = Vec::new();
         let settled = self
             .last_history
@@ -584,10 +572,8 @@ impl Engine {
             if info.phase == Phase::AwaitingApproval {
                 if let Some(p) = info.approval.as_mut() {
                     if p.expire(chrono::Utc::now()) {
-                        info.phase = Phase::Expired;
-                        let short = info.short();
                         self.emit(job, EventBody::ApprovalExpired {}).await?;
-                        out.push(self.say(self.render.expired(&short)));
+                        out.extend(self.decided(job, Decision::Expired, false));
                     }
                 }
                 continue;
@@ -597,7 +583,7 @@ impl Engine {
                     info.thread
                         .flush(now)
                         .into_iter()
-                        .map(|op| Outgoing::Thread { job, op }),
+                        .map(|op| thread_reply(job, op)),
                 );
             }
         }

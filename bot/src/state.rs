@@ -2,60 +2,14 @@
 //! approvals, hosts and their VMs. There is no database: a restarted bot replays the stream and
 //! arrives at the same state. This module applies events; it sends nothing.
 
-use crate::render::{HostRow, JobRow, StatusView, StepView, VmRow};
+use crate::reply::{HostRow, JobRow, JobView, StatusView, StepView, VmRow};
 use crate::thread::{Limits, ThreadMessages};
 use aetherv_core::approval::{Decision, PendingApproval};
 use aetherv_core::{Event, EventBody, JobEnvelope, JobId, Requester};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
 
-/// Where a job is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Waiting for approvals.
-    AwaitingApproval,
-    /// Vetoed.
-    Rejected,
-    /// Approval expired.
-    Expired,
-    /// Published; waiting for its host slot.
-    Queued,
-    /// A worker runs it.
-    Running,
-    /// A worker stopped mid-job; it will be redelivered.
-    Interrupted,
-    /// Done.
-    Succeeded,
-    /// Failed.
-    Failed,
-    /// Cancelled.
-    Cancelled,
-}
-
-impl Phase {
-    /// The word shown to people.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::AwaitingApproval => "awaiting approval",
-            Phase::Rejected => "rejected",
-            Phase::Expired => "expired",
-            Phase::Queued => "queued",
-            Phase::Running => "running",
-            Phase::Interrupted => "interrupted, will resume",
-            Phase::Succeeded => "succeeded",
-            Phase::Failed => "failed",
-            Phase::Cancelled => "cancelled",
-        }
-    }
-
-    /// True when nothing more will happen.
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            Phase::Rejected | Phase::Expired | Phase::Succeeded | Phase::Failed | Phase::Cancelled
-        )
-    }
-}
+pub use aetherv_core::lifecycle::Phase;
 
 /// One job as the bot sees it.
 #[derive(Debug)]
@@ -98,6 +52,19 @@ pub struct JobInfo {
     pub finished: bool,
 }
 
+/// What adapters may know of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSummary {
+    /// Id, kind, target, requester.
+    pub view: JobView,
+    /// Where it is.
+    pub phase: Phase,
+    /// Rebuilt from history and not announced yet.
+    pub restored: bool,
+    /// Published to its host queue (`job.queued` seen).
+    pub queued: bool,
+}
+
 /// The short id shown in chat (first 8 hex digits).
 pub fn short_id(id: &JobId) -> String {
     id.to_string().chars().take(8).collect()
@@ -116,7 +83,7 @@ impl JobInfo {
             kind,
             target,
             requester: None,
-            phase: Phase::Queued,
+            phase: Phase::INITIAL,
             approval: None,
             rule: None,
             queued_seq: None,
@@ -137,6 +104,27 @@ impl JobInfo {
         short_id(&self.job_id)
     }
 
+    /// What a thread root says about the job.
+    pub fn view(&self) -> JobView {
+        JobView {
+            job: self.job_id,
+            short: self.short(),
+            kind: self.kind.clone(),
+            target: self.target.clone(),
+            requester: self.requester.as_ref().map(display).unwrap_or_default(),
+        }
+    }
+
+    /// The summary adapters and tests read.
+    pub fn summary(&self) -> JobSummary {
+        JobSummary {
+            view: self.view(),
+            phase: self.phase,
+            restored: self.quiet,
+            queued: self.queued_seq.is_some(),
+        }
+    }
+
     /// The row for `jobs`.
     pub fn row(&self) -> JobRow {
         JobRow {
@@ -155,9 +143,9 @@ pub struct State {
     limits: Limits,
     seen: HashSet<uuid::Uuid>,
     /// Jobs by id.
-    pub jobs: BTreeMap<JobId, JobInfo>,
+    pub(crate) jobs: BTreeMap<JobId, JobInfo>,
     /// Hosts: reachable flag and VMs by name (lower case).
-    pub hosts: BTreeMap<String, HostInfo>,
+    pub(crate) hosts: BTreeMap<String, HostInfo>,
     queue_counter: u64,
 }
 
@@ -201,8 +189,8 @@ impl State {
         self.hosts.entry(host.to_ascii_lowercase()).or_default();
     }
 
-    /// Registers a job the bot itself created.
-    pub fn insert_job(&mut self, env: JobEnvelope, phase: Phase) -> &mut JobInfo {
+    /// Registers a job the bot itself created (its phase follows from its events).
+    pub fn insert_job(&mut self, env: JobEnvelope) -> &mut JobInfo {
         let mut info = JobInfo::new(
             env.job_id,
             env.kind.as_str().to_string(),
@@ -210,7 +198,6 @@ impl State {
             self.limits,
         );
         info.requester = Some(env.requested_by.clone());
-        info.phase = phase;
         info.envelope = Some(env);
         let id = info.job_id;
         self.jobs.entry(id).or_insert(info)
@@ -263,7 +250,7 @@ impl State {
                 .map(String::from);
             if let Some(env) = env {
                 let requester = env.requested_by.clone();
-                let info = self.insert_job(env, Phase::AwaitingApproval);
+                let info = self.insert_job(env);
                 info.rule = rule;
                 if info.approval.is_none() {
                     info.approval = Some(PendingApproval::new(
@@ -287,30 +274,18 @@ impl State {
         if history {
             info.quiet = true;
         }
+        info.phase = info.phase.next(&ev.body);
         match &ev.body {
             EventBody::ApprovalGranted { .. }
             | EventBody::ApprovalRejected { .. }
             | EventBody::ApprovalExpired {} => {
                 if let Some(p) = info.approval.as_mut() {
                     p.apply_event(&ev.body);
-                    match &p.decision {
-                        Some(Decision::Rejected { .. }) => info.phase = Phase::Rejected,
-                        Some(Decision::Expired) => info.phase = Phase::Expired,
-                        _ => {}
-                    }
                 }
             }
             EventBody::JobQueued { .. } => {
                 *counter += 1;
                 info.queued_seq = Some(*counter);
-                if matches!(info.phase, Phase::AwaitingApproval) {
-                    info.phase = Phase::Queued;
-                }
-            }
-            EventBody::JobStarted { .. } | EventBody::JobResumed { .. } => {
-                if !info.phase.is_final() {
-                    info.phase = Phase::Running;
-                }
             }
             EventBody::StepStarted { step, index, total } => {
                 info.step = Some(StepView {
@@ -339,7 +314,6 @@ impl State {
             }
             EventBody::JobLog { .. } => {}
             EventBody::JobSucceeded { result } => {
-                info.phase = Phase::Succeeded;
                 if let Some(obj) = result.as_object() {
                     for (k, v) in obj {
                         if v.is_string() || v.is_number() {
@@ -353,11 +327,9 @@ impl State {
                 message,
                 step,
             } => {
-                info.phase = Phase::Failed;
                 info.failure = Some((step.clone(), code.clone(), message.clone()));
             }
             EventBody::JobCancelled { by } => {
-                info.phase = Phase::Cancelled;
                 info.cancelled_by = by.clone();
                 // A cancelled request can no longer be approved.
                 if let (Some(p), Some(by)) = (info.approval.as_mut(), by) {
@@ -369,17 +341,16 @@ impl State {
                     }
                 }
             }
-            EventBody::JobInterrupted { .. } => {
-                if !info.phase.is_final() {
-                    info.phase = Phase::Interrupted;
-                }
-            }
             EventBody::JobCancelRequested { by } => {
                 if !info.phase.is_final() {
                     info.cancel_requested_by = Some(by.clone());
                 }
             }
-            EventBody::ApprovalRequested { .. } | EventBody::HostInventory { .. } => {}
+            EventBody::JobStarted { .. }
+            | EventBody::JobResumed { .. }
+            | EventBody::JobInterrupted { .. }
+            | EventBody::ApprovalRequested { .. }
+            | EventBody::HostInventory { .. } => {}
         }
         if matches!(ev.body, EventBody::JobSucceeded { .. }) {
             self.record_vm_change(job_id);
@@ -644,7 +615,7 @@ mod tests {
         );
         let job = delete_job("web01");
         let id = job.job_id;
-        st.insert_job(job, Phase::Queued);
+        st.insert_job(job);
         assert_eq!(
             state_of(&st.vm_rows(None)),
             [

@@ -1,10 +1,11 @@
 //! The messages of one job thread: a status message and live log messages, edited at most once
 //! per interval per message and continued in a new message before the platform's size limit.
 //!
-//! Pure bookkeeping: callers pass the time in and send the returned [`ThreadOp`]s. It keeps
-//! the whole log for the attachment at the end. It must not know about jobs or events.
+//! Pure bookkeeping in terms of view models, not text: callers pass the time in and render
+//! the returned [`ThreadOp`]s with their platform's templates. It keeps the whole log for the
+//! attachment at the end. It must not know about jobs or events.
 
-use crate::render::Renderer;
+use crate::reply::StatusView;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -23,14 +24,11 @@ pub const DEFAULT_LIMITS: Limits = Limits {
     min_edit_interval: Duration::from_secs(1),
 };
 
-/// Which message of the thread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MessageRef {
-    /// The status message (state, step n of m, progress bar).
-    Status,
-    /// The n-th live log message (0-based).
-    Log(usize),
-}
+pub use crate::reply::{MessageRef, ThreadContent};
+
+/// Characters set aside in each live log message for the platform's framing of it (a
+/// `log N:` header, a code fence): the lines themselves get the rest.
+pub const LOG_FRAME_CHARS: usize = 16;
 
 /// Something to send to the platform.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,51 +37,51 @@ pub enum ThreadOp {
     Post {
         /// Which one.
         msg: MessageRef,
-        /// Its text.
-        text: String,
+        /// What it shows.
+        content: ThreadContent,
     },
-    /// Replace the text of a posted message.
+    /// Replace what a posted message shows.
     Edit {
         /// Which one.
         msg: MessageRef,
-        /// The new text.
-        text: String,
+        /// What it shows now.
+        content: ThreadContent,
     },
 }
 
+/// When one message was sent and whether it changed since.
 #[derive(Debug, Default)]
 struct Msg {
-    text: String,
-    sent: Option<String>,
+    version: u64,
+    sent: Option<u64>,
     last_sent: Option<Instant>,
 }
 
 impl Msg {
-    fn flush(&mut self, msg: MessageRef, now: Instant, interval: Duration) -> Option<ThreadOp> {
-        match (&self.sent, self.last_sent) {
+    fn changed(&mut self) {
+        self.version += 1;
+    }
+
+    /// `Some(edit)` when the message may be sent now.
+    fn flush(&mut self, now: Instant, interval: Duration) -> Option<bool> {
+        match (self.sent, self.last_sent) {
             (None, _) | (_, None) => {
-                self.sent = Some(self.text.clone());
+                self.sent = Some(self.version);
                 self.last_sent = Some(now);
-                Some(ThreadOp::Post {
-                    msg,
-                    text: self.text.clone(),
-                })
+                Some(false)
             }
-            (Some(sent), Some(last)) if *sent != self.text && now >= last + interval => {
-                self.sent = Some(self.text.clone());
+            (Some(sent), Some(last)) if sent != self.version && now >= last + interval => {
+                self.sent = Some(self.version);
                 self.last_sent = Some(now);
-                Some(ThreadOp::Edit {
-                    msg,
-                    text: self.text.clone(),
-                })
+                Some(true)
             }
             _ => None,
         }
     }
 
     fn due(&self, interval: Duration) -> Option<Instant> {
-        match (&self.sent, self.last_sent) {
-            (Some(sent), Some(last)) if *sent != self.text => Some(last + interval),
+        match (self.sent, self.last_sent) {
+            (Some(sent), Some(last)) if sent != self.version => Some(last + interval),
             (Some(_), Some(_)) => None,
             _ => Some(Instant::now()),
         }
@@ -93,6 +91,7 @@ impl Msg {
 #[derive(Debug, Default)]
 struct LogMsg {
     lines: Vec<String>,
+    chars: usize,
     msg: Msg,
 }
 
@@ -100,10 +99,19 @@ struct LogMsg {
 #[derive(Debug)]
 pub struct ThreadMessages {
     limits: Limits,
-    status: Msg,
+    status: Option<StatusView>,
+    status_msg: Msg,
     logs: Vec<LogMsg>,
     full_log: Vec<String>,
     released: usize,
+}
+
+fn op(msg: MessageRef, edit: bool, content: ThreadContent) -> ThreadOp {
+    if edit {
+        ThreadOp::Edit { msg, content }
+    } else {
+        ThreadOp::Post { msg, content }
+    }
 }
 
 impl ThreadMessages {
@@ -111,53 +119,65 @@ impl ThreadMessages {
     pub fn new(limits: Limits) -> Self {
         ThreadMessages {
             limits,
-            status: Msg::default(),
+            status: None,
+            status_msg: Msg::default(),
             logs: Vec::new(),
             full_log: Vec::new(),
             released: 0,
         }
     }
 
-    /// Sets the status text (sent on the next allowed flush).
-    pub fn set_status(&mut self, text: &str) {
-        self.status.text = truncate(text, self.limits.max_message_chars);
+    /// Sets the status (sent on the next allowed flush when it changed).
+    pub fn set_status(&mut self, view: StatusView) {
+        if self.status.as_ref() != Some(&view) {
+            self.status = Some(view);
+            self.status_msg.changed();
+        }
     }
 
     /// Appends one log line to the live log, starting a new log message when the current one
-    /// would exceed the limit.
-    pub fn push_line(&mut self, line: &str, r: &Renderer) {
+    /// would exceed the limit (its lines, one per line, plus [`LOG_FRAME_CHARS`]).
+    pub fn push_line(&mut self, line: &str) {
         self.full_log.push(line.to_string());
         let max = self.limits.max_message_chars;
-        let part = self.logs.len();
-        if let Some(last) = self.logs.last_mut() {
-            last.lines.push(line.to_string());
-            let text = r.job_log(part, &last.lines);
-            if text.chars().count() <= max {
-                last.msg.text = text;
-                return;
+        let room = max.saturating_sub(LOG_FRAME_CHARS + 1).max(1);
+        let line = truncate(line, room);
+        let len = line.chars().count() + 1;
+        match self.logs.last_mut() {
+            Some(last) if LOG_FRAME_CHARS + last.chars + len <= max => {
+                last.lines.push(line);
+                last.chars += len;
+                last.msg.changed();
             }
-            last.lines.pop();
+            _ => self.logs.push(LogMsg {
+                lines: vec![line],
+                chars: len,
+                msg: Msg::default(),
+            }),
         }
-        let part = self.logs.len() + 1;
-        let header = r.job_log(part, &[]).chars().count();
-        let room = max.saturating_sub(header + 2).max(1);
-        let mut log = LogMsg {
-            lines: vec![truncate(line, room)],
-            msg: Msg::default(),
-        };
-        log.msg.text = truncate(&r.job_log(part, &log.lines), max);
-        self.logs.push(log);
     }
 
     /// What may be sent now.
     pub fn flush(&mut self, now: Instant) -> Vec<ThreadOp> {
         let interval = self.limits.min_edit_interval;
         let mut ops = Vec::new();
-        if !self.status.text.is_empty() {
-            ops.extend(self.status.flush(MessageRef::Status, now, interval));
+        if let Some(status) = &self.status {
+            if let Some(edit) = self.status_msg.flush(now, interval) {
+                ops.push(op(
+                    MessageRef::Status,
+                    edit,
+                    ThreadContent::Status(status.clone()),
+                ));
+            }
         }
         for (i, l) in self.logs.iter_mut().enumerate() {
-            ops.extend(l.msg.flush(MessageRef::Log(i), now, interval));
+            if let Some(edit) = l.msg.flush(now, interval) {
+                let content = ThreadContent::Log {
+                    part: i + 1,
+                    lines: l.lines.clone(),
+                };
+                ops.push(op(MessageRef::Log(i), edit, content));
+            }
         }
         ops
     }
@@ -165,8 +185,10 @@ impl ThreadMessages {
     /// When the next flush has something to send; `None` when everything is sent.
     pub fn next_due(&self) -> Option<Instant> {
         let interval = self.limits.min_edit_interval;
-        std::iter::once(&self.status)
-            .filter(|m| !m.text.is_empty())
+        self.status
+            .as_ref()
+            .map(|_| &self.status_msg)
+            .into_iter()
             .chain(self.logs.iter().map(|l| &l.msg))
             .filter_map(|m| m.due(interval))
             .min()
@@ -206,7 +228,20 @@ fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::Renderer;
     use std::collections::HashMap;
+
+    fn status(state: &str) -> StatusView {
+        StatusView {
+            short: "1a2b3c4d".into(),
+            kind: "noop".into(),
+            target: "hv01".into(),
+            state: state.into(),
+            step: None,
+            queue_position: None,
+            percent: 0,
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn ten_thousand_lines_are_throttled_split_and_kept() {
@@ -216,13 +251,19 @@ mod tests {
             min_edit_interval: Duration::from_secs(1),
         };
         let mut t = ThreadMessages::new(limits);
-        t.set_status("running");
+        t.set_status(status("running"));
         let start = Instant::now();
         let mut sends: HashMap<MessageRef, Vec<Instant>> = HashMap::new();
         let mut texts: HashMap<MessageRef, String> = HashMap::new();
+        let mut last_status = None;
         let mut record = |ops: Vec<ThreadOp>, now: Instant| {
             for op in ops {
-                let (ThreadOp::Post { msg, text } | ThreadOp::Edit { msg, text }) = op;
+                let (ThreadOp::Post { msg, content } | ThreadOp::Edit { msg, content }) = op;
+                let (name, data) = content.text_view();
+                let text = r.render(name, &data);
+                if let ThreadContent::Status(v) = content {
+                    last_status = Some(v);
+                }
                 assert!(text.chars().count() <= 500, "message over the limit");
                 sends.entry(msg).or_default().push(now);
                 texts.insert(msg, text);
@@ -231,9 +272,9 @@ mod tests {
         // 10,000 lines, 20 every 10 ms (a 5 s job), flushed every 50 ms.
         for i in 0..10_000 {
             if i == 5000 {
-                t.push_line(&"x".repeat(2000), &r);
+                t.push_line(&"x".repeat(2000));
             }
-            t.push_line(&format!("line {i:05} of the job"), &r);
+            t.push_line(&format!("line {i:05} of the job"));
             if i % 20 == 19 {
                 tokio::time::advance(Duration::from_millis(10)).await;
                 if i % 100 == 99 {
@@ -241,7 +282,7 @@ mod tests {
                 }
             }
         }
-        t.set_status("succeeded");
+        t.set_status(status("succeeded"));
         while let Some(due) = t.next_due() {
             tokio::time::sleep_until(due).await;
             record(t.flush(Instant::now()), Instant::now());
@@ -260,7 +301,7 @@ mod tests {
             .filter(|m| matches!(m, MessageRef::Log(_)))
             .count();
         assert!(log_msgs > 10, "the log continued in new messages");
-        assert_eq!(texts[&MessageRef::Status], "succeeded");
+        assert_eq!(last_status, Some(status("succeeded")));
         // Every line reached the chat (the oversized one truncated), in order.
         let mut shown = Vec::new();
         for i in 0..log_msgs {
@@ -284,10 +325,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn first_post_is_immediate_then_edits_wait() {
         let mut t = ThreadMessages::new(DEFAULT_LIMITS);
-        t.set_status("queued");
+        t.set_status(status("queued"));
         let now = Instant::now();
         assert!(matches!(t.flush(now)[..], [ThreadOp::Post { .. }]));
-        t.set_status("running");
+        t.set_status(status("running"));
         assert!(t.flush(now + Duration::from_millis(999)).is_empty());
         assert_eq!(t.next_due(), Some(now + Duration::from_secs(1)));
         assert!(matches!(

@@ -12,6 +12,7 @@ pub mod contract;
 pub mod error;
 pub mod ids;
 pub mod kvp;
+pub mod lifecycle;
 pub mod osfamily;
 pub mod rbac;
 pub mod redact;

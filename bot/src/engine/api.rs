@@ -1,19 +1,20 @@
 //! Structured entry points for adapters whose platform has forms and buttons (Slack modals,
 //! Discord components): submit a whole form and get per-field errors or the job back, vote on
 //! a job by id, read the approval view of a job, and read inventory choices for a form given a
-//! chosen host. They reuse the chat dispatch (roles, validation, policy, publication); nothing
-//! here knows a platform's wire format.
+//! chosen host; and the read-only questions adapters may ask (jobs, hosts, idleness). They
+//! reuse the chat dispatch (roles, validation, policy, publication); nothing here knows a
+//! platform's wire format.
 
-use super::{Engine, EngineError, Outgoing};
-use crate::render::ApprovalView;
-use crate::state::{display, Phase};
+use super::{Engine, EngineError};
+use crate::reply::{ApprovalView, Reply};
+use crate::state::{display, JobSummary, Phase};
 use aetherv_core::approval::Decision;
 use aetherv_core::command::{CommandName, DeployForm};
 use aetherv_core::rbac::Principal;
 use aetherv_core::validate::{validate, FieldError, InventoryChoices};
 use aetherv_core::JobId;
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// What became of a submitted form.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,16 +31,17 @@ pub enum FormOutcome {
     Submitted {
         /// The new job.
         job: Option<JobId>,
-        /// The engine's messages (approval request or the first thread messages).
-        out: Vec<Outgoing>,
+        /// The engine's replies (the job opened, its approval request or first thread
+        /// messages, or why it was refused).
+        out: Vec<Reply>,
     },
 }
 
 /// Where a vote left the request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VoteResult {
-    /// The engine's messages (counted, refused, approved, rejected, thread messages).
-    pub out: Vec<Outgoing>,
+    /// The engine's replies (counted, refused, decided, thread messages).
+    pub out: Vec<Reply>,
     /// The decision, once there is one (also when an earlier vote made it).
     pub decision: Option<Decision>,
     /// Whether the vote changed the request (counted, decided it, or found it expired).
@@ -86,14 +88,8 @@ impl Engine {
                 Some((k.clone(), s))
             })
             .collect();
-        let before: BTreeSet<JobId> = self.state.jobs.keys().copied().collect();
         let out = self.command_deploy(who, &grants, form, text).await?;
-        let job = self
-            .state
-            .jobs
-            .keys()
-            .find(|j| !before.contains(j))
-            .copied();
+        let job = opened(&out);
         Ok(FormOutcome::Submitted { job, out })
     }
 
@@ -110,25 +106,23 @@ impl Engine {
         } else {
             CommandName::Reject
         };
-        let snapshot = |e: &Self| {
-            e.state
-                .jobs
-                .get(&job)
-                .map(|j| (j.phase, j.approval.clone()))
-        };
-        let before = snapshot(self);
         let out = match self.cfg.rbac.check(who, name) {
             Ok(grants) => {
                 self.command_vote(who, &grants, Some(&job.to_string()), approve, reason)
                     .await?
             }
-            Err(role) => vec![self.say(self.render.refused(
-                &display(&who.id),
-                if approve { "approve" } else { "reject" },
-                role.as_str(),
-            ))],
+            Err(role) => vec![Reply::Refused {
+                user: display(&who.id),
+                command: if approve { "approve" } else { "reject" }.into(),
+                role: role.as_str().into(),
+            }],
         };
-        let changed = snapshot(self) != before;
+        let changed = out.iter().any(|r| {
+            matches!(
+                r,
+                Reply::VoteCounted { .. } | Reply::ApprovalDecided { .. }
+            )
+        });
         Ok(VoteResult {
             out,
             decision: self.decision(job),
@@ -169,6 +163,26 @@ impl Engine {
         })
     }
 
+    /// Every job the bot knows, oldest id first.
+    pub fn jobs(&self) -> Vec<JobSummary> {
+        self.state.jobs.values().map(|j| j.summary()).collect()
+    }
+
+    /// One job.
+    pub fn job(&self, job: JobId) -> Option<JobSummary> {
+        self.state.jobs.get(&job).map(|j| j.summary())
+    }
+
+    /// The job with this id or unique id prefix.
+    pub fn find_job(&self, id: &str) -> Option<JobId> {
+        self.state.find_job(id)
+    }
+
+    /// The names of the hosts the bot knows (configured or reported), lower case.
+    pub fn hosts(&self) -> Vec<String> {
+        self.state.hosts.keys().cloned().collect()
+    }
+
     /// Inventory choices for a form, narrowed to one host's networks and storage classes when
     /// `host` is given and that host reported an inventory (dependent choices).
     pub fn form_choices(&self, host: Option<&str>) -> InventoryChoices {
@@ -190,4 +204,12 @@ impl Engine {
         }
         all
     }
+}
+
+/// The job a call created, from its replies.
+pub fn opened(replies: &[Reply]) -> Option<JobId> {
+    replies.iter().find_map(|r| match r {
+        Reply::JobOpened(v) => Some(v.job),
+        _ => None,
+    })
 }

@@ -3,8 +3,8 @@
 //! once (from the deciding vote, or after a restart when the approval was recorded but the job
 //! was not); a requester may cancel a request awaiting approval.
 
-use super::{Engine, EngineError, Outgoing};
-use crate::render::ApprovalView;
+use super::{notice, Engine, EngineError};
+use crate::reply::{ApprovalView, Outcome, Reply};
 use crate::state::{display, short_id, Phase};
 use aetherv_core::approval::{Decision, PendingApproval, RequestFacts, VoteError, VoteOutcome};
 use aetherv_core::contract::job::Approval;
@@ -44,7 +44,7 @@ impl Engine {
         kind: JobKind,
         target: Target,
         mut spec: Map<String, Value>,
-    ) -> Result<Vec<Outgoing>, EngineError> {
+    ) -> Result<Vec<Reply>, EngineError> {
         // Approvers see that a secret is set (redacted), not its value.
         let shown = self.redacted(&spec);
         let secret_ids = self.forms.secret_fields();
@@ -56,7 +56,7 @@ impl Engine {
             Ok(sealed) => sealed,
             Err(e) => {
                 let msg = format!("the request's secret fields cannot be sealed: {e}");
-                return Ok(vec![self.say(self.render.notice(&display(&who.id), &msg))]);
+                return Ok(vec![notice(&display(&who.id), msg)]);
             }
         };
         let env = JobEnvelope {
@@ -84,8 +84,10 @@ impl Engine {
             roles: &grants.roles,
         });
         let Some(req) = req else {
-            self.state.insert_job(env.clone(), Phase::Queued);
-            return self.publish(env).await;
+            let opened = Reply::JobOpened(self.state.insert_job(env.clone()).view());
+            let mut out = vec![opened];
+            out.extend(self.publish(env).await?);
+            return Ok(out);
         };
         let expires_at = chrono::Utc::now() + req.ttl;
         let view = ApprovalView {
@@ -102,7 +104,8 @@ impl Engine {
         let job_id = env.job_id;
         let mut request_env = env.clone();
         request_env.spec = self.redacted(&env.spec);
-        let info = self.state.insert_job(env, Phase::AwaitingApproval);
+        let info = self.state.insert_job(env);
+        let opened = Reply::JobOpened(info.view());
         info.rule = Some(req.rule.clone());
         info.approval = Some(PendingApproval::new(
             who.id.clone(),
@@ -120,7 +123,27 @@ impl Engine {
             },
         )
         .await?;
-        Ok(vec![self.say(self.render.approval_request(&view))])
+        Ok(vec![
+            opened,
+            Reply::ApprovalRequested {
+                job: job_id,
+                view,
+                restored: false,
+            },
+        ])
+    }
+
+    /// The decision reply of a job's request.
+    pub(super) fn decided(&self, job: JobId, decision: Decision, cancelled: bool) -> Vec<Reply> {
+        self.approval_view(job)
+            .map(|view| Reply::ApprovalDecided {
+                job,
+                view,
+                decision,
+                cancelled,
+            })
+            .into_iter()
+            .collect()
     }
 
     pub(super) fn redacted(&self, spec: &Map<String, Value>) -> Map<String, Value> {
@@ -133,7 +156,7 @@ impl Engine {
     }
 
     /// Publishes an (approved or approval-free) job and opens its thread.
-    pub(super) async fn publish(&mut self, env: JobEnvelope) -> Result<Vec<Outgoing>, EngineError> {
+    pub(super) async fn publish(&mut self, env: JobEnvelope) -> Result<Vec<Reply>, EngineError> {
         self.broker.publish_job(&env).await?;
         let job = env.job_id;
         self.emit(
@@ -154,7 +177,7 @@ impl Engine {
         id: Option<&str>,
         approve: bool,
         reason: Option<String>,
-    ) -> Result<Vec<Outgoing>, EngineError> {
+    ) -> Result<Vec<Reply>, EngineError> {
         let user = display(&who.id);
         let job = if let Some(id) = id {
             self.state.find_job(id)
@@ -172,26 +195,30 @@ impl Engine {
             }
         };
         let Some(info) = job.and_then(|j| self.state.jobs.get_mut(&j)) else {
-            return Ok(vec![self.say(self.render.notice(
+            return Ok(vec![notice(
                 &user,
-                &match id {
+                match id {
                     None => {
                         "no single request awaits approval; name one with `approve ID`".to_string()
                     }
                     Some(id) => format!("no pending request matches {id}"),
                 },
-            ))]);
+            )]);
         };
         let short = info.short();
+        let job_id = info.job_id;
+        let refused = |message: String| {
+            Ok(vec![Reply::VoteRefused {
+                job: Some(job_id),
+                user: user.clone(),
+                message,
+            }])
+        };
         if info.phase == Phase::Cancelled {
-            let msg = format!("job {short} was cancelled by its requester");
-            return Ok(vec![self.say(self.render.vote_refused(&user, &msg))]);
+            return refused(format!("job {short} was cancelled by its requester"));
         }
         let Some(pending) = info.approval.as_mut() else {
-            return Ok(vec![self.say(
-                self.render
-                    .notice(&user, &format!("job {short} needs no approval")),
-            )]);
+            return Ok(vec![notice(&user, format!("job {short} needs no approval"))]);
         };
         let outcome = pending.vote(
             &who.id,
@@ -200,16 +227,12 @@ impl Engine {
             reason.clone(),
             chrono::Utc::now(),
         );
-        let job_id = info.job_id;
         match outcome {
             Err(VoteError::AlreadyDecided(Decision::Expired)) if info.phase != Phase::Expired => {
-                info.phase = Phase::Expired;
                 self.emit(job_id, EventBody::ApprovalExpired {}).await?;
-                Ok(vec![self.say(self.render.expired(&short))])
+                Ok(self.decided(job_id, Decision::Expired, false))
             }
-            Err(e) => Ok(vec![
-                self.say(self.render.vote_refused(&user, &vote_text(&e)))
-            ]),
+            Err(e) => refused(vote_text(&e)),
             Ok(VoteOutcome::Counted { granted, required }) => {
                 self.emit(
                     job_id,
@@ -220,12 +243,15 @@ impl Engine {
                     },
                 )
                 .await?;
-                Ok(vec![self.say(
-                    self.render.vote_counted(&user, &short, granted, required),
-                )])
+                Ok(vec![Reply::VoteCounted {
+                    job: job_id,
+                    short,
+                    voter: user.clone(),
+                    granted,
+                    required,
+                }])
             }
             Ok(VoteOutcome::Rejected) => {
-                info.phase = Phase::Rejected;
                 self.emit(
                     job_id,
                     EventBody::ApprovalRejected {
@@ -234,11 +260,11 @@ impl Engine {
                     },
                 )
                 .await?;
-                Ok(vec![self.say(self.render.rejected(
-                    &short,
-                    &user,
-                    reason.as_deref(),
-                ))])
+                let decision = Decision::Rejected {
+                    by: who.id.clone(),
+                    reason,
+                };
+                Ok(self.decided(job_id, decision, false))
             }
             Ok(VoteOutcome::Approved(approval)) => {
                 let granted = u32::try_from(approval.approved_by.len()).unwrap_or(u32::MAX);
@@ -262,7 +288,7 @@ impl Engine {
         &mut self,
         job_id: JobId,
         approval: Approval,
-    ) -> Result<Vec<Outgoing>, EngineError> {
+    ) -> Result<Vec<Reply>, EngineError> {
         let Some(info) = self.state.jobs.get_mut(&job_id) else {
             return Ok(Vec::new());
         };
@@ -276,8 +302,8 @@ impl Engine {
             .any(|v| v.as_str() == Some(aetherv_core::redact::REDACTED))
         {
             // Rebuilt from events, which never hold secrets: the values are gone.
-            info.phase = Phase::Failed;
             info.finished = true;
+            let (kind, target) = (info.kind.clone(), info.target.clone());
             self.emit(
                 job_id,
                 EventBody::JobFailed {
@@ -287,22 +313,26 @@ impl Engine {
                 },
             )
             .await?;
-            let text = self.render.job_failed(
-                &short,
-                None,
-                "secrets_lost",
-                "approved, but its secret fields were lost in a bot restart; please request it again",
-            );
-            return Ok(vec![self.say(text)]);
+            let message =
+                "approved, but its secret fields were lost in a bot restart; please request it again";
+            return Ok(vec![Reply::JobFinished {
+                job: job_id,
+                short,
+                kind,
+                target,
+                outcome: Outcome::Failed {
+                    step: None,
+                    code: "secrets_lost".into(),
+                    message: message.into(),
+                },
+                log: None,
+            }]);
         }
-        let Some(info) = self.state.jobs.get_mut(&job_id) else {
-            return Ok(Vec::new());
+        let decision = Decision::Approved {
+            by: approval.approved_by.clone(),
         };
-        info.phase = Phase::Queued;
-        let approvers: Vec<String> = approval.approved_by.iter().map(display).collect();
         env.approval = Some(approval);
-        let target = env.target.routing_key();
-        let mut out = vec![self.say(self.render.approved(&short, &approvers, &target))];
+        let mut out = self.decided(job_id, decision, false);
         out.extend(self.publish(env).await?);
         Ok(out)
     }
@@ -312,12 +342,10 @@ impl Engine {
         who: &Principal,
         grants: &Grants,
         id: &str,
-    ) -> Result<Vec<Outgoing>, EngineError> {
+    ) -> Result<Vec<Reply>, EngineError> {
         let user = display(&who.id);
         let Some(job) = self.state.find_job(id) else {
-            return Ok(vec![
-                self.say(self.render.notice(&user, &format!("no job matches {id}")))
-            ]);
+            return Ok(vec![notice(&user, format!("no job matches {id}"))]);
         };
         let Some(info) = self.state.jobs.get_mut(&job) else {
             return Ok(Vec::new());
@@ -328,10 +356,8 @@ impl Engine {
             Phase::AwaitingApproval => {}
             Phase::Queued | Phase::Running | Phase::Interrupted => {
                 if !is_requester && !grants.has(Role::Admin) {
-                    return Ok(vec![self.say(self.render.notice(
-                        &user,
-                        "only the requester or an admin can cancel a job",
-                    ))]);
+                    let msg = "only the requester or an admin can cancel a job";
+                    return Ok(vec![notice(&user, msg)]);
                 }
                 let phase = info.phase;
                 self.emit(job, EventBody::JobCancelRequested { by: who.id.clone() })
@@ -343,27 +369,18 @@ impl Engine {
                         "cancelling job {short}: it stops at its next step boundary (an operation in flight on the host finishes first)"
                     )
                 };
-                return Ok(vec![self.say(self.render.notice(&user, &msg))]);
+                return Ok(vec![notice(&user, msg)]);
             }
             other => {
                 let msg = format!(
                     "job {short} is {}; there is nothing to cancel",
                     other.as_str()
                 );
-                return Ok(vec![self.say(self.render.notice(&user, &msg))]);
+                return Ok(vec![notice(&user, msg)]);
             }
         }
         if !is_requester {
-            return Ok(vec![self.say(
-                self.render
-                    .notice(&user, "only the requester can cancel a request"),
-            )]);
-        }
-        if let Some(p) = info.approval.as_mut() {
-            p.decision = Some(Decision::Rejected {
-                by: who.id.clone(),
-                reason: Some("cancelled".into()),
-            });
+            return Ok(vec![notice(&user, "only the requester can cancel a request")]);
         }
         self.emit(
             job,
@@ -372,8 +389,10 @@ impl Engine {
             },
         )
         .await?;
-        Ok(vec![
-            self.say(self.render.job_cancelled(&short, Some(&user)))
-        ])
+        let decision = Decision::Rejected {
+            by: who.id.clone(),
+            reason: Some("cancelled".into()),
+        };
+        Ok(self.decided(job, decision, true))
     }
 }

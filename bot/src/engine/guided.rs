@@ -7,7 +7,8 @@
 //! and the same field asked again); `-` keeps the default or leaves an optional field empty;
 //! `/cancel` drops the form. Answers to secret fields are never repeated back.
 
-use super::{Engine, EngineError, Outgoing};
+use super::{notice, Engine, EngineError};
+use crate::reply::Reply;
 use crate::state::display;
 use aetherv_core::command::DeployForm;
 use aetherv_core::osfamily::infer_from_optional;
@@ -91,10 +92,10 @@ impl Engine {
     }
 
     /// Starts a guided form for `who`.
-    pub(super) fn start_guided(&mut self, who: &Principal, form: DeployForm) -> Vec<Outgoing> {
+    pub(super) fn start_guided(&mut self, who: &Principal, form: DeployForm) -> Vec<Reply> {
         let user = display(&who.id);
         let Some(schema) = self.forms.get(form.form_id()) else {
-            return vec![self.say(self.render.notice(&user, "that form is not available"))];
+            return vec![notice(&user, "that form is not available")];
         };
         let mut g = Guided {
             form,
@@ -107,9 +108,9 @@ impl Engine {
             "filling in the {} form one field at a time. Answer each question; `-` keeps the default or leaves it empty; `/cancel` stops.",
             schema.title()
         );
-        let mut out = vec![self.say(self.render.notice(&user, &intro))];
+        let mut out = vec![notice(&user, intro)];
         if let Some(q) = self.next_question(&mut g) {
-            out.push(self.say(self.render.notice(&user, &q)));
+            out.push(notice(&user, q));
             self.guided.insert(user, g);
         }
         out
@@ -121,15 +122,14 @@ impl Engine {
         who: &Principal,
         grants: &Grants,
         line: &str,
-    ) -> Result<Vec<Outgoing>, EngineError> {
+    ) -> Result<Vec<Reply>, EngineError> {
         let user = display(&who.id);
         let Some(mut g) = self.guided.remove(&user) else {
             return Ok(Vec::new());
         };
         let answer = line.trim();
         if answer.eq_ignore_ascii_case("/cancel") {
-            let msg = "form cancelled; nothing was requested";
-            return Ok(vec![self.say(self.render.notice(&user, msg))]);
+            return Ok(vec![notice(&user, "form cancelled; nothing was requested")]);
         }
         let Some(schema) = self.forms.get(g.form.form_id()).cloned() else {
             return Ok(Vec::new());
@@ -154,8 +154,8 @@ impl Engine {
                     let q = self.question(&schema, &g, &id);
                     self.guided.insert(user.clone(), g);
                     return Ok(vec![
-                        self.say(self.render.notice(&user, &format!("{label} is required"))),
-                        self.say(self.render.notice(&user, &q)),
+                        notice(&user, format!("{label} is required")),
+                        notice(&user, q),
                     ]);
                 }
                 if answer != "-" {
@@ -163,9 +163,8 @@ impl Engine {
                     if let Some(message) = self.field_error(&schema, &g.answers, &id) {
                         g.answers.remove(&id);
                         g.current = Some(Ask::Field(id.clone()));
-                        let mut out = vec![self.say(self.render.notice(&user, &message))];
                         let q = self.question(&schema, &g, &id);
-                        out.push(self.say(self.render.notice(&user, &q)));
+                        let out = vec![notice(&user, message), notice(&user, q)];
                         self.guided.insert(user, g);
                         return Ok(out);
                     }
@@ -175,7 +174,7 @@ impl Engine {
         }
         match self.next_question(&mut g) {
             Some(q) => {
-                let out = vec![self.say(self.render.notice(&user, &q))];
+                let out = vec![notice(&user, q)];
                 self.guided.insert(user, g);
                 Ok(out)
             }

@@ -39,7 +39,7 @@ async fn a_form_is_refused_invalid_or_submitted_and_voted_on_by_job_id() {
     };
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].field, "gb_ram");
-    assert!(e.state.jobs.is_empty(), "no job for an invalid form");
+    assert!(e.jobs().is_empty(), "no job for an invalid form");
 
     let FormOutcome::Submitted { job: Some(job), .. } = e
         .submit_form(&Principal::console("alice"), DeployForm::Vm, &good)

@@ -90,10 +90,7 @@ async fn one_reject_vetoes() {
 async fn expiry_rejects() {
     let (b, mut e, short) = setup(1, 0).await;
     let out = e.tick(tokio::time::Instant::now()).await.expect("tick");
-    let texts: Vec<_> = out
-        .iter()
-        .filter_map(aetherv_bot::console::format_outgoing)
-        .collect();
+    let texts = texts(&out);
     assert_eq!(
         texts,
         [format!(
@@ -147,16 +144,12 @@ async fn a_bot_killed_mid_approval_resumes_from_the_event_stream() {
     let mut e2 = engine(&b, policy(2, 3600), &["hv01"]);
     let mut events = replay(&b).await;
     let out = pump(&mut e2, &mut events, Duration::from_secs(10), |e| {
-        e.state
-            .jobs
-            .values()
-            .any(|j| !j.quiet && j.phase == Phase::AwaitingApproval)
+        e.jobs()
+            .iter()
+            .any(|j| !j.restored && j.phase == Phase::AwaitingApproval)
     })
     .await;
-    let texts: Vec<_> = out
-        .iter()
-        .filter_map(aetherv_bot::console::format_outgoing)
-        .collect();
+    let texts = texts(&out);
     assert!(
         texts
             .iter()
@@ -222,10 +215,7 @@ async fn an_approval_recorded_but_not_published_is_published_once_after_restart(
         let mut e = engine(&b, policy(1, 3600), &["hv01"]);
         let mut events = replay(&b).await;
         pump(&mut e, &mut events, Duration::from_secs(10), |e| {
-            e.state
-                .jobs
-                .get(&job)
-                .is_some_and(|j| !j.quiet && j.queued_seq.is_some())
+            e.job(job).is_some_and(|j| !j.restored && j.queued)
         })
         .await;
     }
@@ -255,7 +245,7 @@ async fn a_cancelled_request_cannot_be_approved() {
     let mut e2 = engine(&b, policy(1, 3600), &["hv01"]);
     let mut events = replay(&b).await;
     pump(&mut e2, &mut events, Duration::from_secs(10), |e| {
-        e.state.jobs.values().any(|j| j.phase == Phase::Cancelled)
+        e.jobs().iter().any(|j| j.phase == Phase::Cancelled)
     })
     .await;
     assert_eq!(
@@ -288,7 +278,7 @@ async fn approval_conversation_transcript() {
         ("eve", "frobnicate"),
         ("eve", "disk add web01 lots"),
     ] {
-        let short = e.state.jobs.values().next().map(|j| j.short());
+        let short = e.jobs().first().map(|j| j.view.short.clone());
         let line = line.replace("{job}", short.as_deref().unwrap_or_default());
         transcript.push_str(&format!("{user}> {line}\n"));
         for t in say(&mut e, user, &line).await {
@@ -296,14 +286,9 @@ async fn approval_conversation_transcript() {
             transcript.push('\n');
         }
     }
-    let job = e.state.jobs.values().next().expect("job");
-    let short = job.short();
-    let expires = job
-        .approval
-        .as_ref()
-        .expect("approval")
-        .expires_at
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let job = e.jobs().first().expect("job").view.clone();
+    let short = job.short;
+    let expires = e.approval_view(job.job).expect("approval").expires_at;
     let transcript = transcript
         .replace(&short, "<job>")
         .replace(&expires, "<expires>");
@@ -387,7 +372,7 @@ async fn a_request_awaiting_approval_survives_a_bot_restart_with_its_sealed_secr
     let mut e2 = engine_with(&b, policy(1, 3600), &["hv01"], vec![worker.to_public()]);
     let mut events = replay(&b).await;
     pump(&mut e2, &mut events, Duration::from_secs(10), |e| {
-        e.state.jobs.values().any(|j| !j.quiet)
+        e.jobs().iter().any(|j| !j.restored)
     })
     .await;
     let out = say(&mut e2, "bob", "approve").await.join("\n");
@@ -428,7 +413,7 @@ async fn queued_jobs_are_cancelled_through_the_workers_by_the_requester_or_an_ad
     );
     assert!(events.contains(r#""user_id":"alice""#), "{events}");
     // The job stays queued until a worker confirms; then it is final and not cancellable.
-    let job = e.state.find_job(&short).expect("job");
+    let job = e.find_job(&short).expect("job");
     e.handle_event(
         &Event::for_job(job, 0, EventBody::JobCancelled { by: None }),
         tokio::time::Instant::now(),

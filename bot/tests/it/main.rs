@@ -7,7 +7,8 @@ mod approvals;
 mod guided;
 mod threads;
 
-use aetherv_bot::engine::{Engine, EngineConfig, Outgoing};
+use aetherv_bot::engine::{Engine, EngineConfig};
+use aetherv_bot::reply::Reply;
 use aetherv_bot::thread::DEFAULT_LIMITS;
 use aetherv_broker::{Broker, EventStream, StreamOffset, Topology};
 use aetherv_core::approval::Policy;
@@ -80,8 +81,21 @@ pub async fn say(e: &mut Engine, user: &str, line: &str) -> Vec<String> {
     e.handle_line(&Principal::console(user), line)
         .await
         .expect("handled")
-        .into_iter()
-        .filter_map(|o| aetherv_bot::console::format_outgoing(&o))
+        .iter()
+        .flat_map(|r| aetherv_bot::console::format_reply(&console(), r))
+        .collect()
+}
+
+/// The console templates.
+pub fn console() -> aetherv_bot::render::Renderer {
+    aetherv_bot::render::Renderer::console().expect("templates")
+}
+
+/// The console texts of replies.
+pub fn texts(out: &[Reply]) -> Vec<String> {
+    let r = console();
+    out.iter()
+        .flat_map(|o| aetherv_bot::console::format_reply(&r, o))
         .collect()
 }
 
@@ -91,7 +105,7 @@ pub async fn pump(
     events: &mut EventStream,
     limit: Duration,
     done: impl Fn(&Engine) -> bool,
-) -> Vec<Outgoing> {
+) -> Vec<Reply> {
     let deadline = tokio::time::Instant::now() + limit;
     let mut out = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(50));

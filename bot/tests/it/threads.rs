@@ -3,7 +3,7 @@
 
 use super::*;
 use aetherv_bot::state::Phase;
-use aetherv_bot::thread::{MessageRef, ThreadOp};
+use aetherv_bot::reply::{MessageRef, Reply};
 use aetherv_sim::{Sim, SimConfig};
 use aetherv_worker::{Worker, WorkerConfig};
 use tokio_util::sync::CancellationToken;
@@ -41,14 +41,8 @@ async fn world(cfg: SimConfig) -> World {
     World { broker, stop }
 }
 
-fn texts(out: &[Outgoing]) -> Vec<String> {
-    out.iter()
-        .filter_map(aetherv_bot::console::format_outgoing)
-        .collect()
-}
-
 fn finished(e: &Engine) -> bool {
-    !e.state.jobs.is_empty() && e.is_idle()
+    !e.jobs().is_empty() && e.is_idle()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,8 +62,8 @@ async fn approved_deployment_streams_its_thread_and_shows_in_vm_list() {
     .await;
     say(&mut e, "bob", "approve").await;
     let out = pump(&mut e, &mut events, Duration::from_secs(60), finished).await;
-    let job = *e.state.jobs.keys().next().expect("job");
-    assert_eq!(e.state.jobs[&job].phase, Phase::Succeeded);
+    let job = e.jobs().first().expect("job").view.job;
+    assert_eq!(e.job(job).expect("job").phase, Phase::Succeeded);
     let t = texts(&out);
     assert!(
         t.iter()
@@ -78,14 +72,12 @@ async fn approved_deployment_streams_its_thread_and_shows_in_vm_list() {
     );
     assert!(out
         .iter()
-        .any(|o| matches!(o, Outgoing::Attach { content, .. } if !content.is_empty())));
+        .any(|o| matches!(o, Reply::JobFinished { log: Some(l), .. } if !l.content.is_empty())));
     assert!(out.iter().any(|o| matches!(
         o,
-        Outgoing::Thread {
-            op: ThreadOp::Post {
-                msg: MessageRef::Log(0),
-                ..
-            },
+        Reply::ThreadUpdate {
+            msg: MessageRef::Log(0),
+            edit: false,
             ..
         }
     )));
@@ -106,7 +98,7 @@ async fn a_bot_killed_mid_job_resumes_the_thread() {
         .expect("stream");
     say(&mut e1, "alice", "deploy vm vm_name=db01 target_host=hv02").await;
     pump(&mut e1, &mut events, Duration::from_secs(30), |e| {
-        e.state.jobs.values().any(|j| j.phase == Phase::Running)
+        e.jobs().iter().any(|j| j.phase == Phase::Running)
     })
     .await;
     drop(e1);
@@ -139,6 +131,7 @@ async fn only_the_leader_bot_answers_and_a_standby_takes_over() {
         first_user: "eve".into(),
         attach_dir: None,
         candidate: c.into(),
+        templates_dir: None,
     };
     // Bot A leads; its input stays open.
     let (mut a_in, a_in_r) = tokio::io::duplex(1024);
@@ -206,7 +199,7 @@ async fn a_failed_job_names_its_failing_step_and_queues_show_positions() {
         "{second:?}"
     );
     let out = pump(&mut e, &mut events, Duration::from_secs(60), |e| {
-        e.state.jobs.len() == 2 && e.is_idle()
+        e.jobs().len() == 2 && e.is_idle()
     })
     .await;
     let t = texts(&out);
@@ -216,9 +209,8 @@ async fn a_failed_job_names_its_failing_step_and_queues_show_positions() {
         "{t:#?}"
     );
     assert_eq!(
-        e.state
-            .jobs
-            .values()
+        e.jobs()
+            .iter()
             .filter(|j| j.phase == Phase::Succeeded)
             .count(),
         1

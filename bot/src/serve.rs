@@ -1,0 +1,120 @@
+//! The one serve loop every adapter runs in: wait for leadership (one active bot), replay the
+//! event stream from the start (no database), then select over the adapter's inputs, broker
+//! events and ticks until the adapter stops, leadership is lost or `shutdown`.
+//!
+//! An adapter is inputs in, typed replies out: [`Adapter::recv`] yields its platform's
+//! requests, [`Adapter::handle`] turns one into engine calls and delivers what they return,
+//! [`Adapter::deliver`] renders what events and ticks produce. It never reads the engine's
+//! insides: the engine's methods say what it may know.
+
+use crate::engine::Engine;
+use crate::reply::Reply;
+use aetherv_broker::StreamOffset;
+use aetherv_core::Event;
+use std::future::Future;
+use tokio_util::sync::CancellationToken;
+
+/// How often throttled edits and expiries are checked.
+pub const TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The leader-election role name of the bot.
+pub const LEADER_ROLE: &str = "bot";
+
+/// Whether the serve loop goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep serving.
+    Continue,
+    /// Stop: the adapter is done.
+    Stop,
+}
+
+/// One chat platform (or other front door) on the engine.
+pub trait Adapter: Send {
+    /// One request from the platform.
+    type Input: Send;
+
+    /// Whether inputs are read now (a scripted console pauses while it waits for jobs).
+    fn reading(&self) -> bool {
+        true
+    }
+
+    /// The next input; `None` when the platform's inputs ended.
+    fn recv(&mut self) -> impl Future<Output = Option<Self::Input>> + Send;
+
+    /// Handles one input: engine calls, and delivering what they return.
+    fn handle(
+        &mut self,
+        engine: &mut Engine,
+        input: Self::Input,
+    ) -> impl Future<Output = anyhow::Result<Flow>> + Send;
+
+    /// Delivers replies the engine produced on its own (events, ticks).
+    fn deliver(
+        &mut self,
+        engine: &Engine,
+        replies: Vec<Reply>,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Called after each broker event was applied (e.g. to refresh cached inventory).
+    fn applied(&mut self, _engine: &Engine, _event: &Event) {}
+
+    /// Called after each tick; may stop the loop (a console whose input ended and whose jobs
+    /// are done).
+    fn ticked(&mut self, _engine: &Engine) -> Flow {
+        Flow::Continue
+    }
+
+    /// Called once when [`Adapter::recv`] returned `None`.
+    fn ended(&mut self) -> Flow {
+        Flow::Stop
+    }
+}
+
+/// Serves `adapter` on `engine` as leadership candidate `candidate` until the adapter stops,
+/// leadership is lost (an error) or `shutdown`.
+pub async fn serve<A: Adapter>(
+    mut engine: Engine,
+    adapter: &mut A,
+    candidate: &str,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut leadership = engine.broker().leadership(LEADER_ROLE, candidate).await?;
+    tokio::select! {
+        ok = leadership.acquire() => if !ok { anyhow::bail!("the broker closed before this bot became leader") },
+        () = shutdown.cancelled() => return Ok(()),
+    }
+    let mut events = engine.broker().replay_events(StreamOffset::First).await?;
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut inputs_open = true;
+    loop {
+        let reading = inputs_open && adapter.reading();
+        let flow = tokio::select! {
+            input = adapter.recv(), if reading => match input {
+                Some(input) => adapter.handle(&mut engine, input).await?,
+                None => {
+                    inputs_open = false;
+                    adapter.ended()
+                }
+            },
+            ev = events.next() => {
+                let Some((_, ev)) = ev else { anyhow::bail!("the event stream ended") };
+                let replies = engine.handle_event(&ev, tokio::time::Instant::now());
+                adapter.applied(&engine, &ev);
+                adapter.deliver(&engine, replies).await?;
+                Flow::Continue
+            }
+            _ = tick.tick() => {
+                let replies = engine.tick(tokio::time::Instant::now()).await?;
+                adapter.deliver(&engine, replies).await?;
+                adapter.ticked(&engine)
+            }
+            () = leadership.lost() => anyhow::bail!("lost leadership; another bot took over"),
+            () = shutdown.cancelled() => return Ok(()),
+        };
+        if flow == Flow::Stop {
+            return Ok(());
+        }
+    }
+}
