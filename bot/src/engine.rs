@@ -11,7 +11,7 @@ mod api;
 mod approvals;
 mod guided;
 
-pub use api::{FormOutcome, VoteResult};
+pub use api::{opened, FormOutcome, VoteResult};
 
 use crate::reply::{
     FieldErrorView, Listing, LogFile, Outcome, Reply,
@@ -67,6 +67,34 @@ pub struct EngineConfig {
     /// restart, and the broker only ever holds ciphertext. Empty: requests with secret values
     /// are refused.
     pub recipients: Vec<aetherv_core::secrets::Recipient>,
+}
+
+impl EngineConfig {
+    /// A console configuration from roles and policy texts (YAML), the hosts offered before
+    /// the first inventory, and the workers' age recipients (comma-separated); adapters change
+    /// `platform`, `channel` and `limits`. The error is one line.
+    pub fn from_texts(
+        roles: &str,
+        policy: &str,
+        hosts: Vec<String>,
+        recipients: &str,
+    ) -> Result<Self, String> {
+        let recipients = aetherv_core::secrets::parse_recipients(recipients)
+            .map_err(|e| format!("age recipients: {e}"))?;
+        let rbac = Rbac::from_yaml(roles)
+            .map_err(|e| format!("roles: {}", aetherv_core::error_chain(&e)))?;
+        let policy = Policy::from_yaml(policy)
+            .map_err(|e| format!("policy: {}", aetherv_core::error_chain(&e)))?;
+        Ok(EngineConfig {
+            rbac,
+            policy,
+            limits: crate::thread::DEFAULT_LIMITS,
+            platform: Platform::Console,
+            channel: "console".into(),
+            hosts,
+            recipients,
+        })
+    }
 }
 
 impl std::fmt::Debug for EngineConfig {

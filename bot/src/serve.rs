@@ -56,6 +56,9 @@ pub trait Adapter: Send {
         replies: Vec<Reply>,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 
+    /// Called once the replay started, before the first input is read.
+    fn started(&mut self, _engine: &Engine) {}
+
     /// Called after each broker event was applied (e.g. to refresh cached inventory).
     fn applied(&mut self, _engine: &Engine, _event: &Event) {}
 
@@ -88,6 +91,7 @@ pub async fn serve<A: Adapter>(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut inputs_open = true;
+    adapter.started(&engine);
     loop {
         let reading = inputs_open && adapter.reading();
         let flow = tokio::select! {

@@ -110,6 +110,7 @@ fn options(fake: &fake::FakeSlack, mode: Mode) -> Options {
         slack_groups: Vec::new(),
         group_refresh: Duration::from_secs(300),
         candidate: "bench".into(),
+        templates_dir: None,
     }
 }
 

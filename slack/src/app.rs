@@ -112,6 +112,8 @@ pub struct Shared {
     pub forms: Forms,
     /// Block Kit templates.
     pub blocks: Blocks,
+    /// The texts of the engine's replies (`templates/slack/text/`).
+    pub texts: aetherv_bot::render::Renderer,
     /// The inventory snapshot for modals.
     pub inventory: RwLock<Inventory>,
     /// Built views by (form, parameter set, host); emptied when the inventory changes.

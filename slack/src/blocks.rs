@@ -9,7 +9,9 @@
 use handlebars::{
     Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason,
 };
+use aetherv_bot::render::{TemplateError, TemplateSet};
 use serde_json::{json, Value};
+use std::path::Path;
 
 /// Section block text limit (characters).
 pub const SECTION_TEXT_MAX: usize = 3000;
@@ -43,52 +45,19 @@ pub const ID_MAX: usize = 255;
 /// Button value (characters).
 pub const BUTTON_VALUE_MAX: usize = 2000;
 
-/// The Slack templates, by name.
-pub const SLACK_TEMPLATES: &[(&str, &str)] = &[
-    ("reply", include_str!("../../templates/slack/reply.hbs")),
-    (
-        "thread_root",
-        include_str!("../../templates/slack/thread_root.hbs"),
-    ),
-    (
-        "approval_request",
-        include_str!("../../templates/slack/approval_request.hbs"),
-    ),
-    (
-        "approval_decided",
-        include_str!("../../templates/slack/approval_decided.hbs"),
-    ),
-    (
-        "job_status",
-        include_str!("../../templates/slack/job_status.hbs"),
-    ),
-    ("job_log", include_str!("../../templates/slack/job_log.hbs")),
-    (
-        "thread_note",
-        include_str!("../../templates/slack/thread_note.hbs"),
-    ),
-    (
-        "form_refused",
-        include_str!("../../templates/slack/form_refused.hbs"),
-    ),
-    (
-        "ack_command",
-        include_str!("../../templates/slack/ack_command.hbs"),
-    ),
-    (
-        "ack_deploy",
-        include_str!("../../templates/slack/ack_deploy.hbs"),
-    ),
-    ("busy", include_str!("../../templates/slack/busy.hbs")),
-    (
-        "not_in_channel",
-        include_str!("../../templates/slack/not_in_channel.hbs"),
-    ),
-    (
-        "parse_error",
-        include_str!("../../templates/slack/parse_error.hbs"),
-    ),
-];
+/// The Slack message templates (Block Kit JSON and acknowledgement texts), by name.
+pub const SLACK_TEMPLATES: &[(&str, &str)] = aetherv_bot::builtin_templates!("slack":
+    reply, thread_root, approval_request, approval_decided, job_status, job_log, thread_note,
+    form_refused, ack_command, ack_deploy, busy, not_in_channel, parse_error,
+);
+
+/// The texts of the engine's replies on Slack (`templates/slack/text/`), by reply template
+/// name; the message templates above wrap them in blocks.
+pub const SLACK_TEXT_TEMPLATES: &[(&str, &str)] = aetherv_bot::builtin_templates!("slack/text":
+    help, refused, parse_error, form_errors, approval_request, vote_counted, approved, rejected,
+    expired, vote_refused, job_status, job_log, job_succeeded, job_failed, job_cancelled,
+    vm_list, vm_show, hosts, jobs, notice, attachment,
+);
 
 /// A payload over one of Slack's limits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,21 +84,6 @@ pub enum LimitError {
     /// The payload is not an object with the expected shape.
     #[error("malformed payload: {0}")]
     Malformed(String),
-}
-
-/// Why a template set is unusable.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TemplateError {
-    /// A template does not compile.
-    #[error("template {name} does not compile")]
-    Compile {
-        /// The template.
-        name: String,
-        /// The parser's error.
-        #[source]
-        source: Box<handlebars::TemplateError>,
-    },
 }
 
 /// Escapes text for mrkdwn (`&`, `<`, `>`).
@@ -204,54 +158,60 @@ fn concat_helper(
 /// The compiled Slack templates.
 #[derive(Debug)]
 pub struct Blocks {
-    hb: Handlebars<'static>,
+    set: TemplateSet,
 }
 
 impl Blocks {
     /// The built-in template set.
     pub fn builtin() -> Result<Self, TemplateError> {
-        Self::from_templates(SLACK_TEMPLATES)
+        Self::load(None)
     }
 
-    /// Compiles a template set (strict, no HTML escaping: the helpers encode).
-    pub fn from_templates(templates: &[(&str, &str)]) -> Result<Self, TemplateError> {
-        let mut hb = Handlebars::new();
-        hb.set_strict_mode(true);
-        hb.register_escape_fn(handlebars::no_escape);
-        hb.register_helper("json", Box::new(json_helper));
-        hb.register_helper("mrkdwn", Box::new(mrkdwn_helper));
-        hb.register_helper("concat", Box::new(concat_helper));
-        for (name, text) in templates {
-            hb.register_template_string(name, *text)
-                .map_err(|e| TemplateError::Compile {
-                    name: (*name).to_string(),
-                    source: Box::new(e),
-                })?;
-        }
-        Ok(Blocks { hb })
+    /// The built-in set with the overrides in `dir/slack/` (strict, no HTML escaping: the
+    /// helpers encode).
+    pub fn load(dir: Option<&Path>) -> Result<Self, TemplateError> {
+        let set = TemplateSet::load("slack", SLACK_TEMPLATES, dir, |hb| {
+            hb.register_helper("json", Box::new(json_helper));
+            hb.register_helper("mrkdwn", Box::new(mrkdwn_helper));
+            hb.register_helper("concat", Box::new(concat_helper));
+        })?;
+        Ok(Blocks { set })
+    }
+
+    /// Renders a message template into a Block Kit message within Slack's limits, or says
+    /// which file failed.
+    pub fn try_message(&self, name: &str, data: &Value) -> Result<Value, TemplateError> {
+        let fail = |reason: String| TemplateError::Render {
+            file: self.set.origin(name).to_string(),
+            reason,
+        };
+        let text = self.set.try_render(name, data)?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| fail(format!("not JSON: {e}")))?;
+        check_message(&v).map_err(|e| fail(e.to_string()))?;
+        Ok(v)
     }
 
     /// Renders a message template into a checked Block Kit message. A template or limit
     /// failure is logged and replaced by a plain, truncated text message: the user always
     /// gets something.
     pub fn message(&self, name: &str, data: &Value) -> Value {
-        let rendered = self
-            .hb
-            .render(name, data)
-            .map_err(|e| e.to_string())
-            .and_then(|s| serde_json::from_str::<Value>(&s).map_err(|e| e.to_string()));
-        match rendered.and_then(|v| check_message(&v).map(|()| v).map_err(|e| e.to_string())) {
+        match self.try_message(name, data) {
             Ok(v) => v,
             Err(e) => {
-                tracing::error!(template = name, error = %e, "slack template failed");
+                tracing::error!(error = %e, "slack template failed");
                 json!({"text": truncate(&format!("[{name}] {data}"), SECTION_TEXT_MAX)})
             }
         }
     }
 
+    /// Renders a plain-text template, or says which file failed.
+    pub fn try_text(&self, name: &str, data: &Value) -> Result<String, TemplateError> {
+        self.set.try_render(name, data).map(|s| s.trim().to_string())
+    }
+
     /// Renders a plain-text template.
     pub fn text(&self, name: &str, data: &Value) -> String {
-        match self.hb.render(name, data) {
+        match self.set.try_render(name, data) {
             Ok(s) => s.trim().to_string(),
             Err(e) => {
                 tracing::error!(template = name, error = %e, "slack template failed");
@@ -442,7 +402,7 @@ mod tests {
     #[test]
     fn every_template_compiles() {
         let b = Blocks::builtin().expect("templates");
-        assert_eq!(b.hb.get_templates().len(), SLACK_TEMPLATES.len());
+        assert_eq!(b.set.len(), SLACK_TEMPLATES.len());
     }
 
     #[test]

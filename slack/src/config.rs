@@ -74,6 +74,10 @@ pub struct SlackConfig {
     /// Seconds between user-group membership refreshes.
     #[serde(default = "default_refresh")]
     pub group_refresh_secs: u64,
+    /// Template override directory: `<dir>/slack/<name>.hbs` and `<dir>/slack/text/<name>.hbs`
+    /// replace the built-in files (default: `AETHERV_TEMPLATES`, else none).
+    #[serde(default)]
+    pub templates_dir: Option<PathBuf>,
     /// Socket Mode connections.
     #[serde(default = "default_connections")]
     pub connections: u32,

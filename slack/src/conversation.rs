@@ -1,27 +1,26 @@
-//! The engine task: the only owner of the engine. Requests from the handlers become engine
-//! calls; broker events and ticks are fed in; everything the engine says becomes Block Kit
-//! writes on the outbound queue (thread roots, approval messages with buttons, status and log
-//! messages, notes, the log file). It keeps only Slack bookkeeping: which channel a job came
+//! The Slack adapter on the serve loop ([`aetherv_bot::serve`]): requests from the handlers
+//! become engine calls, and the engine's typed replies become Block Kit writes on the outbound
+//! queue (thread roots, approval messages with buttons and their decided versions, status and
+//! log messages, notes, the log file). It keeps only Slack bookkeeping: which channel a job came
 //! from, which threads and approval messages exist.
 
 use crate::app::{deploy_form, Input, Inventory, Shared};
 use crate::messages;
 use crate::modal;
 use crate::outbound::{Fallback, MsgKey, Op, Outbound};
-use aetherv_bot::engine::{Engine, EngineError, FormOutcome, Outgoing};
-use aetherv_bot::state::short_id;
-use aetherv_bot::thread::{MessageRef, ThreadOp};
-use aetherv_broker::StreamOffset;
-use aetherv_core::{EventBody, JobId};
+use aetherv_bot::engine::{Engine, EngineError, FormOutcome};
+use aetherv_bot::reply::{JobView, Reply, ThreadContent};
+use aetherv_bot::serve::{Adapter, Flow};
+use aetherv_core::approval::Decision;
+use aetherv_core::{Event, EventBody, JobId};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
-/// The engine task: owns the engine, turns requests into engine calls and engine output into
-/// outbound Slack writes.
+/// The Slack adapter: owns the request queue and the Slack bookkeeping; the engine is passed
+/// in by the serve loop.
 pub struct Conversation {
-    engine: Engine,
+    rx: mpsc::Receiver<Input>,
     shared: Arc<Shared>,
     out: Outbound,
     channel: String,
@@ -32,6 +31,8 @@ pub struct Conversation {
     /// The `response_url` of the slash command being handled: where a reply goes when the
     /// bot is not a member of the channel.
     reply_url: Option<String>,
+    /// The job of the event whose replies are delivered next (they go to its thread).
+    event_job: Option<JobId>,
 }
 
 impl std::fmt::Debug for Conversation {
@@ -41,16 +42,16 @@ impl std::fmt::Debug for Conversation {
 }
 
 impl Conversation {
-    /// A conversation over `engine`, replying in `channel` by default.
+    /// A conversation reading `rx`, replying in `channel` by default.
     pub fn new(
-        engine: Engine,
+        rx: mpsc::Receiver<Input>,
         shared: Arc<Shared>,
         out: Outbound,
         channel: String,
         approvals_channel: Option<String>,
     ) -> Self {
-        let mut c = Conversation {
-            engine,
+        Conversation {
+            rx,
             shared,
             out,
             channel,
@@ -59,20 +60,21 @@ impl Conversation {
             roots: HashSet::new(),
             open_approvals: HashSet::new(),
             reply_url: None,
-        };
-        c.refresh_inventory();
-        c
+            event_job: None,
+        }
     }
 
-    fn refresh_inventory(&mut self) {
+    /// Publishes the engine's inventory to the modal builders.
+    pub fn refresh_inventory(&self, engine: &Engine) {
         let inv = Inventory {
-            all: self.engine.form_choices(None),
-            by_host: self
-                .engine
-                .state
-                .hosts
-                .keys()
-                .map(|h| (h.clone(), self.engine.form_choices(Some(h))))
+            all: engine.form_choices(None),
+            by_host: engine
+                .hosts()
+                .into_iter()
+                .map(|h| {
+                    let c = engine.form_choices(Some(&h));
+                    (h, c)
+                })
                 .collect(),
         };
         if let Ok(mut w) = self.shared.inventory.write() {
@@ -84,66 +86,12 @@ impl Conversation {
         }
     }
 
-    /// Runs until `stop`: waits for leadership, replays the event stream, then serves.
-    pub async fn run(
-        mut self,
-        mut rx: mpsc::Receiver<Input>,
-        candidate: String,
-        stop: CancellationToken,
-    ) -> anyhow::Result<()> {
-        let mut leadership = self
-            .engine
-            .broker()
-            .leadership(aetherv_bot::LEADER_ROLE, &candidate)
-            .await?;
-        tokio::select! {
-            ok = leadership.acquire() => if !ok { anyhow::bail!("the broker closed before this bot became leader") },
-            () = stop.cancelled() => return Ok(()),
-        }
-        let mut events = self
-            .engine
-            .broker()
-            .replay_events(StreamOffset::First)
-            .await?;
-        let mut tick = tokio::time::interval(aetherv_bot::TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                input = rx.recv() => {
-                    let Some(input) = input else { return Ok(()) };
-                    let channel = input.channel().map(str::to_string);
-                    if let Err(e) = self.handle(input).await {
-                        // The broker refused or is away: say so and keep serving.
-                        tracing::error!(error = %e, "request failed");
-                        let text = format!("That did not go through ({e}); please try again.");
-                        let ch = channel.unwrap_or_else(|| self.channel.clone());
-                        self.route(vec![Outgoing::Say { text }], &ch, None);
-                    }
-                }
-                ev = events.next() => {
-                    let Some((_, ev)) = ev else { anyhow::bail!("the event stream ended") };
-                    let outs = self.engine.handle_event(&ev, tokio::time::Instant::now());
-                    if matches!(ev.body, EventBody::HostInventory { .. }) {
-                        self.refresh_inventory();
-                    }
-                    let ch = self.channel.clone();
-                    self.route(outs, &ch, ev.job_id);
-                    self.check_decisions();
-                }
-                _ = tick.tick() => {
-                    let outs = self.engine.tick(tokio::time::Instant::now()).await?;
-                    let ch = self.channel.clone();
-                    self.route(outs, &ch, None);
-                    self.check_decisions();
-                }
-                () = leadership.lost() => anyhow::bail!("lost leadership; another bot took over"),
-                () = stop.cancelled() => return Ok(()),
-            }
-        }
-    }
-
     /// Handles one request.
-    pub async fn handle(&mut self, input: Input) -> Result<(), EngineError> {
+    pub async fn handle_input(
+        &mut self,
+        engine: &mut Engine,
+        input: Input,
+    ) -> Result<(), EngineError> {
         match input {
             Input::Line {
                 who,
@@ -151,22 +99,11 @@ impl Conversation {
                 text,
                 response_url,
             } => {
-                let before: HashSet<JobId> = self.engine.state.jobs.keys().copied().collect();
-                let outs = self.engine.handle_line(&who, &text).await?;
+                let outs = engine.handle_line(&who, &text).await?;
                 self.reply_url = response_url;
-                let new: Vec<JobId> = self
-                    .engine
-                    .state
-                    .jobs
-                    .keys()
-                    .filter(|j| !before.contains(j))
-                    .copied()
-                    .collect();
-                match new[..] {
-                    // `deploy key=value…` typed in full: the same thread and buttons as a modal.
-                    [job] => self.start_job(job, &channel, outs),
-                    _ => self.route(outs, &channel, None),
-                }
+                // `deploy key=value…` typed in full: the same thread and buttons as a modal.
+                let job = aetherv_bot::engine::opened(&outs);
+                self.route(engine, outs, &channel, job);
                 self.reply_url = None;
             }
             Input::Submit {
@@ -179,8 +116,7 @@ impl Conversation {
                     let _ = reply.send(None);
                     return Ok(());
                 };
-                let outcome = self.engine.submit_form(&who, form, &fields).await?;
-                match outcome {
+                match engine.submit_form(&who, form, &fields).await? {
                     FormOutcome::Refused { role } => {
                         let first = self
                             .shared
@@ -203,10 +139,7 @@ impl Conversation {
                     }
                     FormOutcome::Submitted { job, out } => {
                         let _ = reply.send(None);
-                        match job {
-                            Some(j) => self.start_job(j, &meta.channel, out),
-                            None => self.route(out, &meta.channel, None),
-                        }
+                        self.route(engine, out, &meta.channel, job);
                     }
                 }
             }
@@ -218,23 +151,23 @@ impl Conversation {
                 clicked,
             } => {
                 let ours = self.open_approvals.contains(&job);
-                let undecided = self.engine.decision(job).is_none();
-                let res = self.engine.vote(&who, job, approve, None).await?;
+                let undecided = engine.decision(job).is_none();
+                let res = engine.vote(&who, job, approve, None).await?;
                 let ch = self.channel_of(job);
                 if res.changed {
-                    self.route(res.out, &ch, Some(job));
+                    self.route(engine, res.out, &ch, Some(job));
                 } else {
                     // Refused (role, self-approval, a second vote): only the voter sees why,
                     // where they clicked.
                     let at = clicked.as_ref().map_or(ch, |(c, _)| c.clone());
-                    self.answer_only(&user, &at, Some(job), res.out);
+                    self.answer_only(engine, &user, &at, Some(job), res.out);
                 }
                 // A request from before a restart, decided by this click: this bot never
                 // posted its messages, so update the one that was clicked.
                 if let (false, true, Some(d), Some((channel, ts))) =
                     (ours, undecided, &res.decision, clicked)
                 {
-                    if let Some(v) = self.engine.approval_view(job) {
+                    if let Some(v) = engine.approval_view(job) {
                         let content = messages::approval_decided(&self.shared.blocks, &v, d);
                         self.out.send(Op::UpdateTs {
                             channel,
@@ -245,31 +178,7 @@ impl Conversation {
                 }
             }
         }
-        self.check_decisions();
         Ok(())
-    }
-
-    /// A new job requested from `channel`: its thread root, then either the approval request
-    /// with buttons (the engine's plain-text request is replaced) or the engine's messages.
-    fn start_job(&mut self, job: JobId, channel: &str, outs: Vec<Outgoing>) {
-        self.job_channel.insert(job, channel.to_string());
-        self.ensure_root(job);
-        let awaiting = self
-            .engine
-            .state
-            .jobs
-            .get(&job)
-            .is_some_and(|j| j.phase == aetherv_bot::state::Phase::AwaitingApproval);
-        if awaiting && self.engine.approval_view(job).is_some() {
-            self.post_approval(job);
-            let rest: Vec<Outgoing> = outs
-                .into_iter()
-                .filter(|o| !matches!(o, Outgoing::Say { .. }))
-                .collect();
-            self.route(rest, channel, Some(job));
-        } else {
-            self.route(outs, channel, Some(job));
-        }
     }
 
     /// The fallback for a post answering the command being handled.
@@ -281,19 +190,9 @@ impl Conversation {
         })
     }
 
-    fn post_approval(&mut self, job: JobId) {
-        let Some(v) = self.engine.approval_view(job) else {
-            return;
-        };
-        let requester = self
-            .engine
-            .state
-            .jobs
-            .get(&job)
-            .and_then(|j| j.requester.as_ref())
-            .map(|r| r.user_id.clone())
-            .unwrap_or_default();
-        let content = messages::approval_request(&self.shared.blocks, &v, &requester, job);
+    /// The approval request with buttons, in the approvals channel and the job's thread.
+    fn post_approval(&mut self, job: JobId, v: &aetherv_bot::reply::ApprovalView) {
+        let content = messages::approval_request(&self.shared.blocks, v, &v.requester, job);
         if let Some(ch) = &self.approvals_channel {
             self.out.send(Op::Post {
                 key: Some(MsgKey::Approval(job, 0)),
@@ -313,26 +212,20 @@ impl Conversation {
         self.open_approvals.insert(job);
     }
 
-    fn check_decisions(&mut self) {
-        let open: Vec<JobId> = self.open_approvals.iter().copied().collect();
-        for job in open {
-            let Some(d) = self.engine.decision(job) else {
+    /// Both approval messages of a decided request, without buttons.
+    fn update_approvals(&mut self, job: JobId, v: &aetherv_bot::reply::ApprovalView, d: &Decision) {
+        if !self.open_approvals.remove(&job) {
+            return;
+        }
+        let content = messages::approval_decided(&self.shared.blocks, v, d);
+        for i in [0u8, 1] {
+            if i == 0 && self.approvals_channel.is_none() {
                 continue;
-            };
-            self.open_approvals.remove(&job);
-            let Some(v) = self.engine.approval_view(job) else {
-                continue;
-            };
-            let content = messages::approval_decided(&self.shared.blocks, &v, &d);
-            for i in [0u8, 1] {
-                if i == 0 && self.approvals_channel.is_none() {
-                    continue;
-                }
-                self.out.send(Op::Update {
-                    key: MsgKey::Approval(job, i),
-                    content: content.clone(),
-                });
             }
+            self.out.send(Op::Update {
+                key: MsgKey::Approval(job, i),
+                content: content.clone(),
+            });
         }
     }
 
@@ -343,130 +236,250 @@ impl Conversation {
             .unwrap_or_else(|| self.channel.clone())
     }
 
-    fn ensure_root(&mut self, job: JobId) {
-        if !self.roots.insert(job) {
+    /// Posts a job's thread root once.
+    fn ensure_root(&mut self, engine: &Engine, job: JobId) {
+        if self.roots.contains(&job) {
             return;
         }
-        let (kind, target, requester) = self
-            .engine
-            .state
-            .jobs
-            .get(&job)
-            .map(|j| {
-                (
-                    j.kind.clone(),
-                    j.target.clone(),
-                    j.requester
-                        .as_ref()
-                        .map(|r| r.user_id.clone())
-                        .unwrap_or_default(),
-                )
-            })
-            .unwrap_or_default();
-        let content = messages::thread_root(
-            &self.shared.blocks,
-            &short_id(&job),
-            &kind,
-            &target,
-            &requester,
-        );
+        if let Some(j) = engine.job(job) {
+            self.post_root(&j.view);
+        }
+    }
+
+    fn post_root(&mut self, v: &JobView) {
+        if !self.roots.insert(v.job) {
+            return;
+        }
+        let content =
+            messages::thread_root(&self.shared.blocks, &v.short, &v.kind, &v.target, &v.requester);
         self.out.send(Op::Post {
-            key: Some(MsgKey::Root(job)),
+            key: Some(MsgKey::Root(v.job)),
             fallback: self.fallback(&content),
-            channel: self.channel_of(job),
+            channel: self.channel_of(v.job),
             thread: None,
             content,
         });
     }
 
-    /// Turns engine output into Slack writes. `Say` goes to the job's thread when there is a
-    /// job in context, else to `channel`.
-    /// The engine's plain answers as ephemeral messages to one user in `channel`, in the
+    /// The engine's text replies as ephemeral messages to one user in `channel`, in the
     /// job's thread when that is where they are (thread updates, if any, still go to the
     /// thread).
-    fn answer_only(&mut self, user: &str, channel: &str, job: Option<JobId>, outs: Vec<Outgoing>) {
+    fn answer_only(
+        &mut self,
+        engine: &Engine,
+        user: &str,
+        channel: &str,
+        job: Option<JobId>,
+        outs: Vec<Reply>,
+    ) {
         let mut rest = Vec::new();
         let thread = job.filter(|j| self.roots.contains(j)).map(MsgKey::Root);
         for o in outs {
-            match o {
-                Outgoing::Say { text } => self.out.send(Op::Ephemeral {
+            match (is_text(&o), self.shared.texts.text(&o)) {
+                (true, Some(text)) => self.out.send(Op::Ephemeral {
                     channel: channel.to_string(),
                     thread,
                     user: user.to_string(),
                     content: messages::reply(&self.shared.blocks, &text),
                 }),
-                other => rest.push(other),
+                _ => rest.push(o),
             }
         }
-        let ch = channel.to_string();
-        self.route(rest, &ch, None);
+        self.route(engine, rest, channel, None);
     }
 
-    fn route(&mut self, outs: Vec<Outgoing>, channel: &str, job_ctx: Option<JobId>) {
+    /// A text reply in `channel`: in the job's thread when there is a job in context and its
+    /// thread exists, else at the channel's top level.
+    fn say(&mut self, text: &str, channel: &str, job_ctx: Option<JobId>) {
+        let content = messages::reply(&self.shared.blocks, text);
+        match job_ctx.filter(|j| self.roots.contains(j)) {
+            Some(j) => self.out.send(Op::Post {
+                key: None,
+                fallback: None,
+                channel: channel.to_string(),
+                thread: Some(MsgKey::Root(j)),
+                content,
+            }),
+            None => self.out.send(Op::Post {
+                key: None,
+                fallback: self.fallback(&content),
+                channel: channel.to_string(),
+                thread: None,
+                content,
+            }),
+        }
+    }
+
+    fn thread_post(&mut self, job: JobId, key: Option<MsgKey>, content: serde_json::Value) {
+        self.out.send(Op::Post {
+            key,
+            fallback: None,
+            channel: self.channel_of(job),
+            thread: Some(MsgKey::Root(job)),
+            content,
+        });
+    }
+
+    /// Turns replies into Slack writes. Text replies go to the job's thread when there is a
+    /// job in context (`job_ctx`), else to `channel`. Decided approval messages are updated
+    /// after the rest, so the decision is never shown before what it answers.
+    fn route(&mut self, engine: &Engine, outs: Vec<Reply>, channel: &str, job_ctx: Option<JobId>) {
+        let mut decided = Vec::new();
         for o in outs {
-            match o {
-                Outgoing::Say { text } => {
-                    let content = messages::reply(&self.shared.blocks, &text);
-                    match job_ctx.filter(|j| self.roots.contains(j)) {
-                        Some(j) => self.out.send(Op::Post {
-                            key: None,
-                            fallback: None,
-                            channel: channel.to_string(),
-                            thread: Some(MsgKey::Root(j)),
-                            content,
-                        }),
-                        None => self.out.send(Op::Post {
-                            key: None,
-                            fallback: self.fallback(&content),
-                            channel: channel.to_string(),
-                            thread: None,
-                            content,
-                        }),
-                    }
+            match &o {
+                Reply::JobOpened(v) => {
+                    self.job_channel.insert(v.job, channel.to_string());
+                    self.post_root(v);
                 }
-                Outgoing::Thread { job, op } => {
-                    self.ensure_root(job);
-                    let (post, msg, text) = match op {
-                        ThreadOp::Post { msg, text } => (true, msg, text),
-                        ThreadOp::Edit { msg, text } => (false, msg, text),
+                Reply::ApprovalRequested {
+                    job,
+                    view,
+                    restored: false,
+                } => self.post_approval(*job, view),
+                Reply::ThreadUpdate {
+                    job,
+                    msg,
+                    edit,
+                    content,
+                } => {
+                    self.ensure_root(engine, *job);
+                    let text = {
+                        let (name, data) = content.text_view();
+                        self.shared.texts.render(name, &data)
                     };
-                    let content = match msg {
-                        MessageRef::Status => messages::job_status(&self.shared.blocks, &text),
-                        MessageRef::Log(n) => messages::job_log(&self.shared.blocks, n + 1, &text),
+                    let payload = match content {
+                        ThreadContent::Status(v) => {
+                            messages::job_status_view(&self.shared.blocks, &text, v)
+                        }
+                        ThreadContent::Log { part, .. } => {
+                            messages::job_log(&self.shared.blocks, *part, &text)
+                        }
                     };
-                    let key = MsgKey::Thread(job, msg);
-                    if post {
-                        self.out.send(Op::Post {
-                            key: Some(key),
-                            fallback: None,
-                            channel: self.channel_of(job),
-                            thread: Some(MsgKey::Root(job)),
-                            content,
+                    let key = MsgKey::Thread(*job, *msg);
+                    if *edit {
+                        self.out.send(Op::Update {
+                            key,
+                            content: payload,
                         });
                     } else {
-                        self.out.send(Op::Update { key, content });
+                        self.thread_post(*job, Some(key), payload);
                     }
                 }
-                Outgoing::ThreadSay { job, text } => {
-                    self.ensure_root(job);
-                    let content = messages::thread_note(&self.shared.blocks, &text);
-                    self.out.send(Op::Post {
-                        key: None,
-                        fallback: None,
-                        channel: self.channel_of(job),
-                        thread: Some(MsgKey::Root(job)),
-                        content,
-                    });
+                Reply::JobFinished { job, log, .. } => {
+                    self.ensure_root(engine, *job);
+                    let notes: Vec<String> = self
+                        .shared
+                        .texts
+                        .text(&o)
+                        .into_iter()
+                        .chain(
+                            o.attachment_view()
+                                .map(|(name, data)| self.shared.texts.render(name, &data)),
+                        )
+                        .collect();
+                    for text in notes {
+                        let content = messages::thread_note(&self.shared.blocks, &text);
+                        self.thread_post(*job, None, content);
+                    }
+                    if let Some(log) = log {
+                        self.out.send(Op::Upload {
+                            channel: self.channel_of(*job),
+                            thread: Some(MsgKey::Root(*job)),
+                            name: log.name.clone(),
+                            content: log.content.clone(),
+                        });
+                    }
                 }
-                Outgoing::Attach { job, name, content } => {
-                    self.ensure_root(job);
-                    self.out.send(Op::Upload {
-                        channel: self.channel_of(job),
-                        thread: Some(MsgKey::Root(job)),
-                        name,
-                        content,
-                    });
+                _ => {
+                    if let Some(text) = self.shared.texts.text(&o) {
+                        self.say(&text, channel, job_ctx);
+                    }
+                    if let Reply::ApprovalDecided {
+                        job,
+                        view,
+                        decision,
+                        ..
+                    } = o
+                    {
+                        decided.push((job, view, decision));
+                    }
                 }
+            }
+        }
+        for (job, view, decision) in decided {
+            self.update_approvals(job, &view, &decision);
+        }
+    }
+}
+
+/// Replies that are a text of their own (answered to one user when a vote is refused).
+fn is_text(r: &Reply) -> bool {
+    !matches!(
+        r,
+        Reply::JobOpened(_)
+            | Reply::ThreadUpdate { .. }
+            | Reply::JobFinished { .. }
+            | Reply::ApprovalRequested {
+                restored: false,
+                ..
+            }
+    )
+}
+
+impl Adapter for Conversation {
+    type Input = Input;
+
+    async fn recv(&mut self) -> Option<Input> {
+        self.rx.recv().await
+    }
+
+    async fn handle(&mut self, engine: &mut Engine, input: Input) -> anyhow::Result<Flow> {
+        let channel = input.channel().map(str::to_string);
+        if let Err(e) = self.handle_input(engine, input).await {
+            // The broker refused or is away: say so and keep serving.
+            tracing::error!(error = %e, "request failed");
+            let text = format!("That did not go through ({e}); please try again.");
+            let ch = channel.unwrap_or_else(|| self.channel.clone());
+            self.say(&text, &ch, None);
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn deliver(&mut self, engine: &Engine, replies: Vec<Reply>) -> anyhow::Result<()> {
+        let ch = self.channel.clone();
+        let job = self.event_job.take();
+        self.route(engine, replies, &ch, job);
+        Ok(())
+    }
+
+    fn started(&mut self, engine: &Engine) {
+        self.refresh_inventory(engine);
+    }
+
+    fn applied(&mut self, engine: &Engine, event: &Event) {
+        self.event_job = event.job_id;
+        if matches!(event.body, EventBody::HostInventory { .. }) {
+            self.refresh_inventory(engine);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_text_replies_are_answered_to_one_user() {
+        for r in Reply::samples() {
+            let text = is_text(&r);
+            match r {
+                Reply::Notice { .. } | Reply::VoteRefused { .. } | Reply::Refused { .. } => {
+                    assert!(text, "{r:?}")
+                }
+                Reply::ThreadUpdate { .. } | Reply::JobOpened(_) | Reply::JobFinished { .. } => {
+                    assert!(!text, "{r:?}")
+                }
+                _ => {}
             }
         }
     }

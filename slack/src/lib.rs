@@ -88,6 +88,9 @@ pub struct Options {
     pub group_refresh: Duration,
     /// This bot's candidate id in the leader election.
     pub candidate: String,
+    /// The template override directory (`<dir>/slack/<name>.hbs`,
+    /// `<dir>/slack/text/<name>.hbs`).
+    pub templates_dir: Option<std::path::PathBuf>,
 }
 
 /// A Web API client for `api_url` (HTTP or HTTPS).
@@ -104,6 +107,10 @@ pub fn client(api_url: &str) -> anyhow::Result<Arc<Client>> {
 
 /// Runs the Slack bot until `shutdown` (or until the engine task fails).
 pub async fn run(engine: Engine, opts: Options, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let dir = opts.templates_dir.as_deref();
+    let blocks = blocks::Blocks::load(dir)?;
+    messages::check(&blocks)?;
+    let texts = aetherv_bot::render::Renderer::load("slack/text", blocks::SLACK_TEXT_TEMPLATES, dir)?;
     let client = client(&opts.api_url)?;
     let token = SlackApiToken::new(SlackApiTokenValue(opts.bot_token.clone()));
     let (tx, rx) = tokio::sync::mpsc::channel(app::INPUT_QUEUE);
@@ -112,7 +119,8 @@ pub async fn run(engine: Engine, opts: Options, shutdown: CancellationToken) -> 
         client: Arc::clone(&client),
         token: token.clone(),
         forms: Forms::builtin()?,
-        blocks: blocks::Blocks::builtin()?,
+        blocks,
+        texts,
         inventory: RwLock::new(Inventory::default()),
         views: Mutex::new(Default::default()),
         drafts: Mutex::new(Default::default()),
@@ -124,14 +132,17 @@ pub async fn run(engine: Engine, opts: Options, shutdown: CancellationToken) -> 
     let (out, out_task) = outbound::start(Arc::clone(&client), token.clone());
     let stop = shutdown.child_token();
     tokio::spawn(identity.run(Arc::clone(&client), token, opts.group_refresh, stop.clone()));
-    let conv = Conversation::new(
-        engine,
+    let mut conv = Conversation::new(
+        rx,
         Arc::clone(&shared),
         out,
         opts.channel.clone(),
         opts.approvals_channel.clone(),
     );
-    let engine_task = tokio::spawn(conv.run(rx, opts.candidate.clone(), stop.clone()));
+    let (candidate, serve_stop) = (opts.candidate.clone(), stop.clone());
+    let engine_task = tokio::spawn(async move {
+        aetherv_bot::serve(engine, &mut conv, &candidate, serve_stop).await
+    });
     let listener = match opts.mode {
         Mode::Socket { connections } => {
             let app_token = SlackApiToken::new(SlackApiTokenValue(opts.app_token.clone()));

@@ -1,14 +1,10 @@
 //! `aetherv bot --roles FILE --policy FILE --hosts H,…`: the bot with the console chat on
 //! stdin/stdout against RabbitMQ (`AETHERV_AMQP_URL`, prefix `AETHERV_PREFIX`). One bot is
 //! active at a time (leader queue); a second one waits. State comes from the event stream.
-use crate::cmd::{amqp_url, env_lookup, topology};
+use crate::cmd::{amqp_url, env_lookup, templates_dir, topology};
 use aetherv_bot::engine::{Engine, EngineConfig};
-use aetherv_bot::thread::DEFAULT_LIMITS;
 use aetherv_bot::ConsoleOptions;
 use aetherv_broker::Broker;
-use aetherv_core::approval::Policy;
-use aetherv_core::rbac::Rbac;
-use aetherv_core::Platform;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -41,30 +37,6 @@ pub struct Args {
     pub age_recipients: String,
 }
 
-/// Builds the engine configuration from roles and policy texts; the error is one line.
-pub fn engine_config(
-    roles: &str,
-    policy: &str,
-    hosts: Vec<String>,
-    recipients: &str,
-) -> Result<EngineConfig, String> {
-    let recipients = aetherv_core::secrets::parse_recipients(recipients)
-        .map_err(|e| format!("age recipients: {e}"))?;
-    let rbac =
-        Rbac::from_yaml(roles).map_err(|e| format!("roles: {}", aetherv_core::error_chain(&e)))?;
-    let policy = Policy::from_yaml(policy)
-        .map_err(|e| format!("policy: {}", aetherv_core::error_chain(&e)))?;
-    Ok(EngineConfig {
-        rbac,
-        policy,
-        limits: DEFAULT_LIMITS,
-        platform: Platform::Console,
-        channel: "console".into(),
-        hosts,
-        recipients,
-    })
-}
-
 /// Runs the console bot on `broker` until input ends or a signal arrives.
 pub async fn serve_console(
     broker: Broker,
@@ -85,6 +57,7 @@ pub async fn serve_console(
         first_user: user,
         attach_dir,
         candidate: format!("bot-{}", std::process::id()),
+        templates_dir: templates_dir(None),
     };
     let stdin = tokio::io::BufReader::new(tokio::io::stdin());
     match aetherv_bot::run_console(engine, stdin, tokio::io::stdout(), opts, stop).await {
@@ -102,7 +75,9 @@ pub fn run(args: Args) -> ExitCode {
         |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
     let cfg = match read(&args.roles)
         .and_then(|r| read(&args.policy).map(|p| (r, p)))
-        .and_then(|(r, p)| engine_config(&r, &p, args.hosts.clone(), &args.age_recipients))
+        .and_then(|(r, p)| {
+            EngineConfig::from_texts(&r, &p, args.hosts.clone(), &args.age_recipients)
+        })
     {
         Ok(c) => c,
         Err(e) => {

@@ -2,6 +2,7 @@
 //! `AETHERV_AMQP_URL` is set), simulated Hyper-V hosts on loopback, an in-process worker, and
 //! the console chat on stdin/stdout. Switch users with `/as bob` or a `bob> ` prefix.
 use crate::cmd::{bot, env_lookup, topology};
+use aetherv_bot::EngineConfig;
 use aetherv_broker::Broker;
 use aetherv_sim::{Sim, SimConfig};
 use aetherv_worker::{Worker, WorkerConfig};
@@ -70,7 +71,7 @@ pub fn run(args: Args) -> ExitCode {
     // The demo's worker gets a fresh age identity; the bot seals secret form values to it.
     let identity = aetherv_core::secrets::generate_identity();
     let recipient = identity.to_public().to_string();
-    let cfg = match bot::engine_config(DEMO_ROLES, DEMO_POLICY, hosts.clone(), &recipient) {
+    let cfg = match EngineConfig::from_texts(DEMO_ROLES, DEMO_POLICY, hosts.clone(), &recipient) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("aetherv demo: {e}");

@@ -4,7 +4,7 @@
 //! `--simulated N` runs it on a simulated site instead, as `aetherv demo` does: an in-process
 //! broker, N simulated Hyper-V hosts and a worker, all in this process.
 use crate::cmd::{amqp_url, env_lookup, topology};
-use aetherv_bot::engine::Engine;
+use aetherv_bot::engine::{Engine, EngineConfig};
 use aetherv_broker::Broker;
 use aetherv_core::rbac::RbacConfig;
 use aetherv_core::Platform;
@@ -63,7 +63,7 @@ pub fn run(args: &Args) -> ExitCode {
                 env_lookup("AETHERV_AGE_RECIPIENTS").unwrap_or_default(),
             ),
         };
-        let mut ecfg = crate::cmd::bot::engine_config(&roles, &policy, hosts, &recipients)?;
+        let mut ecfg = EngineConfig::from_texts(&roles, &policy, hosts, &recipients)?;
         ecfg.limits = SLACK_LIMITS;
         ecfg.platform = Platform::Slack;
         ecfg.channel = cfg.channel.clone();
@@ -163,6 +163,7 @@ pub fn run(args: &Args) -> ExitCode {
             slack_groups: groups,
             group_refresh: Duration::from_secs(cfg.group_refresh_secs.max(10)),
             candidate: format!("slack-{}", std::process::id()),
+            templates_dir: crate::cmd::templates_dir(cfg.templates_dir.as_deref()),
         };
         let code = match aetherv_slack::run(engine, opts, stop).await {
             Ok(()) => ExitCode::SUCCESS,

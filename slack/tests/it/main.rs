@@ -11,6 +11,7 @@ mod replies;
 mod restart;
 mod snapshots;
 mod socket;
+mod templates;
 mod throttle;
 
 use aetherv_bot::engine::{Engine, EngineConfig};
@@ -108,6 +109,7 @@ pub fn options(fake: &FakeSlack, mode: Mode) -> Options {
         slack_groups: vec!["S0APPROVERS".into()],
         group_refresh: Duration::from_secs(60),
         candidate: format!("slack-{}", uuid::Uuid::new_v4().simple()),
+        templates_dir: None,
     }
 }
 

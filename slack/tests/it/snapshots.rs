@@ -1,7 +1,7 @@
 //! insta snapshots of every Block Kit payload the bot sends: the modals (main and parameter-set
 //! views), the inline-error response, and each message builder, with fixed inputs.
 
-use aetherv_bot::render::ApprovalView;
+use aetherv_bot::reply::ApprovalView;
 use aetherv_core::approval::Decision;
 use aetherv_core::schema::Forms;
 use aetherv_core::validate::{ErrorCode, FieldError, InventoryChoices};
