@@ -61,7 +61,7 @@ async fn a_template_that_cannot_render_stops_the_bot_at_start_naming_the_file() 
     let dir = template_dir();
     std::fs::write(
         dir.join("slack/job_status.hbs"),
-        "{\"text\": {{json no_such_field}}, \"blocks\": []}",
+        "{\"text\": \"{{no_such_field}}\", \"blocks\": []}",
     )
     .expect("write");
     let fake = FakeSlack::start().await;
