@@ -37,10 +37,11 @@ const REALM: &str = "AETHERV.TEST";
 const ALICE_PASSWORD: &str = "al1ce-Kerb-Pa55!";
 const WRONG_PASSWORD: &str = "n0t-alices-Pa55";
 
-/// A throwaway MIT realm with a running KDC; the KDC is killed (by its pid) when dropped.
+/// A throwaway MIT realm with a running KDC; the KDC is killed (by its pid) when dropped,
+/// before its directory is removed.
 struct Realm {
-    dir: tempfile::TempDir,
     _kdc: Process,
+    dir: tempfile::TempDir,
     krb5_conf: PathBuf,
     client_keytab: PathBuf,
     service_keytab: PathBuf,
@@ -161,8 +162,8 @@ impl Realm {
             std::thread::sleep(Duration::from_millis(50));
         }
         Realm {
-            dir,
             _kdc: Process(kdc),
+            dir,
             krb5_conf,
             client_keytab,
             service_keytab,
