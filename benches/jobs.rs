@@ -8,10 +8,14 @@
 use aetherv_broker::{Broker, EventStream, StreamOffset, Topology};
 use aetherv_core::{EventBody, JobEnvelope, JobId, JobKind, Platform, Requester, Target};
 use aetherv_sim::{Sim, SimConfig};
-use aetherv_worker::{Worker, WorkerConfig};
+use aetherv_worker::Worker;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+
+#[path = "../tests/it/inproc.rs"]
+mod inproc;
+use inproc::serve_sim;
 
 fn noop(host: String) -> JobEnvelope {
     JobEnvelope {
@@ -40,19 +44,8 @@ struct Rig {
 
 async fn rig(broker: Broker, hosts: usize, latency: Duration) -> Rig {
     let sim = Sim::new(SimConfig::with_hosts(hosts).latency(latency));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let stop = CancellationToken::new();
-    let s = stop.clone();
-    tokio::spawn(
-        sim.clone()
-            .serve(listener, async move { s.cancelled().await }),
-    );
-    let mut cfg =
-        WorkerConfig::from_yaml(&sim.worker_config_yaml(&format!("http://{addr}"))).expect("cfg");
-    cfg.inventory_interval_secs = 0;
+    let cfg = serve_sim(&sim, &stop).await;
     let names: Vec<String> = cfg.hosts.iter().map(|h| h.name.clone()).collect();
     let worker = Worker::new(&cfg, broker.clone(), &|_| None).expect("worker");
     let quiet = stop.clone();
@@ -70,6 +63,23 @@ async fn rig(broker: Broker, hosts: usize, latency: Duration) -> Rig {
         hosts: names,
         stop,
         worker: handle,
+    }
+}
+
+impl Rig {
+    /// The events from now on.
+    async fn events(&self) -> EventStream {
+        self.broker
+            .replay_events(StreamOffset::Next)
+            .await
+            .expect("stream")
+    }
+
+    /// Stops the worker and the sim and deletes what the run declared.
+    async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.worker.await;
+        teardown(&self.broker).await;
     }
 }
 
@@ -101,11 +111,7 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 }
 
 async fn latency(rig: &Rig, samples: usize) -> (Duration, Duration) {
-    let mut stream = rig
-        .broker
-        .replay_events(StreamOffset::Next)
-        .await
-        .expect("stream");
+    let mut stream = rig.events().await;
     // Warm up every host once.
     for h in &rig.hosts {
         let j = noop(h.clone());
@@ -128,11 +134,7 @@ async fn latency(rig: &Rig, samples: usize) -> (Duration, Duration) {
 }
 
 async fn batch(rig: &Rig, per_host: usize) -> Duration {
-    let mut stream = rig
-        .broker
-        .replay_events(StreamOffset::Next)
-        .await
-        .expect("stream");
+    let mut stream = rig.events().await;
     let mut ids = HashSet::new();
     let mut jobs = Vec::new();
     for _ in 0..per_host {
@@ -169,9 +171,7 @@ async fn run(
         jobs / took.as_secs_f64(),
         jobs
     );
-    r.stop.cancel();
-    let _ = r.worker.await;
-    teardown(&r.broker).await;
+    r.shutdown().await;
     // Makespan / ideal: 200 jobs on 20 hosts at 100 ms; 1,000 jobs on 100 hosts at 50 ms.
     for (hosts, per_host, ms) in [(20usize, 10usize, 100u64), (100, 10, 50)] {
         if quick && hosts == 100 {
@@ -189,9 +189,7 @@ async fn run(
             took.as_secs_f64() * 1e3,
             ideal.as_secs_f64() * 1e3
         );
-        r.stop.cancel();
-        let _ = r.worker.await;
-        teardown(&r.broker).await;
+        r.shutdown().await;
     }
 }
 

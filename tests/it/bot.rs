@@ -85,12 +85,15 @@ fn run_demo_script(amqp: Option<&str>, prefix: &str, script: &str) -> (String, t
     (stdout, dir)
 }
 
+/// Where `needle` is in `stdout`; panics showing `stdout` when it is missing.
+fn position(stdout: &str, needle: &str) -> usize {
+    stdout
+        .find(needle)
+        .unwrap_or_else(|| panic!("`{needle}` missing from:\n{stdout}"))
+}
+
 fn check_transcript(stdout: &str, dir: &std::path::Path) {
-    let find = |needle: &str| {
-        stdout
-            .find(needle)
-            .unwrap_or_else(|| panic!("`{needle}` missing from:\n{stdout}"))
-    };
+    let find = |needle: &str| position(stdout, needle);
     let help = find("Commands you may run (alice):");
     let request = find("Approval needed for job ");
     let short = &stdout[request + "Approval needed for job ".len()..][..8];
@@ -119,11 +122,7 @@ fn demo_in_process_deploy_approve_stream_list() {
 #[test]
 fn demo_guided_managed_deployment_from_a_bare_deploy() {
     let (stdout, _dir) = run_demo_script(None, &prefix(), GUIDED);
-    let find = |needle: &str| {
-        stdout
-            .find(needle)
-            .unwrap_or_else(|| panic!("`{needle}` missing from:\n{stdout}"))
-    };
+    let find = |needle: &str| position(&stdout, needle);
     let form = find("alice: filling in the Managed deployment form");
     let first = find("alice: Host (target_host)");
     let secret = find("alice: Local admin password (guest_la_pw) *");

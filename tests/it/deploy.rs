@@ -4,7 +4,7 @@
 //! the applied configuration is compared field by field and secrets by digest.
 
 use crate::harness::*;
-use aetherv_broker::{Broker, Topology};
+use aetherv_broker::Broker;
 use aetherv_core::{Event, EventBody, JobEnvelope, JobId, JobKind, Platform, Requester, Target};
 use aetherv_sim::guest::secret_digest;
 use serde_json::{json, Value};
@@ -27,21 +27,12 @@ fn managed(name: &str, extra: Value) -> JobEnvelope {
     if let (Some(s), Value::Object(e)) = (spec.as_object_mut(), extra) {
         s.extend(e);
     }
-    let mut job = JobEnvelope {
-        v: 1,
-        job_id: JobId::new(),
-        kind: JobKind::DeploymentManaged,
-        target: Target::Host("hv01".into()),
-        spec: spec.as_object().cloned().unwrap_or_default(),
-        secrets: None,
-        requested_by: Requester {
-            platform: Platform::Amqp,
-            user_id: "e2e".into(),
-        },
-        origin: None,
-        created_at: chrono::Utc::now(),
-        approval: None,
-    };
+    let mut job = job_envelope(
+        JobKind::DeploymentManaged,
+        Target::Host("hv01".into()),
+        spec.as_object().cloned().unwrap_or_default(),
+        "e2e",
+    );
     seal_for_workers(&mut job);
     job
 }
@@ -64,6 +55,18 @@ fn failure(events: &[Event]) -> Option<(Option<String>, String)> {
         EventBody::JobFailed { step, code, .. } => Some((step.clone(), code.clone())),
         _ => None,
     })
+}
+
+/// The steps of `events` that started (`started`) or else succeeded, in order.
+fn step_names(events: &[Event], started: bool) -> Vec<&str> {
+    events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::StepStarted { step, .. } if started => Some(step.as_str()),
+            EventBody::StepSucceeded { step, .. } if !started => Some(step.as_str()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn host_view(sim: &SimProc) -> Value {
@@ -116,23 +119,12 @@ fn assert_no_secret_anywhere(events: &[Vec<Event>], view: &Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn managed_deployment_applies_the_requested_guest_configuration() {
-    let url = amqp_url();
-    let prefix = prefix();
-    let sim = start_sim(1, 0);
-    let broker = Broker::connect(&url, Topology::new(&prefix))
-        .await
-        .expect("broker");
+    let (url, prefix, sim, broker) = e2e(1, 0).await;
     let worker = start_worker(&sim.worker_config, &prefix, &url, "w-deploy");
     let job = managed("web-e2e", json!({}));
     let events = run_jobs(&broker, &[&job]).await;
     assert!(succeeded(&events[0]), "{:?}", failure(&events[0]));
-    let steps: Vec<&str> = events[0]
-        .iter()
-        .filter_map(|e| match &e.body {
-            EventBody::StepSucceeded { step, .. } => Some(step.as_str()),
-            _ => None,
-        })
-        .collect();
+    let steps = step_names(&events[0], false);
     assert_eq!(
         steps,
         ["vm.create", "disk.create", "nic.create", "guest.initialize"]
@@ -166,19 +158,12 @@ async fn managed_deployment_applies_the_requested_guest_configuration() {
     let host_kvp = vm["host_kvp"].to_string();
     assert!(!host_kvp.contains("corp.example.com") && !host_kvp.contains("10.1.2.3"));
     assert_no_secret_anywhere(&events, &view);
-    broker.close().await;
-    drop(worker);
-    cleanup(&url, &prefix, &["hv01".to_string()]).await;
+    finish(&broker, worker, &url, &prefix, &["hv01".to_string()]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fault_at_each_step_fails_naming_it_and_rollback_leaves_nothing() {
-    let url = amqp_url();
-    let prefix = prefix();
-    let sim = start_sim(1, 0);
-    let broker = Broker::connect(&url, Topology::new(&prefix))
-        .await
-        .expect("broker");
+    let (url, prefix, sim, broker) = e2e(1, 0).await;
     let worker = start_worker(&sim.worker_config, &prefix, &url, "w-faults");
     let mut all = Vec::new();
     for (fault, step, code) in [
@@ -223,9 +208,7 @@ async fn a_fault_at_each_step_fails_naming_it_and_rollback_leaves_nothing() {
         }
     }
     assert_no_secret_anywhere(&all, &host_view(&sim));
-    broker.close().await;
-    drop(worker);
-    cleanup(&url, &prefix, &["hv01".to_string()]).await;
+    finish(&broker, worker, &url, &prefix, &["hv01".to_string()]).await;
 }
 
 /// Follows one job's events live until `until` holds for one of them; returns them all.
@@ -261,12 +244,7 @@ async fn follow_until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_during_each_step_is_resumed_by_the_other_with_one_vm_and_no_secret_leaks()
 {
-    let url = amqp_url();
-    let prefix = prefix();
-    let sim = start_sim(1, 400);
-    let broker = Broker::connect(&url, Topology::new(&prefix))
-        .await
-        .expect("broker");
+    let (url, prefix, sim, broker) = e2e(1, 400).await;
     broker.declare_host("hv01").await.expect("declare host");
     let logs = tempfile::tempdir().expect("log dir");
     let mut workers: std::collections::HashMap<String, Proc> = Default::default();
@@ -461,12 +439,7 @@ fn job_suffix() -> String {
 /// stops at its next step boundary and, with `rollback: true`, removes what it built.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_jobs_are_dropped_when_queued_and_stop_at_a_step_boundary_when_running() {
-    let url = amqp_url();
-    let prefix = prefix();
-    let sim = start_sim(1, 700);
-    let broker = Broker::connect(&url, Topology::new(&prefix))
-        .await
-        .expect("broker");
+    let (url, prefix, sim, broker) = e2e(1, 700).await;
     broker.declare_host("hv01").await.expect("declare");
     let worker = start_worker(&sim.worker_config, &prefix, &url, "w-cancel");
     let running = managed("cx-run", json!({"rollback": true}));
@@ -505,13 +478,7 @@ async fn cancelled_jobs_are_dropped_when_queued_and_stop_at_a_step_boundary_when
         "{:?}",
         seen.iter().map(Event::type_name).collect::<Vec<_>>()
     );
-    let started: Vec<&str> = seen
-        .iter()
-        .filter_map(|e| match &e.body {
-            EventBody::StepStarted { step, .. } => Some(step.as_str()),
-            _ => None,
-        })
-        .collect();
+    let started = step_names(&seen, true);
     assert_eq!(
         started,
         ["vm.create", "disk.create"],
@@ -527,9 +494,7 @@ async fn cancelled_jobs_are_dropped_when_queued_and_stop_at_a_step_boundary_when
     let after = managed("cx-after", json!({}));
     let events = run_jobs(&broker, &[&after]).await;
     assert!(succeeded(&events[0]), "{:?}", failure(&events[0]));
-    broker.close().await;
-    drop(worker);
-    cleanup(&url, &prefix, &["hv01".to_string()]).await;
+    finish(&broker, worker, &url, &prefix, &["hv01".to_string()]).await;
 }
 
 /// The check from outside the repository: `aetherv sim` writes a worker config with an age
@@ -652,12 +617,7 @@ async fn a_managed_deployment_submitted_from_outside_matches_the_request() {
 /// A cancel request made while no worker ran is honoured by the worker that starts later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_made_before_any_worker_started_is_honoured() {
-    let url = amqp_url();
-    let prefix = prefix();
-    let sim = start_sim(1, 0);
-    let broker = Broker::connect(&url, Topology::new(&prefix))
-        .await
-        .expect("broker");
+    let (url, prefix, sim, broker) = e2e(1, 0).await;
     broker.declare_host("hv01").await.expect("declare");
     let job = managed("cx-early", json!({}));
     broker.publish_job(&job).await.expect("publish");
@@ -679,7 +639,5 @@ async fn a_cancel_made_before_any_worker_started_is_honoured() {
     assert!(!names.contains(&"job.started"), "{names:?}");
     assert_eq!(names.last(), Some(&"job.cancelled"), "{names:?}");
     assert_eq!(host_view(&sim)["vms"], json!([]));
-    broker.close().await;
-    drop(worker);
-    cleanup(&url, &prefix, &["hv01".to_string()]).await;
+    finish(&broker, worker, &url, &prefix, &["hv01".to_string()]).await;
 }

@@ -3,7 +3,7 @@
 //! every AMQP object a test declared under its unique prefix.
 
 use aetherv_broker::{Broker, StreamOffset, Topology};
-use aetherv_core::{Event, EventBody, JobId};
+use aetherv_core::{Event, EventBody, JobEnvelope, JobId, JobKind, Platform, Requester, Target};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
@@ -55,6 +55,56 @@ pub fn python() -> String {
         "python test peers missing at {p}: run `scripts/test.sh` (it creates .venv)"
     );
     p
+}
+
+/// A job envelope as an AMQP producer `user` sends it (no secrets, no approval).
+pub fn job_envelope(
+    kind: JobKind,
+    target: Target,
+    spec: serde_json::Map<String, Value>,
+    user: &str,
+) -> JobEnvelope {
+    JobEnvelope {
+        v: 1,
+        job_id: JobId::new(),
+        kind,
+        target,
+        spec,
+        secrets: None,
+        requested_by: Requester {
+            platform: Platform::Amqp,
+            user_id: user.into(),
+        },
+        origin: None,
+        created_at: chrono::Utc::now(),
+        approval: None,
+    }
+}
+
+/// The test's broker: RabbitMQ at `url` under the test's `prefix`.
+pub async fn test_broker(url: &str, prefix: &str) -> Broker {
+    Broker::connect(url, Topology::new(prefix))
+        .await
+        .expect("broker")
+}
+
+/// The usual start of an end-to-end test: (the broker URL, a unique prefix, an `aetherv sim`
+/// with `hosts` hosts and `latency_ms` per operation, the test's broker). Panics (never skips)
+/// when RabbitMQ is not reachable.
+pub async fn e2e(hosts: usize, latency_ms: u64) -> (String, String, SimProc, Broker) {
+    let url = amqp_url();
+    let prefix = prefix();
+    let sim = start_sim(hosts, latency_ms);
+    let broker = test_broker(&url, &prefix).await;
+    (url, prefix, sim, broker)
+}
+
+/// The end of a test: closes its broker, then stops `workers` (dropped here), then deletes what
+/// it declared for `hosts`.
+pub async fn finish<W>(broker: &Broker, workers: W, url: &str, prefix: &str, hosts: &[String]) {
+    broker.close().await;
+    drop(workers);
+    cleanup(url, prefix, hosts).await;
 }
 
 /// A unique name prefix so test runs never collide.

@@ -5,14 +5,12 @@
 //! reachability, authentication, agent version and currency. The simulator runs with
 //! `require_agent`, so agent calls fail unless the agent is really installed.
 
-use crate::harness::{bin, start_sim};
+use crate::harness::{bin, job_envelope, start_sim};
+use crate::inproc::serve_sim;
 use aetherv_broker::{Broker, StreamOffset, Topology};
 use aetherv_core::bundle::{AgentStatus, Bundle};
 use aetherv_core::contract::command::{DEFAULT_INSTALL_DIR, ENTRY_SCRIPT};
-use aetherv_core::{
-    AgentOperation, AgentRequest, EventBody, JobEnvelope, JobId, JobKind, Platform, Requester,
-    Target,
-};
+use aetherv_core::{AgentOperation, AgentRequest, EventBody, JobEnvelope, JobId, JobKind, Target};
 use aetherv_sim::{Sim, SimConfig};
 use aetherv_worker::agent::AgentError;
 use aetherv_worker::deploy::Deployer;
@@ -23,60 +21,55 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// Simulated hosts that require the agent, served until the rig is dropped.
 struct Rig {
+    // First, so the serving stops before the rest is dropped.
+    _serving: tokio_util::sync::DropGuard,
     sim: Sim,
     cfg: WorkerConfig,
-    stop: CancellationToken,
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
 }
 
 async fn rig(hosts: usize) -> Rig {
     let sim = Sim::new(SimConfig::with_hosts(hosts).require_agent(true));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let stop = CancellationToken::new();
-    let s = stop.clone();
-    tokio::spawn(
-        sim.clone()
-            .serve(listener, async move { s.cancelled().await }),
-    );
-    let mut cfg =
-        WorkerConfig::from_yaml(&sim.worker_config_yaml(&format!("http://{addr}"))).expect("cfg");
-    cfg.inventory_interval_secs = 0;
-    Rig { sim, cfg, stop }
+    let cfg = serve_sim(&sim, &stop).await;
+    Rig {
+        _serving: stop.drop_guard(),
+        sim,
+        cfg,
+    }
 }
 
-fn deployer(rig: &Rig, host: &str, bundle: &Bundle) -> Deployer {
+/// The worker's WinRM client for `host` of the rig's configuration.
+fn host_client(rig: &Rig, host: &str) -> aetherv_winrm::WinrmClient {
     let h = rig
         .cfg
         .hosts
         .iter()
         .find(|h| h.name == host)
         .expect("host configured");
-    let client = aetherv_worker::winrm_client(h, &|_| None).expect("client");
+    aetherv_worker::winrm_client(h, &|_| None).expect("client")
+}
+
+fn deployer(rig: &Rig, host: &str, bundle: &Bundle) -> Deployer {
+    let client = host_client(rig, host);
     Deployer::new(host, client, &rig.cfg.install_dir, Arc::new(bundle.clone()))
 }
 
 fn agent(rig: &Rig, host: &str) -> HostAgent {
-    let h = rig
-        .cfg
-        .hosts
-        .iter()
-        .find(|h| h.name == host)
-        .expect("host configured");
-    let client = aetherv_worker::winrm_client(h, &|_| None).expect("client");
+    let client = host_client(rig, host);
     HostAgent::new(host, client, &rig.cfg.install_dir, Duration::from_secs(30))
 }
 
 fn noop_request() -> AgentRequest {
     AgentRequest::new(AgentOperation::Noop, Default::default(), "deploy-test")
+}
+
+/// Installs `bundle` on every host of the rig directly in the simulator.
+fn install_everywhere(rig: &Rig, bundle: &Bundle) {
+    for h in rig.sim.host_names() {
+        assert!(rig.sim.install_bundle(&h, DEFAULT_INSTALL_DIR, bundle));
+    }
 }
 
 fn installed_matches(sim: &Sim, host: &str, bundle: &Bundle) -> bool {
@@ -89,20 +82,72 @@ fn installed_matches(sim: &Sim, host: &str, bundle: &Bundle) -> bool {
 }
 
 fn noop_job(host: &str) -> JobEnvelope {
-    JobEnvelope {
-        v: 1,
-        job_id: JobId::new(),
-        kind: JobKind::Noop,
-        target: Target::Host(host.to_string()),
-        spec: Default::default(),
-        secrets: None,
-        requested_by: Requester {
-            platform: Platform::Amqp,
-            user_id: "deploy-test".into(),
-        },
-        origin: None,
-        created_at: chrono::Utc::now(),
-        approval: None,
+    job_envelope(
+        JobKind::Noop,
+        Target::Host(host.to_string()),
+        Default::default(),
+        "deploy-test",
+    )
+}
+
+/// A worker of the rig's configuration running in this process until `stop`.
+struct RunningWorker {
+    quiet: CancellationToken,
+    handle: tokio::task::JoinHandle<anyhow::Result<aetherv_worker::StopDetails>>,
+}
+
+impl RunningWorker {
+    fn start(worker: Worker) -> RunningWorker {
+        let quiet = CancellationToken::new();
+        let q = quiet.clone();
+        let handle = tokio::spawn(async move { worker.run(q).await });
+        RunningWorker { quiet, handle }
+    }
+
+    async fn stop(self) {
+        self.quiet.cancel();
+        self.handle.await.expect("join").expect("worker stops");
+    }
+}
+
+/// The job's last event is `job.succeeded`; `what` leads the failure message.
+fn assert_ended_succeeded(events: &[EventBody], what: &str) {
+    assert!(
+        matches!(events.last(), Some(EventBody::JobSucceeded { .. })),
+        "{what}{events:?}"
+    );
+}
+
+/// Publishes a noop job for `host`, waits for its end and checks it succeeded; returns its events.
+async fn run_noop(broker: &Broker, host: &str) -> Vec<EventBody> {
+    let mut stream = broker
+        .replay_events(StreamOffset::Next)
+        .await
+        .expect("stream");
+    let job = noop_job(host);
+    broker.publish_job(&job).await.expect("publish");
+    let events = events_until_done(&mut stream, job.job_id).await;
+    assert_ended_succeeded(&events, "");
+    events
+}
+
+/// Records the event bodies of `stream` by job while `keep_going(by_job)` holds; panics with
+/// `what` at `deadline`.
+async fn record_while(
+    stream: &mut aetherv_broker::EventStream,
+    by_job: &mut HashMap<JobId, Vec<EventBody>>,
+    deadline: tokio::time::Instant,
+    what: &str,
+    keep_going: impl Fn(&HashMap<JobId, Vec<EventBody>>) -> bool,
+) {
+    while keep_going(by_job) {
+        let (_, ev) = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect(what)
+            .expect("stream open");
+        if let Some(id) = ev.job_id {
+            by_job.entry(id).or_default().push(ev.body);
+        }
     }
 }
 
@@ -185,9 +230,7 @@ async fn fresh_host_is_deployed_and_then_runs_agent_calls() {
 async fn changed_script_is_redeployed_to_every_host_at_worker_start() {
     let rig = rig(3).await;
     let old = Bundle::embedded();
-    for h in rig.sim.host_names() {
-        assert!(rig.sim.install_bundle(&h, DEFAULT_INSTALL_DIR, old));
-    }
+    install_everywhere(&rig, old);
     let new = old
         .with_file(
             "AethervAgent.Vm.ps1",
@@ -195,12 +238,11 @@ async fn changed_script_is_redeployed_to_every_host_at_worker_start() {
         )
         .expect("bundle");
     let broker = Broker::in_process(Topology::new("deploy-changed"));
-    let worker = Worker::new(&rig.cfg, broker.clone(), &|_| None)
-        .expect("worker")
-        .with_bundle(new.clone());
-    let quiet = CancellationToken::new();
-    let q = quiet.clone();
-    let handle = tokio::spawn(async move { worker.run(q).await });
+    let running = RunningWorker::start(
+        Worker::new(&rig.cfg, broker.clone(), &|_| None)
+            .expect("worker")
+            .with_bundle(new.clone()),
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !rig
         .sim
@@ -215,28 +257,15 @@ async fn changed_script_is_redeployed_to_every_host_at_worker_start() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Jobs run against the new agent.
-    let mut stream = broker
-        .replay_events(StreamOffset::Next)
-        .await
-        .expect("stream");
-    let job = noop_job("hv03");
-    broker.publish_job(&job).await.expect("publish");
-    let events = events_until_done(&mut stream, job.job_id).await;
-    assert!(
-        matches!(events.last(), Some(EventBody::JobSucceeded { .. })),
-        "{events:?}"
-    );
-    quiet.cancel();
-    handle.await.expect("join").expect("worker stops");
+    run_noop(&broker, "hv03").await;
+    running.stop().await;
 }
 
 #[tokio::test]
 async fn corrupt_file_on_one_host_is_repaired_before_a_job_runs_there() {
     let rig = rig(2).await;
     let bundle = Bundle::embedded();
-    for h in rig.sim.host_names() {
-        assert!(rig.sim.install_bundle(&h, DEFAULT_INSTALL_DIR, bundle));
-    }
+    install_everywhere(&rig, bundle);
     assert!(rig
         .sim
         .corrupt_file("hv02", DEFAULT_INSTALL_DIR, "AethervAgent.Disk.ps1"));
@@ -256,22 +285,16 @@ async fn corrupt_file_on_one_host_is_repaired_before_a_job_runs_there() {
         .expect("stream");
     let job = noop_job("hv02");
     broker.publish_job(&job).await.expect("publish");
-    let worker = Worker::new(&rig.cfg, broker.clone(), &|_| None).expect("worker");
-    let quiet = CancellationToken::new();
-    let q = quiet.clone();
-    let handle = tokio::spawn(async move { worker.run(q).await });
+    let running =
+        RunningWorker::start(Worker::new(&rig.cfg, broker.clone(), &|_| None).expect("worker"));
     let events = events_until_done(&mut stream, job.job_id).await;
-    assert!(
-        matches!(events.last(), Some(EventBody::JobSucceeded { .. })),
-        "{events:?}"
-    );
+    assert_ended_succeeded(&events, "");
     // Repaired at start, before the job: the job itself never had to prepare the host.
     let log = log_text(&events);
     assert!(!log.contains("being prepared"), "{log}");
     assert!(installed_matches(&rig.sim, "hv02", bundle));
     assert_eq!(d.probe().await.status, Some(AgentStatus::Current));
-    quiet.cancel();
-    handle.await.expect("join").expect("worker stops");
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -279,10 +302,8 @@ async fn agent_removed_while_the_worker_runs_is_redeployed_by_the_job() {
     let rig = rig(1).await;
     let bundle = Bundle::embedded();
     let broker = Broker::in_process(Topology::new("deploy-removed"));
-    let worker = Worker::new(&rig.cfg, broker.clone(), &|_| None).expect("worker");
-    let quiet = CancellationToken::new();
-    let q = quiet.clone();
-    let handle = tokio::spawn(async move { worker.run(q).await });
+    let running =
+        RunningWorker::start(Worker::new(&rig.cfg, broker.clone(), &|_| None).expect("worker"));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !installed_matches(&rig.sim, "hv01", bundle) {
         assert!(tokio::time::Instant::now() < deadline, "not deployed");
@@ -293,22 +314,11 @@ async fn agent_removed_while_the_worker_runs_is_redeployed_by_the_job() {
         rig.sim.with_host("hv01", |st| st.files.remove(&entry)),
         Some(true)
     );
-    let mut stream = broker
-        .replay_events(StreamOffset::Next)
-        .await
-        .expect("stream");
-    let job = noop_job("hv01");
-    broker.publish_job(&job).await.expect("publish");
-    let events = events_until_done(&mut stream, job.job_id).await;
-    assert!(
-        matches!(events.last(), Some(EventBody::JobSucceeded { .. })),
-        "{events:?}"
-    );
+    let events = run_noop(&broker, "hv01").await;
     let log = log_text(&events);
     assert!(log.contains("is being prepared"), "{log}");
     assert!(installed_matches(&rig.sim, "hv01", bundle));
-    quiet.cancel();
-    handle.await.expect("join").expect("worker stops");
+    running.stop().await;
 }
 
 fn hosts_json(config: &std::path::Path) -> (Option<i32>, Vec<serde_json::Value>) {
@@ -475,10 +485,8 @@ async fn bad_credentials_fail_fast_and_an_unreachable_host_delays_only_its_own_j
     for h in ["hv01", "hv02", "hv03"] {
         broker.declare_host(h).await.expect("declare");
     }
-    let worker = Worker::new(&rig.cfg, broker.clone(), &|_| None).expect("worker");
-    let quiet = CancellationToken::new();
-    let q = quiet.clone();
-    let handle = tokio::spawn(async move { worker.run(q).await });
+    let running =
+        RunningWorker::start(Worker::new(&rig.cfg, broker.clone(), &|_| None).expect("worker"));
     let rejections_at_start = rig.sim.auth_rejections();
 
     let jobs: Vec<JobEnvelope> = ["hv01", "hv02", "hv03", "hv01", "hv02", "hv03"]
@@ -501,28 +509,16 @@ async fn bad_credentials_fail_fast_and_an_unreachable_host_delays_only_its_own_j
         })
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !jobs[..2]
-        .iter()
-        .chain(&jobs[3..5])
-        .all(|j| done(&by_job, j))
-    {
-        let (_, ev) = tokio::time::timeout_at(deadline, stream.next())
-            .await
-            .expect("hv01 and hv02 jobs ended in time")
-            .expect("stream open");
-        if let Some(id) = ev.job_id {
-            by_job.entry(id).or_default().push(ev.body);
-        }
-    }
+    record_while(
+        &mut stream,
+        &mut by_job,
+        deadline,
+        "hv01 and hv02 jobs ended in time",
+        |by_job| !jobs[..2].iter().chain(&jobs[3..5]).all(|j| done(by_job, j)),
+    )
+    .await;
     for j in [&jobs[0], &jobs[3]] {
-        assert!(
-            matches!(
-                by_job[&j.job_id].last(),
-                Some(EventBody::JobSucceeded { .. })
-            ),
-            "hv01 was held up: {:?}",
-            by_job[&j.job_id]
-        );
+        assert_ended_succeeded(&by_job[&j.job_id], "hv01 was held up: ");
     }
     for j in [&jobs[1], &jobs[4]] {
         let failed = by_job[&j.job_id].iter().find_map(|e| match e {
@@ -555,15 +551,14 @@ async fn bad_credentials_fail_fast_and_an_unreachable_host_delays_only_its_own_j
         .matches("unreachable while being prepared")
         .count()
     };
-    while retry_lines(&by_job) < 2 {
-        let (_, ev) = tokio::time::timeout_at(deadline, stream.next())
-            .await
-            .expect("retries visible in time")
-            .expect("stream open");
-        if let Some(id) = ev.job_id {
-            by_job.entry(id).or_default().push(ev.body);
-        }
-    }
+    record_while(
+        &mut stream,
+        &mut by_job,
+        deadline,
+        "retries visible in time",
+        |by_job| retry_lines(by_job) < 2,
+    )
+    .await;
     let log = log_text(&by_job[&jobs[2].job_id]);
     assert!(log.contains("host hv03 is being prepared"), "{log}");
     assert!(log.contains("retrying in 1s"), "backoff grows: {log}");
@@ -571,26 +566,17 @@ async fn bad_credentials_fail_fast_and_an_unreachable_host_delays_only_its_own_j
     let listener = tokio::net::TcpListener::bind(dark).await.expect("rebind");
     tokio::spawn(forward(listener, sim_addr));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !(done(&by_job, &jobs[2]) && done(&by_job, &jobs[5])) {
-        let (_, ev) = tokio::time::timeout_at(deadline, stream.next())
-            .await
-            .expect("hv03 jobs ended after it came back")
-            .expect("stream open");
-        if let Some(id) = ev.job_id {
-            by_job.entry(id).or_default().push(ev.body);
-        }
-    }
+    record_while(
+        &mut stream,
+        &mut by_job,
+        deadline,
+        "hv03 jobs ended after it came back",
+        |by_job| !(done(by_job, &jobs[2]) && done(by_job, &jobs[5])),
+    )
+    .await;
     for j in [&jobs[2], &jobs[5]] {
-        assert!(
-            matches!(
-                by_job[&j.job_id].last(),
-                Some(EventBody::JobSucceeded { .. })
-            ),
-            "{:?}",
-            by_job[&j.job_id]
-        );
+        assert_ended_succeeded(&by_job[&j.job_id], "");
     }
     assert!(log_text(&by_job[&jobs[2].job_id]).contains("host hv03 is ready"));
-    quiet.cancel();
-    handle.await.expect("join").expect("worker stops");
+    running.stop().await;
 }

@@ -2,8 +2,8 @@
 //! recovery, broker restarts and bad input.
 
 use crate::harness::*;
-use aetherv_broker::{Broker, PublishError, Topology};
-use aetherv_core::{JobEnvelope, JobId, JobKind, Platform, Requester, Target};
+use aetherv_broker::{Broker, PublishError};
+use aetherv_core::{JobEnvelope, JobId, JobKind, Target};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -11,21 +11,38 @@ use std::time::{Duration, Instant};
 fn noop(host: &str, n: usize) -> JobEnvelope {
     let mut spec = serde_json::Map::new();
     spec.insert("n".into(), json!(n));
-    JobEnvelope {
-        v: 1,
-        job_id: JobId::new(),
-        kind: JobKind::Noop,
-        target: Target::Host(host.into()),
-        spec,
-        secrets: None,
-        requested_by: Requester {
-            platform: Platform::Amqp,
-            user_id: "e2e".into(),
-        },
-        origin: None,
-        created_at: chrono::Utc::now(),
-        approval: None,
+    job_envelope(JobKind::Noop, Target::Host(host.into()), spec, "e2e")
+}
+
+/// Publishes `rounds` rounds of one noop per host (job `n` in round `n`): the job ids per host
+/// in submission order, and all of them.
+async fn publish_rounds(
+    broker: &Broker,
+    hosts: &[String],
+    rounds: usize,
+) -> (HashMap<String, Vec<JobId>>, HashSet<JobId>) {
+    let mut order: HashMap<String, Vec<JobId>> = HashMap::new();
+    let mut ids = HashSet::new();
+    for n in 0..rounds {
+        for h in hosts {
+            let j = noop(h, n);
+            order.entry(h.clone()).or_default().push(j.job_id);
+            ids.insert(j.job_id);
+            broker.publish_job(&j).await.expect("publish");
+        }
     }
+    (order, ids)
+}
+
+fn assert_all_succeeded(events: &HashMap<JobId, Vec<aetherv_core::Event>>) {
+    let failed: Vec<_> = events.iter().filter(|(_, e)| !succeeded(e)).collect();
+    assert!(failed.is_empty(), "jobs failed: {failed:?}");
+}
+
+/// A standby is not counted by RabbitMQ on single-active-consumer queues; give it a moment
+/// (correctness does not depend on it: a late standby just subscribes later).
+async fn standby_moment() {
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 fn host_names(n: usize) -> Vec<String> {
@@ -84,32 +101,18 @@ async fn two_hundred_jobs_on_twenty_hosts_respect_the_host_slot() {
     // (CI beside a build) that overhead grows, and 300 ms latencies made the ratio flaky.
     let latency = Duration::from_millis(1000);
     let sim = start_sim(hosts.len(), latency.as_millis() as u64);
-    let broker = Broker::connect(&url, Topology::new(&prefix))
-        .await
-        .expect("broker");
+    let broker = test_broker(&url, &prefix).await;
     let w1 = start_worker(&sim.worker_config, &prefix, &url, "w1");
     let w2 = start_worker(&sim.worker_config, &prefix, &url, "w2");
-    // A standby is not counted by RabbitMQ on single-active-consumer queues; give it a moment
-    // (correctness does not depend on it: a late standby just subscribes later).
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    standby_moment().await;
     warm_up(&broker, &hosts).await;
 
     let per_host = 10;
-    let mut order: HashMap<String, Vec<JobId>> = HashMap::new();
-    let mut ids = HashSet::new();
     let start = Instant::now();
-    for n in 0..per_host {
-        for h in &hosts {
-            let j = noop(h, n);
-            order.entry(h.clone()).or_default().push(j.job_id);
-            ids.insert(j.job_id);
-            broker.publish_job(&j).await.expect("publish");
-        }
-    }
+    let (order, ids) = publish_rounds(&broker, &hosts, per_host).await;
     let events = collect_until_done(&broker, &ids, Duration::from_secs(120)).await;
     let wall = start.elapsed();
-    let failed: Vec<_> = events.iter().filter(|(_, e)| !succeeded(e)).collect();
-    assert!(failed.is_empty(), "jobs failed: {failed:?}");
+    assert_all_succeeded(&events);
     assert_slot_stats(&sim.stats(), &order);
     let ideal = latency * per_host as u32;
     let ratio = wall.as_secs_f64() / ideal.as_secs_f64();
@@ -118,9 +121,20 @@ async fn two_hundred_jobs_on_twenty_hosts_respect_the_host_slot() {
         ratio <= 1.3,
         "wall time {wall:?} is {ratio:.2}× the ideal {ideal:?}"
     );
-    broker.close().await;
-    drop((w1, w2));
-    cleanup(&url, &prefix, &hosts).await;
+    finish(&broker, (w1, w2), &url, &prefix, &hosts).await;
+}
+
+/// Starts worker `id` and waits until it consumes every host queue.
+async fn serving_worker(
+    sim: &SimProc,
+    broker: &Broker,
+    hosts: &[String],
+    (url, prefix): (&str, &str),
+    id: &str,
+) -> Proc {
+    let w = start_worker(&sim.worker_config, prefix, url, id);
+    wait_for_consumers(broker, hosts, 1).await;
+    w
 }
 
 /// Waits until every host queue has at least `consumers` consumers (workers subscribed).
@@ -141,38 +155,20 @@ async fn wait_for_consumers(broker: &Broker, hosts: &[String], consumers: u32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_worker_mid_run_loses_and_duplicates_nothing() {
-    let url = amqp_url();
-    let prefix = prefix();
     let hosts = host_names(8);
-    let sim = start_sim(hosts.len(), 250);
-    let broker = Broker::connect(&url, Topology::new(&prefix))
-        .await
-        .expect("broker");
-    let mut w1 = start_worker(&sim.worker_config, &prefix, &url, "w1");
-    wait_for_consumers(&broker, &hosts, 1).await;
+    let (url, prefix, sim, broker) = e2e(hosts.len(), 250).await;
+    let mut w1 = serving_worker(&sim, &broker, &hosts, (&url, &prefix), "w1").await;
     warm_up(&broker, &hosts).await;
     // The second worker subscribes after the first owns every queue: it is the standby.
     let w2 = start_worker(&sim.worker_config, &prefix, &url, "w2");
-    // A standby is not counted by RabbitMQ on single-active-consumer queues; give it a moment
-    // (correctness does not depend on it: a late standby just subscribes later).
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    standby_moment().await;
 
-    let mut order: HashMap<String, Vec<JobId>> = HashMap::new();
-    let mut ids = HashSet::new();
-    for n in 0..8 {
-        for h in &hosts {
-            let j = noop(h, n);
-            order.entry(h.clone()).or_default().push(j.job_id);
-            ids.insert(j.job_id);
-            broker.publish_job(&j).await.expect("publish");
-        }
-    }
+    let (order, ids) = publish_rounds(&broker, &hosts, 8).await;
     // Kill the active worker while operations are in flight on every host.
     tokio::time::sleep(Duration::from_millis(900)).await;
     w1.kill9();
     let events = collect_until_done(&broker, &ids, Duration::from_secs(120)).await;
-    let failed: Vec<_> = events.iter().filter(|(_, e)| !succeeded(e)).collect();
-    assert!(failed.is_empty(), "jobs failed: {failed:?}");
+    assert_all_succeeded(&events);
     let resumed = events
         .values()
         .filter(|evs| evs.iter().any(|e| e.type_name() == "job.resumed"))
@@ -182,9 +178,7 @@ async fn killing_a_worker_mid_run_loses_and_duplicates_nothing() {
         "no job was redelivered; the kill came too late to test anything"
     );
     assert_slot_stats(&sim.stats(), &order);
-    broker.close().await;
-    drop((w1, w2));
-    cleanup(&url, &prefix, &hosts).await;
+    finish(&broker, (w1, w2), &url, &prefix, &hosts).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,33 +188,19 @@ async fn rabbitmq_restart_mid_run_loses_no_job() {
     let prefix = prefix();
     let hosts = host_names(6);
     let sim = start_sim(hosts.len(), 150);
-    let broker = Broker::connect(&url, Topology::new(&prefix))
-        .await
-        .expect("broker");
+    let broker = test_broker(&url, &prefix).await;
     let w1 = start_worker(&sim.worker_config, &prefix, &url, "w1");
     let w2 = start_worker(&sim.worker_config, &prefix, &url, "w2");
-    // A standby is not counted by RabbitMQ on single-active-consumer queues; give it a moment
-    // (correctness does not depend on it: a late standby just subscribes later).
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    standby_moment().await;
     warm_up(&broker, &hosts).await;
 
-    let mut order: HashMap<String, Vec<JobId>> = HashMap::new();
-    let mut ids = HashSet::new();
-    for n in 0..10 {
-        for h in &hosts {
-            let j = noop(h, n);
-            order.entry(h.clone()).or_default().push(j.job_id);
-            ids.insert(j.job_id);
-            broker.publish_job(&j).await.expect("publish");
-        }
-    }
+    let (order, ids) = publish_rounds(&broker, &hosts, 10).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     rabbit.stop();
     tokio::time::sleep(Duration::from_secs(2)).await;
     rabbit.restart();
     let events = collect_until_done(&broker, &ids, Duration::from_secs(180)).await;
-    let failed: Vec<_> = events.iter().filter(|(_, e)| !succeeded(e)).collect();
-    assert!(failed.is_empty(), "jobs failed: {failed:?}");
+    assert_all_succeeded(&events);
     assert_slot_stats(&sim.stats(), &order);
     broker.close().await;
     drop((w1, w2));
@@ -228,15 +208,9 @@ async fn rabbitmq_restart_mid_run_loses_no_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_messages_are_dead_lettered_with_reasons_and_nothing_stops() {
-    let url = amqp_url();
-    let prefix = prefix();
     let hosts = host_names(2);
-    let sim = start_sim(hosts.len(), 0);
-    let broker = Broker::connect(&url, Topology::new(&prefix))
-        .await
-        .expect("broker");
-    let w = start_worker(&sim.worker_config, &prefix, &url, "w1");
-    wait_for_consumers(&broker, &hosts, 1).await;
+    let (url, prefix, sim, broker) = e2e(hosts.len(), 0).await;
+    let w = serving_worker(&sim, &broker, &hosts, (&url, &prefix), "w1").await;
 
     broker
         .publish_raw("hv01", b"this is not json".to_vec())
@@ -280,9 +254,7 @@ async fn bad_messages_are_dead_lettered_with_reasons_and_nothing_stops() {
         .as_deref()
         .unwrap_or("")
         .contains("unsupported contract version 2"));
-    broker.close().await;
-    drop(w);
-    cleanup(&url, &prefix, &hosts).await;
+    finish(&broker, w, &url, &prefix, &hosts).await;
 }
 
 #[test]
@@ -338,15 +310,9 @@ fn submit_follow_runs_a_job_and_reports_unknown_hosts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_the_running_job_and_leaves_the_rest_queued() {
-    let url = amqp_url();
-    let prefix = prefix();
     let hosts = host_names(1);
-    let sim = start_sim(1, 1500);
-    let broker = Broker::connect(&url, Topology::new(&prefix))
-        .await
-        .expect("broker");
-    let mut w1 = start_worker(&sim.worker_config, &prefix, &url, "w1");
-    wait_for_consumers(&broker, &hosts, 1).await;
+    let (url, prefix, sim, broker) = e2e(1, 1500).await;
+    let mut w1 = serving_worker(&sim, &broker, &hosts, (&url, &prefix), "w1").await;
     let (first, second) = (noop("hv01", 1), noop("hv01", 2));
     broker.publish_job(&first).await.expect("publish");
     broker.publish_job(&second).await.expect("publish");
@@ -383,9 +349,7 @@ async fn sigterm_finishes_the_running_job_and_leaves_the_rest_queued() {
     let ids: HashSet<JobId> = [second.job_id].into();
     let events = collect_until_done(&broker, &ids, Duration::from_secs(30)).await;
     assert!(succeeded(&events[&second.job_id]));
-    broker.close().await;
-    drop(w2);
-    cleanup(&url, &prefix, &hosts).await;
+    finish(&broker, w2, &url, &prefix, &hosts).await;
 }
 
 fn vm_create(target: Target, name: &str, gb: u64) -> JobEnvelope {
@@ -417,15 +381,9 @@ fn vm_names(sim: &SimProc, host: &str) -> Vec<String> {
 /// the worker places the job on the connected member with the most free memory that fits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_jobs_are_placed_on_the_member_with_the_most_free_memory() {
-    let url = amqp_url();
-    let prefix = prefix();
     let hosts = host_names(3);
-    let sim = start_sim(hosts.len(), 0);
-    let broker = Broker::connect(&url, Topology::new(&prefix))
-        .await
-        .expect("broker");
-    let worker = start_worker(&sim.worker_config, &prefix, &url, "w-place");
-    wait_for_consumers(&broker, &hosts, 1).await;
+    let (url, prefix, sim, broker) = e2e(hosts.len(), 0).await;
+    let worker = serving_worker(&sim, &broker, &hosts, (&url, &prefix), "w-place").await;
     // Fill the members unevenly (256 GB each): free 56 / 156 / 106 GB.
     let fill: Vec<JobEnvelope> = [("hv01", 200), ("hv02", 100), ("hv03", 150)]
         .iter()

@@ -5,6 +5,7 @@ mod bot;
 mod deploy;
 mod harness;
 mod hosts;
+mod inproc;
 mod jobs;
 mod peers;
 mod slack;

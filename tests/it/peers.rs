@@ -2,7 +2,6 @@
 //! that knows only `schemas/json/` publishes a job the worker runs.
 
 use crate::harness::*;
-use aetherv_broker::{Broker, Topology};
 use aetherv_core::{AgentResult, JobId};
 use std::collections::HashSet;
 use std::process::Command;
@@ -77,13 +76,8 @@ fn pywinrm_runs_the_agent_command_against_the_sim() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pika_producer_using_only_the_json_schemas_gets_its_job_run() {
-    let url = amqp_url();
-    let prefix = prefix();
     let hosts = vec!["hv01".to_string()];
-    let sim = start_sim(1, 0);
-    let broker = Broker::connect(&url, Topology::new(&prefix))
-        .await
-        .expect("broker");
+    let (url, prefix, sim, broker) = e2e(1, 0).await;
     let w = start_worker(&sim.worker_config, &prefix, &url, "w1");
     let mut job_id = None;
     for _ in 0..100 {

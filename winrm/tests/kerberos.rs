@@ -15,12 +15,11 @@
 #![expect(clippy::unwrap_used, reason = "tests unwrap known-good fixtures")]
 
 use std::future::Future;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,24 +27,24 @@ use aetherv_winrm::{
     kerberos, Auth, ClientConfig, KerberosSecret, OutputLine, RunOptions, WinrmClient, WinrmError,
 };
 
+#[path = "support/mod.rs"]
+mod support;
+use support::{
+    assert_emits, cat, peer_command, peer_stats, python, run_lines, spawn_peer, Process,
+};
+
 const REALM: &str = "AETHERV.TEST";
 const ALICE_PASSWORD: &str = "al1ce-Kerb-Pa55!";
 const WRONG_PASSWORD: &str = "n0t-alices-Pa55";
 
-/// A throwaway MIT realm with a running KDC; the KDC is killed (by its pid) when dropped.
+/// A throwaway MIT realm with a running KDC; the KDC is killed (by its pid) when dropped,
+/// before its directory is removed.
 struct Realm {
+    _kdc: Process,
     dir: tempfile::TempDir,
-    kdc: Child,
     krb5_conf: PathBuf,
     client_keytab: PathBuf,
     service_keytab: PathBuf,
-}
-
-impl Drop for Realm {
-    fn drop(&mut self) {
-        let _ = self.kdc.kill();
-        let _ = self.kdc.wait();
-    }
 }
 
 /// An MIT tool from PATH or /usr/sbin, or a loud failure naming the package.
@@ -163,8 +162,8 @@ impl Realm {
             std::thread::sleep(Duration::from_millis(50));
         }
         Realm {
+            _kdc: Process(kdc),
             dir,
-            kdc,
             krb5_conf,
             client_keytab,
             service_keytab,
@@ -172,59 +171,29 @@ impl Realm {
     }
 }
 
-/// The Kerberos WinRM peer; killed (by its pid) when dropped.
+/// The Kerberos WinRM peer; killed when dropped.
 struct Peer {
-    child: Child,
+    _child: Process,
     port: u16,
 }
 
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn python() -> PathBuf {
-    let python = std::env::var_os("AETHERV_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"));
-    assert!(
-        python.exists(),
-        "the kerberos peer needs a python with pyspnego and gssapi at {} (python3 -m venv .venv \
-         && .venv/bin/pip install -r tests/peers/requirements.txt, or set AETHERV_PYTHON)",
-        python.display()
-    );
-    python
-}
-
 fn start_peer(realm: &Realm) -> Peer {
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/ntlm_winrm_peer.py");
-    let mut child = Command::new(python())
-        .arg(script)
-        .arg("--kerberos")
+    let mut cmd = peer_command(python(
+        "kerberos peer needs a python with pyspnego and gssapi",
+    ));
+    cmd.arg("--kerberos")
         .env("KRB5_CONFIG", &realm.krb5_conf)
         .env(
             "KRB5_KTNAME",
             format!("FILE:{}", realm.service_keytab.display()),
         )
         .env("KRB5CCNAME", "MEMORY:peer")
-        .env_remove("KRB5_CLIENT_KTNAME")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .strip_prefix("LISTENING ")
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("kerberos peer did not start: {line:?}"));
-    Peer { child, port }
+        .env_remove("KRB5_CLIENT_KTNAME");
+    let (child, port) = spawn_peer(cmd, "kerberos peer");
+    Peer {
+        _child: child,
+        port,
+    }
 }
 
 /// What the peer counted.
@@ -261,13 +230,7 @@ impl Peer {
     }
 
     fn stats(&self) -> Stats {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.write_all(b"GET /peer/stats HTTP/1.1\r\nHost: peer\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        let body = text.split("\r\n\r\n").nth(1).unwrap();
-        let v: Vec<&str> = body.split_whitespace().collect();
+        let v = peer_stats(self.port);
         let n = |i: usize| v[i].parse::<u64>().unwrap();
         Stats {
             sealed: n(0),
@@ -275,7 +238,7 @@ impl Peer {
             auth_failures: n(2),
             open_shells: n(3),
             authentications: n(4),
-            client: v[6].to_owned(),
+            client: v[6].clone(),
         }
     }
 }
@@ -286,13 +249,7 @@ impl Peer {
 async fn password_authenticates_and_round_trips_are_sealed(realm: &Realm) {
     let peer = start_peer(realm);
     let client = peer.alice(ALICE_PASSWORD);
-    let out = client
-        .run_collect("emit", &["30".into()], RunOptions::default())
-        .await
-        .unwrap();
-    assert_eq!(out.exit_code, 0);
-    let expected: String = (1..=30).map(|i| format!("line {i}\n")).collect();
-    assert_eq!(out.stdout, expected);
+    assert_emits(&client, 30).await;
     // Create, Command, 6 Receives (30 lines in chunks of 7, then Done), Signal, Delete: all
     // sealed (the peer refuses plain bodies with 400), over one connection authenticated once.
     assert_eq!(
@@ -312,17 +269,7 @@ async fn stdin_is_sent_sealed_and_a_failing_command_reports_its_exit_code(realm:
     let peer = start_peer(realm);
     let client = peer.alice(ALICE_PASSWORD);
     let stdin = "erste Zeile äöü\r\nsecond line\r\n".repeat(40);
-    let out = client
-        .run_collect(
-            "cat",
-            &[],
-            RunOptions {
-                stdin: Some(stdin.clone().into_bytes()),
-                ..RunOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+    let out = cat(&client, &stdin).await;
     assert_eq!(out.exit_code, 0);
     assert_eq!(out.stdout, stdin.replace("\r\n", "\n"));
     let out = client
@@ -365,15 +312,9 @@ async fn a_401_on_an_authenticated_connection_reauthenticates(realm: &Realm) {
     let peer = start_peer(realm);
     let client = peer.alice(ALICE_PASSWORD);
     let mut shell = client.open_shell().await.unwrap();
-    let mut lines = Vec::new();
     // The peer drops the connection's context after this command: the Signal that follows
     // gets a 401 and the client must establish a new context on the same connection.
-    let status = shell
-        .run("forget-auth", &[], RunOptions::default(), &mut |l| {
-            lines.push(l)
-        })
-        .await
-        .unwrap();
+    let (status, lines) = run_lines(&mut shell, "forget-auth", &[]).await;
     assert!(status.success());
     assert_eq!(lines, vec![OutputLine::Stdout("hello from peer".into())]);
     shell.close().await.unwrap();

@@ -2,10 +2,10 @@
 //! single active consumer across connections, and a throughput smoke test.
 
 use crate::support::{
-    amqp, amqp_url, amqp_with, cleanup, event, force_close_connection, job, next_job, next_within,
-    rabbitmqctl, unique_topology,
+    ack_next, amqp, amqp_url, amqp_with, cleanup, event, force_close_connection, job, next_event,
+    next_job, next_within, rabbitmqctl, unique_topology,
 };
-use aetherv_broker::{Broker, BrokerError, StreamOffset};
+use aetherv_broker::{Broker, BrokerError, EventStream, JobConsumer, StreamOffset};
 use std::time::{Duration, Instant};
 
 fn amqp_broker(b: &Broker) -> &aetherv_broker::AmqpBroker {
@@ -128,12 +128,7 @@ async fn survives_a_server_side_connection_close() {
     let in_hand = next_job(&mut c).await;
     assert_eq!(in_hand.envelope, j1);
 
-    b.publish_event(&event(0)).await.unwrap();
-    let mut s = b.replay_events(StreamOffset::First).await.unwrap();
-    let (o0, _) = tokio::time::timeout(Duration::from_secs(10), s.next())
-        .await
-        .unwrap()
-        .unwrap();
+    let (mut s, o0) = replay_after_one_event(&b).await;
 
     force_close_connection(a.connection_name());
 
@@ -151,17 +146,12 @@ async fn survives_a_server_side_connection_close() {
     // Publishing works again, the host queue is still bound, and FIFO continues.
     b.publish_job(&j2).await.unwrap();
     again.ack().await.unwrap();
-    let d2 = next_job(&mut c).await;
-    assert_eq!(d2.envelope, j2);
-    d2.ack().await.unwrap();
+    ack_next(&mut c, &j2).await;
 
     // The event stream resumes after the last offset it handed out, without duplicates.
     let e1 = event(1);
     b.publish_event(&e1).await.unwrap();
-    let (o1, got) = tokio::time::timeout(Duration::from_secs(10), s.next())
-        .await
-        .unwrap()
-        .unwrap();
+    let (o1, got) = next_event(&mut s).await;
     assert_eq!(got, e1);
     assert_eq!(o1, o0 + 1);
 
@@ -172,11 +162,26 @@ async fn survives_a_server_side_connection_close() {
     cleanup(&b).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publishing_through_a_connection_loss_loses_nothing() {
+/// Publishes one event and replays the stream from its start past it: (the stream, the event's
+/// offset).
+async fn replay_after_one_event(b: &Broker) -> (EventStream, u64) {
+    b.publish_event(&event(0)).await.unwrap();
+    let mut s = b.replay_events(StreamOffset::First).await.unwrap();
+    let (o0, _) = next_event(&mut s).await;
+    (s, o0)
+}
+
+/// A fresh RabbitMQ broker with hv01 declared and `worker` consuming it.
+async fn consuming_hv01(worker: &str) -> (Broker, JobConsumer) {
     let b = amqp().await;
     b.declare_host("hv01").await.unwrap();
-    let mut c = b.consume_jobs("hv01", "w1").await.unwrap();
+    let c = b.consume_jobs("hv01", worker).await.unwrap();
+    (b, c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_through_a_connection_loss_loses_nothing() {
+    let (b, mut c) = consuming_hv01("w1").await;
     let jobs: Vec<_> = (0..200).map(|_| job("hv01")).collect();
     let expected: std::collections::HashSet<_> = jobs.iter().map(|j| j.job_id).collect();
     let publisher = {
@@ -222,20 +227,13 @@ async fn survives_a_broker_restart() {
     let restart = std::env::var("AETHERV_CHAOS_RESTART").unwrap_or_else(|_| {
         panic!("set AETHERV_CHAOS_RESTART to a command restarting the broker at AETHERV_AMQP_URL")
     });
-    let b = amqp().await;
-    b.declare_host("hv01").await.unwrap();
-    let mut c = b.consume_jobs("hv01", "w1").await.unwrap();
+    let (b, mut c) = consuming_hv01("w1").await;
     let (j1, j2, j3) = (job("hv01"), job("hv01"), job("hv01"));
     b.publish_job(&j1).await.unwrap();
     b.publish_job(&j2).await.unwrap();
     let in_hand = next_job(&mut c).await;
     assert_eq!(in_hand.envelope, j1);
-    b.publish_event(&event(0)).await.unwrap();
-    let mut s = b.replay_events(StreamOffset::First).await.unwrap();
-    let (o0, _) = tokio::time::timeout(Duration::from_secs(10), s.next())
-        .await
-        .unwrap()
-        .unwrap();
+    let (mut s, o0) = replay_after_one_event(&b).await;
 
     let status = tokio::task::spawn_blocking(move || {
         std::process::Command::new("sh")
@@ -255,19 +253,13 @@ async fn survives_a_broker_restart() {
     assert!(again.redelivered);
     assert!(in_hand.ack().await.is_err());
     again.ack().await.unwrap();
-    let d2 = next_job(&mut c).await;
-    assert_eq!(d2.envelope, j2, "queued jobs survive the restart");
-    d2.ack().await.unwrap();
+    // Queued jobs survive the restart.
+    ack_next(&mut c, &j2).await;
     b.publish_job(&j3).await.unwrap();
-    let d3 = next_job(&mut c).await;
-    assert_eq!(d3.envelope, j3);
-    d3.ack().await.unwrap();
+    ack_next(&mut c, &j3).await;
     let e1 = event(1);
     b.publish_event(&e1).await.unwrap();
-    let (o1, got) = tokio::time::timeout(Duration::from_secs(10), s.next())
-        .await
-        .unwrap()
-        .unwrap();
+    let (o1, got) = next_event(&mut s).await;
     assert_eq!((o1, got), (o0 + 1, e1));
     cleanup(&b).await;
 }
@@ -411,9 +403,7 @@ async fn throughput_smoke() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_to_deliver_latency() {
-    let b = amqp().await;
-    b.declare_host("hv01").await.unwrap();
-    let mut c = b.consume_jobs("hv01", "w").await.unwrap();
+    let (b, mut c) = consuming_hv01("w").await;
     // Deliveries are timed from the start of the publish; the confirm is awaited concurrently,
     // as a producer does not wait for its own confirm before the worker may start.
     let mut deliver = Vec::new();

@@ -2,7 +2,7 @@
 //! (see the `contract_suite!` invocation in `main.rs`). Each gets a fresh broker on a unique
 //! topology.
 
-use crate::support::{event, job, next_job, next_within};
+use crate::support::{ack_next, event, job, next_job, next_within, two_jobs_queued};
 use aetherv_broker::{Broker, BrokerError, PublishError, StreamOffset};
 use aetherv_core::Target;
 use std::time::Duration;
@@ -227,11 +227,7 @@ pub async fn queue_depth_counts_waiting_jobs(b: Broker) {
 }
 
 pub async fn requeue_redelivers_at_the_head(b: Broker) {
-    b.declare_host("hv01").await.unwrap();
-    let (j1, j2) = (job("hv01"), job("hv01"));
-    b.publish_job(&j1).await.unwrap();
-    b.publish_job(&j2).await.unwrap();
-    let mut c = b.consume_jobs("hv01", "w1").await.unwrap();
+    let (j1, j2, mut c) = two_jobs_queued(&b).await;
     let d = next_job(&mut c).await;
     assert_eq!(d.envelope, j1);
     d.requeue().await.unwrap();
@@ -240,9 +236,7 @@ pub async fn requeue_redelivers_at_the_head(b: Broker) {
     assert!(d.redelivered);
     assert_eq!(d.delivery_count, 1);
     d.ack().await.unwrap();
-    let d = next_job(&mut c).await;
-    assert_eq!(d.envelope, j2);
-    d.ack().await.unwrap();
+    ack_next(&mut c, &j2).await;
 }
 
 pub async fn delivery_limit_dead_letters(b: Broker) {
@@ -272,11 +266,7 @@ pub async fn delivery_limit_dead_letters(b: Broker) {
 }
 
 pub async fn worker_dead_letters_with_its_reason(b: Broker) {
-    b.declare_host("hv01").await.unwrap();
-    let (j1, j2) = (job("hv01"), job("hv01"));
-    b.publish_job(&j1).await.unwrap();
-    b.publish_job(&j2).await.unwrap();
-    let mut c = b.consume_jobs("hv01", "w1").await.unwrap();
+    let (j1, j2, mut c) = two_jobs_queued(&b).await;
     next_job(&mut c)
         .await
         .dead_letter("agent_failed", "step vm.create failed")

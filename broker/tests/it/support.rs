@@ -1,7 +1,7 @@
 //! Test support: broker factories (a fresh, uniquely prefixed topology per test), fixtures, and
 //! `rabbitmqctl` helpers for the AMQP-only tests.
 
-use aetherv_broker::{Broker, JobConsumer, JobDelivery, Topology};
+use aetherv_broker::{Broker, EventStream, JobConsumer, JobDelivery, Topology};
 use aetherv_core::{Event, EventBody, JobEnvelope, JobId, JobKind, Platform, Requester, Target};
 use std::time::Duration;
 
@@ -110,6 +110,31 @@ pub async fn next_job(c: &mut JobConsumer) -> JobDelivery {
         Ok(None) => panic!("consumer ended unexpectedly"),
         Err(_) => panic!("no delivery within 10 s"),
     }
+}
+
+/// Declares hv01, publishes two noop jobs to it and starts consuming as `w1`.
+pub async fn two_jobs_queued(b: &Broker) -> (JobEnvelope, JobEnvelope, JobConsumer) {
+    b.declare_host("hv01").await.expect("declare hv01");
+    let (j1, j2) = (job("hv01"), job("hv01"));
+    b.publish_job(&j1).await.expect("publish j1");
+    b.publish_job(&j2).await.expect("publish j2");
+    let c = b.consume_jobs("hv01", "w1").await.expect("consume");
+    (j1, j2, c)
+}
+
+/// The next delivery, which must be `expected`; acks it.
+pub async fn ack_next(c: &mut JobConsumer, expected: &JobEnvelope) {
+    let d = next_job(c).await;
+    assert_eq!(d.envelope, *expected);
+    d.ack().await.expect("ack");
+}
+
+/// The next event of `s` with its offset, failing the test after 10 s.
+pub async fn next_event(s: &mut EventStream) -> (u64, Event) {
+    tokio::time::timeout(Duration::from_secs(10), s.next())
+        .await
+        .expect("an event within 10 s")
+        .expect("the stream ended")
 }
 
 /// Runs `rabbitmqctl` and returns stdout; panics with the error on failure.

@@ -1,46 +1,33 @@
 //! The workspace's own WinRM client (`aetherv-winrm`, what the worker uses) against the
 //! simulator: the agent call, PowerShell errors, deadlines, wrong credentials and HTTPS.
 
-use crate::common::{start, start_tls};
-use aetherv_core::contract::command::{agent_arguments, DEFAULT_INSTALL_DIR, POWERSHELL_EXE};
+use crate::common::{agent_request, own_client, run_agent_with, start, start_tls};
+use aetherv_core::contract::command::POWERSHELL_EXE;
 use aetherv_core::{AgentOperation, AgentRequest, AgentResult};
 use aetherv_sim::config::{DEFAULT_PASSWORD, DEFAULT_USERNAME};
 use aetherv_sim::SimConfig;
-use aetherv_winrm::{Auth, ClientConfig, RunOptions, WinrmClient, WinrmError};
+use aetherv_winrm::{Auth, RunOptions, WinrmClient, WinrmError};
 use serde_json::json;
 use std::time::Duration;
 
 fn client(endpoint: String, password: &str, ca: Option<&str>) -> WinrmClient {
-    let mut cfg = ClientConfig::new(
-        endpoint,
-        Auth::Basic {
-            username: DEFAULT_USERNAME.into(),
-            password: password.into(),
-        },
-    );
-    cfg.tls.ca_pem = ca.map(|c| c.as_bytes().to_vec());
-    WinrmClient::new(cfg).expect("client")
+    let auth = Auth::Basic {
+        username: DEFAULT_USERNAME.into(),
+        password: password.into(),
+    };
+    own_client(endpoint, auth, ca)
 }
 
 fn request(spec: serde_json::Value, cid: &str) -> AgentRequest {
-    let serde_json::Value::Object(spec) = spec else {
-        panic!("object")
-    };
-    AgentRequest::new(AgentOperation::Noop, spec, cid)
+    agent_request(AgentOperation::Noop, spec, cid)
 }
 
 #[tokio::test]
 async fn worker_client_runs_the_agent_and_sees_powershell_errors() {
     let r = start(SimConfig::with_hosts(1).latency(Duration::from_millis(20))).await;
-    let c = client(
-        format!("http://{}/hv01/wsman", r.addr),
-        DEFAULT_PASSWORD,
-        None,
-    );
+    let c = client(r.wsman_url("hv01"), DEFAULT_PASSWORD, None);
     let job = uuid::Uuid::new_v4().to_string();
-    let args = agent_arguments(&request(json!({"x": 1}), &job), DEFAULT_INSTALL_DIR);
-    let out = c
-        .run_collect(POWERSHELL_EXE, &args, RunOptions::default())
+    let out = run_agent_with(&c, &request(json!({"x": 1}), &job), RunOptions::default())
         .await
         .expect("run");
     assert_eq!(out.exit_code, 0, "{out:?}");
@@ -70,21 +57,12 @@ async fn worker_client_runs_the_agent_and_sees_powershell_errors() {
 #[tokio::test]
 async fn worker_client_deadline_terminates_and_closes_the_shell() {
     let r = start(SimConfig::with_hosts(1)).await;
-    let c = client(
-        format!("http://{}/hv01/wsman", r.addr),
-        DEFAULT_PASSWORD,
-        None,
-    );
-    let args = agent_arguments(
-        &request(json!({"sleep_ms": 3000}), "slow"),
-        DEFAULT_INSTALL_DIR,
-    );
+    let c = client(r.wsman_url("hv01"), DEFAULT_PASSWORD, None);
     let opts = RunOptions {
         deadline: Some(Duration::from_millis(400)),
         ..RunOptions::default()
     };
-    let err = c
-        .run_collect(POWERSHELL_EXE, &args, opts)
+    let err = run_agent_with(&c, &request(json!({"sleep_ms": 3000}), "slow"), opts)
         .await
         .expect_err("times out");
     assert!(matches!(err, WinrmError::Timeout), "{err:?}");
@@ -94,7 +72,7 @@ async fn worker_client_deadline_terminates_and_closes_the_shell() {
 #[tokio::test]
 async fn worker_client_reports_wrong_credentials() {
     let r = start(SimConfig::with_hosts(1)).await;
-    let c = client(format!("http://{}/hv01/wsman", r.addr), "wrong", None);
+    let c = client(r.wsman_url("hv01"), "wrong", None);
     let err = c
         .run_collect("hostname", &[], RunOptions::default())
         .await
@@ -106,14 +84,8 @@ async fn worker_client_reports_wrong_credentials() {
 async fn worker_client_over_https_trusting_the_sim_ca() {
     let r = start_tls(SimConfig::with_hosts(1)).await;
     let ca = r.tls.as_ref().expect("tls").ca_pem().to_string();
-    let c = client(
-        format!("https://localhost:{}/hv01/wsman", r.addr.port()),
-        DEFAULT_PASSWORD,
-        Some(&ca),
-    );
-    let args = agent_arguments(&request(json!({}), "tls"), DEFAULT_INSTALL_DIR);
-    let out = c
-        .run_collect(POWERSHELL_EXE, &args, RunOptions::default())
+    let c = client(r.wsman_url("hv01"), DEFAULT_PASSWORD, Some(&ca));
+    let out = run_agent_with(&c, &request(json!({}), "tls"), RunOptions::default())
         .await
         .expect("run");
     assert_eq!(out.exit_code, 0, "{out:?}");
@@ -141,9 +113,7 @@ async fn many_hosts_in_parallel_one_job_at_a_time_each() {
             let mut ids = Vec::new();
             for _ in 0..jobs_per_host {
                 let job = uuid::Uuid::new_v4().to_string();
-                let args = agent_arguments(&request(json!({}), &job), DEFAULT_INSTALL_DIR);
-                let out = c
-                    .run_collect(POWERSHELL_EXE, &args, RunOptions::default())
+                let out = run_agent_with(&c, &request(json!({}), &job), RunOptions::default())
                     .await
                     .expect("run");
                 assert_eq!(out.exit_code, 0);

@@ -1,7 +1,12 @@
 //! Shared helpers: running a simulator on a free port, a minimal HTTP(S) client and a raw
 //! WinRS client that builds SOAP by hand.
 
+use aetherv_core::contract::command::{
+    agent_arguments, agent_command_line, DEFAULT_INSTALL_DIR, POWERSHELL_EXE,
+};
+use aetherv_core::{AgentOperation, AgentRequest, AgentResult};
 use aetherv_sim::{SelfSignedTls, Sim, SimConfig};
+use aetherv_winrm::{Auth, ClientConfig, CommandOutput, RunOptions, WinrmClient, WinrmError};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use bytes::Bytes;
@@ -9,11 +14,116 @@ use http_body_util::{BodyExt, Full};
 use hyper::{HeaderMap, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 
 pub const NS: &str = r#"xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing" xmlns:w="http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd" xmlns:rsp="http://schemas.microsoft.com/wbem/wsman/1/windows/shell""#;
+
+/// An agent request for `op` with `spec`, which must be a JSON object.
+pub fn agent_request(op: AgentOperation, spec: serde_json::Value, job: &str) -> AgentRequest {
+    let serde_json::Value::Object(spec) = spec else {
+        panic!("object")
+    };
+    AgentRequest::new(op, spec, job)
+}
+
+/// The whole command line of an agent noop with an empty spec for `job`.
+pub fn noop_line(job: &str) -> String {
+    agent_command_line(
+        &AgentRequest::new(AgentOperation::Noop, Default::default(), job),
+        DEFAULT_INSTALL_DIR,
+    )
+}
+
+/// The workspace's own WinRM client for `endpoint`, trusting `ca` when given.
+pub fn own_client(endpoint: String, auth: Auth, ca: Option<&str>) -> WinrmClient {
+    let mut cfg = ClientConfig::new(endpoint, auth);
+    cfg.tls.ca_pem = ca.map(|c| c.as_bytes().to_vec());
+    WinrmClient::new(cfg).expect("client")
+}
+
+/// Runs the agent with `req` as PowerShell arguments through the workspace's own client.
+pub async fn run_agent_with(
+    c: &WinrmClient,
+    req: &AgentRequest,
+    opts: RunOptions,
+) -> Result<CommandOutput, WinrmError> {
+    c.run_collect(
+        POWERSHELL_EXE,
+        &agent_arguments(req, DEFAULT_INSTALL_DIR),
+        opts,
+    )
+    .await
+}
+
+/// The python with pywinrm and pyspnego: `$AETHERV_PYTHON` or the workspace venv; fails loudly
+/// when it is missing.
+pub fn python() -> PathBuf {
+    let p = std::env::var_os("AETHERV_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"));
+    assert!(
+        p.exists(),
+        "python with pywinrm not found at {} (set AETHERV_PYTHON)",
+        p.display()
+    );
+    p
+}
+
+/// The agent's result from one `run` of a python script (`{code, stdout, …}`), which must have
+/// exited 0.
+pub fn python_agent_result(run: &serde_json::Value) -> AgentResult {
+    assert_eq!(run["code"], 0, "{run}");
+    AgentResult::from_output(run["stdout"].as_str().expect("stdout")).expect("result")
+}
+
+/// What every script of `run_python` starts with: the imports, `run` (one command in a fresh
+/// shell of a `winrm.Protocol`), the `out` dict, `attempt`
+/// and `wrong_password`.
+const PY_PRELUDE: &str = r#"
+import json, sys, winrm
+
+def run(p, command, args=()):
+    shell = p.open_shell()
+    cmd = p.run_command(shell, command, list(args))
+    so, se, code = p.get_command_output(shell, cmd)
+    p.cleanup_command(shell, cmd)
+    p.close_shell(shell)
+    return {'code': code, 'stdout': so.decode(), 'stderr': se.decode()}
+
+out = {}
+
+def attempt(key, call, error, verdict):
+    # out[key] is 'accepted', or `verdict: <message>` when call() raised `error`.
+    try:
+        call()
+        out[key] = 'accepted'
+    except error as e:
+        out[key] = verdict + ': ' + str(e)
+
+def wrong_password(call):
+    attempt('wrong_password', call, winrm.exceptions.InvalidCredentialsError, 'rejected')
+"#;
+
+/// Runs `python -c <PY_PRELUDE><script>` with `args`, which must succeed; the script fills `out`,
+/// which is printed as JSON at its end and returned.
+pub async fn run_python(script: &str, args: &[&str]) -> serde_json::Value {
+    let output = tokio::process::Command::new(python())
+        .arg("-c")
+        .arg(format!("{PY_PRELUDE}{script}\nprint(json.dumps(out))\n"))
+        .args(args)
+        .output()
+        .await
+        .expect("python runs");
+    assert!(
+        output.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("json")
+}
 
 /// A running simulator; stops when dropped.
 pub struct Running {
@@ -127,6 +237,15 @@ impl Running {
                 let stream = connector.connect(name, tcp).await.expect("tls connect");
                 send_on(stream, req).await
             }
+        }
+    }
+
+    /// The WinRM endpoint of `host`: `http://<addr>/<host>/wsman`, or
+    /// `https://localhost:<port>/<host>/wsman` (the name the certificate is for) with TLS.
+    pub fn wsman_url(&self, host: &str) -> String {
+        match self.tls {
+            None => format!("http://{}/{host}/wsman", self.addr),
+            Some(_) => format!("https://localhost:{}/{host}/wsman", self.addr.port()),
         }
     }
 
@@ -290,6 +409,22 @@ impl Winrs<'_> {
             "",
         );
         self.post(xml).await
+    }
+
+    /// Starts the agent with `req` as PowerShell arguments in `shell`; returns the command id.
+    pub async fn agent_command(&self, shell: &str, req: &AgentRequest) -> String {
+        self.command(
+            shell,
+            POWERSHELL_EXE,
+            &agent_arguments(req, DEFAULT_INSTALL_DIR),
+        )
+        .await
+    }
+
+    /// Runs the agent with `req` as PowerShell arguments (see `run`).
+    pub async fn run_agent(&self, req: &AgentRequest) -> Output {
+        self.run(POWERSHELL_EXE, &agent_arguments(req, DEFAULT_INSTALL_DIR))
+            .await
     }
 
     /// Create, Command, Receive until done, Signal, Delete.

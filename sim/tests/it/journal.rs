@@ -14,6 +14,21 @@ pub fn req(op: AgentOperation, spec: Value, job: &str, key: Option<&str>) -> Age
     r
 }
 
+/// A keyed `vm.create` of `web01` on hv01.
+async fn create_web01(sim: &Sim, job: &str, key: &str) -> aetherv_sim::AgentRun {
+    sim.run_agent(
+        "hv01",
+        req(
+            AgentOperation::VmCreate,
+            json!({"vm_name": "web01"}),
+            job,
+            Some(key),
+        ),
+    )
+    .await
+    .expect("host")
+}
+
 pub fn job() -> String {
     uuid::Uuid::new_v4().to_string()
 }
@@ -23,18 +38,8 @@ async fn keyed_repeat_returns_the_journaled_result_without_rerunning() {
     let sim = Sim::new(SimConfig::with_hosts(1));
     let j = job();
     let key = format!("{j}:vm");
-    let spec = json!({"vm_name": "web01"});
-    let a = sim
-        .run_agent(
-            "hv01",
-            req(AgentOperation::VmCreate, spec.clone(), &j, Some(&key)),
-        )
-        .await
-        .expect("host");
-    let b = sim
-        .run_agent("hv01", req(AgentOperation::VmCreate, spec, &j, Some(&key)))
-        .await
-        .expect("host");
+    let a = create_web01(&sim, &j, &key).await;
+    let b = create_web01(&sim, &j, &key).await;
     assert!(a.result.is_ok() && b.result.is_ok());
     assert_eq!(a.result.data["vm_id"], b.result.data["vm_id"]);
     assert!(b.stdout.iter().any(|l| l.contains("already executed")));
@@ -206,28 +211,12 @@ async fn failures_are_not_journaled_and_retries_are_not_duplicates() {
     sim.inject_fault("hv01", aetherv_sim::Fault::once("vm.create"));
     let j = job();
     let key = format!("{j}:vm");
-    let spec = json!({"vm_name": "web01"});
-    let first = sim
-        .run_agent(
-            "hv01",
-            req(AgentOperation::VmCreate, spec.clone(), &j, Some(&key)),
-        )
-        .await
-        .expect("host");
+    let first = create_web01(&sim, &j, &key).await;
     assert_eq!(first.result.code.as_deref(), Some("injected"));
     assert_eq!(first.exit_code, 1);
-    let retry = sim
-        .run_agent(
-            "hv01",
-            req(AgentOperation::VmCreate, spec.clone(), &j, Some(&key)),
-        )
-        .await
-        .expect("host");
+    let retry = create_web01(&sim, &j, &key).await;
     assert!(retry.result.is_ok());
-    let replay = sim
-        .run_agent("hv01", req(AgentOperation::VmCreate, spec, &j, Some(&key)))
-        .await
-        .expect("host");
+    let replay = create_web01(&sim, &j, &key).await;
     assert_eq!(replay.result.data["vm_id"], retry.result.data["vm_id"]);
     let s = &sim.stats().hosts["hv01"];
     assert_eq!(

@@ -1,6 +1,6 @@
 //! The agent-operation state machine: Hyper-V semantics without any transport.
 
-use aetherv_core::{AgentOperation, AgentRequest, AgentStatus};
+use aetherv_core::{AgentOperation, AgentOperation as Op, AgentRequest, AgentStatus};
 use aetherv_sim::ops::{execute, OpOutput};
 use aetherv_sim::{Fault, Guest, GuestEvent, HostSpec, HostState, Vm, VmState};
 use serde_json::{json, Value};
@@ -9,36 +9,56 @@ fn host() -> HostState {
     HostState::new(HostSpec::with_defaults("hv01"))
 }
 
-fn run(h: &mut HostState, op: AgentOperation, spec: Value) -> OpOutput {
-    let Value::Object(spec) = spec else {
-        panic!("object spec")
-    };
-    execute(
-        h,
-        &AgentRequest::new(op, spec, "job-1"),
-        None,
-        chrono::Utc::now(),
-    )
+/// Agent operations run straight on a host's state; `ok` and `code` check the outcome (success,
+/// exit 0; error, exit 1) and return the data or the error code.
+trait Ops {
+    fn run(&mut self, op: AgentOperation, spec: Value) -> OpOutput;
+
+    fn ok(&mut self, op: AgentOperation, spec: Value) -> Value {
+        let o = self.run(op, spec);
+        assert_eq!(o.result.status, AgentStatus::Success, "{:?}", o.result);
+        assert_eq!(o.exit_code(), 0);
+        o.result.data
+    }
+
+    fn code(&mut self, op: AgentOperation, spec: Value) -> String {
+        let o = self.run(op, spec);
+        assert_eq!(o.result.status, AgentStatus::Error, "{:?}", o.result);
+        assert_eq!(o.exit_code(), 1);
+        o.result.code.expect("code")
+    }
+
+    /// `op` fails with `code`.
+    #[track_caller]
+    fn fails_with(&mut self, op: AgentOperation, spec: Value, code: &str) {
+        assert_eq!(self.code(op, spec), code);
+    }
 }
 
-fn ok(h: &mut HostState, op: AgentOperation, spec: Value) -> Value {
-    let o = run(h, op, spec);
-    assert_eq!(o.result.status, AgentStatus::Success, "{:?}", o.result);
-    assert_eq!(o.exit_code(), 0);
-    o.result.data
+impl Ops for HostState {
+    fn run(&mut self, op: AgentOperation, spec: Value) -> OpOutput {
+        let Value::Object(spec) = spec else {
+            panic!("object spec")
+        };
+        execute(
+            self,
+            &AgentRequest::new(op, spec, "job-1"),
+            None,
+            chrono::Utc::now(),
+        )
+    }
 }
 
-fn code(h: &mut HostState, op: AgentOperation, spec: Value) -> String {
-    let o = run(h, op, spec);
-    assert_eq!(o.result.status, AgentStatus::Error, "{:?}", o.result);
-    assert_eq!(o.exit_code(), 1);
-    o.result.code.expect("code")
+/// A host with one VM named `name`: (the host, the VM's id).
+fn host_with_vm(name: &str) -> (HostState, String) {
+    let mut h = host();
+    let id = create_vm(&mut h, name);
+    (h, id)
 }
 
 fn create_vm(h: &mut HostState, name: &str) -> String {
-    let d = ok(
-        h,
-        AgentOperation::VmCreate,
+    let d = h.ok(
+        Op::VmCreate,
         json!({"vm_name": name, "gb_ram": 4, "cpu_cores": 2, "storage_class": "fast", "notes": "aetherv-job:1"}),
     );
     d["vm_id"].as_str().expect("vm_id").to_string()
@@ -46,14 +66,13 @@ fn create_vm(h: &mut HostState, name: &str) -> String {
 
 #[test]
 fn vm_create_starts_off_in_the_storage_class_folder_with_notes() {
-    let mut h = host();
-    let id = create_vm(&mut h, "web01");
+    let (mut h, id) = host_with_vm("web01");
     let vm = h.vm(&id).expect("vm");
     assert_eq!(vm.state, VmState::Off);
     assert_eq!(vm.path, r"C:\ClusterStorage\Volume1\VMs\web01");
     assert_eq!(vm.notes, "aetherv-job:1");
     assert_eq!((vm.cpu_cores, vm.memory_gb), (2, 4));
-    let o = run(&mut h, AgentOperation::VmCreate, json!({"vm_name": "x"}));
+    let o = h.run(Op::VmCreate, json!({"vm_name": "x"}));
     assert!(
         o.logs.iter().any(|l| l.contains("Creating VM 'x'")),
         "{:?}",
@@ -65,119 +84,74 @@ fn vm_create_starts_off_in_the_storage_class_folder_with_notes() {
 fn vm_create_name_conflict_is_case_insensitive() {
     let mut h = host();
     create_vm(&mut h, "web01");
-    assert_eq!(
-        code(
-            &mut h,
-            AgentOperation::VmCreate,
-            json!({"vm_name": "WEB01"})
-        ),
-        "name_conflict"
-    );
+    h.fails_with(Op::VmCreate, json!({"vm_name": "WEB01"}), "name_conflict");
     assert_eq!(h.vms.len(), 1);
 }
 
 #[test]
 fn vm_create_validates_storage_class_and_sizes() {
     let mut h = host();
-    assert_eq!(
-        code(
-            &mut h,
-            AgentOperation::VmCreate,
-            json!({"vm_name": "a", "storage_class": "nope"})
-        ),
-        "not_found"
+    h.fails_with(
+        Op::VmCreate,
+        json!({"vm_name": "a", "storage_class": "nope"}),
+        "not_found",
     );
-    assert_eq!(
-        code(
-            &mut h,
-            AgentOperation::VmCreate,
-            json!({"vm_name": "a", "cpu_cores": 65})
-        ),
-        "invalid_argument"
+    h.fails_with(
+        Op::VmCreate,
+        json!({"vm_name": "a", "cpu_cores": 65}),
+        "invalid_argument",
     );
-    assert_eq!(
-        code(
-            &mut h,
-            AgentOperation::VmCreate,
-            json!({"vm_name": "a", "gb_ram": 0})
-        ),
-        "invalid_argument"
+    h.fails_with(
+        Op::VmCreate,
+        json!({"vm_name": "a", "gb_ram": 0}),
+        "invalid_argument",
     );
-    assert_eq!(
-        code(&mut h, AgentOperation::VmCreate, json!({})),
-        "invalid_argument"
-    );
-    assert_eq!(
-        code(
-            &mut h,
-            AgentOperation::VmCreate,
-            json!({"vm_name": "a", "os_family": "beos"})
-        ),
-        "invalid_argument"
+    h.fails_with(Op::VmCreate, json!({}), "invalid_argument");
+    h.fails_with(
+        Op::VmCreate,
+        json!({"vm_name": "a", "os_family": "beos"}),
+        "invalid_argument",
     );
     // Default storage class = the first.
-    let d = ok(&mut h, AgentOperation::VmCreate, json!({"vm_name": "a"}));
+    let d = h.ok(Op::VmCreate, json!({"vm_name": "a"}));
     assert_eq!(d["storage_class"], "fast");
 }
 
 #[test]
 fn vm_get_by_id_or_name_and_mismatch() {
-    let mut h = host();
-    let id = create_vm(&mut h, "web01");
+    let (mut h, id) = host_with_vm("web01");
     assert_eq!(
-        ok(&mut h, AgentOperation::VmGet, json!({"vm_name": "web01"}))["vm_id"],
+        h.ok(Op::VmGet, json!({"vm_name": "web01"}))["vm_id"],
         id.as_str()
     );
-    assert_eq!(
-        ok(&mut h, AgentOperation::VmGet, json!({"vm_id": id}))["vm_name"],
-        "web01"
-    );
-    assert_eq!(
-        code(&mut h, AgentOperation::VmGet, json!({"vm_name": "nope"})),
-        "not_found"
-    );
+    assert_eq!(h.ok(Op::VmGet, json!({"vm_id": id}))["vm_name"], "web01");
+    h.fails_with(Op::VmGet, json!({"vm_name": "nope"}), "not_found");
     create_vm(&mut h, "web02");
-    assert_eq!(
-        code(
-            &mut h,
-            AgentOperation::VmGet,
-            json!({"vm_id": id, "vm_name": "web02"})
-        ),
-        "invalid_argument"
+    h.fails_with(
+        Op::VmGet,
+        json!({"vm_id": id, "vm_name": "web02"}),
+        "invalid_argument",
     );
 }
 
 #[test]
 fn vm_update_cpu_and_memory_only_when_off() {
-    let mut h = host();
-    let id = create_vm(&mut h, "web01");
-    let d = ok(
-        &mut h,
-        AgentOperation::VmUpdate,
+    let (mut h, id) = host_with_vm("web01");
+    let d = h.ok(
+        Op::VmUpdate,
         json!({"vm_id": id, "cpu_cores": 4, "gb_ram": 8, "notes": "n"}),
     );
     assert_eq!(
         d["updates_applied"],
         json!(["cpu_cores", "memory_gb", "notes"])
     );
-    ok(
-        &mut h,
-        AgentOperation::VmPower,
-        json!({"vm_id": id, "action": "start"}),
+    h.ok(Op::VmPower, json!({"vm_id": id, "action": "start"}));
+    h.fails_with(
+        Op::VmUpdate,
+        json!({"vm_id": id, "cpu_cores": 2}),
+        "invalid_state",
     );
-    assert_eq!(
-        code(
-            &mut h,
-            AgentOperation::VmUpdate,
-            json!({"vm_id": id, "cpu_cores": 2})
-        ),
-        "invalid_state"
-    );
-    let d = ok(
-        &mut h,
-        AgentOperation::VmUpdate,
-        json!({"vm_id": id, "secure_boot": false}),
-    );
+    let d = h.ok(Op::VmUpdate, json!({"vm_id": id, "secure_boot": false}));
     assert_eq!(d["warnings"].as_array().map(Vec::len), Some(1));
     assert!(h.vm(&id).expect("vm").secure_boot);
 }
@@ -201,11 +175,7 @@ fn power_matrix_matches_hyperv() {
             let mut h = host();
             let id = create_vm(&mut h, "vm");
             h.vms[0].state = from;
-            let o = run(
-                &mut h,
-                AgentOperation::VmPower,
-                json!({"vm_id": id, "action": action}),
-            );
+            let o = h.run(Op::VmPower, json!({"vm_id": id, "action": action}));
             match expect(from, action) {
                 Some(to) => {
                     assert_eq!(
@@ -230,13 +200,10 @@ fn power_matrix_matches_hyperv() {
     }
     let mut h = host();
     let id = create_vm(&mut h, "vm");
-    assert_eq!(
-        code(
-            &mut h,
-            AgentOperation::VmPower,
-            json!({"vm_id": id, "action": "explode"})
-        ),
-        "invalid_argument"
+    h.fails_with(
+        Op::VmPower,
+        json!({"vm_id": id, "action": "explode"}),
+        "invalid_argument",
     );
 }
 
@@ -246,78 +213,47 @@ fn start_fails_without_memory() {
     h.spec.total_memory_gb = 6;
     let a = create_vm(&mut h, "a");
     let b = create_vm(&mut h, "b");
-    ok(
-        &mut h,
-        AgentOperation::VmPower,
-        json!({"vm_id": a, "action": "start"}),
-    );
-    assert_eq!(
-        code(
-            &mut h,
-            AgentOperation::VmPower,
-            json!({"vm_id": b, "action": "start"})
-        ),
-        "insufficient_memory"
+    h.ok(Op::VmPower, json!({"vm_id": a, "action": "start"}));
+    h.fails_with(
+        Op::VmPower,
+        json!({"vm_id": b, "action": "start"}),
+        "insufficient_memory",
     );
 }
 
 #[test]
 fn vm_delete_guards() {
-    let mut h = host();
-    let id = create_vm(&mut h, "web01");
-    ok(
-        &mut h,
-        AgentOperation::DiskCreate,
-        json!({"vm_id": id, "disk_size_gb": 20}),
-    );
-    ok(
-        &mut h,
-        AgentOperation::VmPower,
-        json!({"vm_id": id, "action": "start"}),
-    );
-    assert_eq!(
-        code(&mut h, AgentOperation::VmDelete, json!({"vm_id": id})),
-        "invalid_state"
-    );
-    assert_eq!(
-        code(
-            &mut h,
-            AgentOperation::VmDelete,
-            json!({"vm_id": id, "force": true})
-        ),
-        "disks_attached"
+    let (mut h, id) = host_with_vm("web01");
+    h.ok(Op::DiskCreate, json!({"vm_id": id, "disk_size_gb": 20}));
+    h.ok(Op::VmPower, json!({"vm_id": id, "action": "start"}));
+    h.fails_with(Op::VmDelete, json!({"vm_id": id}), "invalid_state");
+    h.fails_with(
+        Op::VmDelete,
+        json!({"vm_id": id, "force": true}),
+        "disks_attached",
     );
     h.vms[0].disks[0].shared = true;
-    assert_eq!(
-        code(
-            &mut h,
-            AgentOperation::VmDelete,
-            json!({"vm_id": id, "force": true, "delete_disks": true})
-        ),
-        "shared_disk"
+    h.fails_with(
+        Op::VmDelete,
+        json!({"vm_id": id, "force": true, "delete_disks": true}),
+        "shared_disk",
     );
     h.vms[0].disks[0].shared = false;
-    let d = ok(
-        &mut h,
-        AgentOperation::VmDelete,
+    let d = h.ok(
+        Op::VmDelete,
         json!({"vm_id": id, "force": true, "delete_disks": true}),
     );
     assert_eq!(d["status"], "deleted");
     assert_eq!(d["disk_count"], 1);
     assert!(h.vms.is_empty());
-    assert_eq!(
-        code(&mut h, AgentOperation::VmDelete, json!({"vm_id": id})),
-        "not_found"
-    );
+    h.fails_with(Op::VmDelete, json!({"vm_id": id}), "not_found");
 }
 
 #[test]
 fn disk_create_blank_and_clone_use_first_free_scsi_slot() {
-    let mut h = host();
-    let id = create_vm(&mut h, "web01");
-    let a = ok(
-        &mut h,
-        AgentOperation::DiskCreate,
+    let (mut h, id) = host_with_vm("web01");
+    let a = h.ok(
+        Op::DiskCreate,
         json!({"vm_id": id, "disk_size_gb": 20, "file_tag": "job1"}),
     );
     assert_eq!(a["controller_location"], 0);
@@ -327,9 +263,8 @@ fn disk_create_blank_and_clone_use_first_free_scsi_slot() {
             && path.ends_with("-job1.vhdx"),
         "{path}"
     );
-    let b = ok(
-        &mut h,
-        AgentOperation::DiskCreate,
+    let b = h.ok(
+        Op::DiskCreate,
         json!({"vm_id": id, "image_name": "ubuntu 24.04"}),
     );
     assert_eq!(b["controller_location"], 1);
@@ -339,103 +274,70 @@ fn disk_create_blank_and_clone_use_first_free_scsi_slot() {
         .expect("path")
         .contains(r"\Ubuntu 24.04-"));
     // Free the first slot; the next disk takes it.
-    ok(
-        &mut h,
-        AgentOperation::DiskDelete,
+    h.ok(
+        Op::DiskDelete,
         json!({"vm_id": id, "resource_id": a["disk_id"]}),
     );
-    let c = ok(
-        &mut h,
-        AgentOperation::DiskCreate,
+    let c = h.ok(
+        Op::DiskCreate,
         json!({"vm_id": id, "disk_size_gb": 5, "file_name": "data.vhdx"}),
     );
     assert_eq!(c["controller_location"], 0);
-    assert_eq!(
-        code(
-            &mut h,
-            AgentOperation::DiskCreate,
-            json!({"vm_id": id, "disk_size_gb": 5, "file_name": "data.vhdx"})
-        ),
-        "name_conflict"
+    h.fails_with(
+        Op::DiskCreate,
+        json!({"vm_id": id, "disk_size_gb": 5, "file_name": "data.vhdx"}),
+        "name_conflict",
     );
     // A clone is at least as large as its image: a smaller size keeps the image's size.
-    let small = ok(
-        &mut h,
-        AgentOperation::DiskCreate,
+    let small = h.ok(
+        Op::DiskCreate,
         json!({"vm_id": id, "image_name": "Ubuntu 24.04", "disk_size_gb": 10}),
     );
     assert_eq!(small["size_gb"], 30);
-    assert_eq!(
-        code(
-            &mut h,
-            AgentOperation::DiskCreate,
-            json!({"vm_id": id, "image_name": "Nope"})
-        ),
-        "not_found"
+    h.fails_with(
+        Op::DiskCreate,
+        json!({"vm_id": id, "image_name": "Nope"}),
+        "not_found",
     );
-    assert_eq!(
-        code(
-            &mut h,
-            AgentOperation::DiskCreate,
-            json!({"vm_id": id, "disk_size_gb": 5, "controller_type": "IDE"})
-        ),
-        "invalid_argument"
+    h.fails_with(
+        Op::DiskCreate,
+        json!({"vm_id": id, "disk_size_gb": 5, "controller_type": "IDE"}),
+        "invalid_argument",
     );
-    assert_eq!(
-        code(&mut h, AgentOperation::DiskCreate, json!({"vm_id": id})),
-        "invalid_argument"
-    );
+    h.fails_with(Op::DiskCreate, json!({"vm_id": id}), "invalid_argument");
 }
 
 #[test]
 fn disk_update_expands_only() {
-    let mut h = host();
-    let id = create_vm(&mut h, "web01");
-    let d = ok(
-        &mut h,
-        AgentOperation::DiskCreate,
-        json!({"vm_id": id, "disk_size_gb": 20}),
-    );
+    let (mut h, id) = host_with_vm("web01");
+    let d = h.ok(Op::DiskCreate, json!({"vm_id": id, "disk_size_gb": 20}));
     let disk = d["disk_id"].clone();
-    assert_eq!(
-        code(
-            &mut h,
-            AgentOperation::DiskUpdate,
-            json!({"vm_id": id, "resource_id": disk, "disk_size_gb": 10})
-        ),
-        "invalid_argument"
+    h.fails_with(
+        Op::DiskUpdate,
+        json!({"vm_id": id, "resource_id": disk, "disk_size_gb": 10}),
+        "invalid_argument",
     );
-    let u = ok(
-        &mut h,
-        AgentOperation::DiskUpdate,
+    let u = h.ok(
+        Op::DiskUpdate,
         json!({"vm_id": id, "resource_id": disk, "disk_size_gb": 40}),
     );
     assert_eq!(u["size_gb"], 40);
-    let same = ok(
-        &mut h,
-        AgentOperation::DiskUpdate,
+    let same = h.ok(
+        Op::DiskUpdate,
         json!({"vm_id": id, "resource_id": disk, "disk_size_gb": 40}),
     );
     assert_eq!(same["updates_applied"], json!([]));
-    assert_eq!(
-        code(
-            &mut h,
-            AgentOperation::DiskUpdate,
-            json!({"vm_id": id, "resource_id": "nope", "disk_size_gb": 40})
-        ),
-        "not_found"
+    h.fails_with(
+        Op::DiskUpdate,
+        json!({"vm_id": id, "resource_id": "nope", "disk_size_gb": 40}),
+        "not_found",
     );
 }
 
 #[test]
 fn nic_network_resolution_and_default_names() {
-    let mut h = host();
-    let id = create_vm(&mut h, "web01");
-    let a = ok(
-        &mut h,
-        AgentOperation::NicCreate,
-        json!({"vm_id": id, "network": "prod"}),
-    );
+    let (mut h, id) = host_with_vm("web01");
+    let a = h.ok(Op::NicCreate, json!({"vm_id": id, "network": "prod"}));
     assert_eq!(
         (a["virtual_switch"].as_str(), a["vlan_id"].as_u64()),
         (Some("External"), Some(100))
@@ -445,41 +347,29 @@ fn nic_network_resolution_and_default_names() {
         .as_str()
         .expect("mac")
         .starts_with("00155D"));
-    let b = ok(
-        &mut h,
-        AgentOperation::NicCreate,
-        json!({"vm_id": id, "network": "dev"}),
-    );
+    let b = h.ok(Op::NicCreate, json!({"vm_id": id, "network": "dev"}));
     assert_eq!(b["adapter_name"], "Network Adapter 2");
     assert_eq!(b["vlan_id"], 200);
-    assert_eq!(
-        code(
-            &mut h,
-            AgentOperation::NicCreate,
-            json!({"vm_id": id, "network": "dmz"})
-        ),
-        "not_found"
+    h.fails_with(
+        Op::NicCreate,
+        json!({"vm_id": id, "network": "dmz"}),
+        "not_found",
     );
-    let u = ok(
-        &mut h,
-        AgentOperation::NicUpdate,
+    let u = h.ok(
+        Op::NicUpdate,
         json!({"vm_id": id, "resource_id": b["nic_id"], "network": "prod", "dhcp_guard": true}),
     );
     assert_eq!(u["updates_applied"], json!(["network", "dhcp_guard"]));
     assert_eq!(h.vms[0].nics[1].vlan_id, Some(100));
-    ok(
-        &mut h,
-        AgentOperation::NicDelete,
+    h.ok(
+        Op::NicDelete,
         json!({"vm_id": id, "resource_id": a["nic_id"]}),
     );
     assert_eq!(h.vms[0].nics.len(), 1);
-    assert_eq!(
-        code(
-            &mut h,
-            AgentOperation::NicDelete,
-            json!({"vm_id": id, "resource_id": a["nic_id"]})
-        ),
-        "not_found"
+    h.fails_with(
+        Op::NicDelete,
+        json!({"vm_id": id, "resource_id": a["nic_id"]}),
+        "not_found",
     );
 }
 
@@ -499,27 +389,24 @@ impl Guest for EchoGuest {
 
 #[test]
 fn kvp_write_read_remove_and_the_guest_hook() {
-    let mut h = host();
-    let id = create_vm(&mut h, "web01");
+    let (mut h, id) = host_with_vm("web01");
     let spec = json!({"vm_id": id, "items": {"hlvmm.meta.version": "1.0"}});
     let req = AgentRequest::new(
-        AgentOperation::KvpWrite,
+        Op::KvpWrite,
         spec.as_object().cloned().expect("obj"),
         "job-1",
     );
     let o = execute(&mut h, &req, Some(&EchoGuest), chrono::Utc::now());
     assert!(o.result.is_ok());
-    let r = ok(&mut h, AgentOperation::KvpRead, json!({"vm_id": id}));
+    let r = h.ok(Op::KvpRead, json!({"vm_id": id}));
     assert_eq!(r["items"], json!({"echo.hlvmm.meta.version": "1.0"}));
-    let r = ok(
-        &mut h,
-        AgentOperation::KvpRead,
+    let r = h.ok(
+        Op::KvpRead,
         json!({"vm_id": id, "source": "host", "keys": ["hlvmm.meta.version"]}),
     );
     assert_eq!(r["items"], json!({"hlvmm.meta.version": "1.0"}));
-    let r = ok(
-        &mut h,
-        AgentOperation::KvpRemove,
+    let r = h.ok(
+        Op::KvpRemove,
         json!({"vm_id": id, "keys": ["hlvmm.meta.version", "absent"]}),
     );
     assert_eq!(r["removed"], json!(["hlvmm.meta.version"]));
@@ -528,52 +415,39 @@ fn kvp_write_read_remove_and_the_guest_hook() {
         h.vms[0].applied_config,
         Some(json!({"keys": ["hlvmm.meta.version"]}))
     );
-    assert_eq!(
-        code(
-            &mut h,
-            AgentOperation::KvpWrite,
-            json!({"vm_id": id, "items": {"k": 1}})
-        ),
-        "invalid_argument"
+    h.fails_with(
+        Op::KvpWrite,
+        json!({"vm_id": id, "items": {"k": 1}}),
+        "invalid_argument",
     );
 }
 
 #[test]
 fn iso_and_cluster_operations() {
-    let mut h = host();
-    let id = create_vm(&mut h, "web01");
-    let a = ok(&mut h, AgentOperation::IsoAttach, json!({"vm_id": id}));
+    let (mut h, id) = host_with_vm("web01");
+    let a = h.ok(Op::IsoAttach, json!({"vm_id": id}));
     assert!(a["iso_path"]
         .as_str()
         .expect("iso")
         .contains("WindowsProvisioning-web01-"));
+    assert_eq!(h.ok(Op::IsoDetach, json!({"vm_id": id}))["detached"], true);
+    assert_eq!(h.ok(Op::IsoDetach, json!({"vm_id": id}))["detached"], false);
     assert_eq!(
-        ok(&mut h, AgentOperation::IsoDetach, json!({"vm_id": id}))["detached"],
-        true
-    );
-    assert_eq!(
-        ok(&mut h, AgentOperation::IsoDetach, json!({"vm_id": id}))["detached"],
-        false
-    );
-    assert_eq!(
-        ok(&mut h, AgentOperation::ClusterAdd, json!({"vm_id": id}))["cluster"],
+        h.ok(Op::ClusterAdd, json!({"vm_id": id}))["cluster"],
         "clu01"
     );
     assert!(h.vms[0].clustered);
-    ok(&mut h, AgentOperation::ClusterRemove, json!({"vm_id": id}));
+    h.ok(Op::ClusterRemove, json!({"vm_id": id}));
     assert!(!h.vms[0].clustered);
     h.spec.cluster = None;
-    assert_eq!(
-        code(&mut h, AgentOperation::ClusterAdd, json!({"vm_id": id})),
-        "invalid_state"
-    );
+    h.fails_with(Op::ClusterAdd, json!({"vm_id": id}), "invalid_state");
 }
 
 #[test]
 fn host_inventory_reports_resources_capacity_and_vms() {
     let mut h = host();
     create_vm(&mut h, "web01");
-    let d = ok(&mut h, AgentOperation::HostInventory, json!({}));
+    let d = h.ok(Op::HostInventory, json!({}));
     assert_eq!(d["host"]["total_memory_gb"], 256);
     assert_eq!(d["host"]["total_cpu_cores"], 64);
     assert_eq!(d["host"]["available_memory_gb"], 252);
@@ -595,10 +469,7 @@ fn injected_fault_fails_once_without_changing_state() {
         message: "There is not enough space on the disk.".into(),
         ..Fault::once("vm.create")
     });
-    assert_eq!(
-        code(&mut h, AgentOperation::VmCreate, json!({"vm_name": "a"})),
-        "disk_full"
-    );
+    h.fails_with(Op::VmCreate, json!({"vm_name": "a"}), "disk_full");
     assert!(h.vms.is_empty());
     create_vm(&mut h, "a");
 }
@@ -606,18 +477,14 @@ fn injected_fault_fails_once_without_changing_state() {
 #[test]
 fn noop_echoes_spec() {
     let mut h = host();
-    let d = ok(&mut h, AgentOperation::Noop, json!({"test_field": "x"}));
+    let d = h.ok(Op::Noop, json!({"test_field": "x"}));
     assert_eq!(d["echo"], json!({"test_field": "x"}));
 }
 
 #[test]
 fn unknown_fields_are_ignored_with_a_warning() {
     let mut h = host();
-    let o = run(
-        &mut h,
-        AgentOperation::VmCreate,
-        json!({"vm_name": "a", "ram_gb": 4}),
-    );
+    let o = h.run(Op::VmCreate, json!({"vm_name": "a", "ram_gb": 4}));
     assert!(o.result.is_ok());
     assert!(
         o.logs
@@ -626,7 +493,7 @@ fn unknown_fields_are_ignored_with_a_warning() {
         "{:?}",
         o.logs
     );
-    let o = run(&mut h, AgentOperation::VmGet, json!({"vm_name": "a"}));
+    let o = h.run(Op::VmGet, json!({"vm_name": "a"}));
     assert!(
         !o.logs.iter().any(|l| l.contains("WARNING")),
         "{:?}",
@@ -637,9 +504,8 @@ fn unknown_fields_are_ignored_with_a_warning() {
 #[test]
 fn form_fields_are_honoured() {
     let mut h = host();
-    let o = run(
-        &mut h,
-        AgentOperation::VmCreate,
+    let o = h.run(
+        Op::VmCreate,
         json!({"vm_name": "c1", "vm_clustered": true, "target_host": "hv01"}),
     );
     assert!(
@@ -650,9 +516,8 @@ fn form_fields_are_honoured() {
     let d = o.result.data;
     assert_eq!(d["clustered"], true);
     let id = d["vm_id"].as_str().expect("id").to_string();
-    let o = run(
-        &mut h,
-        AgentOperation::DiskCreate,
+    let o = h.run(
+        Op::DiskCreate,
         json!({"vm_id": id, "disk_size_gb": 8, "storage_class": "bulk", "target_host": "hv01"}),
     );
     assert!(
@@ -664,30 +529,23 @@ fn form_fields_are_honoured() {
         .as_str()
         .expect("path")
         .starts_with(r"C:\ClusterStorage\Volume2\VMs\c1\"));
-    let n = ok(
-        &mut h,
-        AgentOperation::NicCreate,
+    let n = h.ok(
+        Op::NicCreate,
         json!({"vm_id": id, "network": "prod", "vlan_id": 123}),
     );
     assert_eq!(
         (n["virtual_switch"].as_str(), n["vlan_id"].as_u64()),
         (Some("External"), Some(123))
     );
-    assert_eq!(
-        code(
-            &mut h,
-            AgentOperation::NicCreate,
-            json!({"vm_id": id, "network": "prod", "vlan_id": 5000})
-        ),
-        "invalid_argument"
+    h.fails_with(
+        Op::NicCreate,
+        json!({"vm_id": id, "network": "prod", "vlan_id": 5000}),
+        "invalid_argument",
     );
     h.spec.cluster = None;
-    assert_eq!(
-        code(
-            &mut h,
-            AgentOperation::VmCreate,
-            json!({"vm_name": "c2", "vm_clustered": true})
-        ),
-        "invalid_state"
+    h.fails_with(
+        Op::VmCreate,
+        json!({"vm_name": "c2", "vm_clustered": true}),
+        "invalid_state",
     );
 }

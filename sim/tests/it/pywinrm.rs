@@ -1,28 +1,13 @@
 //! pywinrm, the reference WinRM client, against the simulator.
 
-use crate::common::start;
+use crate::common::{noop_line, python_agent_result, run_python, start};
 use aetherv_core::contract::command::{agent_command_line, DEFAULT_INSTALL_DIR};
-use aetherv_core::{AgentOperation, AgentRequest, AgentResult};
+use aetherv_core::{AgentOperation, AgentRequest};
+use aetherv_sim::config::DEFAULT_PASSWORD;
 use aetherv_sim::SimConfig;
-use std::path::PathBuf;
-
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("AETHERV_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(
-        p.exists(),
-        "python with pywinrm not found at {} (set AETHERV_PYTHON)",
-        p.display()
-    );
-    p
-}
 
 const SCRIPT: &str = r#"
-import json, sys, winrm
 url, user, pw, line = sys.argv[1:5]
-out = {}
 
 def session(password):
     # Session() keeps only scheme://host:port/ of its URL and would drop `/<host>/wsman`, so
@@ -36,19 +21,8 @@ r = s.run_cmd(line)
 out['agent'] = {'code': r.status_code, 'stdout': r.std_out.decode(), 'stderr': r.std_err.decode()}
 r = s.run_ps('Get-Frobnicator -All')
 out['unknown'] = {'code': r.status_code, 'stderr': r.std_err.decode()}
-p = s.protocol
-shell = p.open_shell()
-cmd = p.run_command(shell, 'ipconfig', ['/all'])
-so, se, code = p.get_command_output(shell, cmd)
-p.cleanup_command(shell, cmd)
-p.close_shell(shell)
-out['protocol'] = {'code': code, 'stderr': se.decode()}
-try:
-    session('wrong').run_cmd('hostname')
-    out['wrong_password'] = 'accepted'
-except winrm.exceptions.InvalidCredentialsError as e:
-    out['wrong_password'] = 'rejected: ' + str(e)
-print(json.dumps(out))
+out['protocol'] = run(s.protocol, 'ipconfig', ['/all'])
+wrong_password(lambda: session('wrong').run_cmd('hostname'))
 "#;
 
 #[tokio::test]
@@ -61,26 +35,9 @@ async fn pywinrm_runs_agent_and_unknown_commands() {
         &AgentRequest::new(AgentOperation::Noop, spec, &job),
         DEFAULT_INSTALL_DIR,
     );
-    let url = format!("http://{}/hv01/wsman", r.addr);
-    let output = tokio::process::Command::new(python())
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(&url)
-        .arg("aetherv")
-        .arg(aetherv_sim::config::DEFAULT_PASSWORD)
-        .arg(&line)
-        .output()
-        .await
-        .expect("python runs");
-    assert!(
-        output.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
-    assert_eq!(v["agent"]["code"], 0, "{v}");
-    let result =
-        AgentResult::from_output(v["agent"]["stdout"].as_str().expect("stdout")).expect("result");
+    let url = r.wsman_url("hv01");
+    let v = run_python(SCRIPT, &[&url, "aetherv", DEFAULT_PASSWORD, &line]).await;
+    let result = python_agent_result(&v["agent"]);
     assert!(result.is_ok());
     assert_eq!(result.correlation_id, job);
     assert_eq!(result.data["echo"]["test_field"], "py");
@@ -107,16 +64,10 @@ async fn pywinrm_runs_agent_and_unknown_commands() {
 }
 
 const TLS_SCRIPT: &str = r#"
-import json, sys, winrm
 url, user, pw, line = sys.argv[1:5]
 p = winrm.Protocol(url, transport='basic', username=user, password=pw, server_cert_validation='ignore')
-shell = p.open_shell()
 parts = line.split(' ')
-cmd = p.run_command(shell, parts[0], parts[1:])
-so, se, code = p.get_command_output(shell, cmd)
-p.cleanup_command(shell, cmd)
-p.close_shell(shell)
-print(json.dumps({'code': code, 'stdout': so.decode(), 'stderr': se.decode()}))
+out.update(run(p, parts[0], parts[1:]))
 "#;
 
 #[tokio::test]
@@ -126,66 +77,26 @@ async fn pywinrm_over_https_with_command_and_arguments() {
     )
     .await;
     let job = uuid::Uuid::new_v4().to_string();
-    let line = agent_command_line(
-        &AgentRequest::new(AgentOperation::Noop, Default::default(), &job),
-        DEFAULT_INSTALL_DIR,
-    );
-    let url = format!("https://localhost:{}/hv01/wsman", r.addr.port());
-    let output = tokio::process::Command::new(python())
-        .args([
-            "-c",
-            TLS_SCRIPT,
-            &url,
-            "aetherv",
-            aetherv_sim::config::DEFAULT_PASSWORD,
-            &line,
-        ])
-        .output()
-        .await
-        .expect("python runs");
-    assert!(
-        output.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
-    assert_eq!(v["code"], 0, "{v}");
-    let result = AgentResult::from_output(v["stdout"].as_str().expect("stdout")).expect("result");
+    let url = r.wsman_url("hv01");
+    let line = noop_line(&job);
+    let v = run_python(TLS_SCRIPT, &[&url, "aetherv", DEFAULT_PASSWORD, &line]).await;
+    let result = python_agent_result(&v);
     assert_eq!(result.correlation_id, job);
 }
 
 const SESSION_SCRIPT: &str = r#"
-import json, sys, winrm
 addr, pw, line = sys.argv[1:4]
 r = winrm.Session('http://%s/hv02/wsman' % addr, auth=('hv02\\aetherv', pw), transport='plaintext').run_cmd(line)
-print(json.dumps({'code': r.status_code, 'stdout': r.std_out.decode()}))
+out.update({'code': r.status_code, 'stdout': r.std_out.decode()})
 "#;
 
 #[tokio::test]
 async fn pywinrm_session_reaches_a_host_by_user_prefix() {
     let r = start(SimConfig::with_hosts(2)).await;
     let job = uuid::Uuid::new_v4().to_string();
-    let line = agent_command_line(
-        &AgentRequest::new(AgentOperation::Noop, Default::default(), &job),
-        DEFAULT_INSTALL_DIR,
-    );
-    let output = tokio::process::Command::new(python())
-        .args([
-            "-c",
-            SESSION_SCRIPT,
-            &r.addr.to_string(),
-            aetherv_sim::config::DEFAULT_PASSWORD,
-            &line,
-        ])
-        .output()
-        .await
-        .expect("python runs");
-    assert!(
-        output.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let addr = r.addr.to_string();
+    let line = noop_line(&job);
+    let v = run_python(SESSION_SCRIPT, &[&addr, DEFAULT_PASSWORD, &line]).await;
     assert_eq!(v["code"], 0, "{v}");
     let stats = r.sim.stats();
     assert_eq!(stats.hosts["hv02"].jobs, vec![job]);

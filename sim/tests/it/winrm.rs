@@ -1,9 +1,7 @@
 //! WinRM over real HTTP and HTTPS with hand-built SOAP.
 
-use crate::common::{envelope, find_text, start, start_tls};
-use aetherv_core::contract::command::{
-    agent_arguments, agent_command_line, DEFAULT_INSTALL_DIR, POWERSHELL_EXE,
-};
+use crate::common::{agent_request, envelope, find_text, start, start_tls, Winrs};
+use aetherv_core::contract::command::{agent_command_line, DEFAULT_INSTALL_DIR};
 use aetherv_core::{AgentOperation, AgentRequest, AgentResult};
 use aetherv_sim::SimConfig;
 use hyper::StatusCode;
@@ -16,15 +14,30 @@ fn noop(job: &str) -> AgentRequest {
     AgentRequest::new(AgentOperation::Noop, spec, job)
 }
 
+/// A Create with a bare `<rsp:Shell/>` body: (message id, envelope).
+fn bare_create() -> (String, String) {
+    envelope(
+        "http://schemas.xmlsoap.org/ws/2004/09/transfer/Create",
+        None,
+        "PT20S",
+        "<rsp:Shell/>",
+    )
+}
+
+/// Creates a shell and starts an agent noop in it that sleeps `ms`: (shell id, command id).
+async fn sleeping_agent(w: &Winrs<'_>, ms: u64) -> (String, String) {
+    let (_, shell) = w.create().await;
+    let req = agent_request(AgentOperation::Noop, json!({ "sleep_ms": ms }), "t");
+    let cmd = w.agent_command(&shell, &req).await;
+    (shell, cmd)
+}
+
 #[tokio::test]
 async fn agent_noop_over_winrs_with_arguments_elements() {
     let r = start(SimConfig::with_hosts(2)).await;
     let job = uuid::Uuid::new_v4().to_string();
     let req = noop(&job);
-    let out = r
-        .winrs("hv02")
-        .run(POWERSHELL_EXE, &agent_arguments(&req, DEFAULT_INSTALL_DIR))
-        .await;
+    let out = r.winrs("hv02").run_agent(&req).await;
     assert_eq!(out.exit_code, 0, "{out:?}");
     assert_eq!(out.stderr, "");
     let result = AgentResult::from_output(&out.stdout).expect("result line");
@@ -43,14 +56,7 @@ async fn agent_noop_over_winrs_with_arguments_elements() {
 async fn agent_error_exits_one_and_whole_line_in_command_works() {
     let r = start(SimConfig::with_hosts(1)).await;
     let job = uuid::Uuid::new_v4().to_string();
-    let req = AgentRequest::new(
-        AgentOperation::VmGet,
-        json!({"vm_name": "ghost"})
-            .as_object()
-            .cloned()
-            .expect("obj"),
-        &job,
-    );
+    let req = agent_request(AgentOperation::VmGet, json!({"vm_name": "ghost"}), &job);
     let out = r
         .winrs("hv01")
         .run(&agent_command_line(&req, DEFAULT_INSTALL_DIR), &[])
@@ -63,12 +69,7 @@ async fn agent_error_exits_one_and_whole_line_in_command_works() {
 #[tokio::test]
 async fn create_response_carries_shell_id_selector_and_relates_to() {
     let r = start(SimConfig::with_hosts(1)).await;
-    let (id, xml) = envelope(
-        "http://schemas.xmlsoap.org/ws/2004/09/transfer/Create",
-        None,
-        "PT20S",
-        "<rsp:Shell/>",
-    );
+    let (id, xml) = bare_create();
     let resp = r.winrs("hv01").post(xml).await;
     assert_eq!(resp.status, StatusCode::OK);
     assert_eq!(
@@ -114,12 +115,7 @@ async fn unknown_command_fails_like_powershell() {
 #[tokio::test]
 async fn authentication_is_required() {
     let r = start(SimConfig::with_hosts(1)).await;
-    let (_, xml) = envelope(
-        "http://schemas.xmlsoap.org/ws/2004/09/transfer/Create",
-        None,
-        "PT20S",
-        "<rsp:Shell/>",
-    );
+    let (_, xml) = bare_create();
     let none = r.request("POST", "/hv01/wsman", None, xml.clone()).await;
     assert_eq!(none.status, StatusCode::UNAUTHORIZED);
     assert_eq!(none.headers["www-authenticate"], "Basic realm=\"WSMAN\"");
@@ -147,19 +143,7 @@ async fn authentication_is_required() {
 async fn receive_times_out_with_wsman_fault_then_completes() {
     let r = start(SimConfig::with_hosts(1)).await;
     let w = r.winrs("hv01");
-    let (_, shell) = w.create().await;
-    let req = AgentRequest::new(
-        AgentOperation::Noop,
-        json!({"sleep_ms": 2500}).as_object().cloned().expect("obj"),
-        "t",
-    );
-    let cmd = w
-        .command(
-            &shell,
-            POWERSHELL_EXE,
-            &agent_arguments(&req, DEFAULT_INSTALL_DIR),
-        )
-        .await;
+    let (shell, cmd) = sleeping_agent(&w, 2500).await;
     // The first receive gets the log line at once; the next waits for the result and times out.
     let first = w.receive_once(&shell, &cmd, "PT1S").await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.body);
@@ -200,19 +184,7 @@ async fn unknown_shell_and_bad_xml_are_faults() {
 async fn signal_terminate_ends_a_running_command() {
     let r = start(SimConfig::with_hosts(1)).await;
     let w = r.winrs("hv01");
-    let (_, shell) = w.create().await;
-    let req = AgentRequest::new(
-        AgentOperation::Noop,
-        json!({"sleep_ms": 5000}).as_object().cloned().expect("obj"),
-        "t",
-    );
-    let cmd = w
-        .command(
-            &shell,
-            POWERSHELL_EXE,
-            &agent_arguments(&req, DEFAULT_INSTALL_DIR),
-        )
-        .await;
+    let (shell, cmd) = sleeping_agent(&w, 5000).await;
     assert_eq!(w.signal(&shell, &cmd).await.status, StatusCode::OK);
     let after = w.receive_once(&shell, &cmd, "PT1S").await;
     assert_eq!(after.status, StatusCode::INTERNAL_SERVER_ERROR);
@@ -231,12 +203,9 @@ async fn sim_host_view_and_fault_endpoint() {
         )
         .await;
     assert_eq!(resp.status, StatusCode::NO_CONTENT, "{}", resp.body);
-    let create = AgentRequest::new(
+    let create = agent_request(
         AgentOperation::VmCreate,
-        json!({"vm_name": "web01", "notes": job})
-            .as_object()
-            .cloned()
-            .expect("obj"),
+        json!({"vm_name": "web01", "notes": job}),
         &job,
     );
     let w = r.winrs("hv01");
@@ -269,13 +238,7 @@ async fn sim_host_view_and_fault_endpoint() {
 async fn https_serves_the_same_protocol() {
     let r = start_tls(SimConfig::with_hosts(1)).await;
     let job = uuid::Uuid::new_v4().to_string();
-    let out = r
-        .winrs("hv01")
-        .run(
-            POWERSHELL_EXE,
-            &agent_arguments(&noop(&job), DEFAULT_INSTALL_DIR),
-        )
-        .await;
+    let out = r.winrs("hv01").run_agent(&noop(&job)).await;
     assert_eq!(out.exit_code, 0);
     assert_eq!(
         AgentResult::from_output(&out.stdout)
@@ -291,16 +254,9 @@ async fn https_serves_the_same_protocol() {
 async fn large_output_is_split_across_receives() {
     let r = start(SimConfig::with_hosts(1)).await;
     let long = "x".repeat(100_000);
-    let req = AgentRequest::new(
-        AgentOperation::Noop,
-        json!({"blob": long}).as_object().cloned().expect("obj"),
-        "t",
-    );
+    let req = agent_request(AgentOperation::Noop, json!({"blob": long}), "t");
     tokio::time::sleep(Duration::from_millis(1)).await;
-    let out = r
-        .winrs("hv01")
-        .run(POWERSHELL_EXE, &agent_arguments(&req, DEFAULT_INSTALL_DIR))
-        .await;
+    let out = r.winrs("hv01").run_agent(&req).await;
     assert!(out.receives >= 3, "{}", out.receives);
     assert_eq!(
         AgentResult::from_output(&out.stdout).expect("r").data["echo"]["blob"]
@@ -319,12 +275,7 @@ async fn measure_sequential_noop_rate() {
     let n = 300;
     let t = std::time::Instant::now();
     for i in 0..n {
-        let out = w
-            .run(
-                POWERSHELL_EXE,
-                &agent_arguments(&noop(&format!("m{i}")), DEFAULT_INSTALL_DIR),
-            )
-            .await;
+        let out = w.run_agent(&noop(&format!("m{i}"))).await;
         assert_eq!(out.exit_code, 0);
     }
     let secs = t.elapsed().as_secs_f64();
@@ -350,22 +301,7 @@ async fn shutdown_answers_pending_receives_and_stops_serving() {
         _stop: stop_tx,
     };
     let w = r.winrs("hv01");
-    let (_, shell) = w.create().await;
-    let req = AgentRequest::new(
-        AgentOperation::Noop,
-        json!({"sleep_ms": 10_000})
-            .as_object()
-            .cloned()
-            .expect("obj"),
-        "t",
-    );
-    let cmd = w
-        .command(
-            &shell,
-            POWERSHELL_EXE,
-            &agent_arguments(&req, DEFAULT_INSTALL_DIR),
-        )
-        .await;
+    let (shell, cmd) = sleeping_agent(&w, 10_000).await;
     let _ = w.receive_once(&shell, &cmd, "PT20S").await; // the log line
     let started = std::time::Instant::now();
     let pending = w.receive_once(&shell, &cmd, "PT20S");

@@ -11,6 +11,7 @@ use aetherv_winrm::{
 use rustls::pki_types::PrivateKeyDer;
 
 use crate::fake::{Fake, FakeOptions, Step, SHELL_ID};
+use crate::support::{ca_and_leaf, with_deadline, with_stdin};
 
 const TERMINATE: &str = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/signal/terminate";
 const PS_NS: &str = "http://schemas.microsoft.com/powershell/2004/04";
@@ -31,6 +32,14 @@ fn config(url: String) -> ClientConfig {
 
 fn client(fake: &Fake) -> WinrmClient {
     WinrmClient::new(config(fake.http_url())).unwrap()
+}
+
+/// Runs `command` with no arguments and returns the error it must fail with.
+async fn run_err(fake: &Fake, command: &str) -> WinrmError {
+    client(fake)
+        .run_collect(command, &[], RunOptions::default())
+        .await
+        .unwrap_err()
 }
 
 fn scripted_ps(fake: &Fake) {
@@ -135,14 +144,7 @@ async fn stdin_is_sent_base64_with_end_true() {
     let fake = Fake::start(FakeOptions::default()).await;
     let payload = b"{\"operation\":\"noop\"}\r\n".to_vec();
     let out = client(&fake)
-        .run_collect(
-            "cat",
-            &[],
-            RunOptions {
-                stdin: Some(payload.clone()),
-                ..RunOptions::default()
-            },
-        )
+        .run_collect("cat", &[], with_stdin(payload.clone()))
         .await
         .unwrap();
     assert_eq!(out.stdout, "{\"operation\":\"noop\"}\n");
@@ -166,14 +168,7 @@ async fn large_stdin_is_split_into_several_sends_with_end_on_the_last() {
         .collect();
     let out = WinrmClient::new(cfg)
         .unwrap()
-        .run_collect(
-            "cat",
-            &[],
-            RunOptions {
-                stdin: Some(format!("{line}\n").into_bytes()),
-                ..RunOptions::default()
-            },
-        )
+        .run_collect("cat", &[], with_stdin(format!("{line}\n").into_bytes()))
         .await
         .unwrap();
     assert_eq!(out.stdout, format!("{line}\n"));
@@ -191,23 +186,15 @@ async fn large_stdin_is_split_into_several_sends_with_end_on_the_last() {
 #[tokio::test]
 async fn unexpected_http_status_keeps_a_short_snippet() {
     let fake = Fake::start(FakeOptions::default()).await;
-    let err = client(&fake)
-        .run_collect("http503", &[], RunOptions::default())
-        .await
-        .unwrap_err();
-    match err {
-        WinrmError::Http {
-            status,
-            body_snippet,
-        } => {
-            assert_eq!(status, 503);
-            assert_eq!(
-                body_snippet,
-                "<html><body> Service Unavailable </body></html>"
-            );
-        }
-        other => panic!("unexpected {other:?}"),
-    }
+    let err = run_err(&fake, "http503").await;
+    assert!(
+        matches!(
+            &err,
+            WinrmError::Http { status: 503, body_snippet }
+                if body_snippet == "<html><body> Service Unavailable </body></html>"
+        ),
+        "unexpected {err:?}"
+    );
 }
 
 #[tokio::test]
@@ -218,10 +205,7 @@ async fn deadline_terminates_the_command_and_deletes_the_shell() {
         .run(
             "hang",
             &[],
-            RunOptions {
-                deadline: Some(Duration::from_millis(700)),
-                ..RunOptions::default()
-            },
+            with_deadline(Duration::from_millis(700)),
             &mut |_| {},
         )
         .await
@@ -290,15 +274,9 @@ async fn a_shell_runs_several_commands_over_one_connection() {
     for n in 0..3 {
         let mut lines = Vec::new();
         let status = shell
-            .run(
-                "cat",
-                &[],
-                RunOptions {
-                    stdin: Some(format!("run {n}\n").into_bytes()),
-                    ..RunOptions::default()
-                },
-                &mut |l| lines.push(l),
-            )
+            .run("cat", &[], with_stdin(format!("run {n}\n")), &mut |l| {
+                lines.push(l)
+            })
             .await
             .unwrap();
         assert!(status.success());
@@ -333,14 +311,7 @@ async fn reconnects_when_the_server_closes_the_connection() {
     })
     .await;
     let out = client(&fake)
-        .run_collect(
-            "cat",
-            &[],
-            RunOptions {
-                stdin: Some(b"again\n".to_vec()),
-                ..RunOptions::default()
-            },
-        )
+        .run_collect("cat", &[], with_stdin(b"again\n".to_vec()))
         .await
         .unwrap();
     assert_eq!(out.stdout, "again\n");
@@ -368,22 +339,18 @@ async fn wrong_password_is_an_auth_error_without_secrets_in_the_message() {
 #[tokio::test]
 async fn soap_fault_on_command_is_returned_as_fault() {
     let fake = Fake::start(FakeOptions::default()).await;
-    let err = client(&fake)
-        .run_collect("fail", &[], RunOptions::default())
-        .await
-        .unwrap_err();
-    match err {
-        WinrmError::Fault {
-            code,
-            subcode,
-            reason,
-        } => {
-            assert_eq!(code, "s:Receiver");
-            assert_eq!(subcode.as_deref(), Some("w:InternalError"));
-            assert_eq!(reason, "The system cannot find the file specified.");
-        }
-        other => panic!("unexpected {other:?}"),
-    }
+    let err = run_err(&fake, "fail").await;
+    let WinrmError::Fault {
+        code,
+        subcode,
+        reason,
+    } = err
+    else {
+        panic!("unexpected {err:?}")
+    };
+    assert_eq!(code, "s:Receiver");
+    assert_eq!(subcode.as_deref(), Some("w:InternalError"));
+    assert_eq!(reason, "The system cannot find the file specified.");
     // The shell was still closed.
     assert_eq!(fake.actions().last().map(String::as_str), Some("Delete"));
 }
@@ -408,18 +375,7 @@ struct Pki {
 }
 
 fn pki() -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "aetherv test ca");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf_params =
-        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
-    let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let (ca, leaf, leaf_key) = ca_and_leaf("aetherv test ca", &["127.0.0.1", "localhost"]);
     let server = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -454,14 +410,7 @@ async fn https_with_the_ca_pem_succeeds_and_without_it_fails_on_the_certificate(
     };
     let out = WinrmClient::new(cfg)
         .unwrap()
-        .run_collect(
-            "cat",
-            &[],
-            RunOptions {
-                stdin: Some(b"over tls\n".to_vec()),
-                ..RunOptions::default()
-            },
-        )
+        .run_collect("cat", &[], with_stdin(b"over tls\n".to_vec()))
         .await
         .unwrap();
     assert_eq!(out.stdout, "over tls\n");

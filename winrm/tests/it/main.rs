@@ -9,3 +9,5 @@ mod e2e;
 mod fake;
 mod ntlm_peer;
 mod pywinrm;
+#[path = "../support/mod.rs"]
+mod support;

@@ -5,40 +5,20 @@
 //! Needs the workspace venv with pyspnego (`.venv/bin/python`, or `$AETHERV_PYTHON`); the tests
 //! fail loudly when it is missing.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use aetherv_winrm::{Auth, ClientConfig, RunOptions, WinrmClient, WinrmError};
 
+use crate::support::{assert_emits, cat, with_deadline, Process};
+use crate::support::{ca_and_leaf, peer_command, peer_stats, python, run_lines, spawn_peer};
+
 const PASSWORD: &str = "peer-Pa55word!";
 
-/// The running peer; killed (by its own pid, through the handle) when dropped.
+/// The running peer; killed when dropped.
 struct Peer {
-    child: Child,
+    _child: Process,
     port: u16,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn python() -> PathBuf {
-    let python = std::env::var_os("AETHERV_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"));
-    assert!(
-        python.exists(),
-        "the ntlm peer needs a python with pyspnego at {} (python3 -m venv .venv && \
-         .venv/bin/pip install -r tests/peers/requirements.txt, or set AETHERV_PYTHON)",
-        python.display()
-    );
-    python
 }
 
 fn start_peer() -> Peer {
@@ -49,28 +29,11 @@ fn start_peer() -> Peer {
 fn start_peer_with(dir: tempfile::TempDir, extra: &[String]) -> Peer {
     let users = dir.path().join("users");
     std::fs::write(&users, format!("PEER:aetherv:{PASSWORD}\n")).unwrap();
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/ntlm_winrm_peer.py");
-    let mut child = Command::new(python())
-        .arg(script)
-        .arg("--users-file")
-        .arg(&users)
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .strip_prefix("LISTENING ")
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("ntlm peer did not start: {line:?}"));
+    let mut cmd = peer_command(python("ntlm peer needs a python with pyspnego"));
+    cmd.arg("--users-file").arg(&users).args(extra);
+    let (child, port) = spawn_peer(cmd, "ntlm peer");
     Peer {
-        child,
+        _child: child,
         port,
         _dir: dir,
     }
@@ -93,14 +56,8 @@ impl Peer {
     /// (sealed requests, connections, auth failures, open shells, authentications, plain
     /// requests over tls).
     fn stats(&self) -> [u64; 6] {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.write_all(b"GET /peer/stats HTTP/1.1\r\nHost: peer\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        let body = text.split("\r\n\r\n").nth(1).unwrap();
-        let v: Vec<u64> = body
-            .split_whitespace()
+        let v: Vec<u64> = peer_stats(self.port)
+            .iter()
             .map(|n| n.parse().unwrap())
             .collect();
         [v[0], v[1], v[2], v[3], v[4], v[5]]
@@ -111,13 +68,7 @@ impl Peer {
 async fn sealed_round_trips_with_output_over_many_receives() {
     let peer = start_peer();
     let client = peer.client(PASSWORD);
-    let out = client
-        .run_collect("emit", &["60".into()], RunOptions::default())
-        .await
-        .unwrap();
-    assert_eq!(out.exit_code, 0);
-    let expected: String = (1..=60).map(|i| format!("line {i}\n")).collect();
-    assert_eq!(out.stdout, expected);
+    assert_emits(&client, 60).await;
     let [sealed, connections, failures, shells, auths, _] = peer.stats();
     // Create, Command, 9 Receives (60 lines in chunks of 7, then Done), Signal, Delete; all
     // sealed (the peer refuses plain bodies), over one authenticated connection.
@@ -130,17 +81,7 @@ async fn stdin_is_sent_sealed_and_echoed() {
     let peer = start_peer();
     let client = peer.client(PASSWORD);
     let stdin = "first line\r\nzweite Zeile äöü\r\n".repeat(50);
-    let out = client
-        .run_collect(
-            "cat",
-            &[],
-            RunOptions {
-                stdin: Some(stdin.clone().into_bytes()),
-                ..RunOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+    let out = cat(&client, &stdin).await;
     assert_eq!(out.exit_code, 0);
     let expected: String = stdin.lines().map(|l| format!("{l}\n")).collect();
     assert_eq!(out.stdout, expected);
@@ -152,24 +93,14 @@ async fn several_commands_in_one_shell_and_stderr_exit_code() {
     let client = peer.client(PASSWORD);
     let mut shell = client.open_shell().await.unwrap();
     for _ in 0..3 {
-        let mut lines = Vec::new();
-        let status = shell
-            .run("hello", &[], RunOptions::default(), &mut |l| lines.push(l))
-            .await
-            .unwrap();
+        let (status, lines) = run_lines(&mut shell, "hello", &[]).await;
         assert!(status.success());
         assert_eq!(
             lines,
             vec![aetherv_winrm::OutputLine::Stdout("hello from peer".into())]
         );
     }
-    let mut lines = Vec::new();
-    let status = shell
-        .run("fail", &["3".into()], RunOptions::default(), &mut |l| {
-            lines.push(l)
-        })
-        .await
-        .unwrap();
+    let (status, lines) = run_lines(&mut shell, "fail", &["3".into()]).await;
     assert_eq!(status.code, 3);
     assert_eq!(
         lines,
@@ -184,14 +115,7 @@ async fn deadline_sends_a_sealed_signal_and_delete() {
     let peer = start_peer();
     let client = peer.client(PASSWORD);
     let err = client
-        .run_collect(
-            "sleep",
-            &[],
-            RunOptions {
-                deadline: Some(Duration::from_secs(1)),
-                ..RunOptions::default()
-            },
-        )
+        .run_collect("sleep", &[], with_deadline(Duration::from_secs(1)))
         .await
         .unwrap_err();
     assert!(matches!(err, WinrmError::Timeout), "{err:?}");
@@ -208,13 +132,7 @@ async fn a_401_on_an_authenticated_connection_re_authenticates() {
     let peer = start_peer();
     let client = peer.client(PASSWORD);
     let mut shell = client.open_shell().await.unwrap();
-    let mut lines = Vec::new();
-    let status = shell
-        .run("forget-auth", &[], RunOptions::default(), &mut |l| {
-            lines.push(l)
-        })
-        .await
-        .unwrap();
+    let (status, lines) = run_lines(&mut shell, "forget-auth", &[]).await;
     assert!(status.success());
     assert_eq!(
         lines,
@@ -243,19 +161,7 @@ async fn wrong_password_is_a_clear_authentication_error() {
 /// A CA and a `localhost` leaf it signed (ECDSA P-256 / SHA-256), written as PEM files:
 /// returns the CA PEM and the leaf certificate and key paths.
 fn tls_files(dir: &std::path::Path, stem: &str) -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "aetherv peer ca");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca, &ca_key)
-        .unwrap();
+    let (ca, leaf, leaf_key) = ca_and_leaf("aetherv peer ca", &["localhost"]);
     let cert = dir.join(format!("{stem}.pem"));
     let key = dir.join(format!("{stem}.key"));
     std::fs::write(&cert, leaf.pem()).unwrap();
