@@ -234,4 +234,10 @@ fn agent_fields_name_the_vm_only_where_an_operation_targets_one() {
     assert_eq!(JobKind::Noop.fields(), None);
     assert!(is_placement_field("deployment_target") && is_placement_field("target_host"));
     assert!(!is_placement_field("vm_name"));
+    let spec = obj(json!({"vm_name": "a", "vm_id": "x", "target_host": "hv01", "ram_gb": 4}));
+    assert_eq!(
+        unknown_fields(AgentOperation::VmCreate.fields(), &spec),
+        ["ram_gb", "vm_id"]
+    );
+    assert!(unknown_fields(AgentOperation::Noop.fields(), &spec).is_empty());
 }
