@@ -467,9 +467,7 @@ impl AgentOperation {
             Op::HostInventory => fields_of::<HostInventorySpec>(),
             Op::Noop => fields_of::<NoopSpec>(),
             Op::VmCreate => fields_of::<VmCreateSpec>(),
-            Op::VmGet | Op::IsoDetach | Op::ClusterAdd | Op::ClusterRemove => {
-                fields_of::<VmRef>()
-            }
+            Op::VmGet | Op::IsoDetach | Op::ClusterAdd | Op::ClusterRemove => fields_of::<VmRef>(),
             Op::VmUpdate => fields_of::<VmUpdateSpec>(),
             Op::VmDelete => fields_of::<VmDeleteSpec>(),
             Op::VmPower => fields_of::<VmPowerSpec>(),

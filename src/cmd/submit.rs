@@ -42,16 +42,14 @@ pub fn seal_secrets(envelope: &mut JobEnvelope, recipients: &str) -> Result<(), 
         return envelope.seal_secrets(&[]).map_err(|e| e.to_string());
     }
     let recipients = parse_recipients(recipients).map_err(|e| e.to_string())?;
-    envelope
-        .seal_secrets(&recipients)
-        .map_err(|e| match e {
-            SealError::NoRecipients { fields } => format!(
-                "the spec holds secret fields ({}); set AETHERV_AGE_RECIPIENTS (or \
+    envelope.seal_secrets(&recipients).map_err(|e| match e {
+        SealError::NoRecipients { fields } => format!(
+            "the spec holds secret fields ({}); set AETHERV_AGE_RECIPIENTS (or \
                  --age-recipients) to the workers' age public keys so they can be sealed",
-                fields.join(", ")
-            ),
-            other => other.to_string(),
-        })
+            fields.join(", ")
+        ),
+        other => other.to_string(),
+    })
 }
 
 /// Completes a partial job document into an envelope value.
@@ -165,7 +163,10 @@ async fn submit(
             return ExitCode::from(1);
         }
         Err(e) => {
-            eprintln!("aetherv submit: publish failed: {}", aetherv_core::error_chain(&e));
+            eprintln!(
+                "aetherv submit: publish failed: {}",
+                aetherv_core::error_chain(&e)
+            );
             return ExitCode::from(1);
         }
     }

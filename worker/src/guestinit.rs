@@ -11,7 +11,9 @@
 use crate::job::{JobCtx, StepError};
 use aetherv_core::kvp::crypto::{seal, GuestPublicKey, KeyFormat};
 use aetherv_core::kvp::{data_items, meta};
-use aetherv_core::ops::{IsoAttachSpec, KvpReadSpec, KvpRemoveSpec, KvpWriteSpec, VmPowerSpec, VmRef};
+use aetherv_core::ops::{
+    IsoAttachSpec, KvpReadSpec, KvpRemoveSpec, KvpWriteSpec, VmPowerSpec, VmRef,
+};
 use aetherv_core::AgentOperation;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -206,8 +208,13 @@ async fn exchange(
                 vm: vm.vm(),
                 keys: Some(stale.into_iter().cloned().collect()),
             };
-            ctx.call(step, AgentOperation::KvpRemove, spec, Some("kvp.remove:stale"))
-                .await?;
+            ctx.call(
+                step,
+                AgentOperation::KvpRemove,
+                spec,
+                Some("kvp.remove:stale"),
+            )
+            .await?;
         }
     }
     let attach = IsoAttachSpec {

@@ -162,7 +162,10 @@ pub(crate) async fn run_managed(ctx: &mut JobCtx<'_>) -> Result<Value, JobFailur
     let spec =
         ManagedDeploymentSpec::from_spec(req.values()).map_err(|e| invalid(e.to_string()))?;
     let rollback = spec.rollback == Some(true);
-    let steps = plan(JobKind::DeploymentManaged, spec.vm.vm_clustered == Some(true));
+    let steps = plan(
+        JobKind::DeploymentManaged,
+        spec.vm.vm_clustered == Some(true),
+    );
     let total = steps.len() as u32;
     let mut d = Deployment {
         req: &req,

@@ -153,4 +153,3 @@ impl<'de> Deserialize<'de> for Secret {
         }
     }
 }
-

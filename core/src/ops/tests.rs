@@ -193,8 +193,12 @@ fn single_operation_kinds_plan_their_operation() {
 
 #[test]
 fn a_managed_deployment_registers_with_the_cluster_last() {
-    let step_names =
-        |clustered| -> Vec<&str> { plan(JobKind::DeploymentManaged, clustered).into_iter().map(StepName::as_str).collect() };
+    let step_names = |clustered| -> Vec<&str> {
+        plan(JobKind::DeploymentManaged, clustered)
+            .into_iter()
+            .map(StepName::as_str)
+            .collect()
+    };
     assert_eq!(
         step_names(true),
         [

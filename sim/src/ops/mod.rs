@@ -246,7 +246,10 @@ fn storage_class<'h>(host: &'h HostState, name: &str) -> Result<&'h StorageClass
         .ok_or_else(|| {
             err(
                 "not_found",
-                format!("storage class '{name}' is not defined on {}", host.spec.name),
+                format!(
+                    "storage class '{name}' is not defined on {}",
+                    host.spec.name
+                ),
             )
         })
 }

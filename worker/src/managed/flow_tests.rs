@@ -9,8 +9,8 @@ use aetherv_broker::{Broker, StreamOffset, Topology};
 use aetherv_core::contract::command::DEFAULT_INSTALL_DIR;
 use aetherv_core::secrets;
 use aetherv_core::{
-    AgentOperation, AgentRequest, Event, EventBody, JobEnvelope, JobKind, Platform,
-    Requester, Target,
+    AgentOperation, AgentRequest, Event, EventBody, JobEnvelope, JobKind, Platform, Requester,
+    Target,
 };
 use aetherv_sim::guest::faults;
 use aetherv_sim::{Fault, Sim, SimConfig};
