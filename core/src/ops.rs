@@ -344,6 +344,28 @@ impl VmDeleteSpec {
     }
 }
 
+impl DiskDeleteSpec {
+    /// `disk.delete` of disk `disk_id` of `vm`.
+    pub fn new(vm: VmRef, disk_id: impl Into<String>) -> Self {
+        DiskDeleteSpec {
+            vm,
+            resource_id: Some(disk_id.into()),
+            disk_id: None,
+        }
+    }
+}
+
+impl NicDeleteSpec {
+    /// `nic.delete` of adapter `nic_id` of `vm`.
+    pub fn new(vm: VmRef, nic_id: impl Into<String>) -> Self {
+        NicDeleteSpec {
+            vm,
+            resource_id: Some(nic_id.into()),
+            nic_id: None,
+        }
+    }
+}
+
 impl DiskCreateSpec {
     /// `disk.create`: a blank disk of `size_gb` attached to `vm`.
     pub fn new(vm: VmRef, size_gb: u32) -> Self {
@@ -389,6 +411,10 @@ macro_rules! kinds {
     ($( $Kind:ident => $Spec:ident $(, $Op:ident)?; )+) => {
         /// A job's spec, typed by its kind.
         #[derive(Debug, Clone, PartialEq)]
+        #[expect(
+            clippy::large_enum_variant,
+            reason = "one per job, built and consumed at once; boxing would only add noise"
+        )]
         pub enum JobSpec {
             $(
                 #[doc = concat!("[`JobKind::", stringify!($Kind), "`].")]

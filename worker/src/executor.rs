@@ -214,14 +214,9 @@ async fn run_single(ctx: &mut JobCtx<'_>) -> Result<Value, JobFailure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aetherv_core::{Platform, Requester, Target};
 
     fn job(kind: JobKind) -> JobEnvelope {
-        let requester = Requester {
-            platform: Platform::Amqp,
-            user_id: "t".into(),
-        };
-        JobEnvelope::new(kind, Target::Host("hv01".into()), Map::new(), requester)
+        crate::job::test_job(kind, Value::Null)
     }
 
     #[test]

@@ -372,3 +372,22 @@ impl From<PublishError> for JobFailure {
         JobFailure::Publish(e)
     }
 }
+
+/// A job on `hv01` from an AMQP producer, with `spec` (an object; anything else is empty).
+#[cfg(test)]
+pub(crate) fn test_job(kind: aetherv_core::JobKind, spec: Value) -> JobEnvelope {
+    let requester = aetherv_core::Requester {
+        platform: aetherv_core::Platform::Amqp,
+        user_id: "t".into(),
+    };
+    let spec = match spec {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    JobEnvelope::new(
+        kind,
+        aetherv_core::Target::Host("hv01".into()),
+        spec,
+        requester,
+    )
+}

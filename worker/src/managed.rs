@@ -404,22 +404,12 @@ async fn roll_back(
         let (op, spec, what) = match c {
             Created::Nic { vm_id, nic_id } => (
                 AgentOperation::NicDelete,
-                NicDeleteSpec {
-                    vm: VmRef::id(vm_id),
-                    resource_id: Some(nic_id.clone()),
-                    ..NicDeleteSpec::default()
-                }
-                .into_spec(),
+                NicDeleteSpec::new(VmRef::id(vm_id), nic_id).into_spec(),
                 format!("nic {nic_id}"),
             ),
             Created::Disk { vm_id, disk_id } => (
                 AgentOperation::DiskDelete,
-                DiskDeleteSpec {
-                    vm: VmRef::id(vm_id),
-                    resource_id: Some(disk_id.clone()),
-                    ..DiskDeleteSpec::default()
-                }
-                .into_spec(),
+                DiskDeleteSpec::new(VmRef::id(vm_id), disk_id).into_spec(),
                 format!("disk {disk_id}"),
             ),
             Created::Vm { vm_id } => (
@@ -493,20 +483,9 @@ mod flow_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aetherv_core::{Platform, Requester};
 
     fn job(spec: Value) -> JobEnvelope {
-        let requester = Requester {
-            platform: Platform::Amqp,
-            user_id: "t".into(),
-        };
-        let spec = spec.as_object().cloned().unwrap_or_default();
-        JobEnvelope::new(
-            JobKind::DeploymentManaged,
-            Target::Host("hv01".into()),
-            spec,
-            requester,
-        )
+        crate::job::test_job(JobKind::DeploymentManaged, spec)
     }
 
     #[test]
@@ -537,14 +516,10 @@ mod tests {
         }));
         let req = revalidate("managed-deployment", &managed_input(&j)).expect("valid");
         assert_eq!(req.get("rollback"), Some(&json!(false)));
-        let managed_steps = |clustered| -> Vec<&str> {
-            plan(JobKind::DeploymentManaged, clustered)
-                .into_iter()
-                .map(StepName::as_str)
-                .collect()
-        };
+        let clustered = plan(JobKind::DeploymentManaged, true);
+        let names: Vec<&str> = clustered.iter().map(|s| s.as_str()).collect();
         assert_eq!(
-            managed_steps(true),
+            names,
             [
                 "vm.create",
                 "disk.create",
@@ -553,7 +528,7 @@ mod tests {
                 "cluster.add"
             ]
         );
-        assert_eq!(managed_steps(false).len(), 4);
+        assert_eq!(plan(JobKind::DeploymentManaged, false).len(), 4);
         assert!(file_tag(&j).starts_with("aetherv-") && !file_tag(&j).contains(':'));
     }
 }

@@ -9,7 +9,10 @@ fn forms() -> Forms {
 }
 
 fn obj(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().expect("object")
+    match v {
+        Value::Object(m) => m,
+        other => panic!("not an object: {other}"),
+    }
 }
 
 fn names(fields: &[Field]) -> Vec<&'static str> {

@@ -8,10 +8,7 @@ use crate::HostAgent;
 use aetherv_broker::{Broker, StreamOffset, Topology};
 use aetherv_core::contract::command::DEFAULT_INSTALL_DIR;
 use aetherv_core::secrets;
-use aetherv_core::{
-    AgentOperation, AgentRequest, Event, EventBody, JobEnvelope, JobKind, Platform, Requester,
-    Target,
-};
+use aetherv_core::{AgentOperation, AgentRequest, Event, EventBody, JobEnvelope, JobKind};
 use aetherv_sim::guest::faults;
 use aetherv_sim::{Fault, Sim, SimConfig};
 use aetherv_winrm::{Auth, ClientConfig, WinrmClient};
@@ -73,12 +70,7 @@ fn job(kind: JobKind, spec: Value) -> JobEnvelope {
 
 /// A job with its secret fields left in the spec (a broken producer).
 fn plaintext_job(kind: JobKind, spec: Value) -> JobEnvelope {
-    let requester = Requester {
-        platform: Platform::Amqp,
-        user_id: "t".into(),
-    };
-    let spec = spec.as_object().cloned().unwrap_or_default();
-    JobEnvelope::new(kind, Target::Host("hv01".into()), spec, requester)
+    crate::job::test_job(kind, spec)
 }
 
 fn deployment(name: &str, extra: Value) -> Value {
