@@ -2,8 +2,12 @@
 //!
 //! Owns the form schemas (loaded from `schemas/*.yaml`), request validation, the versioned wire
 //! contracts (job envelope, event, agent request/result), guest configuration → KVP items, and
-//! secret redaction. It must not do I/O: no sockets, no tokio, no filesystem access except
-//! through the embedded schema texts (callers may pass other texts in).
+//! secret redaction. The vocabulary of operations (typed specs, their fields, plans) is
+//! [`ops`]. It must not do I/O: no sockets, no tokio, no filesystem access except through the
+//! embedded schema texts (callers may pass other texts in).
+
+#[macro_use]
+mod wire_enum;
 
 pub mod approval;
 pub mod bundle;
@@ -13,6 +17,7 @@ pub mod error;
 pub mod ids;
 pub mod kvp;
 pub mod lifecycle;
+pub mod ops;
 pub mod osfamily;
 pub mod rbac;
 pub mod redact;
@@ -28,3 +33,4 @@ pub use contract::{
 };
 pub use error::error_chain;
 pub use ids::{HostName, JobId};
+pub use ops::{plan, JobSpec, Spec, StepName};

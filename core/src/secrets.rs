@@ -5,7 +5,9 @@
 //!
 //! The plaintext is a JSON object (field id → value). [`split_secrets`] moves the secret fields
 //! out of a spec before [`seal`]; a worker [`open`]s the field and merges the values into its
-//! working copy of the spec. Plaintext buffers are zeroized after use; key material never
+//! working copy of the spec; [`crate::JobEnvelope::seal_secrets`] and
+//! [`crate::JobEnvelope::open_secrets`] do both for an envelope, with the secret fields of
+//! [`crate::ops::secret_fields`]. Plaintext buffers are zeroized after use; key material never
 //! appears in error messages.
 
 use serde_json::{Map, Value};
@@ -216,6 +218,124 @@ pub fn generate_identity() -> Identity {
 pub fn identity_text(identity: &Identity) -> Zeroizing<String> {
     use age::secrecy::ExposeSecret as _;
     Zeroizing::new(identity.to_string().expose_secret().to_string())
+}
+
+/// Why an envelope's secrets could not be sealed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SealError {
+    /// Secrets both sealed already and in the plaintext spec.
+    #[error(
+        "the job has sealed secrets and also {} in plaintext; put every secret in one place",
+        .fields.join(", ")
+    )]
+    Mixed {
+        /// The plaintext secret fields.
+        fields: Vec<String>,
+    },
+    /// Secret values to seal but no recipient.
+    #[error("the spec holds secret fields ({}) but no age recipient is configured", .fields.join(", "))]
+    NoRecipients {
+        /// The plaintext secret fields.
+        fields: Vec<String>,
+    },
+    /// Encryption failed.
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+}
+
+/// Why a worker refuses an envelope's secrets. Messages never hold a secret value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// Secret fields in the plaintext spec: the job is not run (and not dead-lettered, which
+    /// would keep the plaintext on the broker).
+    #[error(
+        "secret fields ({}) arrived in plaintext in the job spec; producers must seal them to \
+         the workers' age recipients in the envelope's `secrets` field; the job was not run",
+        .fields.join(", ")
+    )]
+    Plaintext {
+        /// The plaintext secret fields.
+        fields: Vec<String>,
+    },
+    /// Sealed secrets but no identity to open them.
+    #[error(
+        "the job carries sealed secrets but this worker has no age identity configured \
+         (age_identity_file or AETHERV_AGE_IDENTITY)"
+    )]
+    NoIdentity,
+    /// The ciphertext does not open with this identity (or is malformed).
+    #[error(transparent)]
+    Undecryptable(SecretsError),
+    /// The sealed values hold a field that is not a secret field.
+    #[error("the sealed secrets hold {field}, which is not a secret field")]
+    NotSecret {
+        /// The field.
+        field: String,
+    },
+}
+
+impl OpenError {
+    /// The stable code of the `job.failed` event.
+    pub fn code(&self) -> &'static str {
+        match self {
+            OpenError::Plaintext { .. } => "plaintext_secret",
+            OpenError::NoIdentity | OpenError::Undecryptable(_) => "secrets_undecryptable",
+            OpenError::NotSecret { .. } => "invalid_request",
+        }
+    }
+}
+
+impl crate::JobEnvelope {
+    /// The secret fields ([`crate::ops::secret_fields`]) the plaintext spec holds, sorted.
+    pub fn plaintext_secret_fields(&self) -> Vec<String> {
+        plaintext_secret_fields(&self.spec, crate::ops::secret_fields().iter().copied())
+    }
+
+    /// Moves the secret fields of the spec into the sealed `secrets` field. Nothing to seal
+    /// needs no recipient; secrets both sealed and in plaintext are refused.
+    pub fn seal_secrets(&mut self, recipients: &[Recipient]) -> Result<(), SealError> {
+        let fields = self.plaintext_secret_fields();
+        if fields.is_empty() {
+            return Ok(());
+        }
+        if self.secrets.is_some() {
+            return Err(SealError::Mixed { fields });
+        }
+        if recipients.is_empty() {
+            return Err(SealError::NoRecipients { fields });
+        }
+        self.secrets = seal_spec(
+            &mut self.spec,
+            crate::ops::secret_fields().iter().copied(),
+            recipients,
+        )?;
+        Ok(())
+    }
+
+    /// Checks and opens the sealed secrets (the envelope is left as it is): plaintext secret
+    /// fields in the spec, sealed secrets without an identity or not for it, and sealed fields
+    /// that are not secret fields are refused. No sealed secrets: empty values.
+    pub fn open_secrets(&self, identity: Option<&Identity>) -> Result<SecretValues, OpenError> {
+        let fields = self.plaintext_secret_fields();
+        if !fields.is_empty() {
+            return Err(OpenError::Plaintext { fields });
+        }
+        let Some(armored) = &self.secrets else {
+            return Ok(SecretValues::default());
+        };
+        let identity = identity.ok_or(OpenError::NoIdentity)?;
+        let values = open(armored, identity)
+            .map(SecretValues)
+            .map_err(OpenError::Undecryptable)?;
+        if let Some(field) = values.0.keys().find(|k| !crate::ops::is_secret(k)) {
+            return Err(OpenError::NotSecret {
+                field: field.clone(),
+            });
+        }
+        Ok(values)
+    }
 }
 
 #[cfg(test)]

@@ -46,6 +46,13 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let unknown = aetherv_core::ops::unknown_fields(op.fields(), &spec);
+    if !unknown.is_empty() {
+        eprintln!(
+            "aetherv agent-command: warning: {op} ignores field(s) {}",
+            unknown.join(", ")
+        );
+    }
     let cid = args
         .correlation_id
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());

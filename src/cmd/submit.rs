@@ -32,38 +32,24 @@ pub struct Args {
     pub age_recipients: String,
 }
 
-/// Moves the secret fields of `envelope.spec` into its sealed `secrets` field; an error when
-/// there are secrets to seal but no recipient, or secrets both sealed and in plaintext.
+/// Moves the secret fields of `envelope.spec` into its sealed `secrets` field
+/// ([`JobEnvelope::seal_secrets`]); an error when there are secrets to seal but no recipient,
+/// or secrets both sealed and in plaintext. Recipients are parsed only when there is something
+/// to seal.
 pub fn seal_secrets(envelope: &mut JobEnvelope, recipients: &str) -> Result<(), String> {
-    use aetherv_core::secrets;
-    let ids = aetherv_core::schema::Forms::builtin()
-        .map_err(|e| e.to_string())?
-        .secret_fields();
-    let plain = secrets::plaintext_secret_fields(&envelope.spec, ids.iter().map(String::as_str));
-    if plain.is_empty() {
-        return Ok(());
+    use aetherv_core::secrets::{parse_recipients, SealError};
+    if envelope.plaintext_secret_fields().is_empty() || envelope.secrets.is_some() {
+        return envelope.seal_secrets(&[]).map_err(|e| e.to_string());
     }
-    if envelope.secrets.is_some() {
-        return Err(format!(
-            "the job has sealed secrets and also {} in plaintext; put every secret in one place",
-            plain.join(", ")
-        ));
-    }
-    let recipients = secrets::parse_recipients(recipients).map_err(|e| e.to_string())?;
-    if recipients.is_empty() {
-        return Err(format!(
-            "the spec holds secret fields ({}); set AETHERV_AGE_RECIPIENTS (or --age-recipients) \
-             to the workers' age public keys so they can be sealed",
-            plain.join(", ")
-        ));
-    }
-    envelope.secrets = secrets::seal_spec(
-        &mut envelope.spec,
-        ids.iter().map(String::as_str),
-        &recipients,
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(())
+    let recipients = parse_recipients(recipients).map_err(|e| e.to_string())?;
+    envelope.seal_secrets(&recipients).map_err(|e| match e {
+        SealError::NoRecipients { fields } => format!(
+            "the spec holds secret fields ({}); set AETHERV_AGE_RECIPIENTS (or \
+                 --age-recipients) to the workers' age public keys so they can be sealed",
+            fields.join(", ")
+        ),
+        other => other.to_string(),
+    })
 }
 
 /// Completes a partial job document into an envelope value.
@@ -100,6 +86,14 @@ pub fn run(args: Args) -> ExitCode {
     let envelope = match complete(doc).and_then(|v| {
         let mut env = JobEnvelope::from_slice(&serde_json::to_vec(&v).unwrap_or_default())
             .map_err(|e| e.to_string())?;
+        let unknown = aetherv_core::ops::unknown_fields(env.kind.fields(), &env.spec);
+        if !unknown.is_empty() {
+            eprintln!(
+                "aetherv submit: warning: the worker does not read field(s) {} of a {} job",
+                unknown.join(", "),
+                env.kind
+            );
+        }
         seal_secrets(&mut env, &args.age_recipients)?;
         Ok(env)
     }) {

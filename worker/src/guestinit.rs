@@ -6,11 +6,14 @@
 //!
 //! Secrets reach the host only as KVP ciphertext: the plaintext guest configuration lives in
 //! this process, is zeroized after sealing, and never appears in events, logs or errors. Each
-//! wait has its own deadline ([`crate::executor::GuestTimeouts`]).
+//! wait has its own deadline ([`crate::job::GuestTimeouts`]).
 
-use crate::executor::{JobCtx, StepError};
+use crate::job::{JobCtx, StepError};
 use aetherv_core::kvp::crypto::{seal, GuestPublicKey, KeyFormat};
 use aetherv_core::kvp::{data_items, meta};
+use aetherv_core::ops::{
+    IsoAttachSpec, KvpReadSpec, KvpRemoveSpec, KvpWriteSpec, VmPowerSpec, VmRef,
+};
 use aetherv_core::AgentOperation;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -52,19 +55,21 @@ impl InitTarget {
         })
     }
 
-    fn spec(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("vm_id".into(), Value::String(self.vm_id.clone()));
-        m
+    fn vm(&self) -> VmRef {
+        VmRef::id(&self.vm_id)
     }
 }
 
-fn spec_with(base: &InitTarget, extra: Value) -> Map<String, Value> {
-    let mut m = base.spec();
-    if let Value::Object(e) = extra {
-        m.extend(e);
-    }
-    m
+async fn read_items(
+    ctx: &mut JobCtx<'_>,
+    step: &str,
+    spec: KvpReadSpec,
+) -> Result<Map<String, Value>, StepError> {
+    let data = ctx.call(step, AgentOperation::KvpRead, spec, None).await?;
+    Ok(match data.get("items") {
+        Some(Value::Object(m)) => m.clone(),
+        _ => Map::new(),
+    })
 }
 
 async fn guest_items(
@@ -72,21 +77,13 @@ async fn guest_items(
     step: &str,
     vm: &InitTarget,
 ) -> Result<Map<String, Value>, StepError> {
-    let data = ctx
-        .op(
-            step,
-            AgentOperation::KvpRead,
-            spec_with(
-                vm,
-                json!({"keys": [meta::GUEST_STATE, meta::GUEST_PUBLIC_KEY, meta::GUEST_ERROR]}),
-            ),
-            None,
-        )
-        .await?;
-    Ok(match data.get("items") {
-        Some(Value::Object(m)) => m.clone(),
-        _ => Map::new(),
-    })
+    let keys = [meta::GUEST_STATE, meta::GUEST_PUBLIC_KEY, meta::GUEST_ERROR];
+    let spec = KvpReadSpec {
+        vm: vm.vm(),
+        keys: Some(keys.map(String::from).to_vec()),
+        source: None,
+    };
+    read_items(ctx, step, spec).await
 }
 
 async fn host_items(
@@ -94,18 +91,30 @@ async fn host_items(
     step: &str,
     vm: &InitTarget,
 ) -> Result<Map<String, Value>, StepError> {
-    let data = ctx
-        .op(
-            step,
-            AgentOperation::KvpRead,
-            spec_with(vm, json!({"source": "host"})),
-            None,
-        )
-        .await?;
-    Ok(match data.get("items") {
-        Some(Value::Object(m)) => m.clone(),
-        _ => Map::new(),
-    })
+    let spec = KvpReadSpec {
+        vm: vm.vm(),
+        keys: None,
+        source: Some("host".into()),
+    };
+    read_items(ctx, step, spec).await
+}
+
+/// Writes host KVP items, keyed `kvp.write:<label>`.
+async fn write_items(
+    ctx: &mut JobCtx<'_>,
+    step: &str,
+    vm: &InitTarget,
+    items: Map<String, Value>,
+    label: &str,
+) -> Result<(), StepError> {
+    let spec = KvpWriteSpec {
+        vm: vm.vm(),
+        items: Some(items),
+    };
+    let key = format!("{}:{label}", AgentOperation::KvpWrite);
+    ctx.call(step, AgentOperation::KvpWrite, spec, Some(&key))
+        .await
+        .map(|_| ())
 }
 
 fn item<'a>(items: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
@@ -195,31 +204,31 @@ async fn exchange(
                 "removing {} KVP item(s) of an earlier exchange",
                 stale.len()
             ));
-            ctx.op(
+            let spec = KvpRemoveSpec {
+                vm: vm.vm(),
+                keys: Some(stale.into_iter().cloned().collect()),
+            };
+            ctx.call(
                 step,
                 AgentOperation::KvpRemove,
-                spec_with(vm, json!({ "keys": stale })),
+                spec,
                 Some("kvp.remove:stale"),
             )
             .await?;
         }
     }
+    let attach = IsoAttachSpec {
+        vm: vm.vm(),
+        os_family: Some(vm.os_family.clone()),
+        iso_path: None,
+    };
     let iso = ctx
-        .op(
-            step,
-            AgentOperation::IsoAttach,
-            spec_with(vm, json!({"os_family": vm.os_family})),
-            Some("iso.attach"),
-        )
+        .call(step, AgentOperation::IsoAttach, attach, Some("iso.attach"))
         .await?;
     if !vm.state.eq_ignore_ascii_case("Running") {
-        ctx.op(
-            step,
-            AgentOperation::VmPower,
-            spec_with(vm, json!({"action": "start"})),
-            Some("vm.power:start"),
-        )
-        .await?;
+        let start = VmPowerSpec::new(vm.vm(), "start");
+        ctx.call(step, AgentOperation::VmPower, start, Some("vm.power:start"))
+            .await?;
     }
     let mut announce = Map::new();
     announce.insert(meta::HOST_STATE.into(), json!("waitingforpublickey"));
@@ -232,13 +241,7 @@ async fn exchange(
             ctx.narrate("the host did not report its agent version; hlvmm.meta.version not written")
         }
     }
-    ctx.op(
-        step,
-        AgentOperation::KvpWrite,
-        spec_with(vm, json!({"items": announce})),
-        Some("kvp.write:announce"),
-    )
-    .await?;
+    write_items(ctx, step, vm, announce, "announce").await?;
     ctx.narrate(format!(
         "waiting up to {}s for the guest of '{}' to publish its public key",
         ctx.opts.guest.ready.as_secs(),
@@ -271,22 +274,10 @@ async fn exchange(
         format_name(key.format())
     ));
     let items: Map<String, Value> = sealed.into_iter().map(|(k, v)| (k, json!(v))).collect();
-    ctx.op(
-        step,
-        AgentOperation::KvpWrite,
-        spec_with(vm, json!({"items": items})),
-        Some("kvp.write:data"),
-    )
-    .await?;
+    write_items(ctx, step, vm, items, "data").await?;
     let mut published = Map::new();
     published.insert(meta::HOST_STATE.into(), json!("provisioningdatapublished"));
-    ctx.op(
-        step,
-        AgentOperation::KvpWrite,
-        spec_with(vm, json!({"items": published})),
-        Some("kvp.write:published"),
-    )
-    .await?;
+    write_items(ctx, step, vm, published, "published").await?;
     wait_for(
         ctx,
         step,
@@ -301,14 +292,9 @@ async fn exchange(
 }
 
 async fn detach(ctx: &mut JobCtx<'_>, step: &str, vm: &InitTarget) -> Result<(), StepError> {
-    ctx.op(
-        step,
-        AgentOperation::IsoDetach,
-        vm.spec(),
-        Some("iso.detach"),
-    )
-    .await
-    .map(|_| ())
+    ctx.call(step, AgentOperation::IsoDetach, vm.vm(), Some("iso.detach"))
+        .await
+        .map(|_| ())
 }
 
 fn format_name(f: KeyFormat) -> &'static str {

@@ -14,6 +14,7 @@ pub mod deploy;
 pub mod executor;
 pub mod guestinit;
 pub mod inventory;
+pub mod job;
 pub mod managed;
 pub mod placement;
 pub mod placer;

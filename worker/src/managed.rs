@@ -3,7 +3,9 @@
 //! and the stand-alone guest initialization (`vm.initialize`).
 //!
 //! The worker never trusts the queue: the spec is validated again against the built-in forms,
-//! and a failure fails the job with the field errors (secret values never echoed).
+//! and a failure fails the job with the field errors (secret values never echoed). The steps
+//! are the core plan ([`aetherv_core::ops::plan`]); each builds its agent specs from the typed
+//! [`ManagedDeploymentSpec`].
 //!
 //! Resume: before creating anything a step looks for the job's own resource: a VM of the
 //! requested name whose notes carry `aetherv:job=<id>` is reused, one without the tag fails
@@ -14,18 +16,33 @@
 //! Rollback (`rollback: true`): on failure, what this job created is deleted in reverse order.
 //!
 //! Secrets: the secret fields (passwords) arrive sealed in the envelope's age `secrets` field,
-//! are opened by the executor ([`crate::executor::open_job_secrets`]), merged into the working
+//! are opened by the executor ([`aetherv_core::JobEnvelope::open_secrets`]), merged into the working
 //! copy of the spec here, go into the sealed KVP items only, and are never put into events or
 //! logs. A spec that carries them in plaintext is refused before any step runs.
 
-use crate::executor::{job_tag, JobCtx, JobFailure, StepError};
 use crate::guestinit::{self, InitTarget};
+use crate::job::{file_tag, job_tag, JobCtx, JobFailure, StepError};
 use aetherv_core::kvp::guest_config;
+use aetherv_core::ops::{
+    plan, DiskCreateSpec, DiskDeleteSpec, ManagedDeploymentSpec, NicCreateSpec, NicDeleteSpec,
+    Spec, StepName, VmCreateSpec, VmDeleteSpec, VmFields, VmRef,
+};
 use aetherv_core::schema::{FormSchema, Forms};
 use aetherv_core::validate::{validate, ValidatedRequest, ValidationContext};
 use aetherv_core::{AgentOperation, JobEnvelope, JobKind, Target};
 use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
+
+/// The deployment's first step: its VM.
+const VM_STEP: StepName = StepName::Op(AgentOperation::VmCreate);
+/// The disk step.
+const DISK_STEP: StepName = StepName::Op(AgentOperation::DiskCreate);
+/// The network adapter step.
+const NIC_STEP: StepName = StepName::Op(AgentOperation::NicCreate);
+/// The cluster registration step.
+const CLUSTER_STEP: StepName = StepName::Op(AgentOperation::ClusterAdd);
+/// The step part of the idempotency keys of rollback operations.
+const ROLLBACK_KEY: &str = "rollback";
 
 /// Something this job created, for rollback.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,13 +68,8 @@ pub enum Created {
     },
 }
 
-/// The tag disk file names of a job carry (file names cannot hold `:`).
-pub fn file_tag(job: &JobEnvelope) -> String {
-    format!("aetherv-{}", job.job_id)
-}
-
 /// The built-in forms, parsed once.
-pub(crate) fn forms() -> Result<&'static Forms, String> {
+fn forms() -> Result<&'static Forms, String> {
     static FORMS: OnceLock<Result<Forms, String>> = OnceLock::new();
     FORMS
         .get_or_init(|| Forms::builtin().map_err(|e| e.to_string()))
@@ -118,13 +130,6 @@ fn invalid(message: String) -> JobFailure {
     }
 }
 
-fn obj(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
-
 fn text(v: &Value, k: &str) -> String {
     v.get(k)
         .and_then(Value::as_str)
@@ -132,17 +137,9 @@ fn text(v: &Value, k: &str) -> String {
         .to_string()
 }
 
-/// The step names of a managed deployment, in order.
-pub fn managed_steps(clustered: bool) -> Vec<&'static str> {
-    let mut s = vec!["vm.create", "disk.create", "nic.create", "guest.initialize"];
-    if clustered {
-        s.push("cluster.add");
-    }
-    s
-}
-
 struct Deployment<'r> {
     req: &'r ValidatedRequest,
+    spec: ManagedDeploymentSpec,
     created: Vec<Created>,
     vm: Option<Value>,
     vm_resumed: bool,
@@ -155,14 +152,6 @@ impl Deployment<'_> {
             .map(|v| text(v, "vm_id"))
             .unwrap_or_default()
     }
-
-    fn copy(&self, into: &mut Map<String, Value>, keys: &[&str]) {
-        for k in keys {
-            if let Some(v) = self.req.get(k) {
-                into.insert((*k).to_string(), v.clone());
-            }
-        }
-    }
 }
 
 /// Runs a `deployment.managed` job's steps.
@@ -170,18 +159,23 @@ pub(crate) async fn run_managed(ctx: &mut JobCtx<'_>) -> Result<Value, JobFailur
     let mut input = managed_input(ctx.job);
     input.extend(ctx.secrets.0.clone());
     let req = revalidate("managed-deployment", &input).map_err(invalid)?;
-    let clustered = req.get("vm_clustered").and_then(Value::as_bool) == Some(true);
-    let rollback = req.get("rollback").and_then(Value::as_bool) == Some(true);
-    let steps = managed_steps(clustered);
+    let spec =
+        ManagedDeploymentSpec::from_spec(req.values()).map_err(|e| invalid(e.to_string()))?;
+    let rollback = spec.rollback == Some(true);
+    let steps = plan(
+        JobKind::DeploymentManaged,
+        spec.vm.vm_clustered == Some(true),
+    );
     let total = steps.len() as u32;
     let mut d = Deployment {
         req: &req,
+        spec,
         created: Vec::new(),
         vm: None,
         vm_resumed: false,
     };
     let mut results = Map::new();
-    for (i, name) in steps.iter().enumerate() {
+    for (i, step) in steps.into_iter().enumerate() {
         if let Err(cancelled) = ctx.boundary() {
             if rollback && !d.created.is_empty() {
                 let undone = roll_back(ctx, &d.created).await?;
@@ -189,20 +183,24 @@ pub(crate) async fn run_managed(ctx: &mut JobCtx<'_>) -> Result<Value, JobFailur
             }
             return Err(cancelled);
         }
-        let started = ctx.begin_step(name, i as u32 + 1, total).await?;
-        let res = match *name {
-            "vm.create" => step_vm(ctx, &mut d).await,
-            "disk.create" => step_disk(ctx, &mut d).await,
-            "nic.create" => step_nic(ctx, &mut d).await,
-            "guest.initialize" => step_init(ctx, &d).await,
-            _ => step_cluster(ctx, &d).await,
+        let started = ctx.begin_step(step, i as u32 + 1, total).await?;
+        let res = match step {
+            VM_STEP => step_vm(ctx, &mut d).await,
+            DISK_STEP => step_disk(ctx, &mut d).await,
+            NIC_STEP => step_nic(ctx, &mut d).await,
+            StepName::GuestInitialize => step_init(ctx, &d).await,
+            CLUSTER_STEP => step_cluster(ctx, &d).await,
+            StepName::Op(op) => Err(StepError::failed(
+                "unsupported_kind",
+                format!("{op} is not a step of a managed deployment"),
+            )),
         };
-        match ctx.end_step(name, started, res).await {
+        match ctx.end_step(step, started, res).await {
             Ok(data) => {
-                results.insert((*name).to_string(), data);
+                results.insert(step.to_string(), data);
             }
             Err(e) => {
-                let mut failure = JobFailure::at(name, e);
+                let mut failure = JobFailure::at(step, e);
                 if let (true, JobFailure::Failed { message, .. }) = (rollback, &mut failure) {
                     let undone = roll_back(ctx, &d.created).await?;
                     message.push_str(&format!("; rolled back: {}", undone.join(", ")));
@@ -214,16 +212,25 @@ pub(crate) async fn run_managed(ctx: &mut JobCtx<'_>) -> Result<Value, JobFailur
     Ok(Value::Object(results))
 }
 
+/// Runs the creating operation of `step` (keyed by the operation's name).
+async fn create(
+    ctx: &mut JobCtx<'_>,
+    step: StepName,
+    op: AgentOperation,
+    spec: impl Spec,
+) -> Result<Value, StepError> {
+    ctx.call(step.as_str(), op, spec, Some(op.as_str())).await
+}
+
 async fn step_vm(ctx: &mut JobCtx<'_>, d: &mut Deployment<'_>) -> Result<(Value, bool), StepError> {
-    let name = d.req.str("vm_name").unwrap_or_default().to_string();
+    let name = d.spec.vm.vm_name.clone().unwrap_or_default();
     let tag = job_tag(ctx.job);
+    let by_name = VmRef {
+        vm_name: Some(name.clone()),
+        vm_id: None,
+    };
     match ctx
-        .op(
-            "vm.create",
-            AgentOperation::VmGet,
-            obj(json!({"vm_name": name})),
-            None,
-        )
+        .call(VM_STEP.as_str(), AgentOperation::VmGet, by_name, None)
         .await
     {
         Ok(view) => {
@@ -249,21 +256,20 @@ async fn step_vm(ctx: &mut JobCtx<'_>, d: &mut Deployment<'_>) -> Result<(Value,
         Err(StepError::Failed { code, .. }) if code == "not_found" => {}
         Err(e) => return Err(e),
     }
-    let mut spec = Map::new();
-    d.copy(
-        &mut spec,
-        &["vm_name", "gb_ram", "cpu_cores", "storage_class"],
-    );
-    spec.insert("os_family".into(), json!(d.req.os_family().as_str()));
-    spec.insert("notes".into(), json!(tag));
-    let data = ctx
-        .op(
-            "vm.create",
-            AgentOperation::VmCreate,
-            spec,
-            Some("vm.create"),
-        )
-        .await?;
+    let vm = &d.spec.vm;
+    let spec = VmCreateSpec {
+        form: VmFields {
+            vm_name: vm.vm_name.clone(),
+            gb_ram: vm.gb_ram,
+            cpu_cores: vm.cpu_cores,
+            storage_class: vm.storage_class.clone(),
+            os_family: Some(d.req.os_family().as_str().to_string()),
+            ..VmFields::default()
+        },
+        notes: Some(tag),
+        ..VmCreateSpec::default()
+    };
+    let data = create(ctx, VM_STEP, AgentOperation::VmCreate, spec).await?;
     d.created.push(Created::Vm {
         vm_id: text(&data, "vm_id"),
     });
@@ -272,101 +278,103 @@ async fn step_vm(ctx: &mut JobCtx<'_>, d: &mut Deployment<'_>) -> Result<(Value,
 }
 
 /// A fresh view of the deployment's VM (only needed when it was reused).
-async fn current_vm(ctx: &mut JobCtx<'_>, step: &str, vm_id: &str) -> Result<Value, StepError> {
-    ctx.op(
-        step,
-        AgentOperation::VmGet,
-        obj(json!({"vm_id": vm_id})),
-        None,
-    )
-    .await
+async fn current_vm(ctx: &mut JobCtx<'_>, step: StepName, vm_id: &str) -> Result<Value, StepError> {
+    ctx.call(step.as_str(), AgentOperation::VmGet, VmRef::id(vm_id), None)
+        .await
+}
+
+/// A disk or adapter of the deployment's VM: on a VM reused from an earlier attempt, the
+/// first entry of the VM view's `list` that `is_own` is reused; otherwise `op` creates it.
+async fn component(
+    ctx: &mut JobCtx<'_>,
+    d: &mut Deployment<'_>,
+    step: StepName,
+    (op, spec): (AgentOperation, impl Spec),
+    (list, is_own): (&str, &(dyn Fn(&Value) -> bool + Sync)),
+    record: fn(String, &Value) -> Created,
+) -> Result<(Value, bool), StepError> {
+    let vm_id = d.vm_id();
+    if d.vm_resumed {
+        let view = current_vm(ctx, step, &vm_id).await?;
+        let own = view
+            .get(list)
+            .and_then(Value::as_array)
+            .and_then(|xs| xs.iter().find(|x| is_own(x)));
+        if let Some(own) = own {
+            d.created.push(record(vm_id, own));
+            return Ok((own.clone(), true));
+        }
+    }
+    let data = create(ctx, step, op, spec).await?;
+    d.created.push(record(vm_id, &data));
+    Ok((data, false))
 }
 
 async fn step_disk(
     ctx: &mut JobCtx<'_>,
     d: &mut Deployment<'_>,
 ) -> Result<(Value, bool), StepError> {
-    let vm_id = d.vm_id();
     let tag = file_tag(ctx.job);
-    if d.vm_resumed {
-        let view = current_vm(ctx, "disk.create", &vm_id).await?;
-        let own = view
-            .get("disks")
-            .and_then(Value::as_array)
-            .and_then(|ds| ds.iter().find(|x| text(x, "disk_path").contains(&tag)));
-        if let Some(disk) = own {
-            d.created.push(Created::Disk {
-                vm_id: vm_id.clone(),
-                disk_id: text(disk, "disk_id"),
-            });
-            return Ok((disk.clone(), true));
-        }
-    }
-    let mut spec = obj(json!({"vm_id": vm_id, "file_tag": tag}));
-    d.copy(&mut spec, &["image_name", "disk_type", "controller_type"]);
     // For a clone the size is a minimum: the agent keeps the image's size when it is larger.
-    d.copy(&mut spec, &["disk_size_gb"]);
-    let data = ctx
-        .op(
-            "disk.create",
-            AgentOperation::DiskCreate,
-            spec,
-            Some("disk.create"),
-        )
-        .await?;
-    d.created.push(Created::Disk {
+    let spec = DiskCreateSpec {
+        vm: VmRef::id(d.vm_id()),
+        disk: d.spec.disk.clone(),
+        file_tag: Some(tag.clone()),
+        ..DiskCreateSpec::default()
+    };
+    let is_own = |x: &Value| text(x, "disk_path").contains(&tag);
+    let record = |vm_id, x: &Value| Created::Disk {
         vm_id,
-        disk_id: text(&data, "disk_id"),
-    });
-    Ok((data, false))
+        disk_id: text(x, "disk_id"),
+    };
+    let op = (AgentOperation::DiskCreate, spec);
+    component(ctx, d, DISK_STEP, op, ("disks", &is_own), record).await
 }
 
 async fn step_nic(
     ctx: &mut JobCtx<'_>,
     d: &mut Deployment<'_>,
 ) -> Result<(Value, bool), StepError> {
-    let vm_id = d.vm_id();
-    let network = d.req.str("network").unwrap_or_default().to_string();
-    if d.vm_resumed {
-        let view = current_vm(ctx, "nic.create", &vm_id).await?;
-        let wanted_name = d.req.str("adapter_name");
-        let own = view.get("nics").and_then(Value::as_array).and_then(|ns| {
-            ns.iter().find(|n| {
-                text(n, "network").eq_ignore_ascii_case(&network)
-                    && wanted_name.is_none_or(|w| text(n, "adapter_name") == w)
-            })
-        });
-        if let Some(nic) = own {
-            d.created.push(Created::Nic {
-                vm_id: vm_id.clone(),
-                nic_id: text(nic, "nic_id"),
-            });
-            return Ok((nic.clone(), true));
-        }
-    }
-    let mut spec = obj(json!({"vm_id": vm_id}));
-    d.copy(&mut spec, &["network", "adapter_name", "vlan_id"]);
-    let data = ctx
-        .op(
-            "nic.create",
-            AgentOperation::NicCreate,
-            spec,
-            Some("nic.create"),
-        )
-        .await?;
-    d.created.push(Created::Nic {
+    let nic = d.spec.nic.clone();
+    let network = nic.network.clone().unwrap_or_default();
+    let wanted_name = nic.adapter_name.clone();
+    let spec = NicCreateSpec {
+        vm: VmRef::id(d.vm_id()),
+        nic,
+    };
+    let is_own = |n: &Value| {
+        text(n, "network").eq_ignore_ascii_case(&network)
+            && wanted_name
+                .as_deref()
+                .is_none_or(|w| text(n, "adapter_name") == w)
+    };
+    let record = |vm_id, x: &Value| Created::Nic {
         vm_id,
-        nic_id: text(&data, "nic_id"),
-    });
-    Ok((data, false))
+        nic_id: text(x, "nic_id"),
+    };
+    let op = (AgentOperation::NicCreate, spec);
+    component(ctx, d, NIC_STEP, op, ("nics", &is_own), record).await
 }
 
 async fn step_init(ctx: &mut JobCtx<'_>, d: &Deployment<'_>) -> Result<(Value, bool), StepError> {
-    let view = current_vm(ctx, "guest.initialize", &d.vm_id()).await?;
-    let target = InitTarget::from_view(&view)
-        .ok_or_else(|| StepError::failed("agent_protocol", "vm.get returned no vm_id/vm_name"))?;
-    let config = guest_config(d.req.values());
-    let data = guestinit::initialize(ctx, "guest.initialize", &target, config).await?;
+    let view = current_vm(ctx, StepName::GuestInitialize, &d.vm_id()).await?;
+    initialize(ctx, &init_target(&view)?, d.req.values()).await
+}
+
+fn init_target(view: &Value) -> Result<InitTarget, StepError> {
+    InitTarget::from_view(view)
+        .ok_or_else(|| StepError::failed("agent_protocol", "vm.get returned no vm_id/vm_name"))
+}
+
+/// The guest initialization of `target` with the request `values`.
+async fn initialize(
+    ctx: &mut JobCtx<'_>,
+    target: &InitTarget,
+    values: &Map<String, Value>,
+) -> Result<(Value, bool), StepError> {
+    let config = guest_config(values);
+    let step = StepName::GuestInitialize.as_str();
+    let data = guestinit::initialize(ctx, step, target, config).await?;
     let resumed = data.get("resumed").and_then(Value::as_bool) == Some(true);
     Ok((data, resumed))
 }
@@ -375,14 +383,13 @@ async fn step_cluster(
     ctx: &mut JobCtx<'_>,
     d: &Deployment<'_>,
 ) -> Result<(Value, bool), StepError> {
-    let data = ctx
-        .op(
-            "cluster.add",
-            AgentOperation::ClusterAdd,
-            obj(json!({"vm_id": d.vm_id()})),
-            Some("cluster.add"),
-        )
-        .await?;
+    let data = create(
+        ctx,
+        CLUSTER_STEP,
+        AgentOperation::ClusterAdd,
+        VmRef::id(d.vm_id()),
+    )
+    .await?;
     Ok((data, false))
 }
 
@@ -397,23 +404,23 @@ async fn roll_back(
         let (op, spec, what) = match c {
             Created::Nic { vm_id, nic_id } => (
                 AgentOperation::NicDelete,
-                json!({"vm_id": vm_id, "resource_id": nic_id}),
+                NicDeleteSpec::new(VmRef::id(vm_id), nic_id).into_spec(),
                 format!("nic {nic_id}"),
             ),
             Created::Disk { vm_id, disk_id } => (
                 AgentOperation::DiskDelete,
-                json!({"vm_id": vm_id, "resource_id": disk_id}),
+                DiskDeleteSpec::new(VmRef::id(vm_id), disk_id).into_spec(),
                 format!("disk {disk_id}"),
             ),
             Created::Vm { vm_id } => (
                 AgentOperation::VmDelete,
-                json!({"vm_id": vm_id, "force": true, "delete_disks": true}),
+                VmDeleteSpec::new(VmRef::id(vm_id), true, true).into_spec(),
                 format!("vm {vm_id}"),
             ),
         };
         ctx.narrate(format!("rollback: {op} ({what})"));
         let key = format!("{op}:{what}");
-        match ctx.op("rollback", op, obj(spec), Some(&key)).await {
+        match ctx.op(ROLLBACK_KEY, op, spec, Some(&key)).await {
             Ok(_) => undone.push(what),
             Err(StepError::Publish(e)) => return Err(e),
             Err(StepError::Interrupted) => break,
@@ -435,40 +442,39 @@ pub(crate) async fn run_initialize(ctx: &mut JobCtx<'_>) -> Result<Value, JobFai
     debug_assert_eq!(ctx.job.kind, JobKind::VmInitialize);
     let mut input = ctx.job.spec.clone();
     input.extend(ctx.secrets.0.clone());
-    let vm_id = input.remove("vm_id");
-    let vm_name = input.remove("vm_name");
-    let mut locator = Map::new();
-    for (k, v) in [("vm_id", vm_id), ("vm_name", vm_name)] {
-        if let Some(v @ Value::String(_)) = v {
-            locator.insert(k.into(), v);
-        }
-    }
-    if locator.is_empty() {
+    let text_of = |v: Option<Value>| match v {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    };
+    let locator = VmRef {
+        vm_id: text_of(input.remove("vm_id")),
+        vm_name: text_of(input.remove("vm_name")),
+    };
+    if locator == VmRef::default() {
         return Err(invalid(
             "the job spec is invalid: vm_id or vm_name is required".into(),
         ));
     }
     let req = revalidate("guest", &input).map_err(invalid)?;
-    let step = "guest.initialize";
+    let [step] = plan(JobKind::VmInitialize, false)[..] else {
+        return Err(invalid("vm.initialize plans one step".into()));
+    };
     let started = ctx.begin_step(step, 1, 1).await?;
     let res = async {
-        let view = ctx.op(step, AgentOperation::VmGet, locator, None).await?;
-        let target = InitTarget::from_view(&view).ok_or_else(|| {
-            StepError::failed("agent_protocol", "vm.get returned no vm_id/vm_name")
-        })?;
+        let view = ctx
+            .call(step.as_str(), AgentOperation::VmGet, locator, None)
+            .await?;
+        let target = init_target(&view)?;
         let mut values = req.values().clone();
         values.insert("vm_name".into(), json!(target.vm_name));
-        let config = guest_config(&values);
-        let data = guestinit::initialize(ctx, step, &target, config).await?;
-        let resumed = data.get("resumed").and_then(Value::as_bool) == Some(true);
-        Ok((data, resumed))
+        initialize(ctx, &target, &values).await
     }
     .await;
     let data = ctx
         .end_step(step, started, res)
         .await
         .map_err(|e| JobFailure::at(step, e))?;
-    Ok(json!({ step: data }))
+    Ok(json!({ step.as_str(): data }))
 }
 
 #[cfg(test)]
@@ -477,24 +483,9 @@ mod flow_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aetherv_core::{JobId, Platform, Requester};
 
     fn job(spec: Value) -> JobEnvelope {
-        JobEnvelope {
-            v: 1,
-            job_id: JobId::new(),
-            kind: JobKind::DeploymentManaged,
-            target: Target::Host("hv01".into()),
-            spec: obj(spec),
-            secrets: None,
-            requested_by: Requester {
-                platform: Platform::Amqp,
-                user_id: "t".into(),
-            },
-            origin: None,
-            created_at: chrono::Utc::now(),
-            approval: None,
-        }
+        crate::job::test_job(JobKind::DeploymentManaged, spec)
     }
 
     #[test]
@@ -525,8 +516,10 @@ mod tests {
         }));
         let req = revalidate("managed-deployment", &managed_input(&j)).expect("valid");
         assert_eq!(req.get("rollback"), Some(&json!(false)));
+        let clustered = plan(JobKind::DeploymentManaged, true);
+        let names: Vec<&str> = clustered.iter().map(|s| s.as_str()).collect();
         assert_eq!(
-            managed_steps(true),
+            names,
             [
                 "vm.create",
                 "disk.create",
@@ -535,7 +528,7 @@ mod tests {
                 "cluster.add"
             ]
         );
-        assert_eq!(managed_steps(false).len(), 4);
+        assert_eq!(plan(JobKind::DeploymentManaged, false).len(), 4);
         assert!(file_tag(&j).starts_with("aetherv-") && !file_tag(&j).contains(':'));
     }
 }

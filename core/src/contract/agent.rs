@@ -15,127 +15,53 @@ use serde::{Deserialize, Serialize};
 /// Prefix of the single result line the agent writes.
 pub const RESULT_MARKER: &str = "##aetherv-result ";
 
-/// The primitive operations the host agent implements. Orchestration lives in Rust.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-pub enum AgentOperation {
-    /// Host resources, capacity and VM list.
-    #[serde(rename = "host.inventory")]
-    HostInventory,
-    /// A round trip without side effects.
-    #[serde(rename = "noop")]
-    Noop,
-    /// Create a VM.
-    #[serde(rename = "vm.create")]
-    VmCreate,
-    /// Read one VM (by id or name).
-    #[serde(rename = "vm.get")]
-    VmGet,
-    /// Change a VM.
-    #[serde(rename = "vm.update")]
-    VmUpdate,
-    /// Delete a VM.
-    #[serde(rename = "vm.delete")]
-    VmDelete,
-    /// start / shutdown / stop / reset.
-    #[serde(rename = "vm.power")]
-    VmPower,
-    /// Create and attach a disk.
-    #[serde(rename = "disk.create")]
-    DiskCreate,
-    /// Expand a disk.
-    #[serde(rename = "disk.update")]
-    DiskUpdate,
-    /// Detach and delete a disk.
-    #[serde(rename = "disk.delete")]
-    DiskDelete,
-    /// Add a NIC.
-    #[serde(rename = "nic.create")]
-    NicCreate,
-    /// Change a NIC.
-    #[serde(rename = "nic.update")]
-    NicUpdate,
-    /// Remove a NIC.
-    #[serde(rename = "nic.delete")]
-    NicDelete,
-    /// Read KVP items the guest published.
-    #[serde(rename = "kvp.read")]
-    KvpRead,
-    /// Write host KVP items.
-    #[serde(rename = "kvp.write")]
-    KvpWrite,
-    /// Remove host KVP items.
-    #[serde(rename = "kvp.remove")]
-    KvpRemove,
-    /// Attach the provisioning ISO.
-    #[serde(rename = "iso.attach")]
-    IsoAttach,
-    /// Detach (and delete) the provisioning ISO.
-    #[serde(rename = "iso.detach")]
-    IsoDetach,
-    /// Register a VM with the failover cluster.
-    #[serde(rename = "cluster.add")]
-    ClusterAdd,
-    /// Remove a VM from the failover cluster.
-    #[serde(rename = "cluster.remove")]
-    ClusterRemove,
+wire_enum! {
+    /// The primitive operations the host agent implements. Orchestration lives in Rust.
+    pub enum AgentOperation {
+        /// Host resources, capacity and VM list.
+        HostInventory = "host.inventory",
+        /// A round trip without side effects.
+        Noop = "noop",
+        /// Create a VM.
+        VmCreate = "vm.create",
+        /// Read one VM (by id or name).
+        VmGet = "vm.get",
+        /// Change a VM.
+        VmUpdate = "vm.update",
+        /// Delete a VM.
+        VmDelete = "vm.delete",
+        /// start / shutdown / stop / reset.
+        VmPower = "vm.power",
+        /// Create and attach a disk.
+        DiskCreate = "disk.create",
+        /// Expand a disk.
+        DiskUpdate = "disk.update",
+        /// Detach and delete a disk.
+        DiskDelete = "disk.delete",
+        /// Add a NIC.
+        NicCreate = "nic.create",
+        /// Change a NIC.
+        NicUpdate = "nic.update",
+        /// Remove a NIC.
+        NicDelete = "nic.delete",
+        /// Read KVP items the guest published.
+        KvpRead = "kvp.read",
+        /// Write host KVP items.
+        KvpWrite = "kvp.write",
+        /// Remove host KVP items.
+        KvpRemove = "kvp.remove",
+        /// Attach the provisioning ISO.
+        IsoAttach = "iso.attach",
+        /// Detach (and delete) the provisioning ISO.
+        IsoDetach = "iso.detach",
+        /// Register a VM with the failover cluster.
+        ClusterAdd = "cluster.add",
+        /// Remove a VM from the failover cluster.
+        ClusterRemove = "cluster.remove",
+    }
 }
 
 impl AgentOperation {
-    /// Every operation.
-    pub const ALL: [AgentOperation; 20] = [
-        AgentOperation::HostInventory,
-        AgentOperation::Noop,
-        AgentOperation::VmCreate,
-        AgentOperation::VmGet,
-        AgentOperation::VmUpdate,
-        AgentOperation::VmDelete,
-        AgentOperation::VmPower,
-        AgentOperation::DiskCreate,
-        AgentOperation::DiskUpdate,
-        AgentOperation::DiskDelete,
-        AgentOperation::NicCreate,
-        AgentOperation::NicUpdate,
-        AgentOperation::NicDelete,
-        AgentOperation::KvpRead,
-        AgentOperation::KvpWrite,
-        AgentOperation::KvpRemove,
-        AgentOperation::IsoAttach,
-        AgentOperation::IsoDetach,
-        AgentOperation::ClusterAdd,
-        AgentOperation::ClusterRemove,
-    ];
-
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentOperation::HostInventory => "host.inventory",
-            AgentOperation::Noop => "noop",
-            AgentOperation::VmCreate => "vm.create",
-            AgentOperation::VmGet => "vm.get",
-            AgentOperation::VmUpdate => "vm.update",
-            AgentOperation::VmDelete => "vm.delete",
-            AgentOperation::VmPower => "vm.power",
-            AgentOperation::DiskCreate => "disk.create",
-            AgentOperation::DiskUpdate => "disk.update",
-            AgentOperation::DiskDelete => "disk.delete",
-            AgentOperation::NicCreate => "nic.create",
-            AgentOperation::NicUpdate => "nic.update",
-            AgentOperation::NicDelete => "nic.delete",
-            AgentOperation::KvpRead => "kvp.read",
-            AgentOperation::KvpWrite => "kvp.write",
-            AgentOperation::KvpRemove => "kvp.remove",
-            AgentOperation::IsoAttach => "iso.attach",
-            AgentOperation::IsoDetach => "iso.detach",
-            AgentOperation::ClusterAdd => "cluster.add",
-            AgentOperation::ClusterRemove => "cluster.remove",
-        }
-    }
-
-    /// Parses a wire name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|op| op.as_str() == s)
-    }
-
     /// Whether the operation changes host state (and so is journaled under its idempotency key).
     pub fn is_mutating(self) -> bool {
         !matches!(
@@ -145,12 +71,6 @@ impl AgentOperation {
                 | AgentOperation::VmGet
                 | AgentOperation::KvpRead
         )
-    }
-}
-
-impl std::fmt::Display for AgentOperation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

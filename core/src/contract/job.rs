@@ -6,91 +6,35 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// What a job does. The set is closed; the worker has one executor per kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-pub enum JobKind {
-    /// 1 VM + 1 disk + 1 NIC + guest initialization (+ optional cluster registration).
-    #[serde(rename = "deployment.managed")]
-    DeploymentManaged,
-    /// Create a VM (no disk, no NIC).
-    #[serde(rename = "vm.create")]
-    VmCreate,
-    /// Change a VM's CPU, memory, firmware, cluster membership, ...
-    #[serde(rename = "vm.update")]
-    VmUpdate,
-    /// Delete a VM (optionally with its disks).
-    #[serde(rename = "vm.delete")]
-    VmDelete,
-    /// start / shutdown / stop / reset.
-    #[serde(rename = "vm.power")]
-    VmPower,
-    /// Create and attach a disk (blank or cloned from an image).
-    #[serde(rename = "disk.create")]
-    DiskCreate,
-    /// Expand a disk.
-    #[serde(rename = "disk.update")]
-    DiskUpdate,
-    /// Detach and delete a disk.
-    #[serde(rename = "disk.delete")]
-    DiskDelete,
-    /// Add a network adapter.
-    #[serde(rename = "nic.create")]
-    NicCreate,
-    /// Change a network adapter.
-    #[serde(rename = "nic.update")]
-    NicUpdate,
-    /// Remove a network adapter.
-    #[serde(rename = "nic.delete")]
-    NicDelete,
-    /// Guest initialization over KVP.
-    #[serde(rename = "vm.initialize")]
-    VmInitialize,
-    /// Does nothing on the host but a round trip to the agent; used for tests and benchmarks.
-    #[serde(rename = "noop")]
-    Noop,
-}
-
-impl JobKind {
-    /// Every kind, in declaration order.
-    pub const ALL: [JobKind; 13] = [
-        JobKind::DeploymentManaged,
-        JobKind::VmCreate,
-        JobKind::VmUpdate,
-        JobKind::VmDelete,
-        JobKind::VmPower,
-        JobKind::DiskCreate,
-        JobKind::DiskUpdate,
-        JobKind::DiskDelete,
-        JobKind::NicCreate,
-        JobKind::NicUpdate,
-        JobKind::NicDelete,
-        JobKind::VmInitialize,
-        JobKind::Noop,
-    ];
-
-    /// The wire name (`vm.create`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::DeploymentManaged => "deployment.managed",
-            JobKind::VmCreate => "vm.create",
-            JobKind::VmUpdate => "vm.update",
-            JobKind::VmDelete => "vm.delete",
-            JobKind::VmPower => "vm.power",
-            JobKind::DiskCreate => "disk.create",
-            JobKind::DiskUpdate => "disk.update",
-            JobKind::DiskDelete => "disk.delete",
-            JobKind::NicCreate => "nic.create",
-            JobKind::NicUpdate => "nic.update",
-            JobKind::NicDelete => "nic.delete",
-            JobKind::VmInitialize => "vm.initialize",
-            JobKind::Noop => "noop",
-        }
-    }
-}
-
-impl std::fmt::Display for JobKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+wire_enum! {
+    /// What a job does. The set is closed; the worker has one executor per kind.
+    pub enum JobKind {
+        /// 1 VM + 1 disk + 1 NIC + guest initialization (+ optional cluster registration).
+        DeploymentManaged = "deployment.managed",
+        /// Create a VM (no disk, no NIC).
+        VmCreate = "vm.create",
+        /// Change a VM's CPU, memory, firmware, cluster membership, ...
+        VmUpdate = "vm.update",
+        /// Delete a VM (optionally with its disks).
+        VmDelete = "vm.delete",
+        /// start / shutdown / stop / reset.
+        VmPower = "vm.power",
+        /// Create and attach a disk (blank or cloned from an image).
+        DiskCreate = "disk.create",
+        /// Expand a disk.
+        DiskUpdate = "disk.update",
+        /// Detach and delete a disk.
+        DiskDelete = "disk.delete",
+        /// Add a network adapter.
+        NicCreate = "nic.create",
+        /// Change a network adapter.
+        NicUpdate = "nic.update",
+        /// Remove a network adapter.
+        NicDelete = "nic.delete",
+        /// Guest initialization over KVP.
+        VmInitialize = "vm.initialize",
+        /// Does nothing on the host but a round trip to the agent; used for tests and benchmarks.
+        Noop = "noop",
     }
 }
 
@@ -192,6 +136,28 @@ pub struct JobEnvelope {
 }
 
 impl JobEnvelope {
+    /// A new envelope of the current version: a fresh job id, created now, no secrets, no
+    /// origin, no approval.
+    pub fn new(
+        kind: JobKind,
+        target: Target,
+        spec: serde_json::Map<String, serde_json::Value>,
+        requested_by: Requester,
+    ) -> Self {
+        JobEnvelope {
+            v: super::current_version(),
+            job_id: JobId::new(),
+            kind,
+            target,
+            spec,
+            secrets: None,
+            requested_by,
+            origin: None,
+            created_at: Utc::now(),
+            approval: None,
+        }
+    }
+
     /// Decodes and version-checks an envelope from a message body.
     pub fn from_slice(body: &[u8]) -> Result<Self, ContractError> {
         super::decode("job envelope", body)

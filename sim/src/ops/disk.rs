@@ -125,17 +125,7 @@ pub(super) fn disk_create(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
     }
     let dir = match ctx.str("storage_class") {
         Some(c) => {
-            let class = host
-                .spec
-                .storage_classes
-                .iter()
-                .find(|s| s.name.eq_ignore_ascii_case(c))
-                .ok_or_else(|| {
-                    err(
-                        "not_found",
-                        format!("storage class '{c}' is not defined on {}", host.spec.name),
-                    )
-                })?;
+            let class = storage_class(host, c)?;
             format!("{}\\{}", class.path.trim_end_matches('\\'), vm.name)
         }
         None => vm.path.clone(),

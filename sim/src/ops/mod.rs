@@ -6,10 +6,13 @@
 //!
 //! Error codes are the agent contract's stable codes: `invalid_argument`, `not_found`,
 //! `name_conflict`, `invalid_state`, `disks_attached`, `shared_disk`, `insufficient_memory`,
-//! `no_free_slot`, plus whatever an injected fault says.
+//! `no_free_slot`, plus whatever an injected fault says. The fields each operation reads come
+//! from the core vocabulary ([`AgentOperation::fields`]); others are ignored with a warning.
 
+use crate::config::StorageClass;
 use crate::guest::{Guest, GuestEvent};
 use crate::state::{disk_view, nic_view, Disk, HostState, Nic, Vm, VmState};
+use aetherv_core::ops::unknown_fields;
 use aetherv_core::{AgentOperation, AgentRequest, AgentResult};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
@@ -186,14 +189,8 @@ pub fn execute(
         op,
         req.correlation_id
     ));
-    if let Some(known) = known_fields(op) {
-        let targets_vm = !matches!(op, AgentOperation::HostInventory | AgentOperation::VmCreate);
-        for k in req.spec.keys() {
-            let k = k.as_str();
-            if !(known.contains(&k) || JOB_FIELDS.contains(&k) || targets_vm && VM.contains(&k)) {
-                ctx.log(format!("WARNING: ignoring unknown field '{k}'"));
-            }
-        }
+    for k in unknown_fields(op.fields(), &req.spec) {
+        ctx.log(format!("WARNING: ignoring unknown field '{k}'"));
     }
     let outcome: Result<(String, Value), (String, String)> = match host.take_fault(op.as_str()) {
         Some(f) => {
@@ -213,75 +210,6 @@ pub fn execute(
         logs: ctx.logs,
         result,
     }
-}
-
-const VM: [&str; 2] = ["vm_id", "vm_name"];
-/// Job-level fields a job spec may carry into any operation (placement); never warned about.
-const JOB_FIELDS: [&str; 3] = ["target_host", "target_cluster", "deployment_target"];
-
-/// The spec fields an operation reads (besides `vm_id`/`vm_name` where it targets a VM);
-/// `None` = any (`noop` echoes its spec). Other fields are ignored with a warning line.
-pub fn known_fields(op: AgentOperation) -> Option<&'static [&'static str]> {
-    Some(match op {
-        AgentOperation::Noop => return None,
-        AgentOperation::HostInventory => &[],
-        AgentOperation::VmCreate => &[
-            "vm_name",
-            "gb_ram",
-            "memory_gb",
-            "cpu_cores",
-            "cpu",
-            "storage_class",
-            "os_family",
-            "notes",
-            "vm_clustered",
-        ],
-        AgentOperation::VmGet
-        | AgentOperation::IsoDetach
-        | AgentOperation::ClusterAdd
-        | AgentOperation::ClusterRemove => &[],
-        AgentOperation::VmUpdate => &[
-            "cpu_cores",
-            "cpu",
-            "gb_ram",
-            "memory_gb",
-            "notes",
-            "dynamic_memory",
-            "secure_boot",
-            "tpm",
-        ],
-        AgentOperation::VmDelete => &["force", "delete_disks"],
-        AgentOperation::VmPower => &["action"],
-        AgentOperation::DiskCreate => &[
-            "image_name",
-            "disk_size_gb",
-            "size_gb",
-            "disk_type",
-            "controller_type",
-            "file_tag",
-            "tag",
-            "file_name",
-            "shared",
-            "storage_class",
-        ],
-        AgentOperation::DiskUpdate => &["resource_id", "disk_id", "disk_size_gb", "size_gb"],
-        AgentOperation::DiskDelete => &["resource_id", "disk_id"],
-        AgentOperation::NicCreate => &["network", "adapter_name", "vlan_id"],
-        AgentOperation::NicUpdate => &[
-            "resource_id",
-            "nic_id",
-            "network",
-            "dhcp_guard",
-            "router_guard",
-            "mac_spoofing",
-            "mac_address",
-        ],
-        AgentOperation::NicDelete => &["resource_id", "nic_id"],
-        AgentOperation::KvpRead => &["keys", "source"],
-        AgentOperation::KvpWrite => &["items"],
-        AgentOperation::KvpRemove => &["keys"],
-        AgentOperation::IsoAttach => &["iso_path", "os_family"],
-    })
 }
 
 fn dispatch(host: &mut HostState, op: AgentOperation, ctx: &mut Ctx<'_>) -> OpResult {
@@ -307,6 +235,23 @@ fn dispatch(host: &mut HostState, op: AgentOperation, ctx: &mut Ctx<'_>) -> OpRe
         AgentOperation::ClusterAdd => cluster_add(host, ctx),
         AgentOperation::ClusterRemove => cluster_remove(host, ctx),
     }
+}
+
+/// The host's storage class `name` (case-insensitive).
+fn storage_class<'h>(host: &'h HostState, name: &str) -> Result<&'h StorageClass, OpError> {
+    host.spec
+        .storage_classes
+        .iter()
+        .find(|s| s.name.eq_ignore_ascii_case(name))
+        .ok_or_else(|| {
+            err(
+                "not_found",
+                format!(
+                    "storage class '{name}' is not defined on {}",
+                    host.spec.name
+                ),
+            )
+        })
 }
 
 /// Index of the VM named by `vm_id` and/or `vm_name`; both given must agree.

@@ -40,17 +40,7 @@ pub(super) fn vm_create(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
             )
         })?;
     let class = match ctx.str("storage_class") {
-        Some(c) => host
-            .spec
-            .storage_classes
-            .iter()
-            .find(|s| s.name.eq_ignore_ascii_case(c))
-            .ok_or_else(|| {
-                err(
-                    "not_found",
-                    format!("storage class '{c}' is not defined on {}", host.spec.name),
-                )
-            })?,
+        Some(c) => storage_class(host, c)?,
         None => host
             .spec
             .storage_classes

@@ -8,10 +8,7 @@ use crate::HostAgent;
 use aetherv_broker::{Broker, StreamOffset, Topology};
 use aetherv_core::contract::command::DEFAULT_INSTALL_DIR;
 use aetherv_core::secrets;
-use aetherv_core::{
-    AgentOperation, AgentRequest, Event, EventBody, JobEnvelope, JobId, JobKind, Platform,
-    Requester, Target,
-};
+use aetherv_core::{AgentOperation, AgentRequest, Event, EventBody, JobEnvelope, JobKind};
 use aetherv_sim::guest::faults;
 use aetherv_sim::{Fault, Sim, SimConfig};
 use aetherv_winrm::{Auth, ClientConfig, WinrmClient};
@@ -67,35 +64,13 @@ fn identity() -> &'static secrets::Identity {
 /// A job as a producer sends it: secret fields sealed to the worker's identity.
 fn job(kind: JobKind, spec: Value) -> JobEnvelope {
     let mut j = plaintext_job(kind, spec);
-    j.secrets = secrets::seal_spec(
-        &mut j.spec,
-        ["guest_la_pw", "guest_domain_join_pw", "cnf_ansible_ssh_key"],
-        &[identity().to_public()],
-    )
-    .expect("sealed");
+    j.seal_secrets(&[identity().to_public()]).expect("sealed");
     j
 }
 
 /// A job with its secret fields left in the spec (a broken producer).
 fn plaintext_job(kind: JobKind, spec: Value) -> JobEnvelope {
-    JobEnvelope {
-        v: 1,
-        job_id: JobId::new(),
-        kind,
-        target: Target::Host("hv01".into()),
-        spec: match spec {
-            Value::Object(m) => m,
-            _ => Default::default(),
-        },
-        secrets: None,
-        requested_by: Requester {
-            platform: Platform::Amqp,
-            user_id: "t".into(),
-        },
-        origin: None,
-        created_at: chrono::Utc::now(),
-        approval: None,
-    }
+    crate::job::test_job(kind, spec)
 }
 
 fn deployment(name: &str, extra: Value) -> Value {
