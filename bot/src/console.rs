@@ -7,16 +7,16 @@
 //! marked `✎`, attachments written to a directory. It translates in and out, nothing more:
 //! [`ConsoleAdapter`] runs it on the serve loop.
 
+use crate::engine::Engine;
 use crate::render::Renderer;
 use crate::reply::{MessageRef, Reply, ThreadContent};
+use crate::serve::{Adapter, Flow};
 use crate::state::short_id;
 use aetherv_core::rbac::Principal;
 use aetherv_core::JobId;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
-use crate::engine::Engine;
-use crate::serve::{Adapter, Flow};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -256,7 +256,9 @@ impl<W: AsyncWrite + Unpin> Console<W> {
                     self.line(&line).await?;
                 }
                 if let Reply::JobFinished {
-                    job, log: Some(log), ..
+                    job,
+                    log: Some(log),
+                    ..
                 } = reply
                 {
                     if let Some(dir) = &self.attach_dir {

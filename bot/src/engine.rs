@@ -13,20 +13,21 @@ mod guided;
 
 pub use api::{opened, FormOutcome, VoteResult};
 
-use crate::reply::{
-    FieldErrorView, Listing, LogFile, Outcome, Reply,
-};
+use crate::reply::{FieldErrorView, Listing, LogFile, Outcome, Reply};
 use crate::state::{display, JobInfo, Phase, State};
 use crate::thread::{Limits, ThreadOp};
 use aetherv_broker::Broker;
 use aetherv_core::approval::{Decision, Policy};
 use aetherv_core::command::{self, Command, CommandName, CommandParseError, DeployForm};
 use aetherv_core::contract::job::Approval;
+use aetherv_core::ops::{
+    DiskCreateSpec, DiskUpdateSpec, JobSpec, NicCreateSpec, VmDeleteSpec, VmPowerSpec, VmRef,
+};
 use aetherv_core::rbac::{Grants, Principal, Rbac};
 use aetherv_core::schema::Forms;
 use aetherv_core::validate::{validate, ValidationContext};
 use aetherv_core::{Event, EventBody, JobId, JobKind, Platform, Target};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::Instrument as _;
@@ -283,37 +284,47 @@ impl Engine {
                 None => notice(&user, format!("no VM named {name}")),
             }]),
             Command::VmPower { name, action } => {
-                let spec = json!({"action": action.as_str()});
-                self.command_vm_job(who, grants, JobKind::VmPower, &name, spec)
-                    .await
+                self.command_vm_job(who, grants, &name, |vm| {
+                    JobSpec::VmPower(VmPowerSpec::new(vm, action.as_str()))
+                })
+                .await
             }
             Command::VmDelete {
                 name,
                 delete_disks,
                 force,
             } => {
-                let spec = json!({"delete_disks": delete_disks, "force": force});
-                self.command_vm_job(who, grants, JobKind::VmDelete, &name, spec)
-                    .await
+                self.command_vm_job(who, grants, &name, |vm| {
+                    JobSpec::VmDelete(VmDeleteSpec::new(vm, delete_disks, force))
+                })
+                .await
             }
             Command::DiskAdd { vm, size_gb } => {
-                let spec = json!({"disk_size_gb": size_gb});
-                self.command_vm_job(who, grants, JobKind::DiskCreate, &vm, spec)
-                    .await
+                self.command_vm_job(who, grants, &vm, |vm| {
+                    JobSpec::DiskCreate(DiskCreateSpec::new(vm, size_gb))
+                })
+                .await
             }
             Command::DiskResize { vm, disk, size_gb } => {
-                let spec = json!({"disk_id": disk, "disk_size_gb": size_gb});
-                self.command_vm_job(who, grants, JobKind::DiskUpdate, &vm, spec)
-                    .await
+                self.command_vm_job(who, grants, &vm, |vm| {
+                    JobSpec::DiskUpdate(DiskUpdateSpec::new(vm, disk, size_gb))
+                })
+                .await
             }
             Command::NicAdd { vm, network } => {
-                let spec = json!({"network": network});
-                self.command_vm_job(who, grants, JobKind::NicCreate, &vm, spec)
-                    .await
+                self.command_vm_job(who, grants, &vm, |vm| {
+                    JobSpec::NicCreate(NicCreateSpec::new(vm, network))
+                })
+                .await
             }
             Command::Job { id } => Ok(vec![match self.state.find_job(&id) {
                 Some(j) => Reply::Listing(Listing::Jobs(
-                    self.state.jobs.get(&j).map(JobInfo::row).into_iter().collect(),
+                    self.state
+                        .jobs
+                        .get(&j)
+                        .map(JobInfo::row)
+                        .into_iter()
+                        .collect(),
                 )),
                 None => notice(&user, format!("no job matches {id}")),
             }]),
@@ -427,28 +438,27 @@ impl Engine {
         self.submit(who, grants, kind, target, spec).await
     }
 
+    /// A job on an existing VM: `spec` builds the job's typed spec from the VM found by name.
     async fn command_vm_job(
         &mut self,
         who: &Principal,
         grants: &Grants,
-        kind: JobKind,
         vm: &str,
-        extra: Value,
+        spec: impl FnOnce(VmRef) -> JobSpec,
     ) -> Result<Vec<Reply>, EngineError> {
         let Some(row) = self.state.find_vm(vm) else {
             let msg = format!("no VM named {vm} (see `vm list`)");
             return Ok(vec![notice(&display(&who.id), msg)]);
         };
-        let mut spec = Map::new();
-        spec.insert("vm_name".into(), json!(row.name));
-        if !row.id.is_empty() {
-            spec.insert("vm_id".into(), json!(row.id));
-        }
-        if let Value::Object(m) = extra {
-            spec.extend(m);
-        }
-        self.submit(who, grants, kind, Target::Host(row.host), spec)
-            .await
+        let spec = spec(VmRef::new(row.name, &row.id));
+        self.submit(
+            who,
+            grants,
+            spec.kind(),
+            Target::Host(row.host),
+            spec.into_spec(),
+        )
+        .await
     }
 
     /// One event from the broker. Events stamped before this engine started are history:

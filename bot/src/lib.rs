@@ -64,6 +64,10 @@ where
         render::CONSOLE_TEMPLATES,
         opts.templates_dir.as_deref(),
     )?;
-    let mut adapter = ConsoleAdapter::new(input, Console::new(out, render, opts.attach_dir), &opts.first_user);
+    let mut adapter = ConsoleAdapter::new(
+        input,
+        Console::new(out, render, opts.attach_dir),
+        &opts.first_user,
+    );
     serve(engine, &mut adapter, &opts.candidate, shutdown).await
 }

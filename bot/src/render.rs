@@ -124,7 +124,9 @@ impl TemplateSet {
 
     /// Where template `name` came from (a file path, or `built-in <platform>/<name>.hbs`).
     pub fn origin(&self, name: &str) -> &str {
-        self.origins.get(name).map_or("unknown template", String::as_str)
+        self.origins
+            .get(name)
+            .map_or("unknown template", String::as_str)
     }
 
     /// How many templates the set holds.
@@ -198,7 +200,9 @@ impl Renderer {
 
     /// The text of a reply (`None` for replies without one of their own).
     pub fn text(&self, reply: &Reply) -> Option<String> {
-        reply.text_view().map(|(name, data)| self.render(name, &data))
+        reply
+            .text_view()
+            .map(|(name, data)| self.render(name, &data))
     }
 
     /// The templates.

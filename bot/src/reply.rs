@@ -395,9 +395,7 @@ impl Reply {
     /// text of their own (a job opened, thread updates: see [`ThreadContent::text_view`]).
     pub fn text_view(&self) -> Option<(&'static str, Value)> {
         Some(match self {
-            Reply::Help { user, commands } => {
-                ("help", json!({"user": user, "commands": commands}))
-            }
+            Reply::Help { user, commands } => ("help", json!({"user": user, "commands": commands})),
             Reply::Refused {
                 user,
                 command,

@@ -158,8 +158,14 @@ mod tests {
             required: 1,
         };
         assert_eq!(run(&[requested()]), Phase::AwaitingApproval);
-        assert_eq!(run(&[requested(), granted.clone()]), Phase::AwaitingApproval);
-        assert_eq!(run(&[requested(), granted.clone(), queued()]), Phase::Queued);
+        assert_eq!(
+            run(&[requested(), granted.clone()]),
+            Phase::AwaitingApproval
+        );
+        assert_eq!(
+            run(&[requested(), granted.clone(), queued()]),
+            Phase::Queued
+        );
         let done = EventBody::JobSucceeded { result: json!({}) };
         assert_eq!(
             run(&[requested(), granted, queued(), started(), done]),
@@ -174,9 +180,15 @@ mod tests {
             reason: None,
         };
         assert_eq!(run(&[requested(), rejected.clone()]), Phase::Rejected);
-        assert_eq!(run(&[requested(), EventBody::ApprovalExpired {}]), Phase::Expired);
+        assert_eq!(
+            run(&[requested(), EventBody::ApprovalExpired {}]),
+            Phase::Expired
+        );
         // A late queue or start event does not revive a decided request.
-        assert_eq!(run(&[requested(), rejected, queued(), started()]), Phase::Rejected);
+        assert_eq!(
+            run(&[requested(), rejected, queued(), started()]),
+            Phase::Rejected
+        );
         let cancelled = EventBody::JobCancelled { by: Some(who()) };
         assert_eq!(run(&[requested(), cancelled]), Phase::Cancelled);
         // A rejection of a job that needs no approval changes nothing.
@@ -192,7 +204,10 @@ mod tests {
         let interrupted = EventBody::JobInterrupted {
             reason: "worker stopping".into(),
         };
-        assert_eq!(run(&[queued(), started(), interrupted.clone()]), Phase::Interrupted);
+        assert_eq!(
+            run(&[queued(), started(), interrupted.clone()]),
+            Phase::Interrupted
+        );
         let resumed = EventBody::JobResumed { attempt: 2 };
         assert_eq!(
             run(&[queued(), started(), interrupted, resumed]),

@@ -6,10 +6,10 @@
 //! helper escapes `&`, `<` and `>` first (Slack's mrkdwn escaping) and cuts the text to the
 //! section limit. This module decides nothing; it renders and checks.
 
+use aetherv_bot::render::{TemplateError, TemplateSet};
 use handlebars::{
     Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason,
 };
-use aetherv_bot::render::{TemplateError, TemplateSet};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -206,7 +206,9 @@ impl Blocks {
 
     /// Renders a plain-text template, or says which file failed.
     pub fn try_text(&self, name: &str, data: &Value) -> Result<String, TemplateError> {
-        self.set.try_render(name, data).map(|s| s.trim().to_string())
+        self.set
+            .try_render(name, data)
+            .map(|s| s.trim().to_string())
     }
 
     /// Renders a plain-text template.

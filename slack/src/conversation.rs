@@ -250,8 +250,13 @@ impl Conversation {
         if !self.roots.insert(v.job) {
             return;
         }
-        let content =
-            messages::thread_root(&self.shared.blocks, &v.short, &v.kind, &v.target, &v.requester);
+        let content = messages::thread_root(
+            &self.shared.blocks,
+            &v.short,
+            &v.kind,
+            &v.target,
+            &v.requester,
+        );
         self.out.send(Op::Post {
             key: Some(MsgKey::Root(v.job)),
             fallback: self.fallback(&content),

@@ -110,7 +110,8 @@ pub async fn run(engine: Engine, opts: Options, shutdown: CancellationToken) -> 
     let dir = opts.templates_dir.as_deref();
     let blocks = blocks::Blocks::load(dir)?;
     messages::check(&blocks)?;
-    let texts = aetherv_bot::render::Renderer::load("slack/text", blocks::SLACK_TEXT_TEMPLATES, dir)?;
+    let texts =
+        aetherv_bot::render::Renderer::load("slack/text", blocks::SLACK_TEXT_TEMPLATES, dir)?;
     let client = client(&opts.api_url)?;
     let token = SlackApiToken::new(SlackApiTokenValue(opts.bot_token.clone()));
     let (tx, rx) = tokio::sync::mpsc::channel(app::INPUT_QUEUE);
@@ -140,9 +141,10 @@ pub async fn run(engine: Engine, opts: Options, shutdown: CancellationToken) -> 
         opts.approvals_channel.clone(),
     );
     let (candidate, serve_stop) = (opts.candidate.clone(), stop.clone());
-    let engine_task = tokio::spawn(async move {
-        aetherv_bot::serve(engine, &mut conv, &candidate, serve_stop).await
-    });
+    let engine_task =
+        tokio::spawn(
+            async move { aetherv_bot::serve(engine, &mut conv, &candidate, serve_stop).await },
+        );
     let listener = match opts.mode {
         Mode::Socket { connections } => {
             let app_token = SlackApiToken::new(SlackApiTokenValue(opts.app_token.clone()));

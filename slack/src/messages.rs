@@ -59,7 +59,10 @@ fn approval_request_data(v: &ApprovalView, requester: &str, job: JobId) -> Value
 
 /// The approval request with Approve/Reject buttons carrying the job id.
 pub fn approval_request(b: &Blocks, v: &ApprovalView, requester: &str, job: JobId) -> Value {
-    b.message("approval_request", &approval_request_data(v, requester, job))
+    b.message(
+        "approval_request",
+        &approval_request_data(v, requester, job),
+    )
 }
 
 /// The approval request after the decision: no buttons, who decided.
@@ -157,7 +160,13 @@ pub fn check(b: &Blocks) -> Result<(), TemplateError> {
     for (name, data) in checks {
         b.try_message(name, &data)?;
     }
-    for name in ["form_refused", "ack_command", "ack_deploy", "busy", "parse_error"] {
+    for name in [
+        "form_refused",
+        "ack_command",
+        "ack_deploy",
+        "busy",
+        "parse_error",
+    ] {
         let data = json!({"role": "r", "command": "c", "form": "f", "message": "m", "usage": "u"});
         b.try_text(name, &data)?;
     }

@@ -77,8 +77,7 @@ pub fn run(args: Args) -> ExitCode {
         .and_then(|r| read(&args.policy).map(|p| (r, p)))
         .and_then(|(r, p)| {
             EngineConfig::from_texts(&r, &p, args.hosts.clone(), &args.age_recipients)
-        })
-    {
+        }) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("aetherv bot: {e}");

@@ -32,9 +32,11 @@ pub fn amqp_url() -> String {
 
 /// The template override directory: the configured one, else `AETHERV_TEMPLATES`.
 pub fn templates_dir(configured: Option<&std::path::Path>) -> Option<std::path::PathBuf> {
-    configured
-        .map(std::path::Path::to_path_buf)
-        .or_else(|| env_lookup(aetherv_bot::render::TEMPLATES_ENV).filter(|s| !s.is_empty()).map(Into::into))
+    configured.map(std::path::Path::to_path_buf).or_else(|| {
+        env_lookup(aetherv_bot::render::TEMPLATES_ENV)
+            .filter(|s| !s.is_empty())
+            .map(Into::into)
+    })
 }
 
 /// The broker topology for a prefix.

@@ -117,12 +117,9 @@ impl Engine {
                 role: role.as_str().into(),
             }],
         };
-        let changed = out.iter().any(|r| {
-            matches!(
-                r,
-                Reply::VoteCounted { .. } | Reply::ApprovalDecided { .. }
-            )
-        });
+        let changed = out
+            .iter()
+            .any(|r| matches!(r, Reply::VoteCounted { .. } | Reply::ApprovalDecided { .. }));
         Ok(VoteResult {
             out,
             decision: self.decision(job),
@@ -158,7 +155,7 @@ impl Engine {
             fields: info
                 .envelope
                 .as_ref()
-                .map(|e| self.redacted(&e.spec))
+                .map(|e| super::approvals::redacted(&e.spec))
                 .unwrap_or_default(),
         })
     }

@@ -13,6 +13,16 @@ use aetherv_core::{EventBody, JobEnvelope, JobId, JobKind, Origin, Target};
 use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 
+/// A spec as approvers see it: secret values redacted.
+pub(super) fn redacted(spec: &Map<String, Value>) -> Map<String, Value> {
+    let mut v = Value::Object(spec.clone());
+    aetherv_core::ops::redact(&mut v);
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
 fn vote_text(e: &VoteError) -> String {
     match e {
         VoteError::SelfApproval => "you cannot approve your own request".into(),
@@ -43,38 +53,20 @@ impl Engine {
         grants: &Grants,
         kind: JobKind,
         target: Target,
-        mut spec: Map<String, Value>,
+        spec: Map<String, Value>,
     ) -> Result<Vec<Reply>, EngineError> {
         // Approvers see that a secret is set (redacted), not its value.
-        let shown = self.redacted(&spec);
-        let secret_ids = self.forms.secret_fields();
-        let sealed = match aetherv_core::secrets::seal_spec(
-            &mut spec,
-            secret_ids.iter().map(String::as_str),
-            &self.cfg.recipients,
-        ) {
-            Ok(sealed) => sealed,
-            Err(e) => {
-                let msg = format!("the request's secret fields cannot be sealed: {e}");
-                return Ok(vec![notice(&display(&who.id), msg)]);
-            }
-        };
-        let env = JobEnvelope {
-            v: 1,
-            job_id: JobId::new(),
-            kind,
-            target,
-            spec,
-            secrets: sealed,
-            requested_by: who.id.clone(),
-            origin: Some(Origin {
-                platform: self.cfg.platform,
-                channel: self.cfg.channel.clone(),
-                thread: None,
-            }),
-            created_at: chrono::Utc::now(),
-            approval: None,
-        };
+        let shown = redacted(&spec);
+        let mut env = JobEnvelope::new(kind, target, spec, who.id.clone());
+        env.origin = Some(Origin {
+            platform: self.cfg.platform,
+            channel: self.cfg.channel.clone(),
+            thread: None,
+        });
+        if let Err(e) = env.seal_secrets(&self.cfg.recipients) {
+            let msg = format!("the request's secret fields cannot be sealed: {e}");
+            return Ok(vec![notice(&display(&who.id), msg)]);
+        }
         let target_name = env.target.routing_key();
         let target_plain = target_name.trim_start_matches("cluster.").to_string();
         let req = self.cfg.policy.evaluate(&RequestFacts {
@@ -103,7 +95,7 @@ impl Engine {
         };
         let job_id = env.job_id;
         let mut request_env = env.clone();
-        request_env.spec = self.redacted(&env.spec);
+        request_env.spec = redacted(&env.spec);
         let info = self.state.insert_job(env);
         let opened = Reply::JobOpened(info.view());
         info.rule = Some(req.rule.clone());
@@ -144,15 +136,6 @@ impl Engine {
             })
             .into_iter()
             .collect()
-    }
-
-    pub(super) fn redacted(&self, spec: &Map<String, Value>) -> Map<String, Value> {
-        let mut v = Value::Object(spec.clone());
-        aetherv_core::redact::redact_value(&mut v, &self.forms.secret_fields());
-        match v {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        }
     }
 
     /// Publishes an (approved or approval-free) job and opens its thread.
@@ -218,7 +201,10 @@ impl Engine {
             return refused(format!("job {short} was cancelled by its requester"));
         }
         let Some(pending) = info.approval.as_mut() else {
-            return Ok(vec![notice(&user, format!("job {short} needs no approval"))]);
+            return Ok(vec![notice(
+                &user,
+                format!("job {short} needs no approval"),
+            )]);
         };
         let outcome = pending.vote(
             &who.id,
@@ -380,7 +366,10 @@ impl Engine {
             }
         }
         if !is_requester {
-            return Ok(vec![notice(&user, "only the requester can cancel a request")]);
+            return Ok(vec![notice(
+                &user,
+                "only the requester can cancel a request",
+            )]);
         }
         self.emit(
             job,

@@ -96,10 +96,20 @@ fn thread_text(content: ThreadContent) -> String {
     r().render(name, &data)
 }
 
-fn status(state: &str, step: Option<StepView>, queue_position: Option<usize>, percent: u32) -> ThreadContent {
+fn status(
+    state: &str,
+    step: Option<StepView>,
+    queue_position: Option<usize>,
+    percent: u32,
+) -> ThreadContent {
     ThreadContent::Status(StatusView {
         short: "1a2b3c4d".into(),
-        kind: if step.is_some() { "deployment.managed" } else { "vm.create" }.into(),
+        kind: if step.is_some() {
+            "deployment.managed"
+        } else {
+            "vm.create"
+        }
+        .into(),
         target: "hv01".into(),
         state: state.into(),
         step,
@@ -229,8 +239,8 @@ fn job_thread_messages() {
             lines: vec!["Creating VM web01".into(), "done".into()]
         })
     );
-    let res = serde_json::from_value(json!({"vm_id": "5f1c", "vm_name": "web01"}))
-        .unwrap_or_default();
+    let res =
+        serde_json::from_value(json!({"vm_id": "5f1c", "vm_name": "web01"})).unwrap_or_default();
     insta::assert_snapshot!(
         "job_succeeded",
         text(finished(Outcome::Succeeded { resources: res }))
@@ -308,12 +318,22 @@ fn an_override_replaces_one_file_and_a_broken_one_names_its_file() {
         Some("NOTE for alice: hi")
     );
     // The others stay built in.
-    assert!(r.templates().origin("help").starts_with("built-in console/help.hbs"));
+    assert!(r
+        .templates()
+        .origin("help")
+        .starts_with("built-in console/help.hbs"));
     // A template that uses a value replies do not have fails at start, naming the file.
-    std::fs::write(console.join("hosts.hbs"), "{{#each hosts}}{{nonsense}}{{/each}}").expect("write");
+    std::fs::write(
+        console.join("hosts.hbs"),
+        "{{#each hosts}}{{nonsense}}{{/each}}",
+    )
+    .expect("write");
     let err = Renderer::load("console", CONSOLE_TEMPLATES, Some(&dir)).expect_err("refused");
     let msg = err.to_string();
-    assert!(msg.contains("console/hosts.hbs") && msg.contains("does not render"), "{msg}");
+    assert!(
+        msg.contains("console/hosts.hbs") && msg.contains("does not render"),
+        "{msg}"
+    );
     std::fs::write(console.join("hosts.hbs"), "{{#each hosts}").expect("write");
     let err = Renderer::load("console", CONSOLE_TEMPLATES, Some(&dir)).expect_err("refused");
     assert!(err.to_string().contains("console/hosts.hbs"), "{err}");

@@ -2,8 +2,8 @@
 //! deployment, `vm list` afterwards, and a bot killed mid-job that resumes the thread.
 
 use super::*;
-use aetherv_bot::state::Phase;
 use aetherv_bot::reply::{MessageRef, Reply};
+use aetherv_bot::state::Phase;
 use aetherv_sim::{Sim, SimConfig};
 use aetherv_worker::{Worker, WorkerConfig};
 use tokio_util::sync::CancellationToken;

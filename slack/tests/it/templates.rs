@@ -6,7 +6,10 @@ use super::*;
 use aetherv_slack::blocks::SLACK_TEMPLATES;
 
 fn template_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("aetherv-slack-tpl-{}", uuid::Uuid::new_v4().simple()));
+    let dir = std::env::temp_dir().join(format!(
+        "aetherv-slack-tpl-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     std::fs::create_dir_all(dir.join("slack")).expect("dir");
     dir
 }
@@ -43,15 +46,23 @@ async fn an_overridden_job_status_template_shapes_the_next_status_message() {
         stop.clone(),
     ));
     fake.connected().await;
-    fake.slash("U0ALICE", "C0OPS", "deploy vm vm_name=web09 target_host=hv01")
-        .await;
+    fake.slash(
+        "U0ALICE",
+        "C0OPS",
+        "deploy vm vm_name=web09 target_host=hv01",
+    )
+    .await;
     let status = fake
         .wait_for("chat.postMessage", Duration::from_secs(10), |b| {
             b.to_string().contains("Site A · queued · 0%")
         })
         .await;
     // The rest of the message is still the built-in layout: the status text itself.
-    assert!(status.body.to_string().contains("vm.create on hv01"), "{}", status.body);
+    assert!(
+        status.body.to_string().contains("vm.create on hv01"),
+        "{}",
+        status.body
+    );
     stop.cancel();
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -67,9 +78,13 @@ async fn a_template_that_cannot_render_stops_the_bot_at_start_naming_the_file() 
     let fake = FakeSlack::start().await;
     let mut opts = options(&fake, Mode::Socket { connections: 1 });
     opts.templates_dir = Some(dir.clone());
-    let err = aetherv_slack::run(engine(&broker(), Policy::default()), opts, CancellationToken::new())
-        .await
-        .expect_err("refused at start");
+    let err = aetherv_slack::run(
+        engine(&broker(), Policy::default()),
+        opts,
+        CancellationToken::new(),
+    )
+    .await
+    .expect_err("refused at start");
     let msg = format!("{err:#}");
     assert!(
         msg.contains("slack/job_status.hbs") && msg.contains("does not render"),
@@ -81,9 +96,16 @@ async fn a_template_that_cannot_render_stops_the_bot_at_start_naming_the_file() 
     std::fs::write(dir.join("slack/text/help.hbs"), "{{#each commands}}{{/each").expect("write");
     let mut opts = options(&fake, Mode::Socket { connections: 1 });
     opts.templates_dir = Some(dir.clone());
-    let err = aetherv_slack::run(engine(&broker(), Policy::default()), opts, CancellationToken::new())
-        .await
-        .expect_err("refused at start");
-    assert!(format!("{err:#}").contains("slack/text/help.hbs"), "{err:#}");
+    let err = aetherv_slack::run(
+        engine(&broker(), Policy::default()),
+        opts,
+        CancellationToken::new(),
+    )
+    .await
+    .expect_err("refused at start");
+    assert!(
+        format!("{err:#}").contains("slack/text/help.hbs"),
+        "{err:#}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
