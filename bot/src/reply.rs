@@ -599,7 +599,7 @@ impl Reply {
             },
             Reply::VoteRefused {
                 job: Some(job),
-                user: user.clone(),
+                user,
                 message: "m".into(),
             },
             decided(

@@ -130,7 +130,7 @@ pub fn check(b: &Blocks) -> Result<(), TemplateError> {
     let mut checks = vec![
         ("reply", text.clone()),
         ("not_in_channel", text.clone()),
-        ("thread_note", text.clone()),
+        ("thread_note", text),
         ("job_log", json!({"part": 1, "text": "sample"})),
         (
             "thread_root",

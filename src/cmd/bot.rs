@@ -79,16 +79,9 @@ pub fn run(args: Args) -> ExitCode {
             EngineConfig::from_texts(&r, &p, args.hosts.clone(), &args.age_recipients)
         }) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("aetherv bot: {e}");
-            return ExitCode::from(64);
-        }
+        Err(e) => return crate::cmd::fail("bot", 64, e),
     };
-    let rt = match crate::cmd::runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    rt.block_on(async move {
+    crate::cmd::block_on(async move {
         let prefix = env_lookup("AETHERV_PREFIX").unwrap_or_else(|| "aetherv".into());
         let broker = match Broker::connect(&amqp_url(), topology(&prefix)).await {
             Ok(b) => b,

@@ -4,8 +4,6 @@
 use crate::cmd::{bot, env_lookup, topology};
 use aetherv_bot::EngineConfig;
 use aetherv_broker::Broker;
-use aetherv_sim::{Sim, SimConfig};
-use aetherv_worker::{Worker, WorkerConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -73,16 +71,9 @@ pub fn run(args: Args) -> ExitCode {
     let recipient = identity.to_public().to_string();
     let cfg = match EngineConfig::from_texts(DEMO_ROLES, DEMO_POLICY, hosts.clone(), &recipient) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("aetherv demo: {e}");
-            return ExitCode::from(64);
-        }
+        Err(e) => return crate::cmd::fail("demo", 64, e),
     };
-    let rt = match crate::cmd::runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    rt.block_on(async move {
+    crate::cmd::block_on(async move {
         let prefix = args
             .prefix
             .clone()
@@ -91,7 +82,10 @@ pub fn run(args: Args) -> ExitCode {
             Some(url) => match Broker::connect(&url, topology(&prefix)).await {
                 Ok(b) => b,
                 Err(e) => {
-                    eprintln!("aetherv demo: cannot reach RabbitMQ: {}", aetherv_core::error_chain(&e));
+                    eprintln!(
+                        "aetherv demo: cannot reach RabbitMQ: {}",
+                        aetherv_core::error_chain(&e)
+                    );
                     return ExitCode::from(1);
                 }
             },
@@ -99,7 +93,7 @@ pub fn run(args: Args) -> ExitCode {
         };
         let stop = CancellationToken::new();
         let identity_text = aetherv_core::secrets::identity_text(&identity);
-        let worker_task = match start_site(
+        let worker_task = match aetherv_worker::simulated::start_site(
             &broker,
             &hosts,
             Duration::from_millis(args.latency_ms),
@@ -109,10 +103,7 @@ pub fn run(args: Args) -> ExitCode {
         .await
         {
             Ok(t) => t,
-            Err(e) => {
-                eprintln!("aetherv demo: {e}");
-                return ExitCode::from(1);
-            }
+            Err(e) => return crate::cmd::fail("demo", 1, e),
         };
         println!(
             "Aether-V demo: hosts {}; users alice (operator), bob and carol (approvers), eve (reader), root (admin).\nType `help`. Switch users with `/as NAME` or `NAME> command`; `/wait` waits for running jobs.",
@@ -125,45 +116,4 @@ pub fn run(args: Args) -> ExitCode {
         broker.close().await;
         code
     })
-}
-
-/// A simulated site on `broker`: simulated Hyper-V hosts `hosts` on loopback (each agent
-/// operation taking `latency`), their queues declared, and an in-process worker serving them
-/// that opens secrets with the age identity `identity_text`. Runs until `stop`; the handle
-/// ends with the worker.
-pub async fn start_site(
-    broker: &Broker,
-    hosts: &[String],
-    latency: Duration,
-    identity_text: String,
-    stop: &CancellationToken,
-) -> Result<tokio::task::JoinHandle<()>, String> {
-    let mut sim_cfg = SimConfig::with_hosts(hosts.len());
-    sim_cfg.latency = latency;
-    let sim = Sim::new(sim_cfg);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| format!("cannot listen on loopback: {e}"))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let mut wc = WorkerConfig::from_yaml(&sim.worker_config_yaml(&format!("http://{addr}")))
-        .map_err(|e| aetherv_core::error_chain(&e))?;
-    let s = stop.clone();
-    tokio::spawn(sim.serve(listener, async move { s.cancelled().await }));
-    wc.prefix = broker.topology().prefix.clone();
-    wc.inventory_interval_secs = 5;
-    let env = move |k: &str| (k == "AETHERV_AGE_IDENTITY").then(|| identity_text.clone());
-    let worker = Worker::new(&wc, broker.clone(), &env).map_err(|e| e.to_string())?;
-    let stop = stop.clone();
-    let task = tokio::spawn(async move {
-        if let Err(e) = worker.run(stop).await {
-            tracing::error!(error = %format!("{e:#}"), "the simulated site's worker stopped");
-        }
-    });
-    for h in hosts {
-        broker
-            .declare_host(h)
-            .await
-            .map_err(|e| aetherv_core::error_chain(&e))?;
-    }
-    Ok(task)
 }

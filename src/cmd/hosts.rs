@@ -4,7 +4,6 @@
 use crate::cmd::env_lookup;
 use aetherv_core::bundle::{AgentStatus, Bundle};
 use aetherv_worker::deploy::{Deployer, HostProbe};
-use aetherv_worker::WorkerConfig;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -67,32 +66,16 @@ pub fn run(args: Args) -> ExitCode {
         config,
         json: as_json,
     } = args;
-    let mut cfg = match WorkerConfig::load(&config) {
+    let cfg = match crate::cmd::worker::load_config("hosts", &config) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("aetherv hosts: {}", aetherv_core::error_chain(&e));
-            return ExitCode::from(64);
-        }
+        Err(code) => return code,
     };
-    cfg.apply_env(env_lookup);
-    if let Err(e) = cfg.check() {
-        eprintln!("aetherv hosts: {e}");
-        return ExitCode::from(64);
-    }
-    // Before the runtime starts any thread: MIT reads the client keytab from the environment.
-    if let Err(e) = aetherv_worker::install_kerberos_keytab(&cfg) {
-        eprintln!("aetherv hosts: {e}");
-        return ExitCode::from(64);
-    }
     let bundle = Arc::new(Bundle::embedded().clone());
     let mut deployers = Vec::new();
     for h in &cfg.hosts {
         let client = match aetherv_worker::winrm_client(h, &env_lookup) {
             Ok(c) => c,
-            Err(e) => {
-                eprintln!("aetherv hosts: {e}");
-                return ExitCode::from(64);
-            }
+            Err(e) => return crate::cmd::fail("hosts", 64, e),
         };
         let name = h.name.trim().to_ascii_lowercase();
         deployers.push(Deployer::new(

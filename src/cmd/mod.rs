@@ -55,6 +55,20 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         })
 }
 
+/// Runs `f` on a new multi-threaded runtime; exit code 1 when the runtime cannot start.
+pub fn block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match runtime() {
+        Ok(rt) => rt.block_on(f),
+        Err(code) => code,
+    }
+}
+
+/// Says `aetherv CMD: ERROR` on stderr and gives exit code `code`.
+pub fn fail(cmd: &str, code: u8, e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("aetherv {cmd}: {e}");
+    ExitCode::from(code)
+}
+
 /// Reads a JSON or YAML document from a file, or stdin for `-`. The error is one line.
 pub fn read_input(path: &str) -> Result<serde_json::Value, String> {
     use std::io::Read as _;

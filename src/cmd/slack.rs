@@ -86,16 +86,9 @@ pub fn run(args: &Args) -> ExitCode {
     };
     let (cfg, ecfg, groups, bot_token, app_token, signing_secret, site) = match setup() {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("aetherv slack: {e}");
-            return ExitCode::from(64);
-        }
+        Err(e) => return crate::cmd::fail("slack", 64, e),
     };
-    let rt = match crate::cmd::runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    rt.block_on(async move {
+    crate::cmd::block_on(async move {
         let mode = match cfg.mode {
             ModeName::Socket => Mode::Socket {
                 connections: cfg.connections,
@@ -114,7 +107,7 @@ pub fn run(args: &Args) -> ExitCode {
             Some((hosts, identity)) => {
                 let broker = Broker::in_process(topology(&prefix));
                 let text = aetherv_core::secrets::identity_text(identity).to_string();
-                if let Err(e) = crate::cmd::demo::start_site(
+                if let Err(e) = aetherv_worker::simulated::start_site(
                     &broker,
                     hosts,
                     Duration::from_millis(300),

@@ -78,10 +78,7 @@ pub fn complete(mut doc: Value) -> Result<Value, String> {
 pub fn run(args: Args) -> ExitCode {
     let doc = match read_input(&args.file) {
         Ok(v) => v,
-        Err(e) => {
-            eprintln!("aetherv submit: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return crate::cmd::fail("submit", 2, e),
     };
     let envelope = match complete(doc).and_then(|v| {
         let mut env = JobEnvelope::from_slice(&serde_json::to_vec(&v).unwrap_or_default())
@@ -98,16 +95,9 @@ pub fn run(args: Args) -> ExitCode {
         Ok(env)
     }) {
         Ok(e) => e,
-        Err(e) => {
-            eprintln!("aetherv submit: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return crate::cmd::fail("submit", 2, e),
     };
-    let rt = match crate::cmd::runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    rt.block_on(async move {
+    crate::cmd::block_on(async move {
         let url = amqp_url();
         let broker = match Broker::connect(&url, topology(&args.prefix)).await {
             Ok(b) => b,

@@ -15,31 +15,26 @@ pub struct Args {
     pub config: PathBuf,
 }
 
+/// Loads a worker configuration for command `cmd`: the file, the environment over it, its
+/// checks, and the Kerberos keytab installed (before the runtime starts any thread: MIT reads
+/// the client keytab from the environment). Errors are said on stderr (exit code 64).
+pub fn load_config(cmd: &str, path: &std::path::Path) -> Result<WorkerConfig, ExitCode> {
+    let mut cfg = WorkerConfig::load(path)
+        .map_err(|e| crate::cmd::fail(cmd, 64, aetherv_core::error_chain(&e)))?;
+    cfg.apply_env(env_lookup);
+    cfg.check().map_err(|e| crate::cmd::fail(cmd, 64, e))?;
+    aetherv_worker::install_kerberos_keytab(&cfg).map_err(|e| crate::cmd::fail(cmd, 64, e))?;
+    Ok(cfg)
+}
+
 /// Runs the command.
 pub fn run(args: Args) -> ExitCode {
     let Args { config } = args;
-    let mut cfg = match WorkerConfig::load(&config) {
+    let cfg = match load_config("worker", &config) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("aetherv worker: {}", aetherv_core::error_chain(&e));
-            return ExitCode::from(64);
-        }
-    };
-    cfg.apply_env(env_lookup);
-    if let Err(e) = cfg.check() {
-        eprintln!("aetherv worker: {e}");
-        return ExitCode::from(64);
-    }
-    // Before the runtime starts any thread: MIT reads the client keytab from the environment.
-    if let Err(e) = aetherv_worker::install_kerberos_keytab(&cfg) {
-        eprintln!("aetherv worker: {e}");
-        return ExitCode::from(64);
-    }
-    let rt = match crate::cmd::runtime() {
-        Ok(rt) => rt,
         Err(code) => return code,
     };
-    rt.block_on(async move {
+    crate::cmd::block_on(async move {
         let url = cfg.amqp_url.clone().unwrap_or_else(amqp_url);
         let broker = match connect_with_retry(&url, &cfg.prefix).await {
             Some(b) => b,
@@ -47,10 +42,7 @@ pub fn run(args: Args) -> ExitCode {
         };
         let worker = match Worker::new(&cfg, broker.clone(), &env_lookup) {
             Ok(w) => w,
-            Err(e) => {
-                eprintln!("aetherv worker: {e}");
-                return ExitCode::from(64);
-            }
+            Err(e) => return crate::cmd::fail("worker", 64, e),
         };
         let quiet = CancellationToken::new();
         tokio::spawn(crate::cmd::signal::on_shutdown(quiet.clone()));

@@ -19,6 +19,8 @@ pub mod managed;
 pub mod placement;
 pub mod placer;
 pub mod reporter;
+#[cfg(feature = "simulated")]
+pub mod simulated;
 pub mod slot;
 
 use aetherv_broker::Broker;

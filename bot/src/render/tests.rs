@@ -14,8 +14,8 @@ fn job() -> JobId {
         .expect("uuid")
 }
 
-fn text(reply: Reply) -> String {
-    r().text(&reply).expect("a text reply")
+fn text(reply: &Reply) -> String {
+    r().text(reply).expect("a text reply")
 }
 
 fn who(id: &str) -> Requester {
@@ -91,7 +91,7 @@ fn parse_error(message: &str, usage: Option<&str>) -> Reply {
     }
 }
 
-fn thread_text(content: ThreadContent) -> String {
+fn thread_text(content: &ThreadContent) -> String {
     let (name, data) = content.text_view();
     r().render(name, &data)
 }
@@ -122,14 +122,14 @@ fn status(
 fn help_and_refusals() {
     insta::assert_snapshot!(
         "help",
-        text(Reply::Help {
+        text(&Reply::Help {
             user: "alice".into(),
             commands: vec!["vm list [--host H]".into(), "help".into()]
         })
     );
     insta::assert_snapshot!(
         "refused",
-        text(Reply::Refused {
+        text(&Reply::Refused {
             user: "bob".into(),
             command: "deploy".into(),
             role: "operator".into()
@@ -137,11 +137,11 @@ fn help_and_refusals() {
     );
     insta::assert_snapshot!(
         "parse_error",
-        text(parse_error("missing NAME", Some("vm show NAME")))
+        text(&parse_error("missing NAME", Some("vm show NAME")))
     );
     insta::assert_snapshot!(
         "parse_error_no_usage",
-        text(parse_error("unknown command: frob", None))
+        text(&parse_error("unknown command: frob", None))
     );
     let error = |field: &str, message: &str| FieldErrorView {
         field: field.into(),
@@ -150,7 +150,7 @@ fn help_and_refusals() {
     };
     insta::assert_snapshot!(
         "form_errors",
-        text(Reply::FormErrors {
+        text(&Reply::FormErrors {
             user: "alice".into(),
             form: "vm".into(),
             errors: vec![
@@ -159,14 +159,14 @@ fn help_and_refusals() {
             ]
         })
     );
-    insta::assert_snapshot!("notice", text(notice("alice", "no such job")));
+    insta::assert_snapshot!("notice", text(&notice("alice", "no such job")));
 }
 
 #[test]
 fn approvals() {
     insta::assert_snapshot!(
         "approval_request",
-        text(Reply::ApprovalRequested {
+        text(&Reply::ApprovalRequested {
             job: job(),
             view: approval(),
             restored: false
@@ -174,7 +174,7 @@ fn approvals() {
     );
     insta::assert_snapshot!(
         "vote_counted",
-        text(Reply::VoteCounted {
+        text(&Reply::VoteCounted {
             job: job(),
             short: "1a2b3c4d".into(),
             voter: "bob".into(),
@@ -184,28 +184,28 @@ fn approvals() {
     );
     insta::assert_snapshot!(
         "approved",
-        text(decided(Decision::Approved {
+        text(&decided(Decision::Approved {
             by: vec![who("bob"), who("carol")]
         }))
     );
     insta::assert_snapshot!(
         "rejected",
-        text(decided(Decision::Rejected {
+        text(&decided(Decision::Rejected {
             by: who("carol"),
             reason: Some("too big".into())
         }))
     );
     insta::assert_snapshot!(
         "rejected_no_reason",
-        text(decided(Decision::Rejected {
+        text(&decided(Decision::Rejected {
             by: who("carol"),
             reason: None
         }))
     );
-    insta::assert_snapshot!("expired", text(decided(Decision::Expired)));
+    insta::assert_snapshot!("expired", text(&decided(Decision::Expired)));
     insta::assert_snapshot!(
         "vote_refused",
-        text(Reply::VoteRefused {
+        text(&Reply::VoteRefused {
             job: Some(job()),
             user: "alice".into(),
             message: "you cannot approve your own request".into()
@@ -217,11 +217,11 @@ fn approvals() {
 fn job_thread_messages() {
     insta::assert_snapshot!(
         "job_status_queued",
-        thread_text(status("queued", None, Some(2), 0))
+        thread_text(&status("queued", None, Some(2), 0))
     );
     insta::assert_snapshot!(
         "job_status_running",
-        thread_text(status(
+        thread_text(&status(
             "running",
             Some(StepView {
                 index: 2,
@@ -234,7 +234,7 @@ fn job_thread_messages() {
     );
     insta::assert_snapshot!(
         "job_log",
-        thread_text(ThreadContent::Log {
+        thread_text(&ThreadContent::Log {
             part: 3,
             lines: vec!["Creating VM web01".into(), "done".into()]
         })
@@ -243,11 +243,11 @@ fn job_thread_messages() {
         serde_json::from_value(json!({"vm_id": "5f1c", "vm_name": "web01"})).unwrap_or_default();
     insta::assert_snapshot!(
         "job_succeeded",
-        text(finished(Outcome::Succeeded { resources: res }))
+        text(&finished(Outcome::Succeeded { resources: res }))
     );
     insta::assert_snapshot!(
         "job_failed",
-        text(finished(Outcome::Failed {
+        text(&finished(Outcome::Failed {
             step: Some("vm.create".into()),
             code: "name_conflict".into(),
             message: "exists".into()
@@ -256,7 +256,7 @@ fn job_thread_messages() {
     let cancelled = finished(Outcome::Cancelled {
         by: Some("alice".into()),
     });
-    insta::assert_snapshot!("job_cancelled", text(cancelled.clone()));
+    insta::assert_snapshot!("job_cancelled", text(&cancelled));
     let (name, data) = cancelled.attachment_view().expect("a log");
     insta::assert_snapshot!("attachment", r().render(name, &data));
 }
@@ -264,14 +264,14 @@ fn job_thread_messages() {
 #[test]
 fn inventory_views() {
     let list = |host: Option<&str>, vms| {
-        text(Reply::Listing(Listing::Vms {
+        text(&Reply::Listing(Listing::Vms {
             host: host.map(String::from),
             vms,
         }))
     };
     insta::assert_snapshot!("vm_list", list(None, vec![vm()]));
     insta::assert_snapshot!("vm_list_empty", list(Some("hv02"), vec![]));
-    insta::assert_snapshot!("vm_show", text(Reply::Listing(Listing::Vm(vm()))));
+    insta::assert_snapshot!("vm_show", text(&Reply::Listing(Listing::Vm(vm()))));
     let host = |name: &str, status: &str, vms, running: Option<&str>, queued| HostRow {
         name: name.into(),
         status: status.into(),
@@ -281,15 +281,15 @@ fn inventory_views() {
     };
     insta::assert_snapshot!(
         "hosts",
-        text(Reply::Listing(Listing::Hosts(vec![
+        text(&Reply::Listing(Listing::Hosts(vec![
             host("hv01", "up", 1, Some("1a2b3c4d"), 2),
             host("hv02", "unreachable", 0, None, 0)
         ])))
     );
-    insta::assert_snapshot!("hosts_empty", text(Reply::Listing(Listing::Hosts(vec![]))));
+    insta::assert_snapshot!("hosts_empty", text(&Reply::Listing(Listing::Hosts(vec![]))));
     insta::assert_snapshot!(
         "jobs",
-        text(Reply::Listing(Listing::Jobs(vec![JobRow {
+        text(&Reply::Listing(Listing::Jobs(vec![JobRow {
             short: "1a2b3c4d".into(),
             kind: "vm.create".into(),
             target: "hv01".into(),
@@ -297,7 +297,7 @@ fn inventory_views() {
             requester: "alice".into()
         }])))
     );
-    insta::assert_snapshot!("jobs_empty", text(Reply::Listing(Listing::Jobs(vec![]))));
+    insta::assert_snapshot!("jobs_empty", text(&Reply::Listing(Listing::Jobs(vec![]))));
 }
 
 #[test]
