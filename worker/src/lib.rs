@@ -17,6 +17,8 @@ pub mod inventory;
 pub mod managed;
 pub mod placement;
 pub mod placer;
+mod prepare;
+mod queue;
 pub mod reporter;
 pub mod slot;
 
@@ -234,7 +236,7 @@ impl Worker {
         });
         let mut slots = tokio::task::JoinSet::new();
         for agent in self.agents {
-            slots.spawn(deploy::prepared_slot(
+            slots.spawn(slot::prepared_slot(
                 ctx.clone(),
                 agent,
                 quiet.clone(),

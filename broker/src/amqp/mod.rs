@@ -5,8 +5,8 @@
 //! [`AmqpOptions::max_backoff`]), re-declares the base topology and every host declared so far,
 //! and publishes the new connection with a higher generation number. Publishers wait for a live
 //! connection (bounded by [`AmqpOptions::operation_timeout`]); consumers and event streams
-//! watch the generation and re-subscribe on their own (see `consumer.rs`, `stream.rs`,
-//! `leader.rs`). lapin's own auto-recovery is not used: the supervisor (`supervisor.rs`)
+//! watch the generation and re-subscribe on their own, all through one subscribe-with-backoff
+//! helper (`subscription.rs`; used by `consumer.rs`, `stream.rs`, `leader.rs`). lapin's own auto-recovery is not used: the supervisor (`supervisor.rs`)
 //! rebuilds everything, which is the pattern lapin's maintainers recommend and is simpler to
 //! reason about; tested by closing the connection server-side and by restarting a private
 //! RabbitMQ (`tests/chaos-rabbitmq.sh`).
@@ -23,6 +23,7 @@ mod fields;
 mod leader;
 mod publish;
 mod stream;
+mod subscription;
 mod supervisor;
 
 pub(crate) use consumer::{AmqpJobConsumer, AmqpSettle};
