@@ -22,17 +22,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// The in-memory broker. Cloning shares the same queues.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct InProcBroker {
     inner: Arc<Inner>,
-}
-
-impl std::fmt::Debug for InProcBroker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InProcBroker")
-            .field("prefix", &self.inner.topology.prefix)
-            .finish_non_exhaustive()
-    }
 }
 
 struct Inner {
@@ -42,6 +34,15 @@ struct Inner {
     /// Host queues have their own `Notify`, so a publish wakes only that host's consumers.
     changed: Notify,
     closed: CancellationToken,
+}
+
+/// Handles show the broker's topology prefix, never its queues' contents.
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcBroker")
+            .field("prefix", &self.topology.prefix)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Default)]
@@ -292,21 +293,13 @@ impl InProcBroker {
 }
 
 /// An in-process consumer of one host queue.
+#[derive(Debug)]
 pub(crate) struct InProcJobConsumer {
     inner: Arc<Inner>,
     host: String,
     queue: String,
     id: u64,
     notify: Arc<Notify>,
-}
-
-impl std::fmt::Debug for InProcJobConsumer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InProcJobConsumer")
-            .field("queue", &self.queue)
-            .field("id", &self.id)
-            .finish_non_exhaustive()
-    }
 }
 
 impl InProcJobConsumer {
@@ -423,19 +416,11 @@ fn q_notify(state: &State, host: &str) {
 }
 
 /// Settles one in-process delivery.
+#[derive(Debug)]
 pub(crate) struct InProcSettle {
     inner: Arc<Inner>,
     host: String,
     tag: u64,
-}
-
-impl std::fmt::Debug for InProcSettle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InProcSettle")
-            .field("host", &self.host)
-            .field("tag", &self.tag)
-            .finish_non_exhaustive()
-    }
 }
 
 impl InProcSettle {
@@ -487,17 +472,10 @@ impl InProcSettle {
 }
 
 /// A reader of the in-process event log.
+#[derive(Debug)]
 pub(crate) struct InProcEventStream {
     inner: Arc<Inner>,
     pos: usize,
-}
-
-impl std::fmt::Debug for InProcEventStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InProcEventStream")
-            .field("pos", &self.pos)
-            .finish_non_exhaustive()
-    }
 }
 
 impl InProcEventStream {
@@ -523,19 +501,11 @@ impl InProcEventStream {
 }
 
 /// An in-process election candidate.
+#[derive(Debug)]
 pub(crate) struct InProcLeadership {
     inner: Arc<Inner>,
     role: String,
     id: u64,
-}
-
-impl std::fmt::Debug for InProcLeadership {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InProcLeadership")
-            .field("role", &self.role)
-            .field("id", &self.id)
-            .finish_non_exhaustive()
-    }
 }
 
 impl InProcLeadership {

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use tokio_util::sync::DropGuard;
 
 /// A consumer of one host queue that survives reconnects.
+#[derive(Debug)]
 pub(crate) struct AmqpJobConsumer {
     subscriber: Subscriber,
     guard: Arc<DropGuard>,
@@ -27,15 +28,6 @@ pub(crate) struct AmqpJobConsumer {
     queue: String,
     tag: String,
     sub: Option<Subscription>,
-}
-
-impl std::fmt::Debug for AmqpJobConsumer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AmqpJobConsumer")
-            .field("queue", &self.queue)
-            .field("tag", &self.tag)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Declares the host queue (it may have been deleted) and consumes it with prefetch 1.
@@ -85,32 +77,23 @@ impl AmqpJobConsumer {
     }
 
     pub(crate) async fn next(&mut self) -> Option<JobDelivery> {
+        let shared = Arc::clone(self.subscriber.shared());
+        let (host, queue, tag) = (&self.host, &self.queue, &self.tag);
         loop {
-            if self.subscriber.is_shut_down() {
-                return None;
-            }
-            let sub = match self.sub.as_mut() {
-                Some(sub) => sub,
-                None => {
-                    let shared = Arc::clone(self.subscriber.shared());
-                    let resubscribed = self
-                        .subscriber
-                        .resubscribe(|live| {
-                            subscribe(&shared, &self.host, &self.queue, &self.tag, live)
-                        })
-                        .await;
-                    self.sub.insert(resubscribed?)
-                }
-            };
-            match self.subscriber.wait(sub, None).await {
+            let wake = self
+                .subscriber
+                .next(&mut self.sub, |live| {
+                    subscribe(&shared, host, queue, tag, live)
+                })
+                .await;
+            match wake {
                 Wake::Shutdown => return None,
-                Wake::Resubscribe => self.sub = None,
-                Wake::Nothing | Wake::Timer => {}
                 Wake::Delivery(d) => {
                     if let Some(job) = self.accept(*d) {
                         return Some(job);
                     }
                 }
+                Wake::Resubscribe | Wake::Nothing | Wake::Timer => {}
             }
         }
     }

@@ -20,6 +20,7 @@ use std::time::Duration;
 use tokio_util::sync::DropGuard;
 
 /// A candidate in one role's election.
+#[derive(Debug)]
 pub(crate) struct AmqpLeadership {
     subscriber: Subscriber,
     _guard: Arc<DropGuard>,
@@ -28,15 +29,7 @@ pub(crate) struct AmqpLeadership {
     sub: Option<LeaderSub>,
 }
 
-impl std::fmt::Debug for AmqpLeadership {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AmqpLeadership")
-            .field("queue", &self.queue)
-            .field("tag", &self.tag)
-            .finish_non_exhaustive()
-    }
-}
-
+#[derive(Debug)]
 struct LeaderSub {
     sub: Subscription,
     /// The token delivery, while held.

@@ -109,18 +109,10 @@ impl AmqpOptions {
 }
 
 /// The RabbitMQ broker. Cloning shares the supervised connection.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct AmqpBroker {
     shared: Arc<Shared>,
     guard: Arc<DropGuard>,
-}
-
-impl std::fmt::Debug for AmqpBroker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AmqpBroker")
-            .field("connection_name", &self.shared.conn_name)
-            .finish_non_exhaustive()
-    }
 }
 
 /// State shared by the broker handles, the supervisor, consumers and streams.
@@ -145,6 +137,23 @@ pub(crate) struct Live {
     jobs: ChannelPool,
     events: tokio::sync::Mutex<Option<Channel>>,
     admin: tokio::sync::Mutex<Option<Channel>>,
+}
+
+/// Handles (broker, consumers, streams) show the connection's name, never its channels.
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpBroker")
+            .field("connection_name", &self.conn_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AmqpBroker {

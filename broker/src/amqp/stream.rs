@@ -15,6 +15,7 @@ use std::sync::Arc;
 use tokio_util::sync::DropGuard;
 
 /// A stream consumer that survives reconnects.
+#[derive(Debug)]
 pub(crate) struct AmqpEventStream {
     subscriber: Subscriber,
     _guard: Arc<DropGuard>,
@@ -23,14 +24,6 @@ pub(crate) struct AmqpEventStream {
     /// Offsets below this are skipped (chunk-start deliveries, replays after a resume).
     min_offset: u64,
     sub: Option<Subscription>,
-}
-
-impl std::fmt::Debug for AmqpEventStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AmqpEventStream")
-            .field("resume", &self.resume)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Consumes the stream queue from `resume` under a fresh consumer tag.
@@ -73,25 +66,16 @@ impl AmqpEventStream {
     }
 
     pub(crate) async fn next(&mut self) -> Option<(u64, Event)> {
+        let shared = Arc::clone(self.subscriber.shared());
         loop {
-            if self.subscriber.is_shut_down() {
-                return None;
-            }
-            let sub = match self.sub.as_mut() {
-                Some(sub) => sub,
-                None => {
-                    let (shared, resume) = (Arc::clone(self.subscriber.shared()), self.resume);
-                    let resubscribed = self
-                        .subscriber
-                        .resubscribe(|live| subscribe(&shared, resume, live))
-                        .await;
-                    self.sub.insert(resubscribed?)
-                }
-            };
-            match self.subscriber.wait(sub, None).await {
+            let resume = self.resume;
+            let wake = self
+                .subscriber
+                .next(&mut self.sub, |live| subscribe(&shared, resume, live))
+                .await;
+            match wake {
                 Wake::Shutdown => return None,
-                Wake::Resubscribe => self.sub = None,
-                Wake::Nothing | Wake::Timer => {}
+                Wake::Resubscribe | Wake::Nothing | Wake::Timer => {}
                 Wake::Delivery(d) => {
                     let acker = d.acker.clone();
                     // Streams need acks to keep credit flowing; the ack must not make this

@@ -29,6 +29,7 @@ const RECHECK: Duration = Duration::from_millis(250);
 
 /// One consumer on one connection generation. Dropping it closes the channel, which returns
 /// its unacked deliveries to the queue.
+#[derive(Debug)]
 pub(super) struct Subscription {
     live: Arc<Live>,
     channel: Channel,
@@ -119,6 +120,7 @@ pub(super) enum Wake {
 }
 
 /// Follows the supervisor's connection for one subscription.
+#[derive(Debug)]
 pub(super) struct Subscriber {
     shared: Arc<Shared>,
     live_rx: watch::Receiver<Option<Arc<Live>>>,
@@ -218,6 +220,36 @@ impl Subscriber {
                 _ = tokio::time::sleep(RECHECK) => {}
             }
         }
+    }
+
+    /// The next thing that happens to the subscription in `slot`, subscribing again first
+    /// (with `subscribe`, see [`Subscriber::resubscribe`]) when there is none. A subscription
+    /// that is gone is cleared from `slot`; only deliveries and shutdown need the caller.
+    ///
+    /// Cancel safety: as [`Subscriber::wait`].
+    pub(super) async fn next<F>(
+        &mut self,
+        slot: &mut Option<Subscription>,
+        subscribe: impl FnMut(Arc<Live>) -> F,
+    ) -> Wake
+    where
+        F: Future<Output = Result<Subscription, BrokerError>>,
+    {
+        if self.is_shut_down() {
+            return Wake::Shutdown;
+        }
+        let sub = match slot {
+            Some(sub) => sub,
+            None => match self.resubscribe(subscribe).await {
+                Some(sub) => slot.insert(sub),
+                None => return Wake::Shutdown,
+            },
+        };
+        let wake = self.wait(sub, None).await;
+        if matches!(wake, Wake::Resubscribe) {
+            *slot = None;
+        }
+        wake
     }
 
     /// Waits for the next thing that happens to `sub`: shutdown first, then a connection
