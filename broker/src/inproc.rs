@@ -8,7 +8,7 @@
 //! persists across processes.
 
 use crate::topology::valid_host;
-use crate::types::{ConsumerImpl, LeaderImpl, Settle, StreamImpl};
+use crate::types::{warn_undecodable, ConsumerImpl, LeaderImpl, Settle, StreamImpl};
 use crate::{
     BrokerError, DeadLetter, EventStream, JobConsumer, JobDelivery, Leadership, PublishError,
     QueueDepth, StreamOffset, Topology,
@@ -80,6 +80,33 @@ struct Message {
 }
 
 impl Inner {
+    /// Waits until `ready` yields a value, asking again after every wake-up of `notify`;
+    /// `None` once the broker is closed.
+    ///
+    /// Cancel safety: cancel-safe; `ready` runs synchronously, and the wake-up is registered
+    /// before it runs, so no change is missed between asking and waiting.
+    async fn wait_for<T>(
+        &self,
+        notify: &Notify,
+        mut ready: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
+        loop {
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.closed.is_cancelled() {
+                return None;
+            }
+            if let Some(v) = ready() {
+                return Some(v);
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = self.closed.cancelled() => return None,
+            }
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the state half-updated in a way that
         // matters more than losing the demo; keep going with the data as it is.
@@ -312,21 +339,7 @@ impl InProcJobConsumer {
     }
 
     pub(crate) async fn next(&mut self) -> Option<JobDelivery> {
-        loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.inner.closed.is_cancelled() {
-                return None;
-            }
-            if let Some(d) = self.try_take() {
-                return Some(d);
-            }
-            tokio::select! {
-                _ = notified => {}
-                _ = self.inner.closed.cancelled() => return None,
-            }
-        }
+        self.inner.wait_for(&self.notify, || self.try_take()).await
     }
 
     /// Takes the head of the queue when this consumer is active and holds nothing unsettled.
@@ -365,12 +378,7 @@ impl InProcJobConsumer {
                     break Some(delivery);
                 }
                 Err(e) => {
-                    tracing::warn!(
-                        queue = %self.queue,
-                        reason = e.code(),
-                        error = %e,
-                        "dead-lettering an undecodable job message"
-                    );
+                    warn_undecodable(&self.queue, &e);
                     state.dead.push_back(DeadLetter {
                         routing_key: message.routing_key,
                         reason: Some(e.code().to_owned()),
@@ -480,23 +488,15 @@ pub(crate) struct InProcEventStream {
 
 impl InProcEventStream {
     pub(crate) async fn next(&mut self) -> Option<(u64, Event)> {
-        loop {
-            let notified = self.inner.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.inner.closed.is_cancelled() {
-                return None;
-            }
-            if let Some((_, ev)) = self.inner.lock().events.get(self.pos) {
-                let offset = self.pos as u64;
-                self.pos += 1;
-                return Some((offset, ev.clone()));
-            }
-            tokio::select! {
-                _ = notified => {}
-                _ = self.inner.closed.cancelled() => return None,
-            }
-        }
+        let (inner, pos) = (&self.inner, &mut self.pos);
+        inner
+            .wait_for(&inner.changed, || {
+                let ev = inner.lock().events.get(*pos).map(|(_, ev)| ev.clone())?;
+                let offset = *pos as u64;
+                *pos += 1;
+                Some((offset, ev))
+            })
+            .await
     }
 }
 
@@ -521,36 +521,19 @@ impl InProcLeadership {
     }
 
     pub(crate) async fn acquire(&mut self) -> bool {
-        loop {
-            let notified = self.inner.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.inner.closed.is_cancelled() {
-                return false;
-            }
-            if self.is_leader() {
-                return true;
-            }
-            tokio::select! {
-                _ = notified => {}
-                _ = self.inner.closed.cancelled() => return false,
-            }
-        }
+        let inner = &self.inner;
+        inner
+            .wait_for(&inner.changed, || self.is_leader().then_some(()))
+            .await
+            .is_some()
     }
 
+    /// Returns once this candidate no longer leads (or the broker closed: nobody leads then).
     pub(crate) async fn lost(&mut self) {
-        loop {
-            let notified = self.inner.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if !self.is_leader() {
-                return;
-            }
-            tokio::select! {
-                _ = notified => {}
-                _ = self.inner.closed.cancelled() => return,
-            }
-        }
+        let inner = &self.inner;
+        inner
+            .wait_for(&inner.changed, || (!self.is_leader()).then_some(()))
+            .await;
     }
 }
 

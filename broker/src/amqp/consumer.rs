@@ -9,7 +9,7 @@
 use super::fields::{self, int_header};
 use super::subscription::{Subscriber, Subscription, Wake};
 use super::{declare_host_on, Live, Shared};
-use crate::types::Settle;
+use crate::types::{warn_undecodable, Settle};
 use crate::{BrokerError, JobDelivery, Topology};
 use aetherv_core::JobEnvelope;
 use lapin::message::Delivery;
@@ -129,12 +129,7 @@ impl AmqpJobConsumer {
                 settle: Settle::Amqp(Box::new(settle)),
             }),
             Err(e) => {
-                tracing::warn!(
-                    queue = %self.queue,
-                    reason = e.code(),
-                    error = %e,
-                    "dead-lettering an undecodable job message"
-                );
+                warn_undecodable(&self.queue, &e);
                 let (code, detail) = (e.code(), e.to_string());
                 tokio::spawn(async move {
                     if let Err(e) = settle.dead_letter(code, &detail).await {

@@ -403,20 +403,12 @@ impl AmqpBroker {
     /// and teardown only.
     pub async fn delete_topology(&self) -> Result<(), BrokerError> {
         let t = &self.shared.topology;
-        let hosts: Vec<String> = self
-            .shared
-            .hosts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let mut queues: Vec<String> = snapshot(&self.shared.hosts)
             .iter()
-            .cloned()
+            .map(|h| t.host_queue(h))
             .collect();
-        let mut queues: Vec<String> = hosts.iter().map(|h| t.host_queue(h)).collect();
         queues.extend(
-            self.shared
-                .roles
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
+            snapshot(&self.shared.roles)
                 .iter()
                 .map(|r| t.leader_queue(r)),
         );
@@ -452,6 +444,15 @@ impl AmqpBroker {
     }
 }
 
+/// A copy of a remembered set (hosts, roles), taken without holding the lock across awaits.
+fn snapshot(set: &Mutex<BTreeSet<String>>) -> Vec<String> {
+    set.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .cloned()
+        .collect()
+}
+
 impl Shared {
     pub(crate) fn topology(&self) -> &Topology {
         &self.topology
@@ -482,13 +483,7 @@ impl Shared {
         .map_err(|_| BrokerError::Unavailable(self.options.operation_timeout))??;
         let mut admin = conn.create_channel().await?;
         declare_base(&admin, &self.topology).await?;
-        let hosts: Vec<String> = self
-            .hosts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect();
+        let hosts = snapshot(&self.hosts);
         // One host whose queue cannot be declared (e.g. pre-declared with other arguments)
         // must not keep the whole connection down; its consumers keep retrying on their own.
         for host in &hosts {
