@@ -113,6 +113,13 @@ impl LineBuffer {
     }
 }
 
+/// The lines one decoding step emits.
+fn emitted(step: impl FnOnce(&mut Vec<String>)) -> Vec<String> {
+    let mut out = Vec::new();
+    step(&mut out);
+    out
+}
+
 /// Decoder for a plain UTF-8 stream (stdout with codepage 65001).
 #[derive(Debug, Default, Clone)]
 pub struct StdoutDecoder {
@@ -123,19 +130,17 @@ pub struct StdoutDecoder {
 impl StdoutDecoder {
     /// Feeds one chunk of raw stream bytes and returns the lines it completes.
     pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
-        let mut out = Vec::new();
         let text = self.utf8.push(bytes);
-        self.lines.push(&text, &mut out);
-        out
+        emitted(|out| self.lines.push(&text, out))
     }
 
     /// Ends the stream and returns the remaining line, if any.
     pub fn finish(&mut self) -> Vec<String> {
-        let mut out = Vec::new();
         let text = self.utf8.finish();
-        self.lines.push(&text, &mut out);
-        self.lines.finish(&mut out);
-        out
+        emitted(|out| {
+            self.lines.push(&text, out);
+            self.lines.finish(out);
+        })
     }
 }
 
@@ -164,24 +169,22 @@ pub struct StderrDecoder {
 impl StderrDecoder {
     /// Feeds one chunk of raw stream bytes and returns the lines it completes.
     pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
-        let mut out = Vec::new();
         let text = self.utf8.push(bytes);
-        self.push_text(&text, &mut out);
-        out
+        emitted(|out| self.push_text(&text, out))
     }
 
     /// Ends the stream and returns the remaining lines. An unterminated CLIXML
     /// element is dropped (complete `<S>` elements were already emitted).
     pub fn finish(&mut self) -> Vec<String> {
-        let mut out = Vec::new();
         let text = self.utf8.finish();
-        self.push_text(&text, &mut out);
-        if matches!(self.mode, StderrMode::Detect) {
-            let pending = std::mem::take(&mut self.detect);
-            self.lines.push(&pending, &mut out);
-        }
-        self.lines.finish(&mut out);
-        out
+        emitted(|out| {
+            self.push_text(&text, out);
+            if matches!(self.mode, StderrMode::Detect) {
+                let pending = std::mem::take(&mut self.detect);
+                self.lines.push(&pending, out);
+            }
+            self.lines.finish(out);
+        })
     }
 
     fn push_text(&mut self, text: &str, out: &mut Vec<String>) {
@@ -438,7 +441,7 @@ mod tests {
     ) -> Result<Vec<String>, TestCaseError> {
         let expected = lines(&[input]);
         let chunks = split_at_points(input, points);
-        prop_assert_eq!(lines(&chunks), expected.clone());
+        prop_assert_eq!(&lines(&chunks), &expected);
         Ok(expected)
     }
 

@@ -86,3 +86,54 @@ pub(crate) fn log_unsettled(queue: &str, settled: Result<(), BrokerError>) {
         tracing::warn!(queue, error = %e, "could not settle a delivery; it will be redelivered");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aetherv_broker::Topology;
+    use aetherv_core::JobEnvelope;
+
+    fn job(host: &str) -> JobEnvelope {
+        JobEnvelope::from_slice(
+            format!(
+                r#"{{"v":1,"job_id":"5f0c6c1e-8d7e-4e55-9b1a-3f9a1f3e2b10","kind":"noop",
+                "target":{{"host":"{host}"}},"spec":{{}},
+                "requested_by":{{"platform":"amqp","user_id":"t"}},
+                "created_at":"2026-11-29T00:00:00Z"}}"#
+            )
+            .as_bytes(),
+        )
+        .expect("envelope")
+    }
+
+    #[tokio::test]
+    async fn hands_out_deliveries_in_order_and_ends_on_quiet() {
+        let broker = Broker::in_process(Topology::new("queue-reader"));
+        broker.declare_host("hv01").await.expect("declare");
+        broker.publish_job(&job("hv01")).await.expect("publish");
+        let quiet = CancellationToken::new();
+        let mut reader = QueueReader::new(&broker, "hv01", "w1:hv01".into());
+        let d = reader.next(&quiet).await.expect("a delivery");
+        assert_eq!(d.envelope.target, job("hv01").target);
+        d.ack().await.expect("ack");
+        quiet.cancel();
+        assert!(reader.next(&quiet).await.is_none(), "quiet ends the reader");
+    }
+
+    #[tokio::test]
+    async fn ends_when_the_broker_closes_the_consumer() {
+        let broker = Broker::in_process(Topology::new("queue-reader-close"));
+        broker.declare_host("hv01").await.expect("declare");
+        broker.publish_job(&job("hv01")).await.expect("publish");
+        let quiet = CancellationToken::new();
+        let mut reader = QueueReader::new(&broker, "hv01", "w1:hv01".into());
+        let d = reader.next(&quiet).await.expect("a delivery");
+        d.ack().await.expect("ack");
+        broker.close().await;
+        let ended = tokio::time::timeout(Duration::from_secs(5), reader.next(&quiet)).await;
+        assert!(
+            matches!(ended, Ok(None)),
+            "a closed consumer ends the reader"
+        );
+    }
+}
