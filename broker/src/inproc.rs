@@ -39,7 +39,7 @@ struct Inner {
 /// Handles show the broker's topology prefix, never its queues' contents.
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InProcBroker")
+        f.debug_struct("Inner")
             .field("prefix", &self.topology.prefix)
             .finish_non_exhaustive()
     }

@@ -142,7 +142,7 @@ pub(crate) struct Live {
 /// Handles (broker, consumers, streams) show the connection's name, never its channels.
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AmqpBroker")
+        f.debug_struct("Shared")
             .field("connection_name", &self.conn_name)
             .finish_non_exhaustive()
     }
