@@ -106,11 +106,17 @@ mod tests {
         .expect("envelope")
     }
 
-    #[tokio::test]
-    async fn hands_out_deliveries_in_order_and_ends_on_quiet() {
-        let broker = Broker::in_process(Topology::new("queue-reader"));
+    /// A broker named `prefix` with one job queued for `hv01`.
+    async fn broker_with_one_job(prefix: &str) -> Broker {
+        let broker = Broker::in_process(Topology::new(prefix));
         broker.declare_host("hv01").await.expect("declare");
         broker.publish_job(&job("hv01")).await.expect("publish");
+        broker
+    }
+
+    #[tokio::test]
+    async fn hands_out_deliveries_and_ends_on_quiet() {
+        let broker = broker_with_one_job("queue-reader").await;
         let quiet = CancellationToken::new();
         let mut reader = QueueReader::new(&broker, "hv01", "w1:hv01".into());
         let d = reader.next(&quiet).await.expect("a delivery");
@@ -122,13 +128,16 @@ mod tests {
 
     #[tokio::test]
     async fn ends_when_the_broker_closes_the_consumer() {
-        let broker = Broker::in_process(Topology::new("queue-reader-close"));
-        broker.declare_host("hv01").await.expect("declare");
-        broker.publish_job(&job("hv01")).await.expect("publish");
+        let broker = broker_with_one_job("queue-reader-close").await;
         let quiet = CancellationToken::new();
         let mut reader = QueueReader::new(&broker, "hv01", "w1:hv01".into());
-        let d = reader.next(&quiet).await.expect("a delivery");
-        d.ack().await.expect("ack");
+        reader
+            .next(&quiet)
+            .await
+            .expect("a delivery")
+            .ack()
+            .await
+            .expect("ack");
         broker.close().await;
         let ended = tokio::time::timeout(Duration::from_secs(5), reader.next(&quiet)).await;
         assert!(
