@@ -8,7 +8,7 @@
 //! persists across processes.
 
 use crate::topology::valid_host;
-use crate::types::{ConsumerImpl, LeaderImpl, Settle, StreamImpl};
+use crate::types::{warn_undecodable, ConsumerImpl, LeaderImpl, Settle, StreamImpl};
 use crate::{
     BrokerError, DeadLetter, EventStream, JobConsumer, JobDelivery, Leadership, PublishError,
     QueueDepth, StreamOffset, Topology,
@@ -22,17 +22,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// The in-memory broker. Cloning shares the same queues.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct InProcBroker {
     inner: Arc<Inner>,
-}
-
-impl std::fmt::Debug for InProcBroker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InProcBroker")
-            .field("prefix", &self.inner.topology.prefix)
-            .finish_non_exhaustive()
-    }
 }
 
 struct Inner {
@@ -42,6 +34,15 @@ struct Inner {
     /// Host queues have their own `Notify`, so a publish wakes only that host's consumers.
     changed: Notify,
     closed: CancellationToken,
+}
+
+/// Handles show the broker's topology prefix, never its queues' contents.
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("prefix", &self.topology.prefix)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Default)]
@@ -79,6 +80,33 @@ struct Message {
 }
 
 impl Inner {
+    /// Waits until `ready` yields a value, asking again after every wake-up of `notify`;
+    /// `None` once the broker is closed.
+    ///
+    /// Cancel safety: cancel-safe; `ready` runs synchronously, and the wake-up is registered
+    /// before it runs, so no change is missed between asking and waiting.
+    async fn wait_for<T>(
+        &self,
+        notify: &Notify,
+        mut ready: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
+        loop {
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.closed.is_cancelled() {
+                return None;
+            }
+            if let Some(v) = ready() {
+                return Some(v);
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = self.closed.cancelled() => return None,
+            }
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the state half-updated in a way that
         // matters more than losing the demo; keep going with the data as it is.
@@ -292,21 +320,13 @@ impl InProcBroker {
 }
 
 /// An in-process consumer of one host queue.
+#[derive(Debug)]
 pub(crate) struct InProcJobConsumer {
     inner: Arc<Inner>,
     host: String,
     queue: String,
     id: u64,
     notify: Arc<Notify>,
-}
-
-impl std::fmt::Debug for InProcJobConsumer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InProcJobConsumer")
-            .field("queue", &self.queue)
-            .field("id", &self.id)
-            .finish_non_exhaustive()
-    }
 }
 
 impl InProcJobConsumer {
@@ -319,21 +339,7 @@ impl InProcJobConsumer {
     }
 
     pub(crate) async fn next(&mut self) -> Option<JobDelivery> {
-        loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.inner.closed.is_cancelled() {
-                return None;
-            }
-            if let Some(d) = self.try_take() {
-                return Some(d);
-            }
-            tokio::select! {
-                _ = notified => {}
-                _ = self.inner.closed.cancelled() => return None,
-            }
-        }
+        self.inner.wait_for(&self.notify, || self.try_take()).await
     }
 
     /// Takes the head of the queue when this consumer is active and holds nothing unsettled.
@@ -372,12 +378,7 @@ impl InProcJobConsumer {
                     break Some(delivery);
                 }
                 Err(e) => {
-                    tracing::warn!(
-                        queue = %self.queue,
-                        reason = e.code(),
-                        error = %e,
-                        "dead-lettering an undecodable job message"
-                    );
+                    warn_undecodable(&self.queue, &e);
                     state.dead.push_back(DeadLetter {
                         routing_key: message.routing_key,
                         reason: Some(e.code().to_owned()),
@@ -423,19 +424,11 @@ fn q_notify(state: &State, host: &str) {
 }
 
 /// Settles one in-process delivery.
+#[derive(Debug)]
 pub(crate) struct InProcSettle {
     inner: Arc<Inner>,
     host: String,
     tag: u64,
-}
-
-impl std::fmt::Debug for InProcSettle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InProcSettle")
-            .field("host", &self.host)
-            .field("tag", &self.tag)
-            .finish_non_exhaustive()
-    }
 }
 
 impl InProcSettle {
@@ -487,55 +480,32 @@ impl InProcSettle {
 }
 
 /// A reader of the in-process event log.
+#[derive(Debug)]
 pub(crate) struct InProcEventStream {
     inner: Arc<Inner>,
     pos: usize,
 }
 
-impl std::fmt::Debug for InProcEventStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InProcEventStream")
-            .field("pos", &self.pos)
-            .finish_non_exhaustive()
-    }
-}
-
 impl InProcEventStream {
     pub(crate) async fn next(&mut self) -> Option<(u64, Event)> {
-        loop {
-            let notified = self.inner.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.inner.closed.is_cancelled() {
-                return None;
-            }
-            if let Some((_, ev)) = self.inner.lock().events.get(self.pos) {
-                let offset = self.pos as u64;
-                self.pos += 1;
-                return Some((offset, ev.clone()));
-            }
-            tokio::select! {
-                _ = notified => {}
-                _ = self.inner.closed.cancelled() => return None,
-            }
-        }
+        let (inner, pos) = (&self.inner, &mut self.pos);
+        inner
+            .wait_for(&inner.changed, || {
+                let ev = inner.lock().events.get(*pos).map(|(_, ev)| ev.clone())?;
+                let offset = *pos as u64;
+                *pos += 1;
+                Some((offset, ev))
+            })
+            .await
     }
 }
 
 /// An in-process election candidate.
+#[derive(Debug)]
 pub(crate) struct InProcLeadership {
     inner: Arc<Inner>,
     role: String,
     id: u64,
-}
-
-impl std::fmt::Debug for InProcLeadership {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InProcLeadership")
-            .field("role", &self.role)
-            .field("id", &self.id)
-            .finish_non_exhaustive()
-    }
 }
 
 impl InProcLeadership {
@@ -551,36 +521,19 @@ impl InProcLeadership {
     }
 
     pub(crate) async fn acquire(&mut self) -> bool {
-        loop {
-            let notified = self.inner.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.inner.closed.is_cancelled() {
-                return false;
-            }
-            if self.is_leader() {
-                return true;
-            }
-            tokio::select! {
-                _ = notified => {}
-                _ = self.inner.closed.cancelled() => return false,
-            }
-        }
+        let inner = &self.inner;
+        inner
+            .wait_for(&inner.changed, || self.is_leader().then_some(()))
+            .await
+            .is_some()
     }
 
+    /// Returns once this candidate no longer leads (or the broker closed: nobody leads then).
     pub(crate) async fn lost(&mut self) {
-        loop {
-            let notified = self.inner.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if !self.is_leader() {
-                return;
-            }
-            tokio::select! {
-                _ = notified => {}
-                _ = self.inner.closed.cancelled() => return,
-            }
-        }
+        let inner = &self.inner;
+        inner
+            .wait_for(&inner.changed, || (!self.is_leader()).then_some(()))
+            .await;
     }
 }
 

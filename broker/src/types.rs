@@ -6,7 +6,7 @@
 use crate::amqp::{AmqpEventStream, AmqpJobConsumer, AmqpLeadership, AmqpSettle};
 use crate::inproc::{InProcEventStream, InProcJobConsumer, InProcLeadership, InProcSettle};
 use crate::BrokerError;
-use aetherv_core::{Event, JobEnvelope};
+use aetherv_core::{ContractError, Event, JobEnvelope};
 use chrono::{DateTime, Utc};
 
 /// Where an event replay starts.
@@ -227,4 +227,14 @@ impl Leadership {
             LeaderImpl::InProc(l) => l.lost().await,
         }
     }
+}
+
+/// Logs a job message that will be dead-lettered because it does not decode (both brokers).
+pub(crate) fn warn_undecodable(queue: &str, e: &ContractError) {
+    tracing::warn!(
+        queue,
+        reason = e.code(),
+        error = %e,
+        "dead-lettering an undecodable job message"
+    );
 }

@@ -169,22 +169,13 @@ fn guest_keys() -> Option<&'static (RsaPrivateKey, RsaPrivateKey)> {
 ///    every `hlvmm.data.*` value (reassembling `._N` chunks), verifies the checksum, records the
 ///    result in `applied_config` (secrets as `sha256:<hex>`), and sets `provisioningapplied`,
 ///    or `provisioningfailed` with `hlvmm.meta.guest_provisioning_error`.
+#[derive(Default)]
 pub struct ProvisioningGuest {
     /// The key format it publishes.
     pub key_format: KeyFormatChoice,
     /// The version baked into its ISO; a different `hlvmm.meta.version` fails the manifest check.
     pub expected_version: Option<String>,
     applied: Mutex<HashMap<String, Map<String, Value>>>,
-}
-
-impl Default for ProvisioningGuest {
-    fn default() -> Self {
-        ProvisioningGuest {
-            key_format: KeyFormatChoice::default(),
-            expected_version: None,
-            applied: Mutex::new(HashMap::new()),
-        }
-    }
 }
 
 impl std::fmt::Debug for ProvisioningGuest {

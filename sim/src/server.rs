@@ -105,8 +105,8 @@ impl Shells {
 pub fn router(sim: Sim) -> Router {
     Router::new()
         .route("/{host}/wsman", post(wsman_handler))
-        .route("/wsman", post(bare_wsman_handler))
-        .route("/", post(bare_wsman_handler))
+        .route("/wsman", post(wsman_handler))
+        .route("/", post(wsman_handler))
         .route("/sim/stats", get(stats_handler))
         .route("/sim/hosts/{host}", get(host_handler))
         .route("/sim/hosts/{host}/faults", post(fault_handler))
@@ -278,25 +278,18 @@ fn host_from_user(sim: &Sim, headers: &HeaderMap) -> Option<String> {
     })
 }
 
-async fn bare_wsman_handler(
-    State(sim): State<Sim>,
-    conn: Option<Extension<ConnectInfo<ConnAuth>>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let conn = conn.map(|Extension(ConnectInfo(c))| c);
-    wsman_entry(&sim, None, conn.as_ref(), &headers, &body).await
-}
-
+/// `/{host}/wsman`, and `/wsman` or `/` without a host in the path (`Option<Path>` is `None`
+/// on a route without parameters).
 async fn wsman_handler(
     State(sim): State<Sim>,
-    Path(host): Path<String>,
+    host: Option<Path<String>>,
     conn: Option<Extension<ConnectInfo<ConnAuth>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let conn = conn.map(|Extension(ConnectInfo(c))| c);
-    wsman_entry(&sim, Some(host), conn.as_ref(), &headers, &body).await
+    let host = host.map(|Path(h)| h);
+    wsman_entry(&sim, host, conn.as_ref(), &headers, &body).await
 }
 
 /// Authentication, host routing and (un)sealing around [`wsman_request`].

@@ -5,19 +5,21 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use std::time::Duration;
 
-/// SOAP 1.2 envelope namespace.
-pub const NS_SOAP: &str = "http://www.w3.org/2003/05/soap-envelope";
+// The wire vocabulary and escaping are the client's: one definition for both ends.
 /// WS-Addressing namespace.
-pub const NS_ADDRESSING: &str = "http://schemas.xmlsoap.org/ws/2004/08/addressing";
-/// DMTF WS-Management namespace.
-pub const NS_WSMAN: &str = "http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd";
+pub use aetherv_winrm::envelope::ns::ADDRESSING as NS_ADDRESSING;
 /// WinRS shell namespace.
-pub const NS_SHELL: &str = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell";
-/// The cmd shell resource URI.
-pub const RESOURCE_CMD: &str = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd";
+pub use aetherv_winrm::envelope::ns::SHELL as NS_SHELL;
+/// SOAP 1.2 envelope namespace.
+pub use aetherv_winrm::envelope::ns::SOAP as NS_SOAP;
+/// DMTF WS-Management namespace.
+pub use aetherv_winrm::envelope::ns::WSMAN as NS_WSMAN;
+/// Escapes XML text and attribute values.
+pub use aetherv_winrm::envelope::xml_escape;
 /// `CommandState` value of a finished command.
-pub const STATE_DONE: &str =
-    "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandState/Done";
+pub use aetherv_winrm::envelope::COMMAND_STATE_DONE as STATE_DONE;
+/// The cmd shell resource URI.
+pub use aetherv_winrm::envelope::RESOURCE_URI_CMD as RESOURCE_CMD;
 /// `CommandState` value of a running command.
 pub const STATE_RUNNING: &str =
     "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/CommandState/Running";
@@ -25,12 +27,10 @@ pub const STATE_RUNNING: &str =
 pub const SIGNAL_TERMINATE: &str =
     "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/signal/terminate";
 
-const ACTION_CREATE: &str = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Create";
-const ACTION_DELETE: &str = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Delete";
-const ACTION_COMMAND: &str = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Command";
-const ACTION_SEND: &str = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Send";
-const ACTION_RECEIVE: &str = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Receive";
-const ACTION_SIGNAL: &str = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Signal";
+use aetherv_winrm::envelope::action::{
+    COMMAND as ACTION_COMMAND, CREATE as ACTION_CREATE, DELETE as ACTION_DELETE,
+    RECEIVE as ACTION_RECEIVE, SEND as ACTION_SEND, SIGNAL as ACTION_SIGNAL,
+};
 const ACTION_FAULT: &str = "http://schemas.dmtf.org/wbem/wsman/1/wsman/fault";
 
 /// WSManFault code: the operation did not complete within `OperationTimeout`.
@@ -238,22 +238,6 @@ pub fn parse_request(xml: &str) -> Result<Request, WsmanError> {
         shell_id,
         timeout,
     })
-}
-
-/// Escapes XML text and attribute values.
-pub fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// A response envelope with Windows' namespace prefixes.

@@ -113,6 +113,13 @@ impl LineBuffer {
     }
 }
 
+/// The lines one decoding step emits.
+fn emitted(step: impl FnOnce(&mut Vec<String>)) -> Vec<String> {
+    let mut out = Vec::new();
+    step(&mut out);
+    out
+}
+
 /// Decoder for a plain UTF-8 stream (stdout with codepage 65001).
 #[derive(Debug, Default, Clone)]
 pub struct StdoutDecoder {
@@ -123,19 +130,17 @@ pub struct StdoutDecoder {
 impl StdoutDecoder {
     /// Feeds one chunk of raw stream bytes and returns the lines it completes.
     pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
-        let mut out = Vec::new();
         let text = self.utf8.push(bytes);
-        self.lines.push(&text, &mut out);
-        out
+        emitted(|out| self.lines.push(&text, out))
     }
 
     /// Ends the stream and returns the remaining line, if any.
     pub fn finish(&mut self) -> Vec<String> {
-        let mut out = Vec::new();
         let text = self.utf8.finish();
-        self.lines.push(&text, &mut out);
-        self.lines.finish(&mut out);
-        out
+        emitted(|out| {
+            self.lines.push(&text, out);
+            self.lines.finish(out);
+        })
     }
 }
 
@@ -164,24 +169,22 @@ pub struct StderrDecoder {
 impl StderrDecoder {
     /// Feeds one chunk of raw stream bytes and returns the lines it completes.
     pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
-        let mut out = Vec::new();
         let text = self.utf8.push(bytes);
-        self.push_text(&text, &mut out);
-        out
+        emitted(|out| self.push_text(&text, out))
     }
 
     /// Ends the stream and returns the remaining lines. An unterminated CLIXML
     /// element is dropped (complete `<S>` elements were already emitted).
     pub fn finish(&mut self) -> Vec<String> {
-        let mut out = Vec::new();
         let text = self.utf8.finish();
-        self.push_text(&text, &mut out);
-        if matches!(self.mode, StderrMode::Detect) {
-            let pending = std::mem::take(&mut self.detect);
-            self.lines.push(&pending, &mut out);
-        }
-        self.lines.finish(&mut out);
-        out
+        emitted(|out| {
+            self.push_text(&text, out);
+            if matches!(self.mode, StderrMode::Detect) {
+                let pending = std::mem::take(&mut self.detect);
+                self.lines.push(&pending, out);
+            }
+            self.lines.finish(out);
+        })
     }
 
     fn push_text(&mut self, text: &str, out: &mut Vec<String>) {
@@ -410,24 +413,36 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn stdout_lines(chunks: &[&[u8]]) -> Vec<String> {
-        let mut dec = StdoutDecoder::default();
-        let mut lines = Vec::new();
-        for chunk in chunks {
-            lines.extend(dec.push(chunk));
-        }
-        lines.extend(dec.finish());
+    /// Feeds `chunks` to a fresh decoder (`push`, then `finish`) and collects its lines.
+    fn decode_all<D: Default>(
+        chunks: &[&[u8]],
+        push: fn(&mut D, &[u8]) -> Vec<String>,
+        finish: fn(&mut D) -> Vec<String>,
+    ) -> Vec<String> {
+        let mut dec = D::default();
+        let mut lines: Vec<String> = chunks.iter().flat_map(|c| push(&mut dec, c)).collect();
+        lines.extend(finish(&mut dec));
         lines
     }
 
+    fn stdout_lines(chunks: &[&[u8]]) -> Vec<String> {
+        decode_all(chunks, StdoutDecoder::push, StdoutDecoder::finish)
+    }
+
     fn stderr_lines(chunks: &[&[u8]]) -> Vec<String> {
-        let mut dec = StderrDecoder::default();
-        let mut lines = Vec::new();
-        for chunk in chunks {
-            lines.extend(dec.push(chunk));
-        }
-        lines.extend(dec.finish());
-        lines
+        decode_all(chunks, StderrDecoder::push, StderrDecoder::finish)
+    }
+
+    /// The property of every decoder: splitting the input anywhere changes no line.
+    fn split_anywhere_changes_nothing(
+        lines: fn(&[&[u8]]) -> Vec<String>,
+        input: &[u8],
+        points: &[usize],
+    ) -> Result<Vec<String>, TestCaseError> {
+        let expected = lines(&[input]);
+        let chunks = split_at_points(input, points);
+        prop_assert_eq!(&lines(&chunks), &expected);
+        Ok(expected)
     }
 
     fn split_at_points<'a>(input: &'a [u8], points: &[usize]) -> Vec<&'a [u8]> {
@@ -565,8 +580,7 @@ mod tests {
     proptest! {
         #[test]
         fn stderr_any_split_gives_the_unsplit_lines(points in proptest::collection::vec(any::<usize>(), 0..12)) {
-            let input = CLIXML_SAMPLE.as_bytes();
-            let expected = stderr_lines(&[input]);
+            let expected = split_anywhere_changes_nothing(stderr_lines, CLIXML_SAMPLE.as_bytes(), &points)?;
             prop_assert_eq!(
                 &expected,
                 &vec![
@@ -578,8 +592,6 @@ mod tests {
                     "plain".to_owned(),
                 ]
             );
-            let chunks = split_at_points(input, &points);
-            prop_assert_eq!(stderr_lines(&chunks), expected);
         }
 
         #[test]
@@ -587,10 +599,7 @@ mod tests {
             text in "[a-zé€\\r\\n \u{feff}]{0,60}",
             points in proptest::collection::vec(any::<usize>(), 0..10),
         ) {
-            let input = text.as_bytes();
-            let expected = stdout_lines(&[input]);
-            let chunks = split_at_points(input, &points);
-            prop_assert_eq!(stdout_lines(&chunks), expected);
+            split_anywhere_changes_nothing(stdout_lines, text.as_bytes(), &points)?;
         }
 
         #[test]
@@ -598,10 +607,7 @@ mod tests {
             text in "(#< CLIXML|<Objs>|</Objs>|<S>|</S>|_x000A_|_x00|[a-z<>\"\\r\\n ]){0,30}",
             points in proptest::collection::vec(any::<usize>(), 0..10),
         ) {
-            let input = text.as_bytes();
-            let expected = stderr_lines(&[input]);
-            let chunks = split_at_points(input, &points);
-            prop_assert_eq!(stderr_lines(&chunks), expected);
+            split_anywhere_changes_nothing(stderr_lines, text.as_bytes(), &points)?;
         }
     }
 }

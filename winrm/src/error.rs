@@ -90,6 +90,19 @@ impl WinrmError {
         matches!(self, WinrmError::Connect(_) | WinrmError::Tls(_))
     }
 
+    /// True when the host was unreachable or too slow (connect, HTTP exchange, unexpected HTTP
+    /// status, deadline): retrying later may help. Authentication, TLS, protocol and fault
+    /// errors are permanent.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            WinrmError::Connect(..)
+                | WinrmError::Transport(..)
+                | WinrmError::Http { .. }
+                | WinrmError::Timeout
+        )
+    }
+
     /// True when the credentials were refused (HTTP 401, or a KDC refusing a Kerberos
     /// password or keytab): retrying with the same credentials cannot help.
     pub fn is_auth_rejected(&self) -> bool {
@@ -101,5 +114,46 @@ impl WinrmError {
                     ..
                 }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreachable_and_slow_hosts_are_transient_the_rest_permanent() {
+        let io = || io::Error::new(io::ErrorKind::ConnectionRefused, "refused");
+        let transient = [
+            WinrmError::Connect(io()),
+            WinrmError::Http {
+                status: 503,
+                body_snippet: String::new(),
+            },
+            WinrmError::Timeout,
+        ];
+        for e in &transient {
+            assert!(e.is_transient(), "{e:?}");
+        }
+        let permanent = [
+            WinrmError::Auth { status: 401 },
+            WinrmError::Tls(io()),
+            WinrmError::Config("bad url".into()),
+            WinrmError::Cancelled,
+            WinrmError::Protocol("no body".into()),
+            WinrmError::ShellClosed,
+            WinrmError::Fault {
+                code: "s:Receiver".into(),
+                subcode: None,
+                reason: "x".into(),
+            },
+            WinrmError::Kerberos {
+                message: "kdc".into(),
+                credentials_rejected: false,
+            },
+        ];
+        for e in &permanent {
+            assert!(!e.is_transient(), "{e:?}");
+        }
     }
 }

@@ -179,32 +179,32 @@ pub fn snippet(body: &str) -> String {
 pub fn parse_shell_id(xml: &str) -> Result<String, WinrmError> {
     let doc = parse(xml)?;
     let body = body(&doc)?;
-    let from_shell = body
-        .descendants()
-        .find(|n| n.has_tag_name((ns::SHELL, "ShellId")))
-        .map(trimmed_text);
     let from_selector = || {
         body.descendants()
             .find(|n| {
                 n.has_tag_name((ns::WSMAN, "Selector")) && n.attribute("Name") == Some("ShellId")
             })
             .map(trimmed_text)
+            .filter(|s| !s.is_empty())
     };
-    from_shell
-        .filter(|s| !s.is_empty())
-        .or_else(|| from_selector().filter(|s| !s.is_empty()))
+    shell_text(body, "ShellId")
+        .or_else(from_selector)
         .ok_or_else(|| WinrmError::Protocol("create response without shell id".into()))
 }
 
 /// Reads `rsp:CommandId` of a Command response.
 pub fn parse_command_id(xml: &str) -> Result<String, WinrmError> {
     let doc = parse(xml)?;
-    let body = body(&doc)?;
-    body.descendants()
-        .find(|n| n.has_tag_name((ns::SHELL, "CommandId")))
+    shell_text(body(&doc)?, "CommandId")
+        .ok_or_else(|| WinrmError::Protocol("command response without command id".into()))
+}
+
+/// The trimmed text of the first `rsp:<name>` below `node`, unless empty.
+fn shell_text(node: Node<'_, '_>, name: &str) -> Option<String> {
+    node.descendants()
+        .find(|n| n.has_tag_name((ns::SHELL, name)))
         .map(trimmed_text)
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| WinrmError::Protocol("command response without command id".into()))
 }
 
 /// Checks that a reply is a SOAP envelope without a fault (Signal, Delete, Send).

@@ -355,6 +355,15 @@ enum Session {
 }
 
 impl Session {
+    /// The mechanism's name, for logs and errors.
+    fn name(&self) -> &'static str {
+        match self {
+            Session::Ntlm(_) => "ntlm",
+            #[cfg(feature = "kerberos")]
+            Session::Kerberos(_) => "kerberos",
+        }
+    }
+
     /// The sealed body and its content type.
     fn seal(&mut self, soap: &[u8]) -> Result<(Bytes, &'static str), WinrmError> {
         match self {
@@ -516,14 +525,11 @@ impl Transport {
     /// Runs the NTLM handshake on the current connection (empty bodies, as pywinrm and
     /// pypsrp do) and stores the resulting session on it.
     async fn ntlm_handshake(&mut self, creds: &NtlmCredentials) -> Result<(), WinrmError> {
-        let connector = Arc::clone(&self.connector);
         let mut initiator = NtlmInitiator::new(creds.clone());
         if let Some(hash) = self.conn.as_ref().and_then(|c| c.channel_bindings) {
             initiator = initiator.with_channel_bindings(hash);
         }
-        let negotiate = negotiate_header(&initiator.negotiate())?;
-        let first = connector.request(Bytes::new(), SOAP_CONTENT_TYPE, Some(negotiate))?;
-        let raw = self.round_trip(first).await?;
+        let raw = self.post_token(&initiator.negotiate()).await?;
         if raw.status != 401 {
             return Err(unexpected(&raw));
         }
@@ -534,12 +540,7 @@ impl Transport {
         let (authenticate, session) = initiator
             .authenticate(&challenge)
             .map_err(WinrmError::Ntlm)?;
-        let second = connector.request(
-            Bytes::new(),
-            SOAP_CONTENT_TYPE,
-            Some(negotiate_header(&authenticate)?),
-        )?;
-        let raw = self.round_trip(second).await?;
+        let raw = self.post_token(&authenticate).await?;
         match raw.status {
             200..=299 => {}
             401 => {
@@ -548,11 +549,30 @@ impl Transport {
             }
             _ => return Err(unexpected(&raw)),
         }
+        self.keep_session(Session::Ntlm(Box::new(session)))
+    }
+
+    /// Posts an empty body with `token` in the `Authorization: Negotiate` header (one
+    /// handshake leg).
+    async fn post_token(&mut self, token: &[u8]) -> Result<Raw, WinrmError> {
+        let request = self.connector.request(
+            Bytes::new(),
+            SOAP_CONTENT_TYPE,
+            Some(negotiate_header(token)?),
+        )?;
+        Ok(self.round_trip(request).await?)
+    }
+
+    /// Stores an established security context on the current connection.
+    fn keep_session(&mut self, session: Session) -> Result<(), WinrmError> {
+        let name = session.name();
         let Some(conn) = self.conn.as_mut() else {
-            return Err(WinrmError::Protocol("connection lost after ntlm".into()));
+            return Err(WinrmError::Protocol(format!(
+                "connection lost after {name}"
+            )));
         };
-        conn.session = Some(Session::Ntlm(Box::new(session)));
-        tracing::debug!("winrm ntlm authentication succeeded");
+        conn.session = Some(session);
+        tracing::debug!("winrm {name} authentication succeeded");
         Ok(())
     }
 
@@ -560,18 +580,12 @@ impl Transport {
     /// the AP-REQ; the `200` answer must carry the AP-REP) and stores it on the connection.
     #[cfg(feature = "kerberos")]
     async fn kerberos_handshake(&mut self, auth: &Arc<KerberosAuth>) -> Result<(), WinrmError> {
-        let connector = Arc::clone(&self.connector);
         let starter = Arc::clone(auth);
         // Blocking: may ask the KDC for a ticket-granting and a service ticket.
         let (mut session, token) = tokio::task::spawn_blocking(move || starter.start(None))
             .await
             .map_err(|_| WinrmError::Protocol("kerberos task failed".into()))??;
-        let request = connector.request(
-            Bytes::new(),
-            SOAP_CONTENT_TYPE,
-            Some(negotiate_header(&token)?),
-        )?;
-        let raw = self.round_trip(request).await?;
+        let raw = self.post_token(&token).await?;
         match raw.status {
             200..=299 => {}
             401 => {
@@ -586,14 +600,7 @@ impl Transport {
             _ => return Err(unexpected(&raw)),
         }
         session.finish(challenge_token(&raw.www_authenticate).as_deref())?;
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(WinrmError::Protocol(
-                "connection lost after kerberos".into(),
-            ));
-        };
-        conn.session = Some(Session::Kerberos(session));
-        tracing::debug!("winrm kerberos authentication succeeded");
-        Ok(())
+        self.keep_session(Session::Kerberos(session))
     }
 
     /// Posts one envelope and reads the whole reply.

@@ -41,15 +41,7 @@ impl AgentError {
     /// True when retrying later may help (the host was unreachable), false for permanent
     /// failures (authentication, protocol).
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            AgentError::Transport(
-                WinrmError::Connect(..)
-                    | WinrmError::Transport(..)
-                    | WinrmError::Http { .. }
-                    | WinrmError::Timeout
-            )
-        )
+        matches!(self, AgentError::Transport(e) if e.is_transient())
     }
 }
 

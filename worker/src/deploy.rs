@@ -8,7 +8,7 @@
 //! hash, switches it into place with two renames and verifies again.
 //!
 //! The worker prepares every host at start and, while a host is not prepared, before each of
-//! its jobs ([`prepare_for_job`]), so no job runs against a stale agent; an agent call
+//! its jobs (`crate::prepare`), so no job runs against a stale agent; an agent call
 //! that finds the agent missing or corrupt redeploys and retries (see
 //! [`crate::agent::HostAgent::call`]). Deployments of one host are serialized.
 
@@ -22,7 +22,6 @@ use aetherv_core::error_chain;
 use aetherv_winrm::{OutputLine, RunOptions, Shell, WinrmClient, WinrmError};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 /// Deadline of one deployment script.
 pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -52,15 +51,7 @@ pub enum DeployError {
 impl DeployError {
     /// True when the host was unreachable (retrying later may help).
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            DeployError::Transport(
-                WinrmError::Connect(..)
-                    | WinrmError::Transport(..)
-                    | WinrmError::Http { .. }
-                    | WinrmError::Timeout
-            )
-        )
+        matches!(self, DeployError::Transport(e) if e.is_transient())
     }
 }
 
@@ -327,119 +318,5 @@ impl Deployer {
     /// The same host and credentials with another bundle (tests, staged rollouts).
     pub fn with_bundle(&self, bundle: Arc<Bundle>) -> Deployer {
         Deployer::new(&self.host, self.client.clone(), &self.install_dir, bundle)
-    }
-}
-
-/// A host slot whose host is prepared first: one attempt at once, then, while the host is
-/// not prepared, before each job (see [`crate::slot`]): an unreachable host keeps its job
-/// waiting with retries and backoff that the job's thread shows; rejected credentials fail the
-/// job at once with `host_auth_failed` (one attempt per job, no retry storm).
-pub(crate) async fn prepared_slot(
-    ctx: Arc<crate::slot::SlotCtx>,
-    agent: crate::agent::HostAgent,
-    quiet: CancellationToken,
-    terminate: CancellationToken,
-) {
-    let prepared = match agent.deployer() {
-        Some(d) => {
-            tracing::info!(host = %d.host(), "preparing host");
-            match d.ensure_current().await {
-                Ok(_) => true,
-                Err(e) => {
-                    tracing::warn!(host = %d.host(), error = %error_chain(&e),
-                        "cannot prepare host yet; its jobs wait for it");
-                    false
-                }
-            }
-        }
-        None => true,
-    };
-    crate::slot::host_slot(ctx, agent, quiet, terminate, prepared).await
-}
-
-/// What preparing a host for a waiting job came to.
-pub(crate) enum Preparation {
-    /// The agent is current.
-    Ready,
-    /// A permanent failure (credentials, a failing script): fail the job with this.
-    Failed {
-        /// Stable code.
-        code: &'static str,
-        /// What went wrong.
-        message: String,
-    },
-    /// The worker is stopping.
-    Stopped,
-}
-
-/// Prepares `deployer`'s host for the job `reporter` reports on: transient failures are
-/// retried with backoff (each one a `job.log` line in the job's thread), permanent ones end it.
-pub(crate) async fn prepare_for_job(
-    deployer: &Deployer,
-    reporter: &mut crate::reporter::JobReporter,
-    quiet: &CancellationToken,
-) -> Result<Preparation, aetherv_broker::PublishError> {
-    let host = deployer.host().to_string();
-    reporter
-        .log(format!(
-            "host {host} is being prepared: installing or checking agent {}",
-            deployer.bundle().version()
-        ))
-        .await?;
-    let mut backoff = Duration::from_millis(500);
-    loop {
-        let res = tokio::select! {
-            biased;
-            _ = quiet.cancelled() => return Ok(Preparation::Stopped),
-            r = deployer.ensure_current() => r,
-        };
-        match res {
-            Ok(_) => {
-                reporter.log(format!("host {host} is ready")).await?;
-                return Ok(Preparation::Ready);
-            }
-            Err(e) if e.is_transient() => {
-                tracing::warn!(host, error = %error_chain(&e), "cannot prepare host; retrying in {backoff:?}");
-                reporter
-                    .log(format!(
-                        "host {host} is unreachable while being prepared ({}); retrying in {backoff:?}",
-                        error_chain(&e)
-                    ))
-                    .await?;
-                tokio::select! {
-                    _ = quiet.cancelled() => return Ok(Preparation::Stopped),
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(MAX_PREPARE_BACKOFF);
-            }
-            Err(DeployError::Transport(WinrmError::Auth { status })) => {
-                return Ok(Preparation::Failed {
-                    code: "host_auth_failed",
-                    message: format!(
-                        "host {host} rejected the worker's credentials (HTTP {status}); fix the \
-                         host's auth settings in the worker configuration"
-                    ),
-                });
-            }
-            Err(DeployError::Transport(e)) if e.is_auth_rejected() => {
-                // The KDC refused a Kerberos password or keytab.
-                return Ok(Preparation::Failed {
-                    code: "host_auth_failed",
-                    message: format!(
-                        "the worker's credentials for host {host} were rejected ({e}); fix the \
-                         host's auth settings in the worker configuration"
-                    ),
-                });
-            }
-            Err(e) => {
-                return Ok(Preparation::Failed {
-                    code: "host_prepare_failed",
-                    message: format!(
-                        "the agent cannot be installed on {host}: {}",
-                        error_chain(&e)
-                    ),
-                });
-            }
-        }
     }
 }

@@ -18,6 +18,8 @@ pub mod job;
 pub mod managed;
 pub mod placement;
 pub mod placer;
+mod prepare;
+mod queue;
 pub mod reporter;
 #[cfg(feature = "simulated")]
 pub mod simulated;
@@ -237,7 +239,7 @@ impl Worker {
         });
         let mut slots = tokio::task::JoinSet::new();
         for agent in self.agents {
-            slots.spawn(deploy::prepared_slot(
+            slots.spawn(slot::prepared_slot(
                 ctx.clone(),
                 agent,
                 quiet.clone(),

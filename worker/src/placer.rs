@@ -15,6 +15,7 @@
 
 use crate::agent::HostAgent;
 use crate::placement::{place, HostCapacity};
+use crate::queue::{log_unsettled, QueueReader};
 use crate::reporter::JobReporter;
 use aetherv_broker::{Broker, JobDelivery};
 use aetherv_core::{AgentOperation, AgentRequest, EventBody, JobEnvelope, Target};
@@ -132,46 +133,16 @@ pub(crate) async fn cluster_placer(
 ) {
     let key = cluster_key(&cluster);
     let tag = format!("{worker_id}:{key}");
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        let consumer = tokio::select! {
-            biased;
-            _ = quiet.cancelled() => return,
-            c = broker.consume_jobs(&key, &tag) => c,
-        };
-        let mut consumer = match consumer {
-            Ok(c) => c,
+    let mut queue = QueueReader::new(&broker, &key, tag);
+    while let Some(d) = queue.next(&quiet).await {
+        let settled = match place_one(&broker, &cluster, &members, &d, &quiet).await {
+            Ok(()) => d.ack().await,
             Err(e) => {
-                tracing::warn!(cluster, error = %e, "cannot subscribe to the cluster queue; retrying");
-                tokio::select! {
-                    _ = quiet.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(crate::slot::MAX_SUBSCRIBE_BACKOFF);
-                continue;
+                tracing::warn!(cluster, error = %e, "cannot publish the placed job; returning it to the cluster queue");
+                d.requeue().await
             }
         };
-        loop {
-            let delivery = tokio::select! {
-                biased;
-                _ = quiet.cancelled() => return,
-                d = consumer.next() => d,
-            };
-            let Some(d) = delivery else {
-                tracing::info!(cluster, "cluster queue consumer ended");
-                return;
-            };
-            let settled = match place_one(&broker, &cluster, &members, &d, &quiet).await {
-                Ok(()) => d.ack().await,
-                Err(e) => {
-                    tracing::warn!(cluster, error = %e, "cannot publish the placed job; returning it to the cluster queue");
-                    d.requeue().await
-                }
-            };
-            if let Err(e) = settled {
-                tracing::warn!(cluster, error = %e, "could not settle a cluster delivery; it will be redelivered");
-            }
-        }
+        log_unsettled(&key, settled);
     }
 }
 

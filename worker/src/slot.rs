@@ -8,16 +8,16 @@
 
 use crate::agent::HostAgent;
 use crate::executor::{job_ctx, run_job_with, JobOutcome};
+use crate::prepare::{self, Preparation};
+use crate::queue::{log_unsettled, QueueReader};
 use crate::reporter::JobReporter;
 use aetherv_broker::{Broker, JobDelivery};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-/// Longest wait between attempts to (re)subscribe to a host queue.
-pub const MAX_SUBSCRIBE_BACKOFF: Duration = Duration::from_secs(5);
+pub use crate::queue::MAX_SUBSCRIBE_BACKOFF;
 
 /// What a slot is doing, for `hosts` and diagnostics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +61,20 @@ pub(crate) struct SlotCtx {
     pub opts: crate::executor::ExecOptions,
 }
 
+/// A host slot whose host is prepared first: one attempt at once, then, while the host is
+/// not prepared, before each job: an unreachable host keeps its job waiting with retries and
+/// backoff that the job's thread shows; rejected credentials fail the job at once with
+/// `host_auth_failed` (one attempt per job, no retry storm). See [`crate::prepare`].
+pub(crate) async fn prepared_slot(
+    ctx: Arc<SlotCtx>,
+    agent: HostAgent,
+    quiet: CancellationToken,
+    terminate: CancellationToken,
+) {
+    let prepared = prepare::at_start(&agent).await;
+    host_slot(ctx, agent, quiet, terminate, prepared).await
+}
+
 /// Serves one host until `quiet` fires; a job in progress then finishes (or is interrupted by
 /// `terminate`) before this returns.
 pub(crate) async fn host_slot(
@@ -76,61 +90,32 @@ pub(crate) async fn host_slot(
         .cancels
         .caught_up(crate::cancel::CATCH_UP_WAIT)
         .await;
-    let mut backoff = Duration::from_millis(200);
     ctx.slots.set(&agent.host, SlotState::Idle);
-    loop {
-        let consumer = tokio::select! {
-            biased;
-            _ = quiet.cancelled() => return,
-            c = ctx.broker.consume_jobs(&agent.host, &tag) => c,
-        };
-        let mut consumer = match consumer {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(host = %agent.host, error = %e, "cannot subscribe to host queue; retrying");
-                tokio::select! {
-                    _ = quiet.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+    let mut queue = QueueReader::new(&ctx.broker, &agent.host, tag);
+    while let Some(delivery) = queue.next(&quiet).await {
+        ctx.slots.set(
+            &agent.host,
+            SlotState::Busy {
+                job_id: delivery.envelope.job_id,
+            },
+        );
+        let delivery = if prepared {
+            delivery
+        } else {
+            match prepare(&ctx, &agent, delivery, &quiet).await {
+                Prepared::Run(d) => {
+                    prepared = true;
+                    *d
                 }
-                backoff = (backoff * 2).min(MAX_SUBSCRIBE_BACKOFF);
-                continue;
+                Prepared::Settled => {
+                    ctx.slots.set(&agent.host, SlotState::Idle);
+                    continue;
+                }
+                Prepared::Stop => return,
             }
         };
-        loop {
-            // `JobConsumer::next` is cancel-safe, so losing this race to `quiet` loses no job.
-            let delivery = tokio::select! {
-                biased;
-                _ = quiet.cancelled() => return,
-                d = consumer.next() => d,
-            };
-            let Some(delivery) = delivery else {
-                tracing::info!(host = %agent.host, "host queue consumer ended");
-                return;
-            };
-            ctx.slots.set(
-                &agent.host,
-                SlotState::Busy {
-                    job_id: delivery.envelope.job_id,
-                },
-            );
-            let delivery = if prepared {
-                delivery
-            } else {
-                match prepare(&ctx, &agent, delivery, &quiet).await {
-                    Prepared::Run(d) => {
-                        prepared = true;
-                        *d
-                    }
-                    Prepared::Settled => {
-                        ctx.slots.set(&agent.host, SlotState::Idle);
-                        continue;
-                    }
-                    Prepared::Stop => return,
-                }
-            };
-            handle(&ctx, &agent, delivery, &terminate).await;
-            ctx.slots.set(&agent.host, SlotState::Idle);
-        }
+        handle(&ctx, &agent, delivery, &terminate).await;
+        ctx.slots.set(&agent.host, SlotState::Idle);
     }
 }
 
@@ -144,7 +129,7 @@ enum Prepared {
     Stop,
 }
 
-/// Prepares the host for `d`'s job (see [`crate::deploy::prepare_for_job`]).
+/// Prepares the host for `d`'s job (see [`prepare::for_job`]).
 async fn prepare(
     ctx: &SlotCtx,
     agent: &HostAgent,
@@ -155,10 +140,10 @@ async fn prepare(
         return Prepared::Run(Box::new(d));
     };
     let mut reporter = JobReporter::new(ctx.broker.clone(), d.envelope.job_id);
-    let outcome = crate::deploy::prepare_for_job(deployer, &mut reporter, quiet).await;
+    let outcome = prepare::for_job(deployer, &mut reporter, quiet).await;
     let (verdict, settled) = match outcome {
-        Ok(crate::deploy::Preparation::Ready) => return Prepared::Run(Box::new(d)),
-        Ok(crate::deploy::Preparation::Failed { code, message }) => {
+        Ok(Preparation::Ready) => return Prepared::Run(Box::new(d)),
+        Ok(Preparation::Failed { code, message }) => {
             tracing::warn!(host = %agent.host, job = %d.envelope.job_id, code, "host preparation failed; failing the job");
             let failed = reporter
                 .emit(aetherv_core::EventBody::JobFailed {
@@ -172,15 +157,13 @@ async fn prepare(
                 Err(_) => (Prepared::Settled, d.requeue().await),
             }
         }
-        Ok(crate::deploy::Preparation::Stopped) => (Prepared::Stop, d.requeue().await),
+        Ok(Preparation::Stopped) => (Prepared::Stop, d.requeue().await),
         Err(e) => {
             tracing::warn!(host = %agent.host, error = %e, "cannot publish preparation events; returning the job");
             (Prepared::Settled, d.requeue().await)
         }
     };
-    if let Err(e) = settled {
-        tracing::warn!(host = %agent.host, error = %e, "could not settle a delivery; it will be redelivered");
-    }
+    log_unsettled(&agent.host, settled);
     verdict
 }
 
@@ -200,9 +183,5 @@ async fn handle(ctx: &SlotCtx, agent: &HostAgent, d: JobDelivery, terminate: &Ca
             d.requeue().await
         }
     };
-    if let Err(e) = settled {
-        // The channel died; the broker redelivers the job, and its operations replay from the
-        // host's journal.
-        tracing::warn!(job = %job.job_id, error = %e, "could not settle delivery; it will be redelivered");
-    }
+    log_unsettled(&agent.host, settled);
 }

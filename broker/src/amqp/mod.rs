@@ -5,8 +5,8 @@
 //! [`AmqpOptions::max_backoff`]), re-declares the base topology and every host declared so far,
 //! and publishes the new connection with a higher generation number. Publishers wait for a live
 //! connection (bounded by [`AmqpOptions::operation_timeout`]); consumers and event streams
-//! watch the generation and re-subscribe on their own (see `consumer.rs`, `stream.rs`,
-//! `leader.rs`). lapin's own auto-recovery is not used: the supervisor (`supervisor.rs`)
+//! watch the generation and re-subscribe on their own, all through one subscribe-with-backoff
+//! helper (`subscription.rs`; used by `consumer.rs`, `stream.rs`, `leader.rs`). lapin's own auto-recovery is not used: the supervisor (`supervisor.rs`)
 //! rebuilds everything, which is the pattern lapin's maintainers recommend and is simpler to
 //! reason about; tested by closing the connection server-side and by restarting a private
 //! RabbitMQ (`tests/chaos-rabbitmq.sh`).
@@ -23,6 +23,7 @@ mod fields;
 mod leader;
 mod publish;
 mod stream;
+mod subscription;
 mod supervisor;
 
 pub(crate) use consumer::{AmqpJobConsumer, AmqpSettle};
@@ -108,18 +109,10 @@ impl AmqpOptions {
 }
 
 /// The RabbitMQ broker. Cloning shares the supervised connection.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct AmqpBroker {
     shared: Arc<Shared>,
     guard: Arc<DropGuard>,
-}
-
-impl std::fmt::Debug for AmqpBroker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AmqpBroker")
-            .field("connection_name", &self.shared.conn_name)
-            .finish_non_exhaustive()
-    }
 }
 
 /// State shared by the broker handles, the supervisor, consumers and streams.
@@ -144,6 +137,23 @@ pub(crate) struct Live {
     jobs: ChannelPool,
     events: tokio::sync::Mutex<Option<Channel>>,
     admin: tokio::sync::Mutex<Option<Channel>>,
+}
+
+/// Handles (broker, consumers, streams) show the connection's name, never its channels.
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("connection_name", &self.conn_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AmqpBroker {
@@ -393,20 +403,12 @@ impl AmqpBroker {
     /// and teardown only.
     pub async fn delete_topology(&self) -> Result<(), BrokerError> {
         let t = &self.shared.topology;
-        let hosts: Vec<String> = self
-            .shared
-            .hosts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let mut queues: Vec<String> = snapshot(&self.shared.hosts)
             .iter()
-            .cloned()
+            .map(|h| t.host_queue(h))
             .collect();
-        let mut queues: Vec<String> = hosts.iter().map(|h| t.host_queue(h)).collect();
         queues.extend(
-            self.shared
-                .roles
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
+            snapshot(&self.shared.roles)
                 .iter()
                 .map(|r| t.leader_queue(r)),
         );
@@ -442,6 +444,15 @@ impl AmqpBroker {
     }
 }
 
+/// A copy of a remembered set (hosts, roles), taken without holding the lock across awaits.
+fn snapshot(set: &Mutex<BTreeSet<String>>) -> Vec<String> {
+    set.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .cloned()
+        .collect()
+}
+
 impl Shared {
     pub(crate) fn topology(&self) -> &Topology {
         &self.topology
@@ -472,13 +483,7 @@ impl Shared {
         .map_err(|_| BrokerError::Unavailable(self.options.operation_timeout))??;
         let mut admin = conn.create_channel().await?;
         declare_base(&admin, &self.topology).await?;
-        let hosts: Vec<String> = self
-            .hosts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect();
+        let hosts = snapshot(&self.hosts);
         // One host whose queue cannot be declared (e.g. pre-declared with other arguments)
         // must not keep the whole connection down; its consumers keep retrying on their own.
         for host in &hosts {
