@@ -54,10 +54,31 @@ amqp_host=${rest%%:*}; amqp_port=${rest##*:}
 [ "$amqp_port" = "$rest" ] && amqp_port=5672
 [ -n "$amqp_host" ] || amqp_host=127.0.0.1
 set -- "$amqp_host" "$amqp_port"
+# How many seconds the local broker's clock (Erlang system time) is behind this machine's, when
+# it can be asked (a RabbitMQ on this machine, rabbitmqctl usable); empty otherwise. An Erlang
+# node started in no-time-warp mode before the machine's clock was stepped keeps the old offset
+# for good, and then stream timestamps (`x-stream-offset` by time) are off by that much.
+broker_clock_lag() {
+  case "$1" in 127.*|localhost) ;; *) return 0 ;; esac
+  command -v rabbitmqctl >/dev/null 2>&1 || return 0
+  local theirs ours
+  theirs=$(timeout 20 rabbitmqctl -q eval 'erlang:system_time(second).' 2>/dev/null | tail -1) || return 0
+  ours=$(date +%s)
+  case "$theirs" in ''|*[!0-9]*) return 0 ;; esac
+  echo $((ours - theirs))
+}
+lag=""
 if (echo > "/dev/tcp/$1/$2") 2>/dev/null; then
+  lag=$(broker_clock_lag "$1")
+fi
+if (echo > "/dev/tcp/$1/$2") 2>/dev/null && { [ -z "$lag" ] || [ "${lag#-}" -le 2 ]; }; then
   echo "using RabbitMQ at $1:$2"
 else
-  echo "no RabbitMQ at $1:$2; starting a throwaway one"
+  if [ -n "$lag" ]; then
+    echo "the RabbitMQ at $1:$2 keeps time ${lag} s off this machine's clock (its stream timestamps would be wrong); starting a throwaway one"
+  else
+    echo "no RabbitMQ at $1:$2; starting a throwaway one"
+  fi
   eval "$(scripts/rabbitmq-throwaway.sh start)"
   trap 'scripts/rabbitmq-throwaway.sh stop "$AETHERV_RMQ_DIR"' EXIT
 fi
