@@ -9,6 +9,8 @@
 
 use crate::engine::Engine;
 use crate::render::Renderer;
+#[cfg(test)]
+use crate::reply::ThreadMessage;
 use crate::reply::{MessageRef, Reply, ThreadContent};
 use crate::serve::{Adapter, Flow};
 use crate::state::short_id;
@@ -120,18 +122,13 @@ pub fn thread_text(r: &Renderer, content: &ThreadContent) -> String {
 /// Attachments are files and give no line here.
 pub fn format_reply(r: &Renderer, reply: &Reply) -> Vec<String> {
     match reply {
-        Reply::ThreadUpdate {
-            job,
-            msg,
-            edit,
-            content,
-        } => {
-            let head = if *edit {
-                format!(" ✎ {}", message_name(*msg))
+        Reply::ThreadUpdate(t) => {
+            let head = if t.edit {
+                format!(" ✎ {}", message_name(t.msg))
             } else {
                 String::new()
             };
-            vec![thread_line(job, &head, &thread_text(r, content))]
+            vec![thread_line(&t.job, &head, &thread_text(r, &t.content))]
         }
         Reply::JobFinished { job, .. } => r
             .text(reply)
@@ -235,20 +232,15 @@ impl<W: AsyncWrite + Unpin> Console<W> {
     /// Delivers one reply.
     pub async fn deliver(&mut self, reply: &Reply) -> Result<(), DeliverError> {
         match reply {
-            Reply::ThreadUpdate {
-                job,
-                msg,
-                edit,
-                content,
-            } => {
-                let text = thread_text(&self.render, content);
-                let line = if *edit {
-                    let before = self.shown.get(&(*job, *msg)).map(String::as_str);
-                    format_edit(job, *msg, before, &text)
+            Reply::ThreadUpdate(t) => {
+                let text = thread_text(&self.render, &t.content);
+                let line = if t.edit {
+                    let before = self.shown.get(&(t.job, t.msg)).map(String::as_str);
+                    format_edit(&t.job, t.msg, before, &text)
                 } else {
-                    thread_line(job, "", &text)
+                    thread_line(&t.job, "", &text)
                 };
-                self.shown.insert((*job, *msg), text);
+                self.shown.insert((t.job, t.msg), text);
                 self.line(&line).await?;
             }
             _ => {
@@ -411,7 +403,7 @@ mod tests {
             .parse()
             .expect("uuid");
         let r = Renderer::console().expect("templates");
-        let o = Reply::ThreadUpdate {
+        let o = Reply::ThreadUpdate(ThreadMessage {
             job,
             msg: MessageRef::Log(1),
             edit: true,
@@ -419,7 +411,7 @@ mod tests {
                 part: 2,
                 lines: vec!["x".into()],
             },
-        };
+        });
         insta::assert_snapshot!("console_edit", format_reply(&r, &o).join("\n"));
         insta::assert_snapshot!("console_thread_say", thread_line(&job, "", "done"));
         insta::assert_snapshot!(

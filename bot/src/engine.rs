@@ -13,7 +13,7 @@ mod guided;
 
 pub use api::{opened, FormOutcome, VoteResult};
 
-use crate::reply::{FieldErrorView, Listing, LogFile, Outcome, Reply};
+use crate::reply::{FieldErrorView, Listing, LogFile, Outcome, Reply, ThreadMessage};
 use crate::state::{display, JobInfo, Phase, State};
 use crate::thread::{Limits, ThreadOp};
 use aetherv_broker::Broker;
@@ -41,12 +41,12 @@ fn thread_reply(job: JobId, op: ThreadOp) -> Reply {
         ThreadOp::Post { msg, content } => (msg, false, content),
         ThreadOp::Edit { msg, content } => (msg, true, content),
     };
-    Reply::ThreadUpdate {
+    Reply::ThreadUpdate(ThreadMessage {
         job,
         msg,
         edit,
         content,
-    }
+    })
 }
 
 /// Engine configuration.

@@ -215,8 +215,8 @@ impl Renderer {
 fn texts_of(reply: &Reply) -> Vec<(&'static str, Value)> {
     let mut out: Vec<(&'static str, Value)> = reply.text_view().into_iter().collect();
     out.extend(reply.attachment_view());
-    if let Reply::ThreadUpdate { content, .. } = reply {
-        out.push(content.text_view());
+    if let Reply::ThreadUpdate(t) = reply {
+        out.push(t.content.text_view());
     }
     out
 }

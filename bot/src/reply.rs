@@ -220,6 +220,19 @@ impl ThreadContent {
     }
 }
 
+/// A message of a job's thread to post or edit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadMessage {
+    /// The job.
+    pub job: JobId,
+    /// Which message.
+    pub msg: MessageRef,
+    /// Edit (true) or post (false).
+    pub edit: bool,
+    /// What it shows.
+    pub content: ThreadContent,
+}
+
 /// What one inventory question found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum Listing {
@@ -342,16 +355,7 @@ pub enum Reply {
         cancelled: bool,
     },
     /// A message of a job's thread to post or edit.
-    ThreadUpdate {
-        /// The job.
-        job: JobId,
-        /// Which message.
-        msg: MessageRef,
-        /// Edit (true) or post (false).
-        edit: bool,
-        /// What it shows.
-        content: ThreadContent,
-    },
+    ThreadUpdate(ThreadMessage),
     /// A job ended: its final message and full log.
     JobFinished {
         /// The job.
@@ -381,10 +385,10 @@ impl Reply {
     pub fn job(&self) -> Option<JobId> {
         match self {
             Reply::JobOpened(v) => Some(v.job),
+            Reply::ThreadUpdate(t) => Some(t.job),
             Reply::ApprovalRequested { job, .. }
             | Reply::VoteCounted { job, .. }
             | Reply::ApprovalDecided { job, .. }
-            | Reply::ThreadUpdate { job, .. }
             | Reply::JobFinished { job, .. } => Some(*job),
             Reply::VoteRefused { job, .. } => *job,
             _ => None,
@@ -452,7 +456,7 @@ impl Reply {
                 outcome,
                 ..
             } => outcome_text(short, kind, target, outcome),
-            Reply::JobOpened(_) | Reply::ThreadUpdate { .. } => return None,
+            Reply::JobOpened(_) | Reply::ThreadUpdate(_) => return None,
         })
     }
 
@@ -623,13 +627,13 @@ impl Reply {
                 },
                 true,
             ),
-            Reply::ThreadUpdate {
+            Reply::ThreadUpdate(ThreadMessage {
                 job,
                 msg: MessageRef::Status,
                 edit: false,
                 content: ThreadContent::Status(status),
-            },
-            Reply::ThreadUpdate {
+            }),
+            Reply::ThreadUpdate(ThreadMessage {
                 job,
                 msg: MessageRef::Log(0),
                 edit: false,
@@ -637,7 +641,7 @@ impl Reply {
                     part: 1,
                     lines: vec!["line".into()],
                 },
-            },
+            }),
             finished(Outcome::Succeeded {
                 resources: Map::new(),
             }),

@@ -119,28 +119,18 @@ fn first_param(h: &Helper, helper: &'static str) -> Result<String, RenderErrorRe
         .ok_or(RenderErrorReason::ParamNotFoundForIndex(helper, 0))
 }
 
-fn json_helper(
-    h: &Helper,
-    _: &Handlebars,
-    _: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
-    let text = first_param(h, "json")?;
-    out.write(&serde_json::to_string(&text).map_err(RenderErrorReason::SerdeError)?)?;
-    Ok(())
-}
-
-fn mrkdwn_helper(
-    h: &Helper,
-    _: &Handlebars,
-    _: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
-    let text = truncate(&escape(&first_param(h, "mrkdwn")?), SECTION_TEXT_MAX);
-    out.write(&serde_json::to_string(&text).map_err(RenderErrorReason::SerdeError)?)?;
-    Ok(())
+/// A helper writing its first parameter's text, changed by `f`, as a JSON string.
+fn string_helper(
+    name: &'static str,
+    f: fn(String) -> String,
+) -> impl Fn(&Helper, &Handlebars, &Context, &mut RenderContext, &mut dyn Output) -> HelperResult
+       + Send
+       + Sync {
+    move |h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut dyn Output| {
+        let text = f(first_param(h, name)?);
+        out.write(&serde_json::to_string(&text).map_err(RenderErrorReason::SerdeError)?)?;
+        Ok(())
+    }
 }
 
 fn concat_helper(
@@ -171,8 +161,13 @@ impl Blocks {
     /// helpers encode).
     pub fn load(dir: Option<&Path>) -> Result<Self, TemplateError> {
         let set = TemplateSet::load("slack", SLACK_TEMPLATES, dir, |hb| {
-            hb.register_helper("json", Box::new(json_helper));
-            hb.register_helper("mrkdwn", Box::new(mrkdwn_helper));
+            hb.register_helper("json", Box::new(string_helper("json", |t| t)));
+            hb.register_helper(
+                "mrkdwn",
+                Box::new(string_helper("mrkdwn", |t| {
+                    truncate(&escape(&t), SECTION_TEXT_MAX)
+                })),
+            );
             hb.register_helper("concat", Box::new(concat_helper));
         })?;
         Ok(Blocks { set })

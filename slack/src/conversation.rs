@@ -341,18 +341,13 @@ impl Conversation {
                     view,
                     restored: false,
                 } => self.post_approval(*job, view),
-                Reply::ThreadUpdate {
-                    job,
-                    msg,
-                    edit,
-                    content,
-                } => {
-                    self.ensure_root(engine, *job);
+                Reply::ThreadUpdate(t) => {
+                    self.ensure_root(engine, t.job);
                     let text = {
-                        let (name, data) = content.text_view();
+                        let (name, data) = t.content.text_view();
                         self.shared.texts.render(name, &data)
                     };
-                    let payload = match content {
+                    let payload = match &t.content {
                         ThreadContent::Status(v) => {
                             messages::job_status_view(&self.shared.blocks, &text, v)
                         }
@@ -360,14 +355,14 @@ impl Conversation {
                             messages::job_log(&self.shared.blocks, *part, &text)
                         }
                     };
-                    let key = MsgKey::Thread(*job, *msg);
-                    if *edit {
+                    let key = MsgKey::Thread(t.job, t.msg);
+                    if t.edit {
                         self.out.send(Op::Update {
                             key,
                             content: payload,
                         });
                     } else {
-                        self.thread_post(*job, Some(key), payload);
+                        self.thread_post(t.job, Some(key), payload);
                     }
                 }
                 Reply::JobFinished { job, log, .. } => {
@@ -422,7 +417,7 @@ fn is_text(r: &Reply) -> bool {
     !matches!(
         r,
         Reply::JobOpened(_)
-            | Reply::ThreadUpdate { .. }
+            | Reply::ThreadUpdate(_)
             | Reply::JobFinished { .. }
             | Reply::ApprovalRequested {
                 restored: false,
@@ -481,7 +476,7 @@ mod tests {
                 Reply::Notice { .. } | Reply::VoteRefused { .. } | Reply::Refused { .. } => {
                     assert!(text, "{r:?}")
                 }
-                Reply::ThreadUpdate { .. } | Reply::JobOpened(_) | Reply::JobFinished { .. } => {
+                Reply::ThreadUpdate(_) | Reply::JobOpened(_) | Reply::JobFinished { .. } => {
                     assert!(!text, "{r:?}")
                 }
                 _ => {}

@@ -3,7 +3,7 @@
 
 use crate::blocks::{escape, Blocks};
 use aetherv_bot::render::TemplateError;
-use aetherv_bot::reply::{ApprovalView, Reply, StatusView, ThreadContent};
+use aetherv_bot::reply::{ApprovalView, Reply, StatusView, ThreadContent, ThreadMessage};
 use aetherv_core::approval::Decision;
 use aetherv_core::{JobId, Requester};
 use serde_json::{json, Map, Value};
@@ -146,10 +146,10 @@ pub fn check(b: &Blocks) -> Result<(), TemplateError> {
             Reply::ApprovalDecided { view, decision, .. } => {
                 checks.push(("approval_decided", approval_decided_data(&view, &decision)));
             }
-            Reply::ThreadUpdate {
+            Reply::ThreadUpdate(ThreadMessage {
                 content: ThreadContent::Status(v),
                 ..
-            } => {
+            }) => {
                 let mut data = v.data();
                 data["text"] = json!("sample");
                 checks.push(("job_status", data));

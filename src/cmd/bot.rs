@@ -86,11 +86,11 @@ pub fn run(args: Args) -> ExitCode {
         let broker = match Broker::connect(&amqp_url(), topology(&prefix)).await {
             Ok(b) => b,
             Err(e) => {
-                eprintln!(
-                    "aetherv bot: cannot reach RabbitMQ: {}",
-                    aetherv_core::error_chain(&e)
-                );
-                return ExitCode::from(1);
+                return crate::cmd::fail(
+                    "bot",
+                    1,
+                    format!("cannot reach RabbitMQ: {}", aetherv_core::error_chain(&e)),
+                )
             }
         };
         let code = serve_console(broker.clone(), cfg, args.user, args.attach_dir).await;

@@ -4,42 +4,18 @@
 use crate::cmd::{bot, env_lookup, topology};
 use aetherv_bot::EngineConfig;
 use aetherv_broker::Broker;
+use aetherv_worker::simulated::Site;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// The demo's users: alice operates, bob and carol approve, eve reads, root administers.
-pub const DEMO_ROLES: &str = r#"
-groups:
-  - name: operators
-    roles: [operator]
-    members: ["console:alice"]
-  - name: approvers
-    roles: [approver]
-    members: ["console:bob", "console:carol"]
-  - name: readers
-    roles: [reader]
-    members: ["console:eve"]
-  - name: admins
-    roles: [admin]
-    members: ["console:root"]
-"#;
+pub const DEMO_ROLES: &str = include_str!("demo-roles.yaml");
 
-/// The demo's policy: every change needs one approval from `approvers` within 15 minutes.
-pub const DEMO_POLICY: &str = r#"
-rules:
-  - name: big-vm
-    kinds: [vm.create, deployment.managed]
-    min: {gb_ram: 64}
-    approvals: 2
-    groups: [approvers]
-    ttl_secs: 900
-  - name: every-change
-    approvals: 1
-    groups: [approvers]
-    ttl_secs: 900
-"#;
+/// The demo's policy: big VMs need two approvals from `approvers`, every other change one,
+/// within 15 minutes.
+pub const DEMO_POLICY: &str = include_str!("demo-policy.yaml");
 
 /// Arguments.
 #[derive(clap::Args)]
@@ -82,26 +58,23 @@ pub fn run(args: Args) -> ExitCode {
             Some(url) => match Broker::connect(&url, topology(&prefix)).await {
                 Ok(b) => b,
                 Err(e) => {
-                    eprintln!(
-                        "aetherv demo: cannot reach RabbitMQ: {}",
-                        aetherv_core::error_chain(&e)
-                    );
-                    return ExitCode::from(1);
+                    return crate::cmd::fail(
+                        "demo",
+                        1,
+                        format!("cannot reach RabbitMQ: {}", aetherv_core::error_chain(&e)),
+                    )
                 }
             },
             None => Broker::in_process(topology(&prefix)),
         };
         let stop = CancellationToken::new();
         let identity_text = aetherv_core::secrets::identity_text(&identity);
-        let worker_task = match aetherv_worker::simulated::start_site(
-            &broker,
-            &hosts,
+        let site = Site::demo(
+            hosts.len(),
             Duration::from_millis(args.latency_ms),
             identity_text.to_string(),
-            &stop,
-        )
-        .await
-        {
+        );
+        let worker_task = match aetherv_worker::simulated::start_site(&broker, site, &stop).await {
             Ok(t) => t,
             Err(e) => return crate::cmd::fail("demo", 1, e),
         };

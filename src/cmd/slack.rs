@@ -107,14 +107,13 @@ pub fn run(args: &Args) -> ExitCode {
             Some((hosts, identity)) => {
                 let broker = Broker::in_process(topology(&prefix));
                 let text = aetherv_core::secrets::identity_text(identity).to_string();
-                if let Err(e) = aetherv_worker::simulated::start_site(
-                    &broker,
-                    hosts,
+                let site = aetherv_worker::simulated::Site::demo(
+                    hosts.len(),
                     Duration::from_millis(300),
                     text,
-                    &site_stop,
-                )
-                .await
+                );
+                if let Err(e) =
+                    aetherv_worker::simulated::start_site(&broker, site, &site_stop).await
                 {
                     eprintln!("aetherv slack: the simulated site did not start: {e}");
                     return ExitCode::from(1);
@@ -128,20 +127,17 @@ pub fn run(args: &Args) -> ExitCode {
             None => match Broker::connect(&amqp_url(), topology(&prefix)).await {
                 Ok(b) => b,
                 Err(e) => {
-                    eprintln!(
-                        "aetherv slack: cannot reach RabbitMQ: {}",
-                        aetherv_core::error_chain(&e)
-                    );
-                    return ExitCode::from(1);
+                    return crate::cmd::fail(
+                        "slack",
+                        1,
+                        format!("cannot reach RabbitMQ: {}", aetherv_core::error_chain(&e)),
+                    )
                 }
             },
         };
         let engine = match Engine::new(broker.clone(), ecfg) {
             Ok(e) => e,
-            Err(e) => {
-                eprintln!("aetherv slack: {}", aetherv_core::error_chain(&e));
-                return ExitCode::from(64);
-            }
+            Err(e) => return crate::cmd::fail("slack", 64, aetherv_core::error_chain(&e)),
         };
         let stop = CancellationToken::new();
         tokio::spawn(crate::cmd::signal::on_shutdown(stop.clone()));

@@ -134,11 +134,14 @@ async fn submit(
         match broker.replay_events(from).await {
             Ok(s) => Some(s),
             Err(e) => {
-                eprintln!(
-                    "aetherv submit: cannot read the event stream: {}",
-                    aetherv_core::error_chain(&e)
-                );
-                return ExitCode::from(1);
+                return crate::cmd::fail(
+                    "submit",
+                    1,
+                    format!(
+                        "cannot read the event stream: {}",
+                        aetherv_core::error_chain(&e)
+                    ),
+                )
             }
         }
     } else {
@@ -153,11 +156,11 @@ async fn submit(
             return ExitCode::from(1);
         }
         Err(e) => {
-            eprintln!(
-                "aetherv submit: publish failed: {}",
-                aetherv_core::error_chain(&e)
-            );
-            return ExitCode::from(1);
+            return crate::cmd::fail(
+                "submit",
+                1,
+                format!("publish failed: {}", aetherv_core::error_chain(&e)),
+            )
         }
     }
     let Some(mut stream) = stream else {

@@ -1,27 +1,60 @@
 //! A simulated site for trying the bot with nothing else running (`aetherv demo`,
-//! `aetherv slack --simulated`): simulated Hyper-V hosts served over WinRM on loopback and an
-//! in-process worker serving their queues on a given broker.
+//! `aetherv slack --simulated`) and for the adapters' tests: simulated Hyper-V hosts served over
+//! WinRM on loopback and an in-process worker serving their queues on a given broker.
 
 use crate::{Worker, WorkerConfig};
 use aetherv_broker::Broker;
 use aetherv_sim::{Sim, SimConfig};
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// A simulated site on `broker`: simulated Hyper-V hosts `hosts` on loopback (each agent
-/// operation taking `latency`), their queues declared, and an in-process worker serving them
-/// that opens secrets with the age identity `identity_text`. Runs until `stop`; the handle
-/// ends with the worker.
+/// What the site is made of.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// The simulated hosts (names, latency, faults).
+    pub sim: SimConfig,
+    /// The worker's age identity (`AGE-SECRET-KEY-…`), which opens sealed secrets.
+    pub identity: Option<String>,
+    /// Seconds between inventory polls (the worker's default when `None`).
+    pub inventory_interval_secs: Option<u64>,
+}
+
+impl Site {
+    /// `sim` without an identity, polling inventory at the worker's default interval.
+    pub fn new(sim: SimConfig) -> Self {
+        Site {
+            sim,
+            identity: None,
+            inventory_interval_secs: None,
+        }
+    }
+
+    /// The demo's site: `hosts` hosts (`hv01`…), each agent operation taking `latency`,
+    /// secrets opened with `identity`, inventory polled every 5 s.
+    pub fn demo(hosts: usize, latency: std::time::Duration, identity: String) -> Self {
+        let mut sim = SimConfig::with_hosts(hosts);
+        sim.latency = latency;
+        Site {
+            sim,
+            identity: Some(identity),
+            inventory_interval_secs: Some(5),
+        }
+    }
+
+    /// The host names.
+    pub fn hosts(&self) -> Vec<String> {
+        self.sim.hosts.iter().map(|h| h.name.clone()).collect()
+    }
+}
+
+/// Starts `site` on `broker`: the simulated hosts on loopback, their queues declared, and an
+/// in-process worker serving them. Runs until `stop`; the handle ends with the worker.
 pub async fn start_site(
     broker: &Broker,
-    hosts: &[String],
-    latency: Duration,
-    identity_text: String,
+    site: Site,
     stop: &CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
-    let mut sim_cfg = SimConfig::with_hosts(hosts.len());
-    sim_cfg.latency = latency;
-    let sim = Sim::new(sim_cfg);
+    let hosts = site.hosts();
+    let sim = Sim::new(site.sim);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| format!("cannot listen on loopback: {e}"))?;
@@ -31,8 +64,15 @@ pub async fn start_site(
     let s = stop.clone();
     tokio::spawn(sim.serve(listener, async move { s.cancelled().await }));
     wc.prefix = broker.topology().prefix.clone();
-    wc.inventory_interval_secs = 5;
-    let env = move |k: &str| (k == "AETHERV_AGE_IDENTITY").then(|| identity_text.clone());
+    if let Some(secs) = site.inventory_interval_secs {
+        wc.inventory_interval_secs = secs;
+    }
+    let identity = site.identity;
+    let env = move |k: &str| {
+        (k == "AETHERV_AGE_IDENTITY")
+            .then(|| identity.clone())
+            .flatten()
+    };
     let worker = Worker::new(&wc, broker.clone(), &env).map_err(|e| e.to_string())?;
     let stop = stop.clone();
     let task = tokio::spawn(async move {
@@ -40,7 +80,7 @@ pub async fn start_site(
             tracing::error!(error = %format!("{e:#}"), "the simulated site's worker stopped");
         }
     });
-    for h in hosts {
+    for h in &hosts {
         broker
             .declare_host(h)
             .await

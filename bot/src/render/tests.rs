@@ -25,15 +25,15 @@ fn who(id: &str) -> Requester {
     }
 }
 
+/// The sample VM (hv01, web01, 5f1c, Running, 2 vCPU, 4 GB).
 fn vm() -> VmRow {
-    VmRow {
-        host: "hv01".into(),
-        name: "web01".into(),
-        id: "5f1c".into(),
-        state: "Running".into(),
-        cpu: 2,
-        memory_gb: 4,
-    }
+    Reply::samples()
+        .into_iter()
+        .find_map(|r| match r {
+            Reply::Listing(Listing::Vm(vm)) => Some(vm),
+            _ => None,
+        })
+        .expect("a sample VM")
 }
 
 fn approval() -> ApprovalView {

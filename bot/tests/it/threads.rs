@@ -2,10 +2,10 @@
 //! deployment, `vm list` afterwards, and a bot killed mid-job that resumes the thread.
 
 use super::*;
-use aetherv_bot::reply::{MessageRef, Reply};
+use aetherv_bot::reply::{MessageRef, Reply, ThreadMessage};
 use aetherv_bot::state::Phase;
-use aetherv_sim::{Sim, SimConfig};
-use aetherv_worker::{Worker, WorkerConfig};
+use aetherv_sim::SimConfig;
+use aetherv_worker::simulated::Site;
 use tokio_util::sync::CancellationToken;
 
 /// Simulated hosts on loopback and an in-process worker serving them.
@@ -22,22 +22,10 @@ impl Drop for World {
 
 async fn world(cfg: SimConfig) -> World {
     let broker = broker();
-    let sim = Sim::new(cfg);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let yaml = sim.worker_config_yaml(&format!("http://{addr}"));
     let stop = CancellationToken::new();
-    let s = stop.clone();
-    tokio::spawn(sim.serve(listener, async move { s.cancelled().await }));
-    let mut wc = WorkerConfig::from_yaml(&yaml).expect("worker config");
-    wc.prefix = broker.topology().prefix.clone();
-    let worker = Worker::new(&wc, broker.clone(), &|_| None).expect("worker");
-    tokio::spawn(worker.run(stop.clone()));
-    for h in ["hv01", "hv02"] {
-        broker.declare_host(h).await.expect("declare");
-    }
+    aetherv_worker::simulated::start_site(&broker, Site::new(cfg), &stop)
+        .await
+        .expect("site");
     World { broker, stop }
 }
 
@@ -75,11 +63,11 @@ async fn approved_deployment_streams_its_thread_and_shows_in_vm_list() {
         .any(|o| matches!(o, Reply::JobFinished { log: Some(l), .. } if !l.content.is_empty())));
     assert!(out.iter().any(|o| matches!(
         o,
-        Reply::ThreadUpdate {
+        Reply::ThreadUpdate(ThreadMessage {
             msg: MessageRef::Log(0),
             edit: false,
             ..
-        }
+        })
     )));
     let list = say(&mut e, "eve", "vm list").await;
     assert!(list[0].starts_with("hv01  web01  "), "{list:?}");

@@ -3,9 +3,9 @@
 //! with resource ids → log file.
 
 use super::*;
-use aetherv_sim::{Sim, SimConfig};
+use aetherv_sim::SimConfig;
 use aetherv_slack::blocks::{check_message, check_modal};
-use aetherv_worker::{Worker, WorkerConfig};
+use aetherv_worker::simulated::Site;
 use fake::{button_click, submission, view_state};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -23,22 +23,11 @@ impl Drop for World {
 }
 
 pub async fn world(broker: Broker) -> World {
-    let sim = Sim::new(SimConfig::with_hosts(2));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let yaml = sim.worker_config_yaml(&format!("http://{addr}"));
     let stop = CancellationToken::new();
-    let s = stop.clone();
-    tokio::spawn(sim.serve(listener, async move { s.cancelled().await }));
-    let mut wc = WorkerConfig::from_yaml(&yaml).expect("worker config");
-    wc.prefix = broker.topology().prefix.clone();
-    let worker = Worker::new(&wc, broker.clone(), &|_| None).expect("worker");
-    tokio::spawn(worker.run(stop.clone()));
-    for h in ["hv01", "hv02"] {
-        broker.declare_host(h).await.expect("declare");
-    }
+    let site = Site::new(SimConfig::with_hosts(2));
+    aetherv_worker::simulated::start_site(&broker, site, &stop)
+        .await
+        .expect("site");
     World { broker, stop }
 }
 

@@ -67,6 +67,21 @@ async fn an_overridden_job_status_template_shapes_the_next_status_message() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The error `aetherv_slack::run` stops with at start, with the templates of `dir`.
+async fn start_error(dir: &std::path::Path) -> String {
+    let fake = FakeSlack::start().await;
+    let mut opts = options(&fake, Mode::Socket { connections: 1 });
+    opts.templates_dir = Some(dir.to_path_buf());
+    let err = aetherv_slack::run(
+        engine(&broker(), Policy::default()),
+        opts,
+        CancellationToken::new(),
+    )
+    .await
+    .expect_err("refused at start");
+    format!("{err:#}")
+}
+
 #[tokio::test]
 async fn a_template_that_cannot_render_stops_the_bot_at_start_naming_the_file() {
     let dir = template_dir();
@@ -75,17 +90,7 @@ async fn a_template_that_cannot_render_stops_the_bot_at_start_naming_the_file() 
         "{\"text\": \"{{no_such_field}}\", \"blocks\": []}",
     )
     .expect("write");
-    let fake = FakeSlack::start().await;
-    let mut opts = options(&fake, Mode::Socket { connections: 1 });
-    opts.templates_dir = Some(dir.clone());
-    let err = aetherv_slack::run(
-        engine(&broker(), Policy::default()),
-        opts,
-        CancellationToken::new(),
-    )
-    .await
-    .expect_err("refused at start");
-    let msg = format!("{err:#}");
+    let msg = start_error(&dir).await;
     assert!(
         msg.contains("slack/job_status.hbs") && msg.contains("does not render"),
         "{msg}"
@@ -94,18 +99,7 @@ async fn a_template_that_cannot_render_stops_the_bot_at_start_naming_the_file() 
     std::fs::remove_file(dir.join("slack/job_status.hbs")).expect("rm");
     std::fs::create_dir_all(dir.join("slack/text")).expect("dir");
     std::fs::write(dir.join("slack/text/help.hbs"), "{{#each commands}}{{/each").expect("write");
-    let mut opts = options(&fake, Mode::Socket { connections: 1 });
-    opts.templates_dir = Some(dir.clone());
-    let err = aetherv_slack::run(
-        engine(&broker(), Policy::default()),
-        opts,
-        CancellationToken::new(),
-    )
-    .await
-    .expect_err("refused at start");
-    assert!(
-        format!("{err:#}").contains("slack/text/help.hbs"),
-        "{err:#}"
-    );
+    let msg = start_error(&dir).await;
+    assert!(msg.contains("slack/text/help.hbs"), "{msg}");
     let _ = std::fs::remove_dir_all(&dir);
 }
