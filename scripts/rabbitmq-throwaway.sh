@@ -39,6 +39,9 @@ start)
     if (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       echo "export AETHERV_AMQP_URL='amqp://guest:guest@127.0.0.1:$port/%2f'"
       echo "export AETHERV_RMQ_DIR='$dir'"
+      # For tests that drive the node with rabbitmqctl (the CLI itself, not Debian's wrapper,
+      # which switches to the rabbitmq user and its cookie): its name, cookie home, epmd port.
+      echo "export AETHERV_RMQ_NODE='$node' AETHERV_RMQ_HOME='$dir/home' AETHERV_RMQ_EPMD_PORT='$epmd'"
       echo "throwaway RabbitMQ on 127.0.0.1:$port (state in $dir)" >&2
       exit 0
     fi

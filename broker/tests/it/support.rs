@@ -138,8 +138,28 @@ pub async fn next_event(s: &mut EventStream) -> (u64, Event) {
 }
 
 /// Runs `rabbitmqctl` and returns stdout; panics with the error on failure.
+/// Runs `rabbitmqctl` against the broker under test: the machine's node, or the throwaway node
+/// `scripts/rabbitmq-throwaway.sh` started (`AETHERV_RMQ_NODE`, its cookie home and epmd port).
 pub fn rabbitmqctl(args: &[&str]) -> String {
-    let out = std::process::Command::new("rabbitmqctl")
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let node = var("AETHERV_RMQ_NODE");
+    // Debian's `rabbitmqctl` wrapper runs the CLI as the rabbitmq user with that user's cookie;
+    // a throwaway node has its own cookie, so the CLI is run directly.
+    let cli = "/usr/lib/rabbitmq/bin/rabbitmqctl";
+    let mut cmd = std::process::Command::new(match &node {
+        Some(_) if std::path::Path::new(cli).exists() => cli,
+        _ => "rabbitmqctl",
+    });
+    if let Some(node) = node {
+        cmd.arg("-n").arg(node);
+        if let Some(home) = var("AETHERV_RMQ_HOME") {
+            cmd.env("HOME", home);
+        }
+        if let Some(port) = var("AETHERV_RMQ_EPMD_PORT") {
+            cmd.env("ERL_EPMD_PORT", port);
+        }
+    }
+    let out = cmd
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("rabbitmqctl is needed for this test and failed to run: {e}"));
