@@ -35,7 +35,8 @@ macro_rules! builtin_templates {
 pub const CONSOLE_TEMPLATES: &[(&str, &str)] = builtin_templates!("console":
     help, refused, parse_error, form_errors, approval_request, vote_counted, approved, rejected,
     expired, vote_refused, job_status, job_log, job_succeeded, job_failed, job_cancelled,
-    vm_list, vm_show, hosts, jobs, notice, attachment,
+    vm_list, vm_show, hosts, jobs, notice, attachment, guided_intro, guided_field, guided_set,
+    guided_required, guided_cancelled,
 );
 
 /// The environment variable naming the template override directory.

@@ -262,6 +262,78 @@ pub struct FieldErrorView {
     pub message: String,
 }
 
+/// What a guided form (a text-only chat filling in a form field by field) says next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Question {
+    /// The form starts.
+    Intro {
+        /// The form's title.
+        title: String,
+    },
+    /// A field is asked for.
+    Field {
+        /// The field's label.
+        label: String,
+        /// Its id (what `key=value` would name).
+        id: String,
+        /// It must be answered (required, no default).
+        required: bool,
+        /// Its help text (may be empty).
+        help: String,
+        /// The default an answer of `-` keeps.
+        default: Option<String>,
+        /// The values it takes (from the schema or the chosen host's inventory).
+        choices: Vec<String>,
+        /// It is secret: sealed for the workers, never shown again.
+        secret: bool,
+    },
+    /// Whether to fill in an optional parameter set.
+    Set {
+        /// The set's label.
+        label: String,
+    },
+    /// A required field was skipped.
+    Required {
+        /// The field's label.
+        label: String,
+    },
+    /// The form was dropped.
+    Cancelled,
+}
+
+impl Question {
+    fn text_view(&self, user: &str) -> (&'static str, Value) {
+        let name = match self {
+            Question::Intro { .. } => "guided_intro",
+            Question::Field { .. } => "guided_field",
+            Question::Set { .. } => "guided_set",
+            Question::Required { .. } => "guided_required",
+            Question::Cancelled => "guided_cancelled",
+        };
+        let mut data = match self {
+            Question::Intro { title } => json!({"title": title}),
+            Question::Field {
+                label,
+                id,
+                required,
+                help,
+                default,
+                choices,
+                secret,
+            } => json!({
+                "label": label, "id": id, "required": required, "help": help,
+                "has_default": default.is_some(), "default": default.clone().unwrap_or_default(),
+                "choices": choices.join(", "), "secret": secret,
+            }),
+            Question::Set { label } | Question::Required { label } => json!({"label": label}),
+            Question::Cancelled => json!({}),
+        };
+        data["user"] = json!(user);
+        (name, data)
+    }
+}
+
 /// What the engine says.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -306,6 +378,13 @@ pub enum Reply {
         user: String,
         /// The text.
         message: String,
+    },
+    /// A guided form's next question (text-only chats).
+    Guided {
+        /// To whom.
+        user: String,
+        /// What is asked.
+        question: Question,
     },
     /// Inventory and job lists.
     Listing(Listing),
@@ -423,6 +502,7 @@ impl Reply {
             Reply::Notice { user, message } => {
                 ("notice", json!({"user": user, "message": message}))
             }
+            Reply::Guided { user, question } => question.text_view(user),
             Reply::Listing(l) => match l {
                 Listing::Vms { host, vms } => ("vm_list", json!({"host": host, "vms": vms})),
                 Listing::Vm(vm) => ("vm_show", json!(vm)),
@@ -567,6 +647,34 @@ impl Reply {
                 host: None,
                 vms: vec![vm.clone()],
             }),
+            Reply::Guided {
+                user: user.clone(),
+                question: Question::Intro { title: "T".into() },
+            },
+            Reply::Guided {
+                user: user.clone(),
+                question: Question::Field {
+                    label: "L".into(),
+                    id: "vm_name".into(),
+                    required: true,
+                    help: "h".into(),
+                    default: Some("d".into()),
+                    choices: vec!["a".into()],
+                    secret: false,
+                },
+            },
+            Reply::Guided {
+                user: user.clone(),
+                question: Question::Set { label: "L".into() },
+            },
+            Reply::Guided {
+                user: user.clone(),
+                question: Question::Required { label: "L".into() },
+            },
+            Reply::Guided {
+                user: user.clone(),
+                question: Question::Cancelled,
+            },
             Reply::Listing(Listing::Vm(vm)),
             Reply::Listing(Listing::Hosts(vec![HostRow {
                 name: "hv01".into(),

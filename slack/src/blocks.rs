@@ -56,7 +56,8 @@ pub const SLACK_TEMPLATES: &[(&str, &str)] = aetherv_bot::builtin_templates!("sl
 pub const SLACK_TEXT_TEMPLATES: &[(&str, &str)] = aetherv_bot::builtin_templates!("slack/text":
     help, refused, parse_error, form_errors, approval_request, vote_counted, approved, rejected,
     expired, vote_refused, job_status, job_log, job_succeeded, job_failed, job_cancelled,
-    vm_list, vm_show, hosts, jobs, notice, attachment,
+    vm_list, vm_show, hosts, jobs, notice, attachment, guided_intro, guided_field, guided_set,
+    guided_required, guided_cancelled,
 );
 
 /// A payload over one of Slack's limits.

@@ -8,7 +8,14 @@
 //! `/cancel` drops the form. Answers to secret fields are never repeated back.
 
 use super::{notice, Engine, EngineError};
-use crate::reply::Reply;
+use crate::reply::{Question, Reply};
+
+fn ask(user: &str, question: Question) -> Reply {
+    Reply::Guided {
+        user: user.to_string(),
+        question,
+    }
+}
 use crate::state::display;
 use aetherv_core::command::DeployForm;
 use aetherv_core::osfamily::infer_from_optional;
@@ -104,13 +111,12 @@ impl Engine {
             current: None,
         };
         g.queue.reverse();
-        let intro = format!(
-            "filling in the {} form one field at a time. Answer each question; `-` keeps the default or leaves it empty; `/cancel` stops.",
-            schema.title()
-        );
-        let mut out = vec![notice(&user, intro)];
+        let intro = Question::Intro {
+            title: schema.title().to_string(),
+        };
+        let mut out = vec![ask(&user, intro)];
         if let Some(q) = self.next_question(&mut g) {
-            out.push(notice(&user, q));
+            out.push(ask(&user, q));
             self.guided.insert(user, g);
         }
         out
@@ -129,7 +135,7 @@ impl Engine {
         };
         let answer = line.trim();
         if answer.eq_ignore_ascii_case("/cancel") {
-            return Ok(vec![notice(&user, "form cancelled; nothing was requested")]);
+            return Ok(vec![ask(&user, Question::Cancelled)]);
         }
         let Some(schema) = self.forms.get(g.form.form_id()).cloned() else {
             return Ok(Vec::new());
@@ -154,8 +160,8 @@ impl Engine {
                     let q = self.question(&schema, &g, &id);
                     self.guided.insert(user.clone(), g);
                     return Ok(vec![
-                        notice(&user, format!("{label} is required")),
-                        notice(&user, q),
+                        ask(&user, Question::Required { label }),
+                        ask(&user, q),
                     ]);
                 }
                 if answer != "-" {
@@ -164,7 +170,7 @@ impl Engine {
                         g.answers.remove(&id);
                         g.current = Some(Ask::Field(id.clone()));
                         let q = self.question(&schema, &g, &id);
-                        let out = vec![notice(&user, message), notice(&user, q)];
+                        let out = vec![notice(&user, message), ask(&user, q)];
                         self.guided.insert(user, g);
                         return Ok(out);
                     }
@@ -174,7 +180,7 @@ impl Engine {
         }
         match self.next_question(&mut g) {
             Some(q) => {
-                let out = vec![notice(&user, q)];
+                let out = vec![ask(&user, q)];
                 self.guided.insert(user, g);
                 Ok(out)
             }
@@ -210,7 +216,7 @@ impl Engine {
     }
 
     /// The next applicable question (and makes it current), or `None` when none is left.
-    fn next_question(&self, g: &mut Guided) -> Option<String> {
+    fn next_question(&self, g: &mut Guided) -> Option<Question> {
         let schema = self.forms.get(g.form.form_id())?;
         let family = infer_from_optional(g.answers.get("image_name").map(String::as_str));
         while let Some(ask) = g.queue.pop() {
@@ -241,7 +247,7 @@ impl Engine {
                         .find(|p| p.id == *set)
                         .map(|p| p.label.clone())
                         .unwrap_or_else(|| set.clone());
-                    format!("configure {label}? (yes/no)")
+                    Question::Set { label }
                 }
             };
             g.current = Some(ask);
@@ -252,32 +258,31 @@ impl Engine {
 
     /// The question for field `id`: label, help, default and choices (dependent on the chosen
     /// host for networks and storage classes).
-    fn question(&self, schema: &FormSchema, g: &Guided, id: &str) -> String {
-        let Some(f) = schema.field(id) else {
-            return id.to_string();
-        };
-        let mut q = format!("{} ({})", f.label, f.id);
-        if f.required && schema.default_of(id).is_none() {
-            q.push_str(" *");
+    fn question(&self, schema: &FormSchema, g: &Guided, id: &str) -> Question {
+        let default = schema.default_of(id).map(|d| match d {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+        match schema.field(id) {
+            Some(f) => Question::Field {
+                label: f.label.clone(),
+                id: f.id.clone(),
+                required: f.required && default.is_none(),
+                help: f.help.clone(),
+                default,
+                choices: self.choices_for(f, g),
+                secret: f.is_secret(),
+            },
+            None => Question::Field {
+                label: id.to_string(),
+                id: id.to_string(),
+                required: false,
+                help: String::new(),
+                default,
+                choices: Vec::new(),
+                secret: false,
+            },
         }
-        if !f.help.is_empty() {
-            q.push_str(&format!(": {}", f.help));
-        }
-        if let Some(d) = schema.default_of(id) {
-            let d = match d {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            q.push_str(&format!(" [default: {d}]"));
-        }
-        let choices = self.choices_for(f, g);
-        if !choices.is_empty() {
-            q.push_str(&format!(" (choices: {})", choices.join(", ")));
-        }
-        if f.is_secret() {
-            q.push_str(" (secret: it is sealed for the workers and never shown again)");
-        }
-        q
     }
 
     fn choices_for(&self, f: &Field, g: &Guided) -> Vec<String> {

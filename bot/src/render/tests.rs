@@ -302,7 +302,7 @@ fn inventory_views() {
 
 #[test]
 fn every_template_compiles_strict() {
-    assert_eq!(CONSOLE_TEMPLATES.len(), 21);
+    assert_eq!(CONSOLE_TEMPLATES.len(), 26);
     assert_eq!(r().templates().len(), CONSOLE_TEMPLATES.len());
 }
 
