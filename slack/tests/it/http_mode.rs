@@ -68,40 +68,26 @@ async fn signed_interactions_drive_the_flow_over_http() {
     );
     let view = open.body["view"].clone();
 
-    let bad = fake::submission(
-        "U0ALICE",
-        &view,
-        fake::view_state(
+    // The vm form for web01 on hv01 with `cpu` cores, submitted by alice.
+    let vm_form = |cpu: &str| {
+        let state = fake::view_state(
             &[
                 ("vm_name", "web01"),
-                ("cpu_cores", "65"),
+                ("cpu_cores", cpu),
                 ("target_host", "hv01"),
             ],
             &["target_host"],
-        ),
-        "V0HTTP",
-    );
-    let body = interaction_body(&bad);
+        );
+        fake::submission("U0ALICE", &view, state, "V0HTTP")
+    };
+    let body = interaction_body(&vm_form("65"));
     let (status, reply) = post(addr, "/slack/interactions", ts, &signed(&body), &body, form).await;
     assert_eq!(status, 200);
     let reply: serde_json::Value = serde_json::from_str(&reply).expect("json");
     assert_eq!(reply["response_action"], "errors");
     assert!(reply["errors"]["cpu_cores"].as_str().is_some(), "{reply}");
 
-    let good = fake::submission(
-        "U0ALICE",
-        &view,
-        fake::view_state(
-            &[
-                ("vm_name", "web01"),
-                ("cpu_cores", "2"),
-                ("target_host", "hv01"),
-            ],
-            &["target_host"],
-        ),
-        "V0HTTP",
-    );
-    let body = interaction_body(&good);
+    let body = interaction_body(&vm_form("2"));
     let (status, reply) = post(addr, "/slack/interactions", ts, &signed(&body), &body, form).await;
     assert_eq!(
         (status, reply.as_str()),
