@@ -4,6 +4,7 @@
 
 mod api;
 mod approvals;
+mod gate;
 mod guided;
 mod threads;
 
