@@ -305,7 +305,7 @@ impl Engine {
                 vms: self.state.vm_rows(host.as_deref()),
                 host,
             })]),
-            Command::VmShow { name } => Ok(vec![match self.state.find_vm(&name) {
+            Command::VmShow { name } => Ok(vec![match self.state.vm_view(&name) {
                 Some(vm) => Reply::Listing(Listing::Vm(vm)),
                 None => notice(&user, format!("no VM named {name}")),
             }]),

@@ -183,7 +183,7 @@ pub struct VmDetail {
 }
 
 /// One attached disk.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DiskInfo {
     /// Disk id.
     pub id: String,
@@ -210,7 +210,7 @@ impl DiskInfo {
 }
 
 /// One network adapter.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct NicInfo {
     /// Adapter id.
     pub id: String,
@@ -668,6 +668,20 @@ impl State {
             images: union(&|h| &h.images),
             ..Default::default()
         }
+    }
+
+    /// `vm show`: a VM by name on any host, with its disks and adapters.
+    pub fn vm_view(&self, name: &str) -> Option<crate::reply::VmView> {
+        let key = name.to_ascii_lowercase();
+        self.hosts.values().find_map(|h| {
+            let row = h.vms.get(&key)?.clone();
+            let detail = h.details.get(&key).cloned().unwrap_or_default();
+            Some(crate::reply::VmView {
+                row,
+                disks: detail.disks,
+                nics: detail.nics,
+            })
+        })
     }
 
     /// Finds a VM by name on any host.
