@@ -32,6 +32,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
+/// How many jobs `jobs` lists without `--limit` or `--all`.
+pub const JOBS_LIMIT: usize = 20;
+
 /// How long replayed history must be quiet before restored threads are announced.
 pub const SETTLE_AFTER_REPLAY: Duration = Duration::from_millis(400);
 
@@ -354,8 +357,13 @@ impl Engine {
                 )),
                 None => notice(&user, format!("no job matches {id}")),
             }]),
-            Command::Jobs { mine, host } => {
-                let rows: Vec<_> = self
+            Command::Jobs {
+                mine,
+                host,
+                limit,
+                all,
+            } => {
+                let mut jobs: Vec<&JobInfo> = self
                     .state
                     .jobs
                     .values()
@@ -364,8 +372,18 @@ impl Engine {
                         host.as_deref()
                             .is_none_or(|h| h.eq_ignore_ascii_case(&j.target))
                     })
-                    .map(JobInfo::row)
                     .collect();
+                // Newest first; ties (and jobs of unknown time) by id, for a stable order.
+                jobs.sort_by(|a, b| {
+                    b.created_at
+                        .cmp(&a.created_at)
+                        .then_with(|| a.job_id.cmp(&b.job_id))
+                });
+                if !all {
+                    let n = limit.map_or(JOBS_LIMIT, |n| usize::try_from(n).unwrap_or(usize::MAX));
+                    jobs.truncate(n);
+                }
+                let rows = jobs.into_iter().map(JobInfo::row).collect();
                 Ok(vec![Reply::Listing(Listing::Jobs(rows))])
             }
             Command::Cancel { id } => self.command_cancel(who, grants, &id).await,

@@ -50,6 +50,8 @@ pub struct JobInfo {
     pub quiet: bool,
     /// The final message and attachment were sent (or never will be).
     pub finished: bool,
+    /// When it was requested (the envelope's time, else its first event's).
+    pub created_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What adapters may know of a job.
@@ -96,6 +98,7 @@ impl JobInfo {
             thread: ThreadMessages::new(limits),
             quiet: false,
             finished: false,
+            created_at: None,
         }
     }
 
@@ -294,6 +297,7 @@ impl State {
             self.limits,
         );
         info.requester = Some(env.requested_by.clone());
+        info.created_at = Some(env.created_at);
         info.envelope = Some(env);
         let id = info.job_id;
         self.jobs.entry(id).or_insert(info)
@@ -365,7 +369,9 @@ impl State {
                 EventBody::JobQueued { target, kind } => (kind.clone(), target.clone()),
                 _ => ("job".to_string(), "?".to_string()),
             };
-            JobInfo::new(job_id, kind, target, limits)
+            let mut info = JobInfo::new(job_id, kind, target, limits);
+            info.created_at = Some(ev.at);
+            info
         });
         if history {
             info.quiet = true;

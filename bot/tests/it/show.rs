@@ -49,3 +49,46 @@ async fn vm_show_lists_disks_nics_and_addresses() {
         ["eve: no VM named nope"]
     );
 }
+
+#[tokio::test]
+async fn jobs_lists_newest_first_with_a_limit_or_all() {
+    let b = broker();
+    b.declare_host("hv01").await.expect("declare");
+    let mut e = engine(&b, policy(1, 3600), &["hv01"]);
+    let mut shorts = Vec::new();
+    for name in ["a1", "a2", "a3"] {
+        let out = e
+            .handle_line(
+                &aetherv_core::rbac::Principal::console("alice"),
+                &format!("deploy vm vm_name={name} target_host=hv01 gb_ram=1 cpu_cores=1"),
+            )
+            .await
+            .expect("handled");
+        let short = out
+            .iter()
+            .find_map(|r| match r {
+                Reply::JobOpened(v) => Some(v.short.clone()),
+                _ => None,
+            })
+            .expect("a job");
+        shorts.push(short);
+    }
+    let firsts = |out: Vec<String>| -> Vec<String> {
+        out.join("\n")
+            .lines()
+            .map(|l| l.split_whitespace().next().unwrap_or_default().to_string())
+            .collect()
+    };
+    let newest_first: Vec<String> = shorts.iter().rev().cloned().collect();
+    assert_eq!(firsts(say(&mut e, "eve", "jobs").await), newest_first);
+    assert_eq!(
+        firsts(say(&mut e, "eve", "jobs --limit 2").await),
+        newest_first[..2]
+    );
+    assert_eq!(
+        firsts(say(&mut e, "eve", "jobs --all --limit 1").await),
+        newest_first
+    );
+    let bad = say(&mut e, "eve", "jobs --limit 0").await.join("\n");
+    assert!(bad.contains("--limit must be a positive whole number"), "{bad}");
+}
