@@ -109,7 +109,11 @@ pub fn check(
     match &parsed {
         JobSpec::VmCreate(s) => {
             ctx.new_name(&mut errors, s.form.vm_name.as_deref());
-            ctx.present(&mut errors, "storage_class", s.form.storage_class.as_deref());
+            ctx.present(
+                &mut errors,
+                "storage_class",
+                s.form.storage_class.as_deref(),
+            );
             let ram = s.form.gb_ram.or(s.memory_gb);
             let field = if s.form.gb_ram.is_some() {
                 "gb_ram"
@@ -141,7 +145,8 @@ pub fn check(
         }
         JobSpec::VmPower(s) => {
             if let Some(vm) = ctx.vm(&mut errors, &s.vm) {
-                let starts = matches!(s.action.as_deref(), Some(a) if a.eq_ignore_ascii_case("start"));
+                let starts =
+                    matches!(s.action.as_deref(), Some(a) if a.eq_ignore_ascii_case("start"));
                 let off = matches!(vm.state.to_ascii_lowercase().as_str(), "off" | "saved");
                 if starts && off {
                     ctx.memory_free(&mut errors, "vm_name", Some(vm.memory_gb));
@@ -365,10 +370,7 @@ impl Ctx<'_> {
         let Some(limits) = forms.get("disk").and_then(|f| f.field("disk_size_gb")) else {
             return;
         };
-        let min = limits
-            .min
-            .and_then(|m| u64::try_from(m).ok())
-            .unwrap_or(0);
+        let min = limits.min.and_then(|m| u64::try_from(m).ok()).unwrap_or(0);
         let max = limits.max.and_then(|m| u64::try_from(m).ok());
         if size < min || max.is_some_and(|m| size > m) {
             let max = max.map_or_else(|| "any size".to_string(), |m| m.to_string());

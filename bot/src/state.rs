@@ -246,7 +246,12 @@ fn vm_detail(vm: &Value) -> VmDetail {
     let texts = |v: &Value, key: &str| -> Vec<String> {
         v.get(key)
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
             .unwrap_or_default()
     };
     VmDetail {

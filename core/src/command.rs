@@ -560,18 +560,19 @@ fn parse_job(a: &mut Args) -> Result<Command, CommandParseError> {
 }
 
 fn parse_jobs(a: &mut Args) -> Result<Command, CommandParseError> {
-    let mut f = a.flags(CommandName::Jobs, &["--mine", "--all"], &["--host", "--limit"])?;
+    let mut f = a.flags(
+        CommandName::Jobs,
+        &["--mine", "--all"],
+        &["--host", "--limit"],
+    )?;
     let limit = match f.remove("--limit") {
         None => None,
-        Some(w) => Some(
-            w.parse::<u32>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or(CommandParseError::InvalidNumber {
-                    arg: "--limit",
-                    value: w,
-                })?,
-        ),
+        Some(w) => Some(w.parse::<u32>().ok().filter(|n| *n > 0).ok_or(
+            CommandParseError::InvalidNumber {
+                arg: "--limit",
+                value: w,
+            },
+        )?),
     };
     Ok(Command::Jobs {
         mine: f.contains_key("--mine"),

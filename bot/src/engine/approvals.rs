@@ -68,7 +68,11 @@ pub(super) fn refusal(who: &Principal, kind: JobKind, errors: Vec<FieldError>) -
                 .collect();
             notice(
                 &user,
-                format!("refused before approval ({}): {}", kind.as_str(), problems.join("; ")),
+                format!(
+                    "refused before approval ({}): {}",
+                    kind.as_str(),
+                    problems.join("; ")
+                ),
             )
         }
     }
@@ -85,9 +89,7 @@ impl Engine {
         spec: Map<String, Value>,
     ) -> Result<Vec<Reply>, EngineError> {
         // The gate: a request certain to fail never reaches an approver or a worker.
-        if let Err(errors) =
-            crate::gate::check(&self.state, &self.forms, kind, &target, &spec)
-        {
+        if let Err(errors) = crate::gate::check(&self.state, &self.forms, kind, &target, &spec) {
             return Ok(vec![refusal(who, kind, errors)]);
         }
         // Approvers see that a secret is set (redacted), not its value.

@@ -271,11 +271,14 @@ fn inventory_views() {
     };
     insta::assert_snapshot!("vm_list", list(None, vec![vm()]));
     insta::assert_snapshot!("vm_list_empty", list(Some("hv02"), vec![]));
-    insta::assert_snapshot!("vm_show", text(&Reply::Listing(Listing::Vm(VmView {
-        row: vm(),
-        disks: Vec::new(),
-        nics: Vec::new(),
-    }))));
+    insta::assert_snapshot!(
+        "vm_show",
+        text(&Reply::Listing(Listing::Vm(VmView {
+            row: vm(),
+            disks: Vec::new(),
+            nics: Vec::new(),
+        })))
+    );
     let host = |name: &str, status: &str, vms, running: Option<&str>, queued| HostRow {
         name: name.into(),
         status: status.into(),

@@ -71,8 +71,7 @@ async fn line(e: &mut Engine, user: &str, text: &str) -> Vec<Reply> {
 async fn approvals_requested(b: &Broker) -> usize {
     let mut s = b.replay_events(StreamOffset::First).await.expect("replay");
     let mut n = 0;
-    while let Ok(Some((_, ev))) = tokio::time::timeout(Duration::from_millis(200), s.next()).await
-    {
+    while let Ok(Some((_, ev))) = tokio::time::timeout(Duration::from_millis(200), s.next()).await {
         if matches!(ev.body, EventBody::ApprovalRequested { .. }) {
             n += 1;
         }
@@ -161,7 +160,10 @@ async fn a_deploy_to_a_host_shown_unreachable_is_refused_with_the_reason() {
 async fn nic_add_on_a_network_the_host_lacks_is_refused_on_network() {
     let (b, mut e) = setup().await;
     let msg = notice_text(&line(&mut e, "alice", "nic add web-01 nonet").await);
-    assert!(msg.contains("network: host hv01 has no network nonet"), "{msg}");
+    assert!(
+        msg.contains("network: host hv01 has no network nonet"),
+        "{msg}"
+    );
     assert!(msg.contains("prod"), "the host's networks are named: {msg}");
     assert_eq!(approvals_requested(&b).await, 0);
     assert!(e.jobs().is_empty());
@@ -171,7 +173,10 @@ async fn nic_add_on_a_network_the_host_lacks_is_refused_on_network() {
 async fn disk_add_beyond_the_forms_limit_is_refused_on_disk_size_gb() {
     let (b, mut e) = setup().await;
     let msg = notice_text(&line(&mut e, "alice", "disk add web-01 999999").await);
-    assert!(msg.contains("disk_size_gb: a disk is 1 to 65536 GB"), "{msg}");
+    assert!(
+        msg.contains("disk_size_gb: a disk is 1 to 65536 GB"),
+        "{msg}"
+    );
     assert_eq!(approvals_requested(&b).await, 0);
     assert!(e.jobs().is_empty());
 }
@@ -185,7 +190,10 @@ async fn a_disk_shrink_is_refused_and_an_unknown_disk_too() {
     let msg = notice_text(&line(&mut e, "alice", "disk resize web-01 web-01.vhdx 39").await);
     assert!(msg.contains("disk_size_gb: the disk is 40 GB"), "{msg}");
     let msg = notice_text(&line(&mut e, "alice", "disk resize web-01 other.vhdx 80").await);
-    assert!(msg.contains("disk_id: VM web-01 has no disk other.vhdx"), "{msg}");
+    assert!(
+        msg.contains("disk_id: VM web-01 has no disk other.vhdx"),
+        "{msg}"
+    );
     assert_eq!(approvals_requested(&b).await, 0);
     // Growing it passes the gate.
     let out = line(&mut e, "alice", &format!("disk resize web-01 {DISK} 80")).await;
@@ -214,7 +222,9 @@ async fn two_requests_for_one_new_name_the_second_is_refused_while_the_first_is_
     assert_eq!(errors[0].0, "vm_name");
     assert_eq!(errors[0].1, "name_in_use");
     assert!(
-        errors[0].2.contains(&format!("claimed on hv01 by job {short}")),
+        errors[0]
+            .2
+            .contains(&format!("claimed on hv01 by job {short}")),
         "{errors:?}"
     );
     // The same name on another host is another VM.

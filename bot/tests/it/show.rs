@@ -90,5 +90,8 @@ async fn jobs_lists_newest_first_with_a_limit_or_all() {
         newest_first
     );
     let bad = say(&mut e, "eve", "jobs --limit 0").await.join("\n");
-    assert!(bad.contains("--limit must be a positive whole number"), "{bad}");
+    assert!(
+        bad.contains("--limit must be a positive whole number"),
+        "{bad}"
+    );
 }
