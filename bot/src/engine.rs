@@ -25,12 +25,15 @@ use aetherv_core::ops::{
 };
 use aetherv_core::rbac::{Grants, Principal, Rbac};
 use aetherv_core::schema::Forms;
-use aetherv_core::validate::{validate, ValidationContext};
+use aetherv_core::validate::{validate, FieldError, ValidationContext};
 use aetherv_core::{Event, EventBody, JobId, JobKind, Platform, Target};
 use serde_json::{Map, Value};
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::Instrument as _;
+
+/// How many jobs `jobs` lists without `--limit` or `--all`.
+pub const JOBS_LIMIT: usize = 20;
 
 /// How long replayed history must be quiet before restored threads are announced.
 pub const SETTLE_AFTER_REPLAY: Duration = Duration::from_millis(400);
@@ -132,6 +135,32 @@ pub enum EngineError {
     /// Forms do not load.
     #[error("setup failed: {0}")]
     Setup(String),
+}
+
+/// A deploy form's values after validation.
+enum Prepared {
+    /// A request for the gate: kind, target and spec.
+    Ready(JobKind, Target, Map<String, Value>),
+    /// Field errors.
+    Invalid(Vec<FieldError>),
+    /// Refused for another reason (one line).
+    Refused(String),
+}
+
+/// Field errors of `form` as a reply to `user`.
+pub(crate) fn form_errors(user: &str, form: &str, errors: Vec<FieldError>) -> Reply {
+    Reply::FormErrors {
+        user: user.to_string(),
+        form: form.to_string(),
+        errors: errors
+            .into_iter()
+            .map(|e| FieldErrorView {
+                field: e.field,
+                code: e.code.as_str().to_string(),
+                message: e.message,
+            })
+            .collect(),
+    }
 }
 
 /// A one-line answer to `user`.
@@ -279,7 +308,7 @@ impl Engine {
                 vms: self.state.vm_rows(host.as_deref()),
                 host,
             })]),
-            Command::VmShow { name } => Ok(vec![match self.state.find_vm(&name) {
+            Command::VmShow { name } => Ok(vec![match self.state.vm_view(&name) {
                 Some(vm) => Reply::Listing(Listing::Vm(vm)),
                 None => notice(&user, format!("no VM named {name}")),
             }]),
@@ -328,8 +357,13 @@ impl Engine {
                 )),
                 None => notice(&user, format!("no job matches {id}")),
             }]),
-            Command::Jobs { mine, host } => {
-                let rows: Vec<_> = self
+            Command::Jobs {
+                mine,
+                host,
+                limit,
+                all,
+            } => {
+                let mut jobs: Vec<&JobInfo> = self
                     .state
                     .jobs
                     .values()
@@ -338,8 +372,18 @@ impl Engine {
                         host.as_deref()
                             .is_none_or(|h| h.eq_ignore_ascii_case(&j.target))
                     })
-                    .map(JobInfo::row)
                     .collect();
+                // Newest first; ties (and jobs of unknown time) by id, for a stable order.
+                jobs.sort_by(|a, b| {
+                    b.created_at
+                        .cmp(&a.created_at)
+                        .then_with(|| a.job_id.cmp(&b.job_id))
+                });
+                if !all {
+                    let n = limit.map_or(JOBS_LIMIT, |n| usize::try_from(n).unwrap_or(usize::MAX));
+                    jobs.truncate(n);
+                }
+                let rows = jobs.into_iter().map(JobInfo::row).collect();
                 Ok(vec![Reply::Listing(Listing::Jobs(rows))])
             }
             Command::Cancel { id } => self.command_cancel(who, grants, &id).await,
@@ -374,6 +418,53 @@ impl Engine {
         }
     }
 
+    /// A deploy form's values as a request: validated, secrets checked, target chosen.
+    fn prepare_deploy(
+        &self,
+        form: DeployForm,
+        fields: std::collections::BTreeMap<String, String>,
+    ) -> Prepared {
+        let Some(schema) = self.forms.get(form.form_id()) else {
+            return Prepared::Refused("that form is not available".into());
+        };
+        let input: Map<String, Value> = fields
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
+        let validated = match validate(schema, &Value::Object(input), &self.validation_context()) {
+            Ok(v) => v,
+            Err(errors) => return Prepared::Invalid(errors),
+        };
+        let secrets: Vec<&String> = validated
+            .secret_fields()
+            .iter()
+            .filter(|k| validated.get(k).is_some_and(|v| !v.is_null()))
+            .collect();
+        if !secrets.is_empty() && self.cfg.recipients.is_empty() {
+            return Prepared::Refused(format!(
+                "secret fields ({}) cannot be sent: no worker encryption key (age recipient) is configured",
+                secrets
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let target = match (
+            validated.str("target_host"),
+            validated.str("target_cluster"),
+        ) {
+            (Some(h), _) => Target::Host(h.to_string()),
+            (None, Some(c)) => Target::Cluster(c.to_string()),
+            (None, None) => return Prepared::Refused("choose a host".into()),
+        };
+        let kind = match form {
+            DeployForm::Vm => JobKind::VmCreate,
+            DeployForm::Managed => JobKind::DeploymentManaged,
+        };
+        Prepared::Ready(kind, target, validated.into_values())
+    }
+
     async fn command_deploy(
         &mut self,
         who: &Principal,
@@ -382,60 +473,13 @@ impl Engine {
         fields: std::collections::BTreeMap<String, String>,
     ) -> Result<Vec<Reply>, EngineError> {
         let user = display(&who.id);
-        let Some(schema) = self.forms.get(form.form_id()) else {
-            return Ok(vec![notice(&user, "that form is not available")]);
-        };
-        let input: Map<String, Value> = fields
-            .into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect();
-        let validated = match validate(schema, &Value::Object(input), &self.validation_context()) {
-            Ok(v) => v,
-            Err(errors) => {
-                return Ok(vec![Reply::FormErrors {
-                    user,
-                    form: form.form_id().to_string(),
-                    errors: errors
-                        .into_iter()
-                        .map(|e| FieldErrorView {
-                            field: e.field,
-                            code: e.code.as_str().to_string(),
-                            message: e.message,
-                        })
-                        .collect(),
-                }]);
+        match self.prepare_deploy(form, fields) {
+            Prepared::Ready(kind, target, spec) => {
+                self.submit(who, grants, kind, target, spec).await
             }
-        };
-        let secrets: Vec<&String> = validated
-            .secret_fields()
-            .iter()
-            .filter(|k| validated.get(k).is_some_and(|v| !v.is_null()))
-            .collect();
-        if !secrets.is_empty() && self.cfg.recipients.is_empty() {
-            let msg = format!(
-                "secret fields ({}) cannot be sent: no worker encryption key (age recipient) is configured",
-                secrets
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            return Ok(vec![notice(&user, msg)]);
+            Prepared::Invalid(errors) => Ok(vec![form_errors(&user, form.form_id(), errors)]),
+            Prepared::Refused(message) => Ok(vec![notice(&user, message)]),
         }
-        let target = match (
-            validated.str("target_host"),
-            validated.str("target_cluster"),
-        ) {
-            (Some(h), _) => Target::Host(h.to_string()),
-            (None, Some(c)) => Target::Cluster(c.to_string()),
-            (None, None) => return Ok(vec![notice(&user, "choose a host")]),
-        };
-        let kind = match form {
-            DeployForm::Vm => JobKind::VmCreate,
-            DeployForm::Managed => JobKind::DeploymentManaged,
-        };
-        let spec = validated.into_values();
-        self.submit(who, grants, kind, target, spec).await
     }
 
     /// A job on an existing VM: `spec` builds the job's typed spec from the VM found by name.

@@ -14,6 +14,7 @@
 
 pub mod console;
 pub mod engine;
+pub mod gate;
 pub mod render;
 pub mod reply;
 pub mod serve;

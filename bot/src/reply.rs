@@ -30,6 +30,19 @@ pub struct VmRow {
     pub memory_gb: u64,
 }
 
+/// `vm show`: the VM's row, its disks and its network adapters (with addresses when the
+/// inventory reported them). Template data: the row's fields, `disks`, `nics`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VmView {
+    /// The row.
+    #[serde(flatten)]
+    pub row: VmRow,
+    /// Attached disks, from the last inventory.
+    pub disks: Vec<crate::state::DiskInfo>,
+    /// Network adapters, from the last inventory.
+    pub nics: Vec<crate::state::NicInfo>,
+}
+
 /// One host row.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HostRow {
@@ -246,7 +259,7 @@ pub enum Listing {
         vms: Vec<VmRow>,
     },
     /// `vm show`.
-    Vm(VmRow),
+    Vm(VmView),
     /// `hosts`.
     Hosts(Vec<HostRow>),
     /// `jobs`, `job`.

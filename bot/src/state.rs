@@ -50,6 +50,8 @@ pub struct JobInfo {
     pub quiet: bool,
     /// The final message and attachment were sent (or never will be).
     pub finished: bool,
+    /// When it was requested (the envelope's time, else its first event's).
+    pub created_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What adapters may know of a job.
@@ -96,6 +98,7 @@ impl JobInfo {
             thread: ThreadMessages::new(limits),
             quiet: false,
             finished: false,
+            created_at: None,
         }
     }
 
@@ -162,6 +165,66 @@ pub struct HostInfo {
     pub storage_classes: Vec<String>,
     /// Image names from the last inventory.
     pub images: Vec<String>,
+    /// Why the last inventory poll failed, when it did.
+    pub error: Option<String>,
+    /// The host's memory, when its inventory reported it.
+    pub total_memory_gb: Option<u64>,
+    /// Memory of the VMs that run (or are paused), when the inventory reported it: what
+    /// Hyper-V counts when a VM starts.
+    pub memory_in_use_gb: Option<u64>,
+    /// Disks and network adapters per VM (lower-case name), from the last inventory.
+    pub details: BTreeMap<String, VmDetail>,
+}
+
+/// What the inventory says of one VM beyond its row: its disks and network adapters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VmDetail {
+    /// Attached disks.
+    pub disks: Vec<DiskInfo>,
+    /// Network adapters.
+    pub nics: Vec<NicInfo>,
+}
+
+/// One attached disk.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DiskInfo {
+    /// Disk id.
+    pub id: String,
+    /// File path.
+    pub path: String,
+    /// Size in GB (`None` when the inventory did not say).
+    pub size_gb: Option<u64>,
+}
+
+impl DiskInfo {
+    /// Whether `id` names this disk: its id, its path, or its file name (any case), as the
+    /// agent finds a disk.
+    pub fn is(&self, id: &str) -> bool {
+        let id = id.trim();
+        !id.is_empty()
+            && (self.id.eq_ignore_ascii_case(id)
+                || self.path.eq_ignore_ascii_case(id)
+                || self
+                    .path
+                    .rsplit(['\\', '/'])
+                    .next()
+                    .is_some_and(|f| f.eq_ignore_ascii_case(id)))
+    }
+}
+
+/// One network adapter.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct NicInfo {
+    /// Adapter id.
+    pub id: String,
+    /// Adapter name.
+    pub name: String,
+    /// Network name.
+    pub network: String,
+    /// MAC address.
+    pub mac: String,
+    /// IP addresses, when the inventory reported them.
+    pub addresses: Vec<String>,
 }
 
 fn u(v: Option<&Value>) -> u64 {
@@ -170,6 +233,47 @@ fn u(v: Option<&Value>) -> u64 {
 
 fn s(v: Option<&Value>) -> String {
     v.and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+/// Disks and adapters of one VM of an inventory.
+fn vm_detail(vm: &Value) -> VmDetail {
+    let list = |key: &str| {
+        vm.get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let texts = |v: &Value, key: &str| -> Vec<String> {
+        v.get(key)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    VmDetail {
+        disks: list("disks")
+            .iter()
+            .map(|d| DiskInfo {
+                id: s(d.get("disk_id")),
+                path: s(d.get("disk_path")),
+                size_gb: d.get("size_gb").and_then(Value::as_u64),
+            })
+            .collect(),
+        nics: list("nics")
+            .iter()
+            .map(|n| NicInfo {
+                id: s(n.get("nic_id")),
+                name: s(n.get("adapter_name")),
+                network: s(n.get("network")),
+                mac: s(n.get("mac_address")),
+                addresses: texts(n, "ip_addresses"),
+            })
+            .collect(),
+    }
 }
 
 impl State {
@@ -198,6 +302,7 @@ impl State {
             self.limits,
         );
         info.requester = Some(env.requested_by.clone());
+        info.created_at = Some(env.created_at);
         info.envelope = Some(env);
         let id = info.job_id;
         self.jobs.entry(id).or_insert(info)
@@ -225,10 +330,10 @@ impl State {
             host,
             reachable,
             inventory,
-            ..
+            error,
         } = &ev.body
         {
-            self.apply_inventory(host, *reachable, inventory);
+            self.apply_inventory(host, *reachable, inventory, error.as_deref());
             return true;
         }
         let Some(job_id) = ev.job_id else {
@@ -269,7 +374,9 @@ impl State {
                 EventBody::JobQueued { target, kind } => (kind.clone(), target.clone()),
                 _ => ("job".to_string(), "?".to_string()),
             };
-            JobInfo::new(job_id, kind, target, limits)
+            let mut info = JobInfo::new(job_id, kind, target, limits);
+            info.created_at = Some(ev.at);
+            info
         });
         if history {
             info.quiet = true;
@@ -398,17 +505,33 @@ impl State {
             }
             "vm.delete" => {
                 entry.vms.remove(&name.to_ascii_lowercase());
+                entry.details.remove(&name.to_ascii_lowercase());
             }
             _ => {}
         }
     }
 
-    fn apply_inventory(&mut self, host: &str, reachable: bool, inventory: &Value) {
+    fn apply_inventory(
+        &mut self,
+        host: &str,
+        reachable: bool,
+        inventory: &Value,
+        error: Option<&str>,
+    ) {
         let entry = self.hosts.entry(host.to_ascii_lowercase()).or_default();
         entry.reachable = Some(reachable);
+        entry.error = error.map(String::from);
         if !reachable {
             return;
         }
+        let figure = |key: &str| {
+            inventory
+                .get("host")
+                .and_then(|h| h.get(key))
+                .and_then(Value::as_u64)
+        };
+        entry.total_memory_gb = figure("total_memory_gb");
+        entry.memory_in_use_gb = figure("memory_in_use_gb");
         let names = |key: &str| -> Vec<String> {
             inventory
                 .get("host")
@@ -428,6 +551,10 @@ impl State {
         let Some(vms) = inventory.get("vms").and_then(Value::as_array) else {
             return;
         };
+        entry.details = vms
+            .iter()
+            .map(|v| (s(v.get("vm_name")).to_ascii_lowercase(), vm_detail(v)))
+            .collect();
         entry.vms = vms
             .iter()
             .map(|v| {
@@ -552,6 +679,20 @@ impl State {
             images: union(&|h| &h.images),
             ..Default::default()
         }
+    }
+
+    /// `vm show`: a VM by name on any host, with its disks and adapters.
+    pub fn vm_view(&self, name: &str) -> Option<crate::reply::VmView> {
+        let key = name.to_ascii_lowercase();
+        self.hosts.values().find_map(|h| {
+            let row = h.vms.get(&key)?.clone();
+            let detail = h.details.get(&key).cloned().unwrap_or_default();
+            Some(crate::reply::VmView {
+                row,
+                disks: detail.disks,
+                nics: detail.nics,
+            })
+        })
     }
 
     /// Finds a VM by name on any host.

@@ -115,12 +115,16 @@ pub enum Command {
         /// Job id (a prefix is enough).
         id: String,
     },
-    /// `jobs [--mine] [--host H]`.
+    /// `jobs [--mine] [--host H] [--limit N] [--all]`: newest first.
     Jobs {
         /// Only the caller's jobs.
         mine: bool,
         /// Only this host.
         host: Option<String>,
+        /// At most this many (`--limit N`); `None` for the default.
+        limit: Option<u32>,
+        /// Every job (`--all`): no limit.
+        all: bool,
     },
     /// `cancel ID`.
     Cancel {
@@ -214,7 +218,7 @@ impl CommandName {
             CommandName::DiskResize => "disk resize VM DISK SIZE_GB",
             CommandName::NicAdd => "nic add VM NETWORK",
             CommandName::Job => "job ID",
-            CommandName::Jobs => "jobs [--mine] [--host H]",
+            CommandName::Jobs => "jobs [--mine] [--host H] [--limit N] [--all]",
             CommandName::Cancel => "cancel ID",
             CommandName::Approve => "approve [ID]",
             CommandName::Reject => "reject ID [REASON]",
@@ -556,10 +560,25 @@ fn parse_job(a: &mut Args) -> Result<Command, CommandParseError> {
 }
 
 fn parse_jobs(a: &mut Args) -> Result<Command, CommandParseError> {
-    let mut f = a.flags(CommandName::Jobs, &["--mine"], &["--host"])?;
+    let mut f = a.flags(
+        CommandName::Jobs,
+        &["--mine", "--all"],
+        &["--host", "--limit"],
+    )?;
+    let limit = match f.remove("--limit") {
+        None => None,
+        Some(w) => Some(w.parse::<u32>().ok().filter(|n| *n > 0).ok_or(
+            CommandParseError::InvalidNumber {
+                arg: "--limit",
+                value: w,
+            },
+        )?),
+    };
     Ok(Command::Jobs {
         mine: f.contains_key("--mine"),
         host: f.remove("--host"),
+        limit,
+        all: f.contains_key("--all"),
     })
 }
 
@@ -621,9 +640,33 @@ mod tests {
             parse("jobs --mine"),
             Ok(Command::Jobs {
                 mine: true,
-                host: None
+                host: None,
+                limit: None,
+                all: false
             })
         );
+        assert_eq!(
+            parse("jobs --limit 3 --host hv01"),
+            Ok(Command::Jobs {
+                mine: false,
+                host: Some("hv01".into()),
+                limit: Some(3),
+                all: false
+            })
+        );
+        assert_eq!(
+            parse("jobs --all"),
+            Ok(Command::Jobs {
+                mine: false,
+                host: None,
+                limit: None,
+                all: true
+            })
+        );
+        assert!(matches!(
+            parse("jobs --limit 0"),
+            Err(CommandParseError::InvalidNumber { .. })
+        ));
         assert_eq!(parse("HOSTS"), Ok(Command::Hosts));
         assert_eq!(parse("approve"), Ok(Command::Approve { id: None }));
         assert_eq!(

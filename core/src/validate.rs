@@ -72,6 +72,17 @@ pub enum ErrorCode {
     InvalidType,
     /// The value is not one of the field's choices (enum) or not in the given inventory.
     UnknownChoice,
+    /// The target host's last inventory poll did not answer (the bot's gate).
+    HostUnreachable,
+    /// The VM name is taken on the target host, or claimed by another open request (the
+    /// bot's gate).
+    NameInUse,
+    /// The VM (or its disk) the operation needs is not on the target host (the bot's gate).
+    NotFound,
+    /// The new disk size is smaller than the disk (disks only grow; the bot's gate).
+    DiskShrink,
+    /// The memory does not fit the target host (the bot's gate).
+    InsufficientMemory,
 }
 
 impl ErrorCode {
@@ -90,6 +101,11 @@ impl ErrorCode {
             ErrorCode::Exclusive => "exclusive",
             ErrorCode::InvalidType => "invalid_type",
             ErrorCode::UnknownChoice => "unknown_choice",
+            ErrorCode::HostUnreachable => "host_unreachable",
+            ErrorCode::NameInUse => "name_in_use",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::DiskShrink => "disk_shrink",
+            ErrorCode::InsufficientMemory => "insufficient_memory",
         }
     }
 }

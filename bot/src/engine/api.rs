@@ -88,7 +88,21 @@ impl Engine {
                 Some((k.clone(), s))
             })
             .collect();
-        let out = self.command_deploy(who, &grants, form, text).await?;
+        let out = match self.prepare_deploy(form, text) {
+            super::Prepared::Ready(kind, target, spec) => {
+                // The gate's errors go inline, like validation's.
+                if let Err(errors) =
+                    crate::gate::check(&self.state, &self.forms, kind, &target, &spec)
+                {
+                    return Ok(FormOutcome::Invalid(errors));
+                }
+                self.submit(who, &grants, kind, target, spec).await?
+            }
+            super::Prepared::Invalid(errors) => return Ok(FormOutcome::Invalid(errors)),
+            super::Prepared::Refused(message) => {
+                vec![super::notice(&display(&who.id), message)]
+            }
+        };
         let job = opened(&out);
         Ok(FormOutcome::Submitted { job, out })
     }

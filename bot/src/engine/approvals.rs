@@ -9,6 +9,7 @@ use crate::state::{display, short_id, Phase};
 use aetherv_core::approval::{Decision, PendingApproval, RequestFacts, VoteError, VoteOutcome};
 use aetherv_core::contract::job::Approval;
 use aetherv_core::rbac::{Grants, Principal, Role};
+use aetherv_core::validate::FieldError;
 use aetherv_core::{EventBody, JobEnvelope, JobId, JobKind, Origin, Target};
 use serde_json::{json, Map, Value};
 use tokio::time::Instant;
@@ -45,8 +46,40 @@ fn vote_text(e: &VoteError) -> String {
     }
 }
 
+/// How the gate's refusal is shown: a deploy's field errors next to the form's fields; for a
+/// command on an existing VM (`vm …`, `disk …`, `nic …`) one line naming each field.
+pub(super) fn refusal(who: &Principal, kind: JobKind, errors: Vec<FieldError>) -> Reply {
+    let user = display(&who.id);
+    match kind {
+        JobKind::VmCreate | JobKind::DeploymentManaged => {
+            let form = aetherv_core::schema::form_id_for(kind).unwrap_or("vm");
+            super::form_errors(&user, form, errors)
+        }
+        _ => {
+            let problems: Vec<String> = errors
+                .iter()
+                .map(|e| {
+                    if e.field.is_empty() {
+                        e.message.clone()
+                    } else {
+                        format!("{}: {}", e.field, e.message)
+                    }
+                })
+                .collect();
+            notice(
+                &user,
+                format!(
+                    "refused before approval ({}): {}",
+                    kind.as_str(),
+                    problems.join("; ")
+                ),
+            )
+        }
+    }
+}
+
 impl Engine {
-    /// Policy check, then either an approval request or publication.
+    /// Gate, policy check, then either an approval request or publication. then either an approval request or publication.
     pub(super) async fn submit(
         &mut self,
         who: &Principal,
@@ -55,6 +88,10 @@ impl Engine {
         target: Target,
         spec: Map<String, Value>,
     ) -> Result<Vec<Reply>, EngineError> {
+        // The gate: a request certain to fail never reaches an approver or a worker.
+        if let Err(errors) = crate::gate::check(&self.state, &self.forms, kind, &target, &spec) {
+            return Ok(vec![refusal(who, kind, errors)]);
+        }
         // Approvers see that a secret is set (redacted), not its value.
         let shown = redacted(&spec);
         let mut env = JobEnvelope::new(kind, target, spec, who.id.clone());

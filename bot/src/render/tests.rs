@@ -30,7 +30,7 @@ fn vm() -> VmRow {
     Reply::samples()
         .into_iter()
         .find_map(|r| match r {
-            Reply::Listing(Listing::Vm(vm)) => Some(vm),
+            Reply::Listing(Listing::Vm(vm)) => Some(vm.row),
             _ => None,
         })
         .expect("a sample VM")
@@ -271,7 +271,14 @@ fn inventory_views() {
     };
     insta::assert_snapshot!("vm_list", list(None, vec![vm()]));
     insta::assert_snapshot!("vm_list_empty", list(Some("hv02"), vec![]));
-    insta::assert_snapshot!("vm_show", text(&Reply::Listing(Listing::Vm(vm()))));
+    insta::assert_snapshot!(
+        "vm_show",
+        text(&Reply::Listing(Listing::Vm(VmView {
+            row: vm(),
+            disks: Vec::new(),
+            nics: Vec::new(),
+        })))
+    );
     let host = |name: &str, status: &str, vms, running: Option<&str>, queued| HostRow {
         name: name.into(),
         status: status.into(),

@@ -123,7 +123,21 @@ impl Reply {
                 user: user.clone(),
                 question: Question::Cancelled,
             },
-            Reply::Listing(Listing::Vm(vm)),
+            Reply::Listing(Listing::Vm(VmView {
+                row: vm,
+                disks: vec![crate::state::DiskInfo {
+                    id: "d1".into(),
+                    path: "web01.vhdx".into(),
+                    size_gb: Some(40),
+                }],
+                nics: vec![crate::state::NicInfo {
+                    id: "n1".into(),
+                    name: "nic0".into(),
+                    network: "prod".into(),
+                    mac: "00155D000001".into(),
+                    addresses: vec!["10.0.0.7".into()],
+                }],
+            })),
             Reply::Listing(Listing::Hosts(vec![HostRow {
                 name: "hv01".into(),
                 status: "up".into(),

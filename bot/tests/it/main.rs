@@ -4,7 +4,9 @@
 
 mod api;
 mod approvals;
+mod gate;
 mod guided;
+mod show;
 mod threads;
 
 use aetherv_bot::engine::{Engine, EngineConfig};

@@ -29,7 +29,10 @@ pub fn render_document(forms: &Forms) -> String {
          per field. Codes: `required`, `out_of_range`, `too_long`, `pattern`, `invalid_ipv4`, \
          `invalid_hostname`, `parameter_set_incomplete`, `not_applicable`, `unknown_field`, \
          `exclusive`, `invalid_type`, `unknown_choice` (a value outside an enum's choices, or \
-         outside the inventory list when the caller supplies one).\n\
+         outside the inventory list when the caller supplies one). The bot's gate adds, against \
+         the target host's inventory: `host_unreachable`, `name_in_use`, `not_found`, \
+         `disk_shrink`, `insufficient_memory`, and `unknown_choice` for an image, network or \
+         storage class the host does not have.\n\
          - Secret fields are shown as `••••••` everywhere.\n",
     );
     for form in forms.iter() {
