@@ -151,7 +151,11 @@ impl Conversation {
     }
 
     /// Handles one input.
-    pub async fn handle_input(&mut self, engine: &mut Engine, input: Input) -> Result<(), EngineError> {
+    pub async fn handle_input(
+        &mut self,
+        engine: &mut Engine,
+        input: Input,
+    ) -> Result<(), EngineError> {
         match input {
             Input::Command {
                 who,

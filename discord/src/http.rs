@@ -162,7 +162,9 @@ async fn request(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -
                 .collect();
             answer(AUTOCOMPLETE_RESULT, Some(json!({ "choices": choices })))
         }
-        interaction::MODAL_SUBMIT => say("Forms are not supported on Discord yet; use /aether deploy with options."),
+        interaction::MODAL_SUBMIT => {
+            say("Forms are not supported on Discord yet; use /aether deploy with options.")
+        }
         other => {
             tracing::warn!(kind = other, "unknown discord interaction type");
             say("This kind of interaction is not supported.")
@@ -186,9 +188,7 @@ pub fn complete(
         .iter()
         .find(|(k, _)| k == "host" || k == "target_host")
         .map(|(_, v)| v.as_str());
-    let choices = host
-        .and_then(|h| inv.by_host.get(h))
-        .unwrap_or(&inv.all);
+    let choices = host.and_then(|h| inv.by_host.get(h)).unwrap_or(&inv.all);
     let list: Vec<String> = match name {
         "host" | "target_host" => choices
             .hosts

@@ -227,11 +227,18 @@ pub fn command_line(data: &Data) -> Result<String, LineError> {
         .find(|(c, _)| *c == cmd)
         .map_or(&[][..], |(_, p)| *p);
     for p in positional {
-        if let Some(v) = opts.iter().find(|o| o.name == *p).and_then(|o| o.value.as_ref()) {
+        if let Some(v) = opts
+            .iter()
+            .find(|o| o.name == *p)
+            .and_then(|o| o.value.as_ref())
+        {
             out.push(quoted(p, &text_of(v))?);
         }
     }
-    for o in opts.iter().filter(|o| !positional.contains(&o.name.as_str())) {
+    for o in opts
+        .iter()
+        .filter(|o| !positional.contains(&o.name.as_str()))
+    {
         let flag = format!("--{}", o.name.replace('_', "-"));
         match (&o.value, o.kind) {
             (Some(Value::Bool(true)), BOOLEAN) => out.push(flag),
@@ -293,28 +300,36 @@ mod tests {
 
     #[test]
     fn subcommands_and_options_become_a_line() {
-        let d = data(json!({"name": "aether", "options": [{"name": "vm", "type": 2, "options": [
-            {"name": "list", "type": 1, "options": [{"name": "host", "type": 3, "value": "hv01"}]}]}]}));
+        let d = data(
+            json!({"name": "aether", "options": [{"name": "vm", "type": 2, "options": [
+            {"name": "list", "type": 1, "options": [{"name": "host", "type": 3, "value": "hv01"}]}]}]}),
+        );
         assert_eq!(command_line(&d).as_deref(), Ok("vm list --host hv01"));
-        let d = data(json!({"name": "aether", "options": [{"name": "vm", "type": 2, "options": [
+        let d = data(
+            json!({"name": "aether", "options": [{"name": "vm", "type": 2, "options": [
             {"name": "delete", "type": 1, "options": [
                 {"name": "force", "type": 5, "value": true},
                 {"name": "delete_disks", "type": 5, "value": false},
-                {"name": "name", "type": 3, "value": "web01"}]}]}]}));
+                {"name": "name", "type": 3, "value": "web01"}]}]}]}),
+        );
         assert_eq!(command_line(&d).as_deref(), Ok("vm delete web01 --force"));
-        let d = data(json!({"name": "aether", "options": [{"name": "deploy", "type": 2, "options": [
+        let d = data(
+            json!({"name": "aether", "options": [{"name": "deploy", "type": 2, "options": [
             {"name": "vm", "type": 1, "options": [
                 {"name": "vm_name", "type": 3, "value": "web01"},
                 {"name": "notes", "type": 3, "value": "two words"},
-                {"name": "cpu", "type": 4, "value": 2}]}]}]}));
+                {"name": "cpu", "type": 4, "value": 2}]}]}]}),
+        );
         assert_eq!(
             command_line(&d).as_deref(),
             Ok("deploy vm vm_name=web01 notes=\"two words\" cpu=2")
         );
         let d = data(json!({"name": "aether", "options": [{"name": "hosts", "type": 1}]}));
         assert_eq!(command_line(&d).as_deref(), Ok("hosts"));
-        let d = data(json!({"name": "aether", "options": [{"name": "cancel", "type": 1,
-            "options": [{"name": "id", "type": 3, "value": "ab\"cd"}]}]}));
+        let d = data(
+            json!({"name": "aether", "options": [{"name": "cancel", "type": 1,
+            "options": [{"name": "id", "type": 3, "value": "ab\"cd"}]}]}),
+        );
         assert_eq!(command_line(&d), Err(LineError::Unquotable("id".into())));
         let d = data(json!({"name": "other"}));
         assert!(command_line(&d).is_err());

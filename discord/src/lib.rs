@@ -93,9 +93,10 @@ pub async fn run(engine: Engine, opts: Options, shutdown: CancellationToken) -> 
     );
     let stop = shutdown.child_token();
     let (candidate, serve_stop) = (opts.candidate.clone(), stop.clone());
-    let engine_task = tokio::spawn(async move {
-        aetherv_bot::serve(engine, &mut conv, &candidate, serve_stop).await
-    });
+    let engine_task =
+        tokio::spawn(
+            async move { aetherv_bot::serve(engine, &mut conv, &candidate, serve_stop).await },
+        );
     let router = http::router(verifier, tx, inventory);
     let listener = tokio::spawn(http::serve(opts.listener, router, stop.clone()));
     let result = tokio::select! {

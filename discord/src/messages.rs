@@ -61,7 +61,10 @@ mod tests {
     fn texts_fit_discord() {
         let long = "x".repeat(5000);
         let v = text(&long);
-        assert_eq!(v["content"].as_str().map(|s| s.chars().count()), Some(MAX_CONTENT));
+        assert_eq!(
+            v["content"].as_str().map(|s| s.chars().count()),
+            Some(MAX_CONTENT)
+        );
         assert_eq!(ephemeral("hi")["flags"], json!(64));
         let job = JobId::new();
         let a = approval_request("req", job);

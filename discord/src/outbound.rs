@@ -114,15 +114,19 @@ async fn run(
     match op {
         Op::EditOriginal { token, body } => {
             let path = format!("/webhooks/{app}/{token}/messages/@original");
-            rest.call(Method::PATCH, &path, Some(Body::Json(body))).await?;
+            rest.call(Method::PATCH, &path, Some(Body::Json(body)))
+                .await?;
         }
         Op::Followup { token, body } => {
             let path = format!("/webhooks/{app}/{token}");
-            rest.call(Method::POST, &path, Some(Body::Json(body))).await?;
+            rest.call(Method::POST, &path, Some(Body::Json(body)))
+                .await?;
         }
         Op::Post { key, channel, body } => {
             let path = format!("/channels/{channel}/messages");
-            let msg = rest.call(Method::POST, &path, Some(Body::Json(body))).await?;
+            let msg = rest
+                .call(Method::POST, &path, Some(Body::Json(body)))
+                .await?;
             if let (Some(key), Some(id)) = (key, msg.get("id").and_then(Value::as_str)) {
                 known.insert(key, (channel, id.to_string()));
             }
@@ -130,7 +134,8 @@ async fn run(
         Op::Edit { key, body } => match known.get(&key) {
             Some((channel, id)) => {
                 let path = format!("/channels/{channel}/messages/{id}");
-                rest.call(Method::PATCH, &path, Some(Body::Json(body))).await?;
+                rest.call(Method::PATCH, &path, Some(Body::Json(body)))
+                    .await?;
             }
             None => tracing::warn!(?key, "edit of a message that was never posted; skipped"),
         },
@@ -140,7 +145,8 @@ async fn run(
             body,
         } => {
             let path = format!("/channels/{channel}/messages/{message}");
-            rest.call(Method::PATCH, &path, Some(Body::Json(body))).await?;
+            rest.call(Method::PATCH, &path, Some(Body::Json(body)))
+                .await?;
         }
         Op::Upload {
             channel,

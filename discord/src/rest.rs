@@ -83,12 +83,17 @@ pub struct Rest {
 impl std::fmt::Debug for Rest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The token stays out of every log line.
-        f.debug_struct("Rest").field("base", &self.base).finish_non_exhaustive()
+        f.debug_struct("Rest")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
     }
 }
 
 fn idempotent(m: &Method) -> bool {
-    matches!(*m, Method::GET | Method::PATCH | Method::PUT | Method::DELETE)
+    matches!(
+        *m,
+        Method::GET | Method::PATCH | Method::PUT | Method::DELETE
+    )
 }
 
 fn seconds(v: Option<&str>) -> Option<Duration> {
@@ -130,12 +135,20 @@ impl Rest {
         self
     }
 
-    fn request(&self, method: &Method, path: &str, body: &Option<Body>) -> anyhow::Result<Request<Full<Bytes>>> {
+    fn request(
+        &self,
+        method: &Method,
+        path: &str,
+        body: &Option<Body>,
+    ) -> anyhow::Result<Request<Full<Bytes>>> {
         let b = Request::builder()
             .method(method.clone())
             .uri(format!("{}{path}", self.base))
             .header("authorization", &*self.auth)
-            .header("user-agent", "DiscordBot (https://github.com/aether-v, 0.1)");
+            .header(
+                "user-agent",
+                "DiscordBot (https://github.com/aether-v, 0.1)",
+            );
         let req = match body {
             None => b.body(Full::new(Bytes::new()))?,
             Some(Body::Json(v)) => b
@@ -185,11 +198,7 @@ impl Rest {
     }
 
     async fn wait_bucket(&self, route: &str) {
-        let until = self
-            .blocked
-            .lock()
-            .ok()
-            .and_then(|m| m.get(route).copied());
+        let until = self.blocked.lock().ok().and_then(|m| m.get(route).copied());
         if let Some(t) = until {
             tokio::time::sleep_until(t).await;
         }
@@ -200,7 +209,10 @@ impl Rest {
         let Ok(mut m) = self.blocked.lock() else {
             return;
         };
-        match (h("x-ratelimit-remaining"), seconds(h("x-ratelimit-reset-after"))) {
+        match (
+            h("x-ratelimit-remaining"),
+            seconds(h("x-ratelimit-reset-after")),
+        ) {
             (Some("0"), Some(after)) => {
                 m.insert(route.to_string(), Instant::now() + after);
             }
@@ -212,7 +224,12 @@ impl Rest {
 
     /// One call: `method` on `path` (relative to the base URL) with `body`; the response's
     /// JSON (`Null` for 204).
-    pub async fn call(&self, method: Method, path: &str, body: Option<Body>) -> Result<Value, RestError> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Body>,
+    ) -> Result<Value, RestError> {
         let route = route(&method, path);
         let mut attempt = 0;
         loop {
@@ -265,7 +282,10 @@ impl Rest {
                         .ok()
                         .and_then(|v| v.get("retry_after").and_then(Value::as_f64))
                         .map(|s| s.to_string());
-                    let header = parts.headers.get("retry-after").and_then(|v| v.to_str().ok());
+                    let header = parts
+                        .headers
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok());
                     let wait = seconds(from_body.as_deref())
                         .or_else(|| seconds(header))
                         .unwrap_or(Duration::from_secs(1));
@@ -279,7 +299,9 @@ impl Rest {
                     tracing::error!(%route, %status, "discord refused the bot's credentials");
                     return Err(RestError::Unauthorized(status));
                 }
-                StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+                StatusCode::BAD_GATEWAY
+                | StatusCode::SERVICE_UNAVAILABLE
+                | StatusCode::GATEWAY_TIMEOUT
                     if !last =>
                 {
                     tracing::warn!(%route, %status, "discord unavailable; retrying");

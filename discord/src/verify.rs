@@ -61,7 +61,8 @@ fn hex_bytes<const N: usize>(s: &str) -> Option<[u8; N]> {
 impl Verifier {
     /// A verifier for the application public key as the Developer Portal shows it (hex).
     pub fn from_hex(public_key: &str) -> Result<Self, BadKey> {
-        let bytes = hex_bytes::<32>(public_key).ok_or_else(|| BadKey("not 64 hex digits".into()))?;
+        let bytes =
+            hex_bytes::<32>(public_key).ok_or_else(|| BadKey("not 64 hex digits".into()))?;
         let key = VerifyingKey::from_bytes(&bytes).map_err(|e| BadKey(e.to_string()))?;
         Ok(Verifier {
             key,
@@ -88,9 +89,7 @@ impl Verifier {
         };
         let sig = hex_bytes::<64>(sig).ok_or(Refusal::Malformed)?;
         let secs: u64 = ts.trim().parse().map_err(|_| Refusal::BadTimestamp)?;
-        let now = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if now.abs_diff(secs) > self.window.as_secs() {
             return Err(Refusal::Stale);
         }
@@ -116,18 +115,26 @@ mod tests {
     #[test]
     fn missing_and_malformed_headers_are_refused() {
         // The Ed25519 base point's encoding: a valid public key.
-        let v = Verifier::from_hex(
-            "5866666666666666666666666666666666666666666666666666666666666666",
-        )
-        .expect("key");
+        let v =
+            Verifier::from_hex("5866666666666666666666666666666666666666666666666666666666666666")
+                .expect("key");
         let now = SystemTime::now();
-        assert_eq!(v.verify(None, Some("1"), b"", now), Err(Refusal::MissingHeaders));
-        assert_eq!(v.verify(Some("00"), Some("1"), b"", now), Err(Refusal::Malformed));
+        assert_eq!(
+            v.verify(None, Some("1"), b"", now),
+            Err(Refusal::MissingHeaders)
+        );
+        assert_eq!(
+            v.verify(Some("00"), Some("1"), b"", now),
+            Err(Refusal::Malformed)
+        );
         let sig = "00".repeat(64);
         assert_eq!(
             v.verify(Some(&sig), Some("soon"), b"", now),
             Err(Refusal::BadTimestamp)
         );
-        assert_eq!(v.verify(Some(&sig), Some("1"), b"", now), Err(Refusal::Stale));
+        assert_eq!(
+            v.verify(Some(&sig), Some("1"), b"", now),
+            Err(Refusal::Stale)
+        );
     }
 }
