@@ -110,15 +110,23 @@ async fn request(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -
     let Some(who) = ia.principal() else {
         return say("This interaction names no user.");
     };
-    let data = ia.data.clone().unwrap_or_default();
-    match ia.kind {
+    let Interaction {
+        kind,
+        data,
+        token,
+        channel_id,
+        message,
+        ..
+    } = ia;
+    let data = data.unwrap_or_default();
+    match kind {
         interaction::APPLICATION_COMMAND => match interaction::command_line(&data) {
             Ok(line) => {
                 let input = Input::Command {
                     who,
                     line,
-                    token: ia.token.clone(),
-                    channel: ia.channel_id.clone(),
+                    token,
+                    channel: channel_id,
                 };
                 match st.tx.try_send(input) {
                     Ok(()) => answer(DEFERRED_MESSAGE, None),
@@ -129,20 +137,13 @@ async fn request(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -
         },
         interaction::MESSAGE_COMPONENT => match interaction::vote_of(&data.custom_id) {
             Some((job, approve)) => {
-                let message = ia.message.as_ref().map(|m| {
-                    (
-                        m.channel_id
-                            .clone()
-                            .or_else(|| ia.channel_id.clone())
-                            .unwrap_or_default(),
-                        m.id.clone(),
-                    )
-                });
+                let message =
+                    message.map(|m| (m.channel_id.or(channel_id).unwrap_or_default(), m.id));
                 let input = Input::Vote {
                     who,
                     job,
                     approve,
-                    token: ia.token.clone(),
+                    token,
                     message,
                 };
                 match st.tx.try_send(input) {
@@ -154,7 +155,7 @@ async fn request(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -
         },
         interaction::AUTOCOMPLETE => {
             let choices = interaction::focused(&data)
-                .map(|(name, typed, others)| complete(&st.inventory, &name, &typed, &others))
+                .map(|f| complete(&st.inventory, &f.name, &f.typed, &f.others))
                 .unwrap_or_default();
             let choices: Vec<Value> = choices
                 .into_iter()

@@ -252,9 +252,20 @@ pub fn command_line(data: &Data) -> Result<String, LineError> {
     Ok(out.join(" "))
 }
 
-/// The option being typed in an autocomplete interaction and what was typed so far, with the
-/// other options' values (to narrow by an already chosen host).
-pub fn focused(data: &Data) -> Option<(String, String, Vec<(String, String)>)> {
+/// The option being typed in an autocomplete interaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Focused {
+    /// The option's name.
+    pub name: String,
+    /// What was typed so far.
+    pub typed: String,
+    /// The other options' values (to narrow by an already chosen host).
+    pub others: Vec<(String, String)>,
+}
+
+/// The option being typed in an autocomplete interaction, what was typed so far, and the
+/// other options' values.
+pub fn focused(data: &Data) -> Option<Focused> {
     let mut opts: &[CommandOption] = &data.options;
     while let Some(sub) = opts
         .iter()
@@ -268,11 +279,11 @@ pub fn focused(data: &Data) -> Option<(String, String, Vec<(String, String)>)> {
         .filter(|o| !o.focused)
         .filter_map(|o| Some((o.name.clone(), text_of(o.value.as_ref()?))))
         .collect();
-    Some((
-        f.name.clone(),
-        f.value.as_ref().map(text_of).unwrap_or_default(),
+    Some(Focused {
+        name: f.name.clone(),
+        typed: f.value.as_ref().map(text_of).unwrap_or_default(),
         others,
-    ))
+    })
 }
 
 /// The job and vote of an Approve / Reject button's `custom_id`.

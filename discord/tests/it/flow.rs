@@ -14,7 +14,7 @@ fn approval_job(body: &Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_is_deferred_then_answered_by_editing_the_original() {
     let b = bot(&broker(), one_approval()).await;
-    let body = command(ALICE, &[], &["hosts"], json!([]), "tok-hosts");
+    let body = command(ALICE, &[], &["hosts"], &json!([]), "tok-hosts");
     let started = tokio::time::Instant::now();
     let (status, answer) = post_signed(b.addr, &body).await;
     assert!(started.elapsed() < Duration::from_secs(3));
@@ -40,7 +40,7 @@ async fn a_command_the_caller_may_not_run_is_answered_with_the_refusal() {
         EVE,
         &[],
         &["vm", "start"],
-        json!([{ "name": "name", "type": 3, "value": "web01" }]),
+        &json!([{ "name": "name", "type": 3, "value": "web01" }]),
         "tok-eve",
     );
     assert_eq!(post_signed(b.addr, &body).await.1, json!({ "type": 5 }));
@@ -61,7 +61,7 @@ async fn approval_buttons_vote_refusals_go_to_the_clicker_and_the_decision_remov
         ALICE,
         &[],
         &["deploy", "vm"],
-        json!([
+        &json!([
             { "name": "vm_name", "type": 3, "value": "web07" },
             { "name": "target_host", "type": 3, "value": "hv01" }
         ]),

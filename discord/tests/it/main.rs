@@ -188,7 +188,7 @@ pub async fn bot(broker: &Broker, policy: Policy) -> Bot {
 
 /// An `/aether` command interaction by `user` (with `roles`): `sub` is the subcommand path
 /// (`["vm", "list"]`), `options` its leaf options (name, type, value).
-pub fn command(user: &str, roles: &[&str], sub: &[&str], options: Value, token: &str) -> String {
+pub fn command(user: &str, roles: &[&str], sub: &[&str], options: &Value, token: &str) -> String {
     let mut leaf = serde_json::json!({ "name": sub.last().copied().unwrap_or_default(), "type": 1, "options": options });
     for g in sub.iter().rev().skip(1) {
         leaf = serde_json::json!({ "name": g, "type": 2, "options": [leaf] });
