@@ -147,3 +147,99 @@ async fn approval_buttons_vote_refusals_go_to_the_clicker_and_the_decision_remov
         .count();
     assert_eq!(edits, 1);
 }
+
+/// Simulated hosts on loopback and an in-process worker serving them.
+struct World {
+    stop: CancellationToken,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn world(broker: &Broker) -> World {
+    let stop = CancellationToken::new();
+    let site = aetherv_worker::simulated::Site::new(aetherv_sim::SimConfig::with_hosts(2));
+    aetherv_worker::simulated::start_site(broker, site, &stop)
+        .await
+        .expect("site");
+    World { stop }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_job_gets_status_and_log_messages_a_final_message_and_its_log_file() {
+    let br = broker();
+    let _w = world(&br).await;
+    let b = bot(&br, one_approval()).await;
+    let body = command(
+        ALICE,
+        &[],
+        &["deploy", "vm"],
+        &json!([
+            { "name": "vm_name", "type": 3, "value": "web09" },
+            { "name": "target_host", "type": 3, "value": "hv01" }
+        ]),
+        "tok-job",
+    );
+    post_signed(b.addr, &body).await;
+    let approval = b
+        .fake
+        .wait_for(Duration::from_secs(5), |c| {
+            c.method == "POST" && c.path == format!("/channels/{APPROVALS}/messages")
+        })
+        .await;
+    let job = approval_job(&approval.body);
+    let c = click(
+        BOB,
+        &[APPROVERS],
+        &format!("aether:approve:{job}"),
+        APPROVALS,
+        "1",
+        "tok-b",
+    );
+    post_signed(b.addr, &c).await;
+    let upload = b
+        .fake
+        .wait_for(Duration::from_secs(30), |c| {
+            c.path == format!("/channels/{OPS}/messages")
+                && c.content_type.starts_with("multipart/")
+        })
+        .await;
+    assert!(
+        upload.body["attachments"][0]["filename"].is_string(),
+        "{}",
+        upload.body
+    );
+    let calls = b.fake.calls();
+    let ops: Vec<_> = calls
+        .iter()
+        .filter(|c| c.path.starts_with(&format!("/channels/{OPS}/messages")))
+        .collect();
+    // Every message fits Discord's limit, and the job's messages were edited in place.
+    for c in &ops {
+        let n = c.body["content"].as_str().map_or(0, |s| s.chars().count());
+        assert!(n <= 2000, "{n}");
+    }
+    // The status message is edited in place (at the engine's pace) to its final state.
+    let edit = b
+        .fake
+        .wait_for(Duration::from_secs(10), |c| {
+            c.method == "PATCH" && c.path.starts_with(&format!("/channels/{OPS}/messages/"))
+        })
+        .await;
+    assert!(
+        edit.body["content"]
+            .as_str()
+            .is_some_and(|s| s.contains("100%")),
+        "{}",
+        edit.body
+    );
+    assert!(
+        ops.iter().any(|c| c.body["content"]
+            .as_str()
+            .is_some_and(|s| s.contains("succeeded"))),
+        "final message"
+    );
+}
