@@ -3,6 +3,7 @@
 //! Reject buttons become votes, and the engine's typed replies become REST writes (the
 //! command's deferred answer, approval messages, job messages, the log file).
 //!
+//! - [`config`]: the `aetherv discord --config FILE` configuration;
 //! - [`http`]: the signed HTTP interactions endpoint (`mode: http`);
 //! - [`verify`]: Ed25519 request signatures and the replay window;
 //! - [`interaction`]: interaction payloads and their translation into the engine's vocabulary;
@@ -13,6 +14,7 @@
 //!
 //! It decides nothing about permissions, validation or approvals: the engine does.
 
+pub mod config;
 pub mod conversation;
 pub mod http;
 pub mod interaction;
