@@ -91,6 +91,8 @@ async fn documented_payloads_are_parsed_and_answered() {
         .cloned()
         .unwrap_or_default();
     assert!(choices.len() <= 25);
+    let names: Vec<&str> = choices.iter().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(names, ["hv01", "hv02"], "{answer}");
     // A button that is not ours: answered to the clicker alone.
     let (status, answer) = post_signed(b.addr, &fixture("button.json")).await;
     assert_eq!(
