@@ -35,8 +35,8 @@ pub struct Call {
     pub status: u16,
 }
 
-/// A scripted answer: status and JSON body.
-type Scripted = (u16, Value);
+/// A scripted answer: status, JSON body and extra headers.
+type Scripted = (u16, Value, Vec<(&'static str, String)>);
 
 #[derive(Default)]
 struct Inner {
@@ -99,7 +99,7 @@ async fn handle(
         .iter_mut()
         .find(|(m, p, q)| *m == method.as_str() && path.starts_with(p.as_str()) && !q.is_empty())
         .and_then(|(_, _, q)| q.pop_front());
-    let (status, answer) = match scripted {
+    let (status, answer, extra) = match scripted {
         Some(s) => s,
         None => {
             g.next_id += 1;
@@ -115,6 +115,7 @@ async fn handle(
             (
                 200,
                 json!({ "id": id, "channel_id": channel, "content": body.get("content").cloned().unwrap_or(Value::Null) }),
+                Vec::new(),
             )
         }
     };
@@ -129,7 +130,13 @@ async fn handle(
         status,
     });
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (code, Json(answer)).into_response()
+    let mut resp = (code, Json(answer)).into_response();
+    for (k, v) in extra {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&v) {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    resp
 }
 
 impl FakeDiscord {
@@ -154,6 +161,15 @@ impl FakeDiscord {
 
     /// The next calls of `method` on paths starting with `prefix` get these answers.
     pub fn script(&self, method: &str, prefix: &str, answers: Vec<(u16, Value)>) {
+        let answers = answers
+            .into_iter()
+            .map(|(s, b)| (s, b, Vec::new()))
+            .collect();
+        self.script_with_headers(method, prefix, answers);
+    }
+
+    /// As [`FakeDiscord::script`], with response headers (rate-limit headers).
+    pub fn script_with_headers(&self, method: &str, prefix: &str, answers: Vec<Scripted>) {
         self.inner.lock().expect("fake lock").script.push((
             method.into(),
             prefix.into(),

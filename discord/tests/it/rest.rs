@@ -165,3 +165,32 @@ async fn a_file_is_sent_as_multipart_with_payload_json() {
     let raw = String::from_utf8_lossy(&c.raw);
     assert!(raw.contains("name=\"files[0]\"; filename=\"job.log\"") && raw.contains("line 2"));
 }
+
+#[tokio::test]
+async fn a_bucket_with_no_requests_remaining_waits_for_its_reset() {
+    let (fake, rest) = client().await;
+    let limited = vec![
+        ("x-ratelimit-limit", "5".to_string()),
+        ("x-ratelimit-remaining", "0".to_string()),
+        ("x-ratelimit-reset-after", "0.4".to_string()),
+        ("x-ratelimit-bucket", "abcd1234".to_string()),
+    ];
+    fake.script_with_headers(
+        "PATCH",
+        "/channels/11/messages/",
+        vec![(200, json!({ "id": "1" }), limited)],
+    );
+    for _ in 0..2 {
+        rest.call(
+            Method::PATCH,
+            "/channels/11/messages/1",
+            Some(Body::Json(json!({ "content": "x" }))),
+        )
+        .await
+        .expect("edited");
+    }
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 2);
+    let gap = calls[1].at.duration_since(calls[0].at);
+    assert!(gap >= Duration::from_millis(350), "{gap:?}");
+}
