@@ -59,6 +59,16 @@ pub struct DiscordConfig {
     /// (default: `AETHERV_TEMPLATES`, else none).
     #[serde(default)]
     pub templates_dir: Option<PathBuf>,
+    /// Register `/aether` at start by bulk overwrite (default true).
+    #[serde(default = "default_true")]
+    pub register_commands: bool,
+    /// Register it in this guild (immediate) instead of globally (up to an hour).
+    #[serde(default)]
+    pub guild_id: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// Why a configuration is unusable.

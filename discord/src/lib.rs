@@ -3,6 +3,7 @@
 //! Reject buttons become votes, and the engine's typed replies become REST writes (the
 //! command's deferred answer, approval messages, job messages, the log file).
 //!
+//! - [`commands`]: the `/aether` definition and its registration at start;
 //! - [`config`]: the `aetherv discord --config FILE` configuration;
 //! - [`http`]: the signed HTTP interactions endpoint (`mode: http`);
 //! - [`verify`]: Ed25519 request signatures and the replay window;
@@ -14,6 +15,7 @@
 //!
 //! It decides nothing about permissions, validation or approvals: the engine does.
 
+pub mod commands;
 pub mod config;
 pub mod conversation;
 pub mod http;
@@ -71,6 +73,10 @@ pub struct Options {
     pub candidate: String,
     /// The template override directory (`<dir>/discord/<name>.hbs`).
     pub templates_dir: Option<std::path::PathBuf>,
+    /// Register `/aether` at start (bulk overwrite).
+    pub register_commands: bool,
+    /// Register it in this guild (immediate) instead of globally.
+    pub guild_id: Option<String>,
 }
 
 /// Runs the Discord bot (HTTP interactions mode) until `shutdown` or until a task fails.
@@ -82,6 +88,20 @@ pub async fn run(engine: Engine, opts: Options, shutdown: CancellationToken) -> 
     )?);
     let verifier = verify::Verifier::from_hex(&opts.public_key)?;
     let rest = rest::Rest::new(&opts.api_url, &opts.bot_token)?;
+    if opts.register_commands {
+        let (rest, app, guild) = (
+            rest.clone(),
+            opts.application_id.clone(),
+            opts.guild_id.clone(),
+        );
+        let forms = aetherv_core::schema::Forms::builtin()?;
+        tokio::spawn(async move {
+            match commands::register(&rest, &app, guild.as_deref(), &forms).await {
+                Ok(()) => tracing::info!(guild = ?guild, "/aether registered"),
+                Err(e) => tracing::error!(error = %e, "/aether could not be registered"),
+            }
+        });
+    }
     let (out, out_task) = outbound::start(rest, opts.application_id.clone());
     let (tx, rx) = tokio::sync::mpsc::channel(INPUT_QUEUE);
     let inventory = Arc::new(RwLock::new(Inventory::default()));

@@ -133,6 +133,8 @@ pub fn run(args: &Args) -> ExitCode {
             approvals_channel: cfg.approvals_channel.clone(),
             candidate: format!("discord-{}", std::process::id()),
             templates_dir: crate::cmd::templates_dir(cfg.templates_dir.as_deref()),
+            register_commands: cfg.register_commands,
+            guild_id: cfg.guild_id.clone(),
         };
         let code = match aetherv_discord::run(engine, opts, stop).await {
             Ok(()) => ExitCode::SUCCESS,

@@ -243,3 +243,29 @@ async fn an_approved_job_gets_status_and_log_messages_a_final_message_and_its_lo
         "final message"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_is_registered_at_start_by_bulk_overwrite_in_the_guild() {
+    let b = bot(&broker(), one_approval()).await;
+    let put = b
+        .fake
+        .wait_for(Duration::from_secs(5), |c| c.method == "PUT")
+        .await;
+    assert_eq!(
+        put.path,
+        format!("/applications/{APP}/guilds/{GUILD}/commands")
+    );
+    assert_eq!(put.auth, "Bot bot-token-secret");
+    let cmds = put.body.as_array().cloned().unwrap_or_default();
+    assert_eq!(cmds.len(), 1);
+    assert_eq!(cmds[0]["name"], "aether");
+    let subs: Vec<&str> = cmds[0]["options"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o["name"].as_str())
+        .collect();
+    for s in ["deploy", "vm", "jobs", "cancel", "hosts", "help"] {
+        assert!(subs.contains(&s), "{subs:?}");
+    }
+}

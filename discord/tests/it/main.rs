@@ -136,6 +136,9 @@ pub fn broker() -> Broker {
     )))
 }
 
+/// The guild of the tests.
+pub const GUILD: &str = "290926798626357999";
+
 /// The job channel of the tests.
 pub const OPS: &str = "400000000000000004";
 /// The approvals channel of the tests.
@@ -175,6 +178,8 @@ pub async fn bot(broker: &Broker, policy: Policy) -> Bot {
         approvals_channel: Some(APPROVALS.into()),
         candidate: format!("discord-{}", uuid::Uuid::new_v4().simple()),
         templates_dir: None,
+        register_commands: true,
+        guild_id: Some(GUILD.into()),
     };
     tokio::spawn(aetherv_discord::run(
         engine(broker, policy),
