@@ -240,6 +240,16 @@ impl Conversation {
             match &o {
                 Reply::JobOpened(v) => {
                     self.job_channel.insert(v.job, channel.to_string());
+                    let text = self.texts.render("thread_root", &json!(v));
+                    self.out.send(Op::StartThread {
+                        job: v.job,
+                        channel: channel.to_string(),
+                        body: messages::text(&text),
+                        name: messages::cut(
+                            &format!("Job {} · {} on {}", v.short, v.kind, v.target),
+                            100,
+                        ),
+                    });
                 }
                 Reply::ApprovalRequested {
                     job,
@@ -254,6 +264,7 @@ impl Conversation {
                     self.out.send(Op::Post {
                         key: Some(MsgKey::Approval(*job)),
                         channel: ch,
+                        thread: None,
                         body: messages::approval_request(&text, *job),
                     });
                     self.open_approvals.insert(*job);
@@ -270,6 +281,7 @@ impl Conversation {
                         self.out.send(Op::Post {
                             key: None,
                             channel: self.channel_of(*job),
+                            thread: Some(*job),
                             body: messages::text(&t),
                         });
                     }
@@ -284,6 +296,7 @@ impl Conversation {
                         self.out.send(Op::Post {
                             key: Some(key),
                             channel: self.channel_of(t.job),
+                            thread: Some(t.job),
                             body,
                         });
                     }
@@ -294,6 +307,7 @@ impl Conversation {
                         self.out.send(Op::Post {
                             key: None,
                             channel: ch.clone(),
+                            thread: Some(*job),
                             body: messages::text(&t),
                         });
                     }
@@ -304,6 +318,7 @@ impl Conversation {
                             .unwrap_or_default();
                         self.out.send(Op::Upload {
                             channel: ch,
+                            thread: Some(*job),
                             body: messages::text(&note),
                             name: log.name.clone(),
                             content: log.content.clone(),
@@ -315,6 +330,7 @@ impl Conversation {
                         self.out.send(Op::Post {
                             key: None,
                             channel: channel.to_string(),
+                            thread: o.job(),
                             body: messages::text(&t),
                         });
                     }

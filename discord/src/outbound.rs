@@ -38,12 +38,26 @@ pub enum Op {
         /// The message JSON (flags 64 for the clicker alone).
         body: Value,
     },
+    /// A job's root message in `channel` and a thread started from it (where the job's
+    /// messages then go).
+    StartThread {
+        /// The job.
+        job: JobId,
+        /// The channel.
+        channel: String,
+        /// The root message JSON.
+        body: Value,
+        /// The thread's name (≤ 100 characters).
+        name: String,
+    },
     /// A new message in a channel (bot token).
     Post {
         /// Remember it under this key.
         key: Option<MsgKey>,
-        /// The channel.
+        /// The channel (used when `thread` has no thread).
         channel: String,
+        /// Post in this job's thread when it has one.
+        thread: Option<JobId>,
         /// The message JSON.
         body: Value,
     },
@@ -65,8 +79,10 @@ pub enum Op {
     },
     /// A message with a file attached.
     Upload {
-        /// The channel.
+        /// The channel (used when `thread` has no thread).
         channel: String,
+        /// Post in this job's thread when it has one.
+        thread: Option<JobId>,
         /// The message JSON.
         body: Value,
         /// The file name.
@@ -95,7 +111,7 @@ impl Outbound {
 pub fn start(rest: Rest, app_id: String) -> (Outbound, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Op>();
     let task = tokio::spawn(async move {
-        let mut known: HashMap<MsgKey, (String, String)> = HashMap::new();
+        let mut known = Known::default();
         while let Some(op) = rx.recv().await {
             if let Err(e) = run(&rest, &app_id, &mut known, op).await {
                 tracing::warn!(error = %e, "discord write failed");
@@ -105,12 +121,22 @@ pub fn start(rest: Rest, app_id: String) -> (Outbound, tokio::task::JoinHandle<(
     (Outbound { tx }, task)
 }
 
-async fn run(
-    rest: &Rest,
-    app: &str,
-    known: &mut HashMap<MsgKey, (String, String)>,
-    op: Op,
-) -> Result<(), RestError> {
+/// What the queue remembers: posted messages and jobs' threads.
+#[derive(Debug, Default)]
+struct Known {
+    messages: HashMap<MsgKey, (String, String)>,
+    threads: HashMap<JobId, String>,
+}
+
+impl Known {
+    fn target(&self, channel: String, thread: Option<JobId>) -> String {
+        thread
+            .and_then(|j| self.threads.get(&j).cloned())
+            .unwrap_or(channel)
+    }
+}
+
+async fn run(rest: &Rest, app: &str, known: &mut Known, op: Op) -> Result<(), RestError> {
     match op {
         Op::EditOriginal { token, body } => {
             let path = format!("/webhooks/{app}/{token}/messages/@original");
@@ -122,16 +148,45 @@ async fn run(
             rest.call(Method::POST, &path, Some(Body::Json(body)))
                 .await?;
         }
-        Op::Post { key, channel, body } => {
+        Op::StartThread {
+            job,
+            channel,
+            body,
+            name,
+        } => {
+            let path = format!("/channels/{channel}/messages");
+            let msg = rest
+                .call(Method::POST, &path, Some(Body::Json(body)))
+                .await?;
+            let Some(id) = msg.get("id").and_then(Value::as_str) else {
+                return Ok(());
+            };
+            let path = format!("/channels/{channel}/messages/{id}/threads");
+            // A day without messages before it archives; a job's messages keep it active.
+            let body = serde_json::json!({ "name": name, "auto_archive_duration": 1440 });
+            let thread = rest
+                .call(Method::POST, &path, Some(Body::Json(body)))
+                .await?;
+            if let Some(t) = thread.get("id").and_then(Value::as_str) {
+                known.threads.insert(job, t.to_string());
+            }
+        }
+        Op::Post {
+            key,
+            channel,
+            thread,
+            body,
+        } => {
+            let channel = known.target(channel, thread);
             let path = format!("/channels/{channel}/messages");
             let msg = rest
                 .call(Method::POST, &path, Some(Body::Json(body)))
                 .await?;
             if let (Some(key), Some(id)) = (key, msg.get("id").and_then(Value::as_str)) {
-                known.insert(key, (channel, id.to_string()));
+                known.messages.insert(key, (channel, id.to_string()));
             }
         }
-        Op::Edit { key, body } => match known.get(&key) {
+        Op::Edit { key, body } => match known.messages.get(&key) {
             Some((channel, id)) => {
                 let path = format!("/channels/{channel}/messages/{id}");
                 rest.call(Method::PATCH, &path, Some(Body::Json(body)))
@@ -150,10 +205,12 @@ async fn run(
         }
         Op::Upload {
             channel,
+            thread,
             body,
             name,
             content,
         } => {
+            let channel = known.target(channel, thread);
             let path = format!("/channels/{channel}/messages");
             let file = Body::File {
                 payload: body,

@@ -33,6 +33,8 @@ pub struct Call {
     pub at: Instant,
     /// The status the fake answered.
     pub status: u16,
+    /// The JSON the fake answered.
+    pub answer: Value,
 }
 
 /// A scripted answer: status, JSON body and extra headers.
@@ -128,6 +130,7 @@ async fn handle(
         content_type,
         at: Instant::now(),
         status,
+        answer: answer.clone(),
     });
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = (code, Json(answer)).into_response();

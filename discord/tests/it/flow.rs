@@ -169,7 +169,8 @@ async fn world(broker: &Broker) -> World {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_approved_job_gets_status_and_log_messages_a_final_message_and_its_log_file() {
+async fn an_approved_job_gets_a_thread_with_status_and_log_messages_a_final_message_and_its_log_file(
+) {
     let br = broker();
     let _w = world(&br).await;
     let b = bot(&br, one_approval()).await;
@@ -200,10 +201,40 @@ async fn an_approved_job_gets_status_and_log_messages_a_final_message_and_its_lo
         "tok-b",
     );
     post_signed(b.addr, &c).await;
+    // The job's thread starts from its root message in the command's channel.
+    let start = b
+        .fake
+        .wait_for(Duration::from_secs(10), |c| {
+            c.method == "POST"
+                && c.path.starts_with(&format!("/channels/{OPS}/messages/"))
+                && c.path.ends_with("/threads")
+        })
+        .await;
+    assert!(
+        start.body["name"]
+            .as_str()
+            .is_some_and(|n| n.contains("vm.create") && n.chars().count() <= 100),
+        "{}",
+        start.body
+    );
+    let thread = start.answer["id"].as_str().expect("thread id").to_string();
+    let root = b
+        .fake
+        .calls()
+        .into_iter()
+        .find(|c| c.method == "POST" && c.path == format!("/channels/{OPS}/messages"))
+        .expect("root");
+    assert!(
+        root.body["content"]
+            .as_str()
+            .is_some_and(|t| t.contains(&format!("<@{ALICE}>"))),
+        "{}",
+        root.body
+    );
     let upload = b
         .fake
         .wait_for(Duration::from_secs(30), |c| {
-            c.path == format!("/channels/{OPS}/messages")
+            c.path == format!("/channels/{thread}/messages")
                 && c.content_type.starts_with("multipart/")
         })
         .await;
@@ -215,9 +246,9 @@ async fn an_approved_job_gets_status_and_log_messages_a_final_message_and_its_lo
     let calls = b.fake.calls();
     let ops: Vec<_> = calls
         .iter()
-        .filter(|c| c.path.starts_with(&format!("/channels/{OPS}/messages")))
+        .filter(|c| c.path.starts_with(&format!("/channels/{thread}/messages")))
         .collect();
-    // Every message fits Discord's limit, and the job's messages were edited in place.
+    // Every message fits Discord's limit.
     for c in &ops {
         let n = c.body["content"].as_str().map_or(0, |s| s.chars().count());
         assert!(n <= 2000, "{n}");
@@ -226,7 +257,7 @@ async fn an_approved_job_gets_status_and_log_messages_a_final_message_and_its_lo
     let edit = b
         .fake
         .wait_for(Duration::from_secs(10), |c| {
-            c.method == "PATCH" && c.path.starts_with(&format!("/channels/{OPS}/messages/"))
+            c.method == "PATCH" && c.path.starts_with(&format!("/channels/{thread}/messages/"))
         })
         .await;
     assert!(
@@ -239,7 +270,7 @@ async fn an_approved_job_gets_status_and_log_messages_a_final_message_and_its_lo
     assert!(
         ops.iter().any(|c| c.body["content"]
             .as_str()
-            .is_some_and(|s| s.contains("succeeded"))),
+            .is_some_and(|s| s.contains("succeeded") && s.contains("vm_id"))),
         "final message"
     );
 }
