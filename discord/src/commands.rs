@@ -20,11 +20,15 @@ fn flag(name: &str, description: &str) -> Value {
 }
 
 fn sub(name: &str, description: &str, options: Vec<Value>) -> Value {
-    json!({ "type": 1, "name": name, "description": description, "options": options })
+    let mut v = json!({ "type": 1, "name": name, "description": description });
+    v["options"] = Value::Array(options);
+    v
 }
 
 fn group(name: &str, description: &str, subs: Vec<Value>) -> Value {
-    json!({ "type": 2, "name": name, "description": description, "options": subs })
+    let mut v = json!({ "type": 2, "name": name, "description": description });
+    v["options"] = Value::Array(subs);
+    v
 }
 
 fn cut(s: &str, max: usize) -> String {
