@@ -257,23 +257,36 @@ impl Conversation {
                     ..
                 } => {
                     let text = self.texts.text(&o).unwrap_or_default();
-                    let ch = self
-                        .approvals_channel
-                        .clone()
-                        .unwrap_or_else(|| self.channel_of(*job));
+                    let request = messages::approval_request(&text, *job);
+                    // In the approvals channel, and in the job's thread (its channel when it
+                    // has no thread).
+                    if let Some(ch) = self.approvals_channel.clone() {
+                        self.out.send(Op::Post {
+                            key: Some(MsgKey::Approval(*job, 0)),
+                            channel: ch,
+                            thread: None,
+                            body: request.clone(),
+                        });
+                    }
                     self.out.send(Op::Post {
-                        key: Some(MsgKey::Approval(*job)),
-                        channel: ch,
-                        thread: None,
-                        body: messages::approval_request(&text, *job),
+                        key: Some(MsgKey::Approval(*job, 1)),
+                        channel: self.channel_of(*job),
+                        thread: Some(*job),
+                        body: request,
                     });
                     self.open_approvals.insert(*job);
                 }
                 Reply::ApprovalDecided { job, view, .. } => {
                     let body = self.decided_body(view, &o);
                     if self.open_approvals.remove(job) {
+                        if self.approvals_channel.is_some() {
+                            self.out.send(Op::Edit {
+                                key: MsgKey::Approval(*job, 0),
+                                body: body.clone(),
+                            });
+                        }
                         self.out.send(Op::Edit {
-                            key: MsgKey::Approval(*job),
+                            key: MsgKey::Approval(*job, 1),
                             body,
                         });
                     }

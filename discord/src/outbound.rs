@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 /// A message the bot posted and may edit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MsgKey {
-    /// The approval request of a job.
-    Approval(JobId),
+    /// The approval request of a job: 0 in the approvals channel, 1 in the job's thread.
+    Approval(JobId, u8),
     /// A status or log message of a job.
     Thread(JobId, MessageRef),
 }

@@ -121,6 +121,17 @@ async fn approval_buttons_vote_refusals_go_to_the_clicker_and_the_decision_remov
     assert_eq!(edit.body["components"], json!([]));
     let text = edit.body["content"].as_str().unwrap_or_default();
     assert!(text.to_lowercase().contains("approved"), "{text}");
+    // The copy in the job's thread is edited the same way.
+    let copy = b
+        .fake
+        .wait_for(Duration::from_secs(5), |c| {
+            c.method == "PATCH"
+                && c.path.starts_with("/channels/")
+                && !c.path.starts_with(&format!("/channels/{APPROVALS}/"))
+                && c.body["components"] == json!([])
+        })
+        .await;
+    assert_eq!(copy.body["content"], edit.body["content"]);
 
     // A late click on the decided request: answered to the clicker only, nothing re-edited.
     let c = click(
@@ -257,7 +268,11 @@ async fn an_approved_job_gets_a_thread_with_status_and_log_messages_a_final_mess
     let edit = b
         .fake
         .wait_for(Duration::from_secs(10), |c| {
-            c.method == "PATCH" && c.path.starts_with(&format!("/channels/{thread}/messages/"))
+            c.method == "PATCH"
+                && c.path.starts_with(&format!("/channels/{thread}/messages/"))
+                && c.body["content"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("100%"))
         })
         .await;
     assert!(
