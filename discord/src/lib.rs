@@ -49,8 +49,7 @@ pub const INPUT_QUEUE: usize = 256;
 pub const DISCORD_TEMPLATES: &[(&str, &str)] = aetherv_bot::builtin_templates!("discord":
     help, refused, parse_error, form_errors, approval_request, vote_counted, approved, rejected,
     expired, vote_refused, job_status, job_log, job_succeeded, job_failed, job_cancelled,
-    vm_list, vm_show, hosts, jobs, notice, attachment, thread_root, guided_intro, guided_field,
-    guided_set, guided_required, guided_cancelled,
+    vm_list, vm_show, hosts, jobs, notice, attachment, thread_root,
 );
 
 /// Everything the adapter needs besides the engine.
