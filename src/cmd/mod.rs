@@ -4,7 +4,6 @@
 pub mod agent_command;
 pub mod bot;
 pub mod demo;
-pub mod discord;
 pub mod hosts;
 pub mod schema;
 pub mod signal;

@@ -3,7 +3,6 @@
 
 mod bot;
 mod deploy;
-mod discord;
 mod harness;
 mod hosts;
 mod inproc;
