@@ -67,13 +67,14 @@ broker_clock_lag() {
   case "$theirs" in ''|*[!0-9]*) return 0 ;; esac
   echo $((ours - theirs))
 }
-lag=""
+up=false lag=""
 if (echo > "/dev/tcp/$1/$2") 2>/dev/null; then
+  up=true
   lag=$(broker_clock_lag "$1")
 fi
 # Stream replays by time resolve to whole seconds, so the clocks must agree well within one
 # (the measurement itself includes the CLI's exit, a few hundred milliseconds).
-if (echo > "/dev/tcp/$1/$2") 2>/dev/null && { [ -z "$lag" ] || [ "${lag#-}" -le 700 ]; }; then
+if $up && { [ -z "$lag" ] || [ "${lag#-}" -le 700 ]; }; then
   echo "using RabbitMQ at $1:$2"
 else
   if [ -n "$lag" ]; then

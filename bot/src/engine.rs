@@ -13,9 +13,9 @@ mod guided;
 
 pub use api::{opened, FormOutcome, VoteResult};
 
-use crate::reply::{FieldErrorView, Listing, LogFile, Outcome, Reply, ThreadMessage};
+use crate::reply::{FieldErrorView, Listing, LogFile, Outcome, Reply};
 use crate::state::{display, JobInfo, Phase, State};
-use crate::thread::{Limits, ThreadOp};
+use crate::thread::Limits;
 use aetherv_broker::Broker;
 use aetherv_core::approval::{Decision, Policy};
 use aetherv_core::command::{self, Command, CommandName, CommandParseError, DeployForm};
@@ -37,20 +37,6 @@ pub const JOBS_LIMIT: usize = 20;
 
 /// How long replayed history must be quiet before restored threads are announced.
 pub const SETTLE_AFTER_REPLAY: Duration = Duration::from_millis(400);
-
-/// The reply of a thread operation.
-fn thread_reply(job: JobId, op: ThreadOp) -> Reply {
-    let (msg, edit, content) = match op {
-        ThreadOp::Post { msg, content } => (msg, false, content),
-        ThreadOp::Edit { msg, content } => (msg, true, content),
-    };
-    Reply::ThreadUpdate(ThreadMessage {
-        job,
-        msg,
-        edit,
-        content,
-    })
-}
 
 /// Engine configuration.
 pub struct EngineConfig {
@@ -553,9 +539,9 @@ impl Engine {
         }
         let mut out: Vec<Reply> = info
             .thread
-            .flush(now)
+            .flush(job, now)
             .into_iter()
-            .map(|op| thread_reply(job, op))
+            .map(Reply::ThreadUpdate)
             .collect();
         if info.phase.is_final() && !info.finished {
             info.finished = true;
@@ -663,9 +649,9 @@ impl Engine {
             if info.thread.next_due().is_some_and(|d| d <= now) {
                 out.extend(
                     info.thread
-                        .flush(now)
+                        .flush(job, now)
                         .into_iter()
-                        .map(|op| thread_reply(job, op)),
+                        .map(Reply::ThreadUpdate),
                 );
             }
         }

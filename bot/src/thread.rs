@@ -2,10 +2,11 @@
 //! per interval per message and continued in a new message before the platform's size limit.
 //!
 //! Pure bookkeeping in terms of view models, not text: callers pass the time in and render
-//! the returned [`ThreadOp`]s with their platform's templates. It keeps the whole log for the
+//! the returned [`ThreadMessage`]s with their platform's templates. It keeps the whole log for the
 //! attachment at the end. It must not know about jobs or events.
 
 use crate::reply::StatusView;
+use aetherv_core::JobId;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -24,30 +25,11 @@ pub const DEFAULT_LIMITS: Limits = Limits {
     min_edit_interval: Duration::from_secs(1),
 };
 
-pub use crate::reply::{MessageRef, ThreadContent};
+pub use crate::reply::{MessageRef, ThreadContent, ThreadMessage};
 
 /// Characters set aside in each live log message for the platform's framing of it (a
 /// `log N:` header, a code fence): the lines themselves get the rest.
 pub const LOG_FRAME_CHARS: usize = 16;
-
-/// Something to send to the platform.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ThreadOp {
-    /// Post a new message.
-    Post {
-        /// Which one.
-        msg: MessageRef,
-        /// What it shows.
-        content: ThreadContent,
-    },
-    /// Replace what a posted message shows.
-    Edit {
-        /// Which one.
-        msg: MessageRef,
-        /// What it shows now.
-        content: ThreadContent,
-    },
-}
 
 /// When one message was sent and whether it changed since.
 #[derive(Debug, Default)]
@@ -106,14 +88,6 @@ pub struct ThreadMessages {
     released: usize,
 }
 
-fn op(msg: MessageRef, edit: bool, content: ThreadContent) -> ThreadOp {
-    if edit {
-        ThreadOp::Edit { msg, content }
-    } else {
-        ThreadOp::Post { msg, content }
-    }
-}
-
 impl ThreadMessages {
     /// An empty thread.
     pub fn new(limits: Limits) -> Self {
@@ -157,8 +131,14 @@ impl ThreadMessages {
         }
     }
 
-    /// What may be sent now.
-    pub fn flush(&mut self, now: Instant) -> Vec<ThreadOp> {
+    /// What may be sent now, as messages of job `job`'s thread.
+    pub fn flush(&mut self, job: JobId, now: Instant) -> Vec<ThreadMessage> {
+        let op = |msg, edit, content| ThreadMessage {
+            job,
+            msg,
+            edit,
+            content,
+        };
         let interval = self.limits.min_edit_interval;
         let mut ops = Vec::new();
         if let Some(status) = &self.status {
@@ -256,9 +236,8 @@ mod tests {
         let mut sends: HashMap<MessageRef, Vec<Instant>> = HashMap::new();
         let mut texts: HashMap<MessageRef, String> = HashMap::new();
         let mut last_status = None;
-        let mut record = |ops: Vec<ThreadOp>, now: Instant| {
-            for op in ops {
-                let (ThreadOp::Post { msg, content } | ThreadOp::Edit { msg, content }) = op;
+        let mut record = |ops: Vec<ThreadMessage>, now: Instant| {
+            for ThreadMessage { msg, content, .. } in ops {
                 let (name, data) = content.text_view();
                 let text = r.render(name, &data);
                 if let ThreadContent::Status(v) = content {
@@ -278,14 +257,14 @@ mod tests {
             if i % 20 == 19 {
                 tokio::time::advance(Duration::from_millis(10)).await;
                 if i % 100 == 99 {
-                    record(t.flush(Instant::now()), Instant::now());
+                    record(t.flush(JobId::default(), Instant::now()), Instant::now());
                 }
             }
         }
         t.set_status(status("succeeded"));
         while let Some(due) = t.next_due() {
             tokio::time::sleep_until(due).await;
-            record(t.flush(Instant::now()), Instant::now());
+            record(t.flush(JobId::default(), Instant::now()), Instant::now());
         }
         assert!(Instant::now() - start < Duration::from_secs(10));
         for (msg, times) in &sends {
@@ -327,13 +306,17 @@ mod tests {
         let mut t = ThreadMessages::new(DEFAULT_LIMITS);
         t.set_status(status("queued"));
         let now = Instant::now();
-        assert!(matches!(t.flush(now)[..], [ThreadOp::Post { .. }]));
+        let job = JobId::default();
+        assert!(matches!(
+            t.flush(job, now)[..],
+            [ThreadMessage { edit: false, .. }]
+        ));
         t.set_status(status("running"));
-        assert!(t.flush(now + Duration::from_millis(999)).is_empty());
+        assert!(t.flush(job, now + Duration::from_millis(999)).is_empty());
         assert_eq!(t.next_due(), Some(now + Duration::from_secs(1)));
         assert!(matches!(
-            t.flush(now + Duration::from_secs(1))[..],
-            [ThreadOp::Edit { .. }]
+            t.flush(job, now + Duration::from_secs(1))[..],
+            [ThreadMessage { edit: true, .. }]
         ));
         assert_eq!(t.next_due(), None);
     }

@@ -349,7 +349,7 @@ impl Conversation {
                     };
                     let payload = match &t.content {
                         ThreadContent::Status(v) => {
-                            messages::job_status_view(&self.shared.blocks, &text, v)
+                            messages::job_status(&self.shared.blocks, &text, v)
                         }
                         ThreadContent::Log { part, .. } => {
                             messages::job_log(&self.shared.blocks, *part, &text)

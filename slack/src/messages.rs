@@ -94,18 +94,17 @@ fn approval_decided_data(v: &ApprovalView, d: &Decision) -> Value {
     })
 }
 
-/// The status message of a job thread (its text).
-pub fn job_status(b: &Blocks, text: &str) -> Value {
-    b.message("job_status", &json!({"text": text}))
-}
-
 /// The status message of a job thread: its text (`templates/slack/text/job_status.hbs`) and
 /// the status fields (`short`, `kind`, `target`, `state`, `step`, `queue_position`,
 /// `percent`, `bar`), so an overriding `job_status.hbs` can lay them out as it likes.
-pub fn job_status_view(b: &Blocks, text: &str, v: &StatusView) -> Value {
+pub fn job_status(b: &Blocks, text: &str, v: &StatusView) -> Value {
+    b.message("job_status", &job_status_data(text, v))
+}
+
+fn job_status_data(text: &str, v: &StatusView) -> Value {
     let mut data = v.data();
     data["text"] = json!(text);
-    b.message("job_status", &data)
+    data
 }
 
 /// A live log message (engine text, shown raw in a preformatted block).
@@ -149,11 +148,7 @@ pub fn check(b: &Blocks) -> Result<(), TemplateError> {
             Reply::ThreadUpdate(ThreadMessage {
                 content: ThreadContent::Status(v),
                 ..
-            }) => {
-                let mut data = v.data();
-                data["text"] = json!("sample");
-                checks.push(("job_status", data));
-            }
+            }) => checks.push(("job_status", job_status_data("sample", &v))),
             _ => {}
         }
     }

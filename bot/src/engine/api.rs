@@ -96,7 +96,7 @@ impl Engine {
                 {
                     return Ok(FormOutcome::Invalid(errors));
                 }
-                self.submit(who, &grants, kind, target, spec).await?
+                self.submit_gated(who, &grants, kind, target, spec).await?
             }
             super::Prepared::Invalid(errors) => return Ok(FormOutcome::Invalid(errors)),
             super::Prepared::Refused(message) => {

@@ -79,7 +79,7 @@ pub(super) fn refusal(who: &Principal, kind: JobKind, errors: Vec<FieldError>) -
 }
 
 impl Engine {
-    /// Gate, policy check, then either an approval request or publication. then either an approval request or publication.
+    /// The gate, then [`Engine::submit_gated`].
     pub(super) async fn submit(
         &mut self,
         who: &Principal,
@@ -92,6 +92,19 @@ impl Engine {
         if let Err(errors) = crate::gate::check(&self.state, &self.forms, kind, &target, &spec) {
             return Ok(vec![refusal(who, kind, errors)]);
         }
+        self.submit_gated(who, grants, kind, target, spec).await
+    }
+
+    /// A request that passed the gate: policy check, then either an approval request or
+    /// publication.
+    pub(super) async fn submit_gated(
+        &mut self,
+        who: &Principal,
+        grants: &Grants,
+        kind: JobKind,
+        target: Target,
+        spec: Map<String, Value>,
+    ) -> Result<Vec<Reply>, EngineError> {
         // Approvers see that a secret is set (redacted), not its value.
         let shown = redacted(&spec);
         let mut env = JobEnvelope::new(kind, target, spec, who.id.clone());

@@ -1,7 +1,7 @@
 //! insta snapshots of every Block Kit payload the bot sends: the modals (main and parameter-set
 //! views), the inline-error response, and each message builder, with fixed inputs.
 
-use aetherv_bot::reply::ApprovalView;
+use aetherv_bot::reply::{ApprovalView, StatusView, StepView};
 use aetherv_core::approval::Decision;
 use aetherv_core::schema::Forms;
 use aetherv_core::validate::{ErrorCode, FieldError, InventoryChoices};
@@ -99,7 +99,20 @@ fn message_payloads() {
         "job_status",
         msg(messages::job_status(
             &b,
-            "Job 1a2b3c4d · vm.create on hv01 · running · step 1 of 4: vm.create\n[#####---------------] 25%"
+            "Job 1a2b3c4d · vm.create on hv01 · running · step 1 of 4: vm.create\n[#####---------------] 25%",
+            &StatusView {
+                short: "1a2b3c4d".into(),
+                kind: "vm.create".into(),
+                target: "hv01".into(),
+                state: "running".into(),
+                step: Some(StepView {
+                    index: 1,
+                    total: 4,
+                    name: "vm.create".into(),
+                }),
+                queue_position: None,
+                percent: 25,
+            }
         ))
     );
     insta::assert_json_snapshot!(
