@@ -12,6 +12,7 @@
 //! replay the event stream from the start (no database), then serve inputs, events and ticks.
 //! [`run_console`] runs it with the console adapter.
 
+pub mod chat;
 pub mod console;
 pub mod engine;
 pub mod gate;

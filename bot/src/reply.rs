@@ -475,6 +475,22 @@ fn names(by: &[Requester]) -> String {
 }
 
 impl Reply {
+    /// Whether this reply is an answer to the one who asked (a command's texts, a refused
+    /// vote's), as opposed to a job's messages: its thread, its approval request posted for
+    /// approvers, its end.
+    pub fn is_answer(&self) -> bool {
+        !matches!(
+            self,
+            Reply::JobOpened(_)
+                | Reply::ThreadUpdate(_)
+                | Reply::JobFinished { .. }
+                | Reply::ApprovalRequested {
+                    restored: false,
+                    ..
+                }
+        )
+    }
+
     /// The job this reply is about, if any.
     pub fn job(&self) -> Option<JobId> {
         match self {

@@ -14,11 +14,10 @@ use crate::Client;
 use aetherv_core::command::{self, Command, DeployForm};
 use aetherv_core::rbac::Principal;
 use aetherv_core::schema::Forms;
-use aetherv_core::validate::InventoryChoices;
 use aetherv_core::JobId;
 use serde_json::{json, Map, Value};
 use slack_morphism::prelude::*;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -31,21 +30,7 @@ pub const OPENING_CONCURRENCY: usize = 16;
 /// Requests waiting for the engine before new ones are refused as busy.
 pub const INPUT_QUEUE: usize = 1024;
 
-/// The inventory the modals are built from, refreshed by the engine task.
-#[derive(Debug, Clone, Default)]
-pub struct Inventory {
-    /// Choices across all hosts.
-    pub all: InventoryChoices,
-    /// Choices narrowed to one host.
-    pub by_host: BTreeMap<String, InventoryChoices>,
-}
-
-impl Inventory {
-    /// The choices for a view with an optional chosen host.
-    pub fn for_host(&self, host: Option<&str>) -> &InventoryChoices {
-        host.and_then(|h| self.by_host.get(h)).unwrap_or(&self.all)
-    }
-}
+pub use aetherv_bot::chat::Inventory;
 
 /// A cached view's key: form, parameter set, chosen host.
 pub type ViewKey = (String, Option<String>, Option<String>);

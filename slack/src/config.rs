@@ -83,19 +83,12 @@ pub struct SlackConfig {
     pub connections: u32,
 }
 
-/// Why a configuration is unusable.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// Not valid YAML for this structure.
-    #[error("invalid slack configuration")]
-    Yaml(#[source] Box<serde_saphyr::Error>),
-}
+pub use aetherv_bot::chat::ConfigError;
 
 impl SlackConfig {
     /// Parses a configuration.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
-        serde_saphyr::from_str(text).map_err(|e| ConfigError::Yaml(Box::new(e)))
+        aetherv_bot::chat::parse_config("slack", text)
     }
 }
 

@@ -8,6 +8,7 @@ use crate::app::{deploy_form, Input, Inventory, Shared};
 use crate::messages;
 use crate::modal;
 use crate::outbound::{Fallback, MsgKey, Op, Outbound};
+use aetherv_bot::chat::Places;
 use aetherv_bot::engine::{Engine, EngineError, FormOutcome};
 use aetherv_bot::reply::{JobView, Reply, ThreadContent};
 use aetherv_bot::serve::{Adapter, Flow};
@@ -23,11 +24,8 @@ pub struct Conversation {
     rx: mpsc::Receiver<Input>,
     shared: Arc<Shared>,
     out: Outbound,
-    channel: String,
-    approvals_channel: Option<String>,
-    job_channel: HashMap<JobId, String>,
+    places: Places,
     roots: HashSet<JobId>,
-    open_approvals: HashSet<JobId>,
     /// The `response_url` of the slash command being handled: where a reply goes when the
     /// bot is not a member of the channel.
     reply_url: Option<String>,
@@ -54,11 +52,8 @@ impl Conversation {
             rx,
             shared,
             out,
-            channel,
-            approvals_channel,
-            job_channel: HashMap::new(),
+            places: Places::new(channel, approvals_channel),
             roots: HashSet::new(),
-            open_approvals: HashSet::new(),
             reply_url: None,
             event_job: None,
         }
@@ -66,17 +61,7 @@ impl Conversation {
 
     /// Publishes the engine's inventory to the modal builders.
     pub fn refresh_inventory(&self, engine: &Engine) {
-        let inv = Inventory {
-            all: engine.form_choices(None),
-            by_host: engine
-                .hosts()
-                .into_iter()
-                .map(|h| {
-                    let c = engine.form_choices(Some(&h));
-                    (h, c)
-                })
-                .collect(),
-        };
+        let inv = Inventory::of(engine);
         if let Ok(mut w) = self.shared.inventory.write() {
             *w = inv;
             // Under the inventory lock, so no view built from the old inventory survives.
@@ -150,7 +135,7 @@ impl Conversation {
                 approve,
                 clicked,
             } => {
-                let ours = self.open_approvals.contains(&job);
+                let ours = self.places.approval_open(job);
                 let undecided = engine.decision(job).is_none();
                 let res = engine.vote(&who, job, approve, None).await?;
                 let ch = self.channel_of(job);
@@ -193,7 +178,7 @@ impl Conversation {
     /// The approval request with buttons, in the approvals channel and the job's thread.
     fn post_approval(&mut self, job: JobId, v: &aetherv_bot::reply::ApprovalView) {
         let content = messages::approval_request(&self.shared.blocks, v, &v.requester, job);
-        if let Some(ch) = &self.approvals_channel {
+        if let Some(ch) = &self.places.approvals_channel {
             self.out.send(Op::Post {
                 key: Some(MsgKey::Approval(job, 0)),
                 fallback: None,
@@ -209,17 +194,17 @@ impl Conversation {
             thread: Some(MsgKey::Root(job)),
             content,
         });
-        self.open_approvals.insert(job);
+        self.places.approval_opened(job);
     }
 
     /// Both approval messages of a decided request, without buttons.
     fn update_approvals(&mut self, job: JobId, v: &aetherv_bot::reply::ApprovalView, d: &Decision) {
-        if !self.open_approvals.remove(&job) {
+        if !self.places.approval_closed(job) {
             return;
         }
         let content = messages::approval_decided(&self.shared.blocks, v, d);
         for i in [0u8, 1] {
-            if i == 0 && self.approvals_channel.is_none() {
+            if i == 0 && self.places.approvals_channel.is_none() {
                 continue;
             }
             self.out.send(Op::Update {
@@ -230,10 +215,7 @@ impl Conversation {
     }
 
     fn channel_of(&self, job: JobId) -> String {
-        self.job_channel
-            .get(&job)
-            .cloned()
-            .unwrap_or_else(|| self.channel.clone())
+        self.places.channel_of(job)
     }
 
     /// Posts a job's thread root once.
@@ -280,7 +262,7 @@ impl Conversation {
         let mut rest = Vec::new();
         let thread = job.filter(|j| self.roots.contains(j)).map(MsgKey::Root);
         for o in outs {
-            match (is_text(&o), self.shared.texts.text(&o)) {
+            match (o.is_answer(), self.shared.texts.text(&o)) {
                 (true, Some(text)) => self.out.send(Op::Ephemeral {
                     channel: channel.to_string(),
                     thread,
@@ -333,7 +315,7 @@ impl Conversation {
         for o in outs {
             match &o {
                 Reply::JobOpened(v) => {
-                    self.job_channel.insert(v.job, channel.to_string());
+                    self.places.job_in(v.job, channel);
                     self.post_root(v);
                 }
                 Reply::ApprovalRequested {
@@ -412,20 +394,6 @@ impl Conversation {
     }
 }
 
-/// Replies that are a text of their own (answered to one user when a vote is refused).
-fn is_text(r: &Reply) -> bool {
-    !matches!(
-        r,
-        Reply::JobOpened(_)
-            | Reply::ThreadUpdate(_)
-            | Reply::JobFinished { .. }
-            | Reply::ApprovalRequested {
-                restored: false,
-                ..
-            }
-    )
-}
-
 impl Adapter for Conversation {
     type Input = Input;
 
@@ -439,14 +407,14 @@ impl Adapter for Conversation {
             // The broker refused or is away: say so and keep serving.
             tracing::error!(error = %e, "request failed");
             let text = format!("That did not go through ({e}); please try again.");
-            let ch = channel.unwrap_or_else(|| self.channel.clone());
+            let ch = channel.unwrap_or_else(|| self.places.channel.clone());
             self.say(&text, &ch, None);
         }
         Ok(Flow::Continue)
     }
 
     async fn deliver(&mut self, engine: &Engine, replies: Vec<Reply>) -> anyhow::Result<()> {
-        let ch = self.channel.clone();
+        let ch = self.places.channel.clone();
         let job = self.event_job.take();
         self.route(engine, replies, &ch, job);
         Ok(())
@@ -471,7 +439,7 @@ mod tests {
     #[test]
     fn only_text_replies_are_answered_to_one_user() {
         for r in Reply::samples() {
-            let text = is_text(&r);
+            let text = r.is_answer();
             match r {
                 Reply::Notice { .. } | Reply::VoteRefused { .. } | Reply::Refused { .. } => {
                     assert!(text, "{r:?}")

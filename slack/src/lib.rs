@@ -28,10 +28,11 @@ pub mod modal;
 pub mod outbound;
 pub mod socket;
 
+use aetherv_bot::chat::{self, Inventory};
 use aetherv_bot::engine::Engine;
 use aetherv_bot::thread::Limits;
 use aetherv_core::schema::Forms;
-use app::{Inventory, Shared};
+use app::Shared;
 use conversation::Conversation;
 use identity::Identity;
 use slack_morphism::prelude::*;
@@ -133,18 +134,13 @@ pub async fn run(engine: Engine, opts: Options, shutdown: CancellationToken) -> 
     let (out, out_task) = outbound::start(Arc::clone(&client), token.clone());
     let stop = shutdown.child_token();
     tokio::spawn(identity.run(Arc::clone(&client), token, opts.group_refresh, stop.clone()));
-    let mut conv = Conversation::new(
+    let conv = Conversation::new(
         rx,
         Arc::clone(&shared),
         out,
         opts.channel.clone(),
         opts.approvals_channel.clone(),
     );
-    let (candidate, serve_stop) = (opts.candidate.clone(), stop.clone());
-    let engine_task =
-        tokio::spawn(
-            async move { aetherv_bot::serve(engine, &mut conv, &candidate, serve_stop).await },
-        );
     let listener = match opts.mode {
         Mode::Socket { connections } => {
             let app_token = SlackApiToken::new(SlackApiTokenValue(opts.app_token.clone()));
@@ -163,13 +159,6 @@ pub async fn run(engine: Engine, opts: Options, shutdown: CancellationToken) -> 
             })?
         }
     };
-    let result = tokio::select! {
-        r = engine_task => r.map_err(anyhow::Error::from).and_then(|r| r),
-        r = listener => r.map_err(anyhow::Error::from).and_then(|r| r),
-        () = shutdown.cancelled() => Ok(()),
-    };
-    stop.cancel();
-    // Let queued writes go out (bounded).
-    let _ = tokio::time::timeout(Duration::from_secs(5), out_task).await;
-    result
+    let candidate = opts.candidate.clone();
+    chat::run(engine, conv, candidate, listener, out_task, stop, shutdown).await
 }

@@ -16,7 +16,6 @@ use slack_morphism::prelude::*;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// The shortest time between two edits of one message (Tier 3 allows 50+/min per method).
@@ -104,20 +103,8 @@ pub struct Fallback {
     pub content: Value,
 }
 
-/// The sending side of the queue.
-#[derive(Debug, Clone)]
-pub struct Outbound {
-    tx: mpsc::UnboundedSender<Op>,
-}
-
-impl Outbound {
-    /// Queues a write (never blocks; the queue is drained in order).
-    pub fn send(&self, op: Op) {
-        if self.tx.send(op).is_err() {
-            tracing::warn!("outbound queue closed; message dropped");
-        }
-    }
-}
+/// The sending side of the queue (never blocks; drained in order).
+pub type Outbound = aetherv_bot::chat::Outbound<Op>;
 
 #[derive(Debug, PartialEq)]
 enum Failure {
@@ -376,7 +363,7 @@ fn coalesce(queue: &mut VecDeque<Op>) {
 
 /// Starts the queue's worker; it runs until every sender is dropped and the queue is empty.
 pub fn start(client: Arc<Client>, token: SlackApiToken) -> (Outbound, tokio::task::JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Op>();
+    let (out, mut rx) = Outbound::channel("slack");
     let mut worker = Worker {
         client,
         token,
@@ -401,7 +388,7 @@ pub fn start(client: Arc<Client>, token: SlackApiToken) -> (Outbound, tokio::tas
             }
         }
     });
-    (Outbound { tx }, handle)
+    (out, handle)
 }
 
 #[cfg(test)]

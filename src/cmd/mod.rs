@@ -3,7 +3,9 @@
 
 pub mod agent_command;
 pub mod bot;
+pub mod chat;
 pub mod demo;
+pub mod discord;
 pub mod hosts;
 pub mod schema;
 pub mod signal;

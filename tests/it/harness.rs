@@ -538,3 +538,72 @@ pub fn http_post_json(addr: &str, path: &str, body: &str) -> Result<u16, String>
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| format!("no http status in {text:?}"))
 }
+
+/// A chat bot command (`aetherv slack|discord --simulated 2`) checked from outside by a Python
+/// peer that records the platform API calls: the roles and policy files (one operator,
+/// `member`; no approvals), the bot's configuration (`config` given their paths), then the
+/// peer (`peer`, started first so its recorder is up) and the bot with `env`. Returns the
+/// peer's JSON report and whether the peer saw what it waited for.
+pub struct ChatCheck<'a> {
+    /// `slack` or `discord`.
+    pub command: &'a str,
+    /// The operator's principal (`slack:U…`, `discord:…`).
+    pub member: &'a str,
+    /// The bot's configuration, given the roles and policy file paths.
+    pub config: &'a dyn Fn(&Path, &Path) -> String,
+    /// The peer's command line (without the interpreter).
+    pub peer: Vec<std::ffi::OsString>,
+    /// The bot's environment (tokens, secrets).
+    pub env: Vec<(&'a str, &'a str)>,
+}
+
+impl ChatCheck<'_> {
+    /// Runs the check.
+    pub fn run(&self) -> (Value, bool) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).expect("write");
+            p
+        };
+        let roles = write(
+            "roles.yaml",
+            &format!(
+                "groups:\n  - name: ops\n    roles: [operator]\n    members: [\"{}\"]\n",
+                self.member
+            ),
+        );
+        let policy = write("policy.yaml", "rules:\n  - name: free\n    approvals: 0\n");
+        let config = write("bot.yaml", &(self.config)(&roles, &policy));
+        let check = Command::new(python())
+            .args(&self.peer)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python peer");
+        let mut bot = Command::new(bin());
+        bot.args([self.command, "--config"])
+            .arg(&config)
+            .args(["--simulated", "2"])
+            .env("AETHERV_PREFIX", prefix())
+            .env_remove("AETHERV_AMQP_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in &self.env {
+            bot.env(k, v);
+        }
+        let _bot = Proc {
+            child: bot.spawn().expect("chat bot"),
+            name: format!("aetherv {}", self.command),
+        };
+        let out = check.wait_with_output().expect("python peer output");
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "peer report ({e}): {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (report, out.status.success())
+    }
+}

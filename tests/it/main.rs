@@ -3,6 +3,7 @@
 
 mod bot;
 mod deploy;
+mod discord;
 mod harness;
 mod hosts;
 mod inproc;

@@ -5,81 +5,52 @@
 
 use crate::harness::*;
 use serde_json::Value;
-use std::process::{Command, Stdio};
 
 const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 
 #[test]
 fn a_typed_deploy_over_http_runs_on_the_simulated_site_and_its_thread_reaches_slack() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let (bot_port, api_port) = (free_port(), free_port());
-    let write = |name: &str, text: String| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, text).expect("write");
-        p
-    };
-    let roles = write(
-        "roles.yaml",
-        "groups:\n  - name: ops\n    roles: [operator]\n    members: [\"slack:U2147483697\"]\n"
-            .into(),
-    );
-    let policy = write(
-        "policy.yaml",
-        "rules:\n  - name: free\n    approvals: 0\n".into(),
-    );
-    let config = write(
-        "slack.yaml",
+    let config = |roles: &std::path::Path, policy: &std::path::Path| {
         format!(
             "mode: http\nlisten: 127.0.0.1:{bot_port}\nchannel: C0OPS\nroles: {}\npolicy: {}\napi_url: http://127.0.0.1:{api_port}/api\n",
             roles.display(),
             policy.display()
-        ),
-    );
-    let check = Command::new(python())
-        .arg(root().join("tests/peers/slack_check.py"))
-        .args(["--bot", &format!("http://127.0.0.1:{bot_port}/slack")])
-        .args(["--secret", SECRET])
-        .args(["--recorder-port", &api_port.to_string()])
-        .arg("--payload")
-        .arg(root().join("slack/tests/fixtures/slack-docs/slash_command.txt"))
-        .args([
-            "--text",
-            "deploy vm vm_name=web01 target_host=hv02 gb_ram=8",
-        ])
-        .args(["--until-method", "files.completeUploadExternal"])
-        .args(["--until-contains", "job-"])
-        .args(["--timeout", "90"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python peer");
-    let _bot = Proc {
-        child: Command::new(bin())
-            .args(["slack", "--config"])
-            .arg(&config)
-            .args(["--simulated", "2"])
-            .env("SLACK_BOT_TOKEN", "xoxb-outside")
-            .env("SLACK_SIGNING_SECRET", SECRET)
-            .env("AETHERV_PREFIX", prefix())
-            .env_remove("AETHERV_AMQP_URL")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("aetherv slack"),
-        name: "aetherv slack".into(),
-    };
-    let out = check.wait_with_output().expect("python peer output");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "peer report ({e}): {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
         )
-    });
-    assert!(
-        out.status.success(),
-        "the log file never arrived: {report:#}"
-    );
+    };
+    let peer = [
+        root().join("tests/peers/slack_check.py").into_os_string(),
+        "--bot".into(),
+        format!("http://127.0.0.1:{bot_port}/slack").into(),
+        "--secret".into(),
+        SECRET.into(),
+        "--recorder-port".into(),
+        api_port.to_string().into(),
+        "--payload".into(),
+        root()
+            .join("slack/tests/fixtures/slack-docs/slash_command.txt")
+            .into_os_string(),
+        "--text".into(),
+        "deploy vm vm_name=web01 target_host=hv02 gb_ram=8".into(),
+        "--until-method".into(),
+        "files.completeUploadExternal".into(),
+        "--until-contains".into(),
+        "job-".into(),
+        "--timeout".into(),
+        "90".into(),
+    ];
+    let (report, arrived) = ChatCheck {
+        command: "slack",
+        member: "slack:U2147483697",
+        config: &config,
+        peer: peer.to_vec(),
+        env: vec![
+            ("SLACK_BOT_TOKEN", "xoxb-outside"),
+            ("SLACK_SIGNING_SECRET", SECRET),
+        ],
+    }
+    .run();
+    assert!(arrived, "the log file never arrived: {report:#}");
     assert_eq!(report["status"], 200);
     let ack: Value = serde_json::from_str(report["ack"].as_str().unwrap_or("{}")).expect("ack");
     assert_eq!(ack["response_type"], "ephemeral", "{ack}");

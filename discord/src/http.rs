@@ -1,0 +1,220 @@
+//! The HTTP interactions endpoint (`mode: http`): `POST /interactions` (and `/`). Every request
+//! must carry a valid `X-Signature-Ed25519` over `X-Signature-Timestamp` + body under the
+//! application's public key, with a timestamp inside the replay window; anything else is
+//! refused with 401 and logged. A PING is answered with a PONG. Everything is answered at once
+//! (well inside Discord's 3 s): a command is deferred (type 5) and its texts sent later as the
+//! edit of the original answer; a button click is a deferred update (type 6); autocomplete is
+//! answered from the cached inventory (type 8, ≤ 25 choices, prefix matches first).
+
+use crate::conversation::{Input, Inventory};
+use crate::interaction::{self, Interaction};
+use crate::messages;
+use crate::verify::{Verifier, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Interaction response `PONG`.
+pub const PONG: u8 = 1;
+/// `CHANNEL_MESSAGE_WITH_SOURCE`.
+pub const MESSAGE: u8 = 4;
+/// `DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE`.
+pub const DEFERRED_MESSAGE: u8 = 5;
+/// `DEFERRED_UPDATE_MESSAGE`.
+pub const DEFERRED_UPDATE: u8 = 6;
+/// `APPLICATION_COMMAND_AUTOCOMPLETE_RESULT`.
+pub const AUTOCOMPLETE_RESULT: u8 = 8;
+/// Most autocomplete choices Discord takes.
+pub const MAX_CHOICES: usize = 25;
+
+#[derive(Clone)]
+struct HttpState {
+    verifier: Verifier,
+    tx: mpsc::Sender<Input>,
+    inventory: Arc<RwLock<Inventory>>,
+}
+
+/// The router (for tests and embedding).
+pub fn router(
+    verifier: Verifier,
+    tx: mpsc::Sender<Input>,
+    inventory: Arc<RwLock<Inventory>>,
+) -> Router {
+    Router::new()
+        .route("/", post(request))
+        .route("/interactions", post(request))
+        .with_state(HttpState {
+            verifier,
+            tx,
+            inventory,
+        })
+}
+
+/// Serves the router on `listener` until `stop`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await?;
+    Ok(())
+}
+
+fn unauthorized() -> Response {
+    (StatusCode::UNAUTHORIZED, "invalid request signature").into_response()
+}
+
+fn answer(kind: u8, data: Option<Value>) -> Response {
+    let mut v = json!({ "type": kind });
+    if let Some(d) = data {
+        v["data"] = d;
+    }
+    Json(v).into_response()
+}
+
+fn say(text: &str) -> Response {
+    answer(MESSAGE, Some(messages::ephemeral(text)))
+}
+
+async fn request(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Err(why) = st.verifier.verify(
+        header(SIGNATURE_HEADER),
+        header(TIMESTAMP_HEADER),
+        &body,
+        SystemTime::now(),
+    ) {
+        tracing::warn!(reason = %why, "discord interaction refused");
+        return unauthorized();
+    }
+    let ia: Interaction = match serde_json::from_slice(&body) {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::warn!(error = %e, "unreadable discord interaction");
+            return (StatusCode::BAD_REQUEST, "unreadable interaction").into_response();
+        }
+    };
+    if ia.kind == interaction::PING {
+        return answer(PONG, None);
+    }
+    let Some(who) = ia.principal() else {
+        return say("This interaction names no user.");
+    };
+    let Interaction {
+        kind,
+        data,
+        token,
+        channel_id,
+        message,
+        ..
+    } = ia;
+    let data = data.unwrap_or_default();
+    match kind {
+        interaction::APPLICATION_COMMAND => match interaction::command_line(&data) {
+            Ok(line) => {
+                let input = Input::Command {
+                    who,
+                    line,
+                    token,
+                    channel: channel_id,
+                };
+                match st.tx.try_send(input) {
+                    Ok(()) => answer(DEFERRED_MESSAGE, None),
+                    Err(_) => say("The bot is busy; please try again in a moment."),
+                }
+            }
+            Err(e) => say(&e.to_string()),
+        },
+        interaction::MESSAGE_COMPONENT => match interaction::vote_of(&data.custom_id) {
+            Some((job, approve)) => {
+                let message =
+                    message.map(|m| (m.channel_id.or(channel_id).unwrap_or_default(), m.id));
+                let input = Input::Vote {
+                    who,
+                    job,
+                    approve,
+                    token,
+                    message,
+                };
+                match st.tx.try_send(input) {
+                    Ok(()) => answer(DEFERRED_UPDATE, None),
+                    Err(_) => say("The bot is busy; please try again in a moment."),
+                }
+            }
+            None => say("This button is not one of this bot's."),
+        },
+        interaction::AUTOCOMPLETE => {
+            let choices = interaction::focused(&data)
+                .map(|f| complete(&st.inventory, &f.name, &f.typed, &f.others))
+                .unwrap_or_default();
+            let choices: Vec<Value> = choices
+                .into_iter()
+                .map(|c| json!({ "name": c, "value": c }))
+                .collect();
+            answer(AUTOCOMPLETE_RESULT, Some(json!({ "choices": choices })))
+        }
+        interaction::MODAL_SUBMIT => {
+            say("Forms are not supported on Discord yet; use /aether deploy with options.")
+        }
+        other => {
+            tracing::warn!(kind = other, "unknown discord interaction type");
+            say("This kind of interaction is not supported.")
+        }
+    }
+}
+
+/// Choices for option `name` given what was typed: inventory names of the option's kind,
+/// narrowed by a `host`/`target_host` already chosen; prefix matches first, then the rest
+/// containing the text; at most [`MAX_CHOICES`].
+pub fn complete(
+    inventory: &RwLock<Inventory>,
+    name: &str,
+    typed: &str,
+    others: &[(String, String)],
+) -> Vec<String> {
+    let Ok(inv) = inventory.read() else {
+        return Vec::new();
+    };
+    let host = others
+        .iter()
+        .find(|(k, _)| k == "host" || k == "target_host")
+        .map(|(_, v)| v.as_str());
+    let choices = inv.for_host(host);
+    let list: Vec<String> = match name {
+        "host" | "target_host" => choices
+            .hosts
+            .clone()
+            .unwrap_or_else(|| inv.by_host.keys().cloned().collect()),
+        "cluster" => choices.clusters.clone().unwrap_or_default(),
+        "network" => choices.networks.clone().unwrap_or_default(),
+        "storage_class" => choices.storage_classes.clone().unwrap_or_default(),
+        "image" => choices.images.clone().unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let t = typed.to_lowercase();
+    let mut prefix: Vec<String> = Vec::new();
+    let mut within: Vec<String> = Vec::new();
+    for c in list {
+        let l = c.to_lowercase();
+        if l.starts_with(&t) {
+            prefix.push(c);
+        } else if l.contains(&t) {
+            within.push(c);
+        }
+    }
+    prefix.sort();
+    within.sort();
+    prefix.extend(within);
+    prefix.truncate(MAX_CHOICES);
+    prefix
+}

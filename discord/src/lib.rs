@@ -1,0 +1,122 @@
+//! aetherv-discord: the Discord adapter. It only translates between Discord and the
+//! conversation engine of `aetherv-bot`: `/aether` commands become engine lines, Approve /
+//! Reject buttons become votes, and the engine's typed replies become REST writes (the
+//! command's deferred answer, approval messages, job messages, the log file).
+//!
+//! - [`commands`]: the `/aether` definition and its registration at start;
+//! - [`config`]: the `aetherv discord --config FILE` configuration;
+//! - [`http`]: the signed HTTP interactions endpoint (`mode: http`);
+//! - [`verify`]: Ed25519 request signatures and the replay window;
+//! - [`interaction`]: interaction payloads and their translation into the engine's vocabulary;
+//! - [`conversation`]: the adapter on the serve loop, engine replies → Discord writes;
+//! - [`messages`]: the message JSON the bot sends;
+//! - [`outbound`]: the ordered write queue;
+//! - [`rest`]: the REST client (configurable base URL, deadlines, 429, no retry of refusals).
+//!
+//! It decides nothing about permissions, validation or approvals: the engine does.
+
+pub mod commands;
+pub mod config;
+pub mod conversation;
+pub mod http;
+pub mod interaction;
+pub mod messages;
+pub mod outbound;
+pub mod rest;
+pub mod verify;
+
+use aetherv_bot::engine::Engine;
+use aetherv_bot::render::Renderer;
+use aetherv_bot::thread::Limits;
+use conversation::{Conversation, Inventory};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub use rest::DEFAULT_API_URL;
+
+/// The engine limits for Discord: a live log message must fit the 2,000-character content
+/// limit with its code fence; each message is edited at most once per second.
+pub const DISCORD_LIMITS: Limits = Limits {
+    max_message_chars: 1900,
+    min_edit_interval: Duration::from_secs(1),
+};
+
+/// How many acknowledged interactions may wait for the engine.
+pub const INPUT_QUEUE: usize = 256;
+
+/// The Discord text templates, by name (`templates/discord/`).
+pub const DISCORD_TEMPLATES: &[(&str, &str)] = aetherv_bot::builtin_templates!("discord":
+    help, refused, parse_error, form_errors, approval_request, vote_counted, approved, rejected,
+    expired, vote_refused, job_status, job_log, job_succeeded, job_failed, job_cancelled,
+    vm_list, vm_show, hosts, jobs, notice, attachment, thread_root, guided_intro, guided_field,
+    guided_set, guided_required, guided_cancelled,
+);
+
+/// Everything the adapter needs besides the engine.
+#[derive(Debug)]
+pub struct Options {
+    /// The application id (snowflake).
+    pub application_id: String,
+    /// The application's public key (hex), for request signatures.
+    pub public_key: String,
+    /// The bot token.
+    pub bot_token: String,
+    /// REST base URL (`https://discord.com/api/v10`, a proxy, or a test fake).
+    pub api_url: String,
+    /// The HTTP interactions endpoint's listener.
+    pub listener: tokio::net::TcpListener,
+    /// The channel for job messages without a better place.
+    pub channel: String,
+    /// Where approval requests are posted (else the job's channel).
+    pub approvals_channel: Option<String>,
+    /// This bot's candidate id in the leader election.
+    pub candidate: String,
+    /// The template override directory (`<dir>/discord/<name>.hbs`).
+    pub templates_dir: Option<std::path::PathBuf>,
+    /// Register `/aether` at start (bulk overwrite).
+    pub register_commands: bool,
+    /// Register it in this guild (immediate) instead of globally.
+    pub guild_id: Option<String>,
+}
+
+/// Runs the Discord bot (HTTP interactions mode) until `shutdown` or until a task fails.
+pub async fn run(engine: Engine, opts: Options, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let texts = Arc::new(Renderer::load(
+        "discord",
+        DISCORD_TEMPLATES,
+        opts.templates_dir.as_deref(),
+    )?);
+    let verifier = verify::Verifier::from_hex(&opts.public_key)?;
+    let rest = rest::Rest::new(&opts.api_url, &opts.bot_token)?;
+    if opts.register_commands {
+        let (rest, app, guild) = (
+            rest.clone(),
+            opts.application_id.clone(),
+            opts.guild_id.clone(),
+        );
+        let forms = aetherv_core::schema::Forms::builtin()?;
+        tokio::spawn(async move {
+            match commands::register(&rest, &app, guild.as_deref(), &forms).await {
+                Ok(()) => tracing::info!(guild = ?guild, "/aether registered"),
+                Err(e) => tracing::error!(error = %e, "/aether could not be registered"),
+            }
+        });
+    }
+    let (out, out_task) = outbound::start(rest, opts.application_id.clone());
+    let (tx, rx) = tokio::sync::mpsc::channel(INPUT_QUEUE);
+    let inventory = Arc::new(RwLock::new(Inventory::default()));
+    let conv = Conversation::new(
+        rx,
+        out,
+        texts,
+        Arc::clone(&inventory),
+        opts.channel.clone(),
+        opts.approvals_channel.clone(),
+    );
+    let stop = shutdown.child_token();
+    let router = http::router(verifier, tx, inventory);
+    let listener = tokio::spawn(http::serve(opts.listener, router, stop.clone()));
+    let candidate = opts.candidate.clone();
+    aetherv_bot::chat::run(engine, conv, candidate, listener, out_task, stop, shutdown).await
+}

@@ -1,0 +1,77 @@
+//! One builder per message JSON the bot sends to Discord: plain texts (mentions disabled, cut
+//! to Discord's 2,000 characters), ephemeral answers (flags 64), approval requests with
+//! Approve / Reject buttons and their decided versions without buttons.
+
+use crate::interaction::{APPROVE_PREFIX, REJECT_PREFIX};
+use aetherv_core::JobId;
+use serde_json::{json, Value};
+
+/// Discord's message content limit, in characters.
+pub const MAX_CONTENT: usize = 2000;
+/// The `EPHEMERAL` message flag.
+pub const EPHEMERAL: u64 = 64;
+
+/// `s` cut to `max` characters (an ellipsis marks a cut).
+pub fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// A text message; nobody is pinged by it.
+pub fn text(s: &str) -> Value {
+    json!({ "content": cut(s, MAX_CONTENT), "allowed_mentions": { "parse": [] } })
+}
+
+/// A text only the interacting user sees.
+pub fn ephemeral(s: &str) -> Value {
+    let mut v = text(s);
+    v["flags"] = json!(EPHEMERAL);
+    v
+}
+
+/// An approval request with its buttons (the `custom_id`s carry the job id).
+pub fn approval_request(s: &str, job: JobId) -> Value {
+    let mut v = text(s);
+    v["components"] = json!([{
+        "type": 1,
+        "components": [
+            { "type": 2, "style": 3, "label": "Approve", "custom_id": format!("{APPROVE_PREFIX}{job}") },
+            { "type": 2, "style": 4, "label": "Reject", "custom_id": format!("{REJECT_PREFIX}{job}") },
+        ]
+    }]);
+    v
+}
+
+/// A decided approval request: the request, the decision, no buttons.
+pub fn approval_decided(request: &str, decision: &str) -> Value {
+    let mut v = text(&format!("{request}\n\n{decision}"));
+    v["components"] = json!([]);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_fit_discord() {
+        let long = "x".repeat(5000);
+        let v = text(&long);
+        assert_eq!(
+            v["content"].as_str().map(|s| s.chars().count()),
+            Some(MAX_CONTENT)
+        );
+        assert_eq!(ephemeral("hi")["flags"], json!(64));
+        let job = JobId::new();
+        let a = approval_request("req", job);
+        assert_eq!(
+            a["components"][0]["components"][0]["custom_id"],
+            json!(format!("aether:approve:{job}"))
+        );
+        assert_eq!(approval_decided("req", "ok")["components"], json!([]));
+    }
+}

@@ -1,0 +1,317 @@
+//! Commands and approvals end to end: signed interactions in, REST calls to the fake out.
+
+use super::*;
+use serde_json::json;
+
+fn approval_job(body: &Value) -> String {
+    body["components"][0]["components"][0]["custom_id"]
+        .as_str()
+        .and_then(|s| s.strip_prefix("aether:approve:"))
+        .expect("approve button")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_is_deferred_then_answered_by_editing_the_original() {
+    let b = bot(&broker(), one_approval()).await;
+    let body = command(ALICE, &[], &["hosts"], &json!([]), "tok-hosts");
+    let started = tokio::time::Instant::now();
+    let (status, answer) = post_signed(b.addr, &body).await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!((status, answer), (200, json!({ "type": 5 })));
+    let edit = b
+        .fake
+        .wait_for(Duration::from_secs(5), |c| {
+            c.path == format!("/webhooks/{APP}/tok-hosts/messages/@original")
+        })
+        .await;
+    assert_eq!(edit.method, "PATCH");
+    let text = edit.body["content"].as_str().unwrap_or_default();
+    assert!(text.contains("hv01") && text.contains("hv02"), "{text}");
+    assert_eq!(edit.body["allowed_mentions"], json!({ "parse": [] }));
+    // The token is the bot's header, never in a body.
+    assert!(!edit.raw.windows(16).any(|w| w == b"bot-token-secret"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_the_caller_may_not_run_is_answered_with_the_refusal() {
+    let b = bot(&broker(), one_approval()).await;
+    let body = command(
+        EVE,
+        &[],
+        &["vm", "start"],
+        &json!([{ "name": "name", "type": 3, "value": "web01" }]),
+        "tok-eve",
+    );
+    assert_eq!(post_signed(b.addr, &body).await.1, json!({ "type": 5 }));
+    let edit = b
+        .fake
+        .wait_for(Duration::from_secs(5), |c| c.path.contains("/tok-eve/"))
+        .await;
+    let text = edit.body["content"].as_str().unwrap_or_default();
+    assert!(text.contains("operator"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approval_buttons_vote_refusals_go_to_the_clicker_and_the_decision_removes_them() {
+    let br = broker();
+    br.declare_host("hv01").await.expect("declare");
+    let b = bot(&br, one_approval()).await;
+    let body = command(
+        ALICE,
+        &[],
+        &["deploy", "vm"],
+        &json!([
+            { "name": "vm_name", "type": 3, "value": "web07" },
+            { "name": "target_host", "type": 3, "value": "hv01" }
+        ]),
+        "tok-deploy",
+    );
+    assert_eq!(post_signed(b.addr, &body).await.1, json!({ "type": 5 }));
+    let approval = b
+        .fake
+        .wait_for(Duration::from_secs(5), |c| {
+            c.method == "POST" && c.path == format!("/channels/{APPROVALS}/messages")
+        })
+        .await;
+    assert_eq!(approval.auth, "Bot bot-token-secret");
+    let job = approval_job(&approval.body);
+    let buttons = &approval.body["components"][0]["components"];
+    assert_eq!(buttons[0]["label"], "Approve");
+    assert_eq!(buttons[1]["custom_id"], format!("aether:reject:{job}"));
+
+    // Alice may not approve her own request; eve may not approve at all: the clicker alone.
+    for (who, token) in [(ALICE, "tok-alice"), (EVE, "tok-eve")] {
+        let c = click(
+            who,
+            &[],
+            &format!("aether:approve:{job}"),
+            APPROVALS,
+            "1",
+            token,
+        );
+        assert_eq!(post_signed(b.addr, &c).await.1, json!({ "type": 6 }));
+        let f = b
+            .fake
+            .wait_for(Duration::from_secs(5), |c| {
+                c.method == "POST" && c.path == format!("/webhooks/{APP}/{token}")
+            })
+            .await;
+        assert_eq!(f.body["flags"], json!(64), "{}", f.body);
+    }
+
+    // Bob (an approver by role) approves: the request message is edited, buttons gone.
+    let c = click(
+        BOB,
+        &[APPROVERS],
+        &format!("aether:approve:{job}"),
+        APPROVALS,
+        "1",
+        "tok-bob",
+    );
+    assert_eq!(post_signed(b.addr, &c).await.1, json!({ "type": 6 }));
+    let edit = b
+        .fake
+        .wait_for(Duration::from_secs(5), |c| {
+            c.method == "PATCH"
+                && c.path
+                    .starts_with(&format!("/channels/{APPROVALS}/messages/"))
+        })
+        .await;
+    assert_eq!(edit.body["components"], json!([]));
+    let text = edit.body["content"].as_str().unwrap_or_default();
+    assert!(text.to_lowercase().contains("approved"), "{text}");
+    // The copy in the job's thread is edited the same way.
+    let copy = b
+        .fake
+        .wait_for(Duration::from_secs(5), |c| {
+            c.method == "PATCH"
+                && c.path.starts_with("/channels/")
+                && !c.path.starts_with(&format!("/channels/{APPROVALS}/"))
+                && c.body["components"] == json!([])
+        })
+        .await;
+    assert_eq!(copy.body["content"], edit.body["content"]);
+
+    // A late click on the decided request: answered to the clicker only, nothing re-edited.
+    let c = click(
+        BOB,
+        &[APPROVERS],
+        &format!("aether:reject:{job}"),
+        APPROVALS,
+        "1",
+        "tok-late",
+    );
+    post_signed(b.addr, &c).await;
+    let late = b
+        .fake
+        .wait_for(Duration::from_secs(5), |c| {
+            c.path == format!("/webhooks/{APP}/tok-late")
+        })
+        .await;
+    assert_eq!(late.body["flags"], json!(64));
+    let edits = b
+        .fake
+        .calls()
+        .iter()
+        .filter(|c| c.method == "PATCH" && c.path.starts_with(&format!("/channels/{APPROVALS}/")))
+        .count();
+    assert_eq!(edits, 1);
+}
+
+/// Simulated hosts on loopback and an in-process worker serving them.
+struct World {
+    stop: CancellationToken,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn world(broker: &Broker) -> World {
+    let stop = CancellationToken::new();
+    let site = aetherv_worker::simulated::Site::new(aetherv_sim::SimConfig::with_hosts(2));
+    aetherv_worker::simulated::start_site(broker, site, &stop)
+        .await
+        .expect("site");
+    World { stop }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_job_gets_a_thread_with_status_and_log_messages_a_final_message_and_its_log_file(
+) {
+    let br = broker();
+    let _w = world(&br).await;
+    let b = bot(&br, one_approval()).await;
+    let body = command(
+        ALICE,
+        &[],
+        &["deploy", "vm"],
+        &json!([
+            { "name": "vm_name", "type": 3, "value": "web09" },
+            { "name": "target_host", "type": 3, "value": "hv01" }
+        ]),
+        "tok-job",
+    );
+    post_signed(b.addr, &body).await;
+    let approval = b
+        .fake
+        .wait_for(Duration::from_secs(5), |c| {
+            c.method == "POST" && c.path == format!("/channels/{APPROVALS}/messages")
+        })
+        .await;
+    let job = approval_job(&approval.body);
+    let c = click(
+        BOB,
+        &[APPROVERS],
+        &format!("aether:approve:{job}"),
+        APPROVALS,
+        "1",
+        "tok-b",
+    );
+    post_signed(b.addr, &c).await;
+    // The job's thread starts from its root message in the command's channel.
+    let start = b
+        .fake
+        .wait_for(Duration::from_secs(10), |c| {
+            c.method == "POST"
+                && c.path.starts_with(&format!("/channels/{OPS}/messages/"))
+                && c.path.ends_with("/threads")
+        })
+        .await;
+    assert!(
+        start.body["name"]
+            .as_str()
+            .is_some_and(|n| n.contains("vm.create") && n.chars().count() <= 100),
+        "{}",
+        start.body
+    );
+    let thread = start.answer["id"].as_str().expect("thread id").to_string();
+    let root = b
+        .fake
+        .calls()
+        .into_iter()
+        .find(|c| c.method == "POST" && c.path == format!("/channels/{OPS}/messages"))
+        .expect("root");
+    assert!(
+        root.body["content"]
+            .as_str()
+            .is_some_and(|t| t.contains(&format!("<@{ALICE}>"))),
+        "{}",
+        root.body
+    );
+    let upload = b
+        .fake
+        .wait_for(Duration::from_secs(30), |c| {
+            c.path == format!("/channels/{thread}/messages")
+                && c.content_type.starts_with("multipart/")
+        })
+        .await;
+    assert!(
+        upload.body["attachments"][0]["filename"].is_string(),
+        "{}",
+        upload.body
+    );
+    let calls = b.fake.calls();
+    let ops: Vec<_> = calls
+        .iter()
+        .filter(|c| c.path.starts_with(&format!("/channels/{thread}/messages")))
+        .collect();
+    // Every message fits Discord's limit.
+    for c in &ops {
+        let n = c.body["content"].as_str().map_or(0, |s| s.chars().count());
+        assert!(n <= 2000, "{n}");
+    }
+    // The status message is edited in place (at the engine's pace) to its final state.
+    let edit = b
+        .fake
+        .wait_for(Duration::from_secs(10), |c| {
+            c.method == "PATCH"
+                && c.path.starts_with(&format!("/channels/{thread}/messages/"))
+                && c.body["content"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("100%"))
+        })
+        .await;
+    assert!(
+        edit.body["content"]
+            .as_str()
+            .is_some_and(|s| s.contains("100%")),
+        "{}",
+        edit.body
+    );
+    assert!(
+        ops.iter().any(|c| c.body["content"]
+            .as_str()
+            .is_some_and(|s| s.contains("succeeded") && s.contains("vm_id"))),
+        "final message"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_is_registered_at_start_by_bulk_overwrite_in_the_guild() {
+    let b = bot(&broker(), one_approval()).await;
+    let put = b
+        .fake
+        .wait_for(Duration::from_secs(5), |c| c.method == "PUT")
+        .await;
+    assert_eq!(
+        put.path,
+        format!("/applications/{APP}/guilds/{GUILD}/commands")
+    );
+    assert_eq!(put.auth, "Bot bot-token-secret");
+    let cmds = put.body.as_array().cloned().unwrap_or_default();
+    assert_eq!(cmds.len(), 1);
+    assert_eq!(cmds[0]["name"], "aether");
+    let subs: Vec<&str> = cmds[0]["options"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o["name"].as_str())
+        .collect();
+    for s in ["deploy", "vm", "jobs", "cancel", "hosts", "help"] {
+        assert!(subs.contains(&s), "{subs:?}");
+    }
+}

@@ -1,0 +1,78 @@
+//! `aetherv discord --config FILE`: the chat bot on Discord (the HTTP interactions endpoint)
+//! against RabbitMQ (`AETHERV_AMQP_URL`, prefix `AETHERV_PREFIX`). The bot token comes from the
+//! environment variable the file names. One bot is active at a time (leader queue).
+//! `--simulated N` runs it on a simulated site instead, as `aetherv slack --simulated` does:
+//! an in-process broker, N simulated Hyper-V hosts and a worker, all in this process.
+use crate::cmd::chat::{self, secret, Common};
+use aetherv_core::Platform;
+use aetherv_discord::config::DiscordConfig;
+use aetherv_discord::{Options, DISCORD_LIMITS};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The Discord configuration (YAML; see docs/discord.md).
+    #[arg(long, env = "AETHERV_DISCORD_CONFIG")]
+    pub config: PathBuf,
+    /// `--simulated N`.
+    #[command(flatten)]
+    pub site: chat::SiteArgs,
+}
+
+/// Runs the command.
+pub fn run(args: &Args) -> ExitCode {
+    let setup = || -> Result<_, String> {
+        let cfg = chat::load(&args.config, DiscordConfig::from_yaml)?;
+        let common = Common {
+            roles: &cfg.roles,
+            policy: &cfg.policy,
+            hosts: &cfg.hosts,
+            channel: &cfg.channel,
+        };
+        let (ecfg, _, site) = chat::engine_config(
+            &common,
+            args.site.simulated,
+            Platform::Discord,
+            DISCORD_LIMITS,
+        )?;
+        let bot_token = secret(&cfg.bot_token_env, true)?;
+        // Refuse a bad public key before anything starts.
+        aetherv_discord::verify::Verifier::from_hex(&cfg.public_key)
+            .map_err(|e| format!("public_key: {e}"))?;
+        let listen = cfg.listen.clone();
+        let opts = move |listener| Options {
+            application_id: cfg.application_id,
+            public_key: cfg.public_key,
+            bot_token,
+            api_url: cfg.api_url,
+            listener,
+            channel: cfg.channel,
+            approvals_channel: cfg.approvals_channel,
+            candidate: chat::candidate("discord"),
+            templates_dir: chat::templates(cfg.templates_dir.as_ref()),
+            register_commands: cfg.register_commands,
+            guild_id: cfg.guild_id,
+        };
+        Ok((listen, ecfg, site, opts))
+    };
+    let (listen, ecfg, site, opts) = match setup() {
+        Ok(s) => s,
+        Err(e) => return crate::cmd::fail("discord", 64, e),
+    };
+    crate::cmd::block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(&listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                return crate::cmd::fail("discord", 1, format!("cannot listen on {listen}: {e}"))
+            }
+        };
+        eprintln!("aetherv discord: interactions endpoint on {listen} (POST /interactions)");
+        let opts = opts(listener);
+        chat::serve("discord", site, ecfg, |engine, stop| {
+            aetherv_discord::run(engine, opts, stop)
+        })
+        .await
+    })
+}

@@ -1,0 +1,69 @@
+//! `aetherv discord --simulated 2` in HTTP interactions mode, checked from outside: a Python
+//! peer (`tests/peers/discord_check.py`) records the REST calls as a fake Discord and posts an
+//! `/aether deploy vm` command in Discord's documented form, signed with Ed25519 as Discord
+//! signs. The deploy runs on the simulated site; its answer, messages and log file arrive at
+//! the recorder; unsigned and stale requests are refused.
+
+use crate::harness::*;
+use serde_json::Value;
+
+/// The test's Ed25519 seed (32 bytes of 7) and its public key.
+const SEED: &str = "0707070707070707070707070707070707070707070707070707070707070707";
+const PUBLIC: &str = "ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c";
+
+#[test]
+fn a_deploy_command_over_http_runs_on_the_simulated_site_and_its_log_reaches_discord() {
+    let (bot_port, api_port) = (free_port(), free_port());
+    let config = |roles: &std::path::Path, policy: &std::path::Path| {
+        format!(
+            "mode: http\napplication_id: \"300000000000000003\"\npublic_key: {PUBLIC}\nlisten: 127.0.0.1:{bot_port}\nchannel: \"400000000000000004\"\nroles: {}\npolicy: {}\napi_url: http://127.0.0.1:{api_port}/api/v10\n",
+            roles.display(),
+            policy.display()
+        )
+    };
+    let peer = [
+        root().join("tests/peers/discord_check.py").into_os_string(),
+        "--bot".into(),
+        format!("http://127.0.0.1:{bot_port}/interactions").into(),
+        "--seed-hex".into(),
+        SEED.into(),
+        "--recorder-port".into(),
+        api_port.to_string().into(),
+        "--payload".into(),
+        root()
+            .join("tests/peers/discord_deploy.json")
+            .into_os_string(),
+        "--until-contains".into(),
+        "attached as job-".into(),
+        "--timeout".into(),
+        "90".into(),
+    ];
+    let (report, arrived) = ChatCheck {
+        command: "discord",
+        member: "discord:100000000000000001",
+        config: &config,
+        peer: peer.to_vec(),
+        env: vec![("DISCORD_BOT_TOKEN", "bot-outside")],
+    }
+    .run();
+    assert!(arrived, "the log file never arrived: {report:#}");
+    assert_eq!(report["pong"][0], 200, "{report:#}");
+    assert_eq!(report["unsigned"], 401);
+    assert_eq!(report["stale"], 401);
+    assert_eq!(report["status"], 200);
+    let answer: Value =
+        serde_json::from_str(report["answer"].as_str().unwrap_or("{}")).expect("answer");
+    assert_eq!(answer["type"], 5, "{answer}");
+    let calls = report["calls"].as_array().cloned().unwrap_or_default();
+    for c in &calls {
+        assert_eq!(c["auth"], "Bot bot-outside", "{c}");
+    }
+    assert!(calls.iter().any(|c| c["method"] == "PATCH"
+        && c["path"] == "/api/v10/webhooks/300000000000000003/A_UNIQUE_TOKEN/messages/@original"));
+    assert!(calls.iter().any(|c| c["body"]
+        .as_str()
+        .is_some_and(|b| b.contains("succeeded") && b.contains("vm_id"))));
+    assert!(calls.iter().any(|c| c["content_type"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("multipart/form-data"))));
+}
