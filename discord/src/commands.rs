@@ -2,6 +2,7 @@
 //! forms' fields as options) and its registration at start by bulk overwrite, per guild or
 //! global. Secret fields are never options: a secret is never typed into Discord.
 
+use crate::form::Layout;
 use crate::interaction::COMMAND;
 use crate::rest::{Body, Rest, RestError};
 use aetherv_core::schema::{FieldType, Forms};
@@ -37,15 +38,17 @@ fn cut(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 
-/// The options of a deploy form: required fields first, secrets left out, at most 25.
+/// The options of a deploy form: its choice fields ([`Layout::options`]; the rest is asked
+/// in modal pages), required ones first, at most 25.
 fn form_options(forms: &Forms, id: &str) -> Vec<Value> {
     let Some(form) = forms.get(id) else {
         return Vec::new();
     };
+    let layout = Layout::of(form);
     let mut opts: Vec<(bool, Value)> = form
         .fields()
         .iter()
-        .filter(|f| f.kind != FieldType::Secret && f.id.len() <= 32)
+        .filter(|f| layout.options.contains(&f.id) && f.id.len() <= 32)
         .map(|f| {
             let required = f.required && f.default.is_none();
             let kind = match f.kind {

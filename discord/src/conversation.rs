@@ -5,6 +5,9 @@
 //! job's channel. It keeps only Discord bookkeeping (which channel a job came from, which
 //! approval messages are open) and decides nothing: the engine does.
 
+mod forms;
+
+use crate::form::Drafts;
 use crate::messages;
 use crate::outbound::{MsgKey, Op, Outbound};
 use aetherv_bot::chat::Places;
@@ -13,10 +16,12 @@ use aetherv_bot::render::Renderer;
 use aetherv_bot::reply::{ApprovalView, Reply};
 use aetherv_bot::serve::{Adapter, Flow};
 use aetherv_core::rbac::Principal;
+use aetherv_core::schema::Forms;
 use aetherv_core::JobId;
 use serde_json::json;
 use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc;
+use uuid::Uuid;
 
 /// One request from Discord, already acknowledged.
 #[derive(Debug, Clone)]
@@ -45,6 +50,29 @@ pub enum Input {
         /// The clicked message (channel, message id).
         message: Option<(String, String)>,
     },
+    /// A deploy form's page submitted (acknowledged as a deferred ephemeral answer, edited
+    /// with the page's outcome and the buttons that go on).
+    Page {
+        /// Who.
+        who: Principal,
+        /// The draft, as the page left it.
+        draft: Uuid,
+        /// The page's fields.
+        fields: Vec<String>,
+        /// The page's index.
+        page: usize,
+        /// The interaction token.
+        token: String,
+    },
+    /// A deploy form's Submit button (acknowledged as a deferred ephemeral answer).
+    Submit {
+        /// Who.
+        who: Principal,
+        /// The draft.
+        draft: Uuid,
+        /// The interaction token.
+        token: String,
+    },
 }
 
 pub use aetherv_bot::chat::Inventory;
@@ -56,6 +84,8 @@ pub struct Conversation {
     texts: Arc<Renderer>,
     inventory: Arc<RwLock<Inventory>>,
     places: Places,
+    drafts: Arc<Drafts>,
+    forms: Arc<Forms>,
 }
 
 impl std::fmt::Debug for Conversation {
@@ -73,7 +103,9 @@ pub fn is_text(r: &Reply) -> bool {
 }
 
 impl Conversation {
-    /// An adapter reading `rx`, writing through `out`, posting in `channel` by default.
+    /// An adapter reading `rx`, writing through `out`, posting in `channel` by default;
+    /// deploy forms are kept in `drafts`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         rx: mpsc::Receiver<Input>,
         out: Outbound,
@@ -81,6 +113,8 @@ impl Conversation {
         inventory: Arc<RwLock<Inventory>>,
         channel: String,
         approvals_channel: Option<String>,
+        drafts: Arc<Drafts>,
+        forms: Arc<Forms>,
     ) -> Self {
         Conversation {
             rx,
@@ -88,6 +122,8 @@ impl Conversation {
             texts,
             inventory,
             places: Places::new(channel, approvals_channel),
+            drafts,
+            forms,
         }
     }
 
@@ -188,6 +224,20 @@ impl Conversation {
                         });
                     }
                 }
+            }
+            Input::Page {
+                who,
+                draft,
+                fields,
+                page,
+                token,
+            } => {
+                let body = self.page_checked(engine, &who, draft, page, &fields);
+                self.out.send(Op::EditOriginal { token, body });
+            }
+            Input::Submit { who, draft, token } => {
+                let body = self.submit_draft(engine, &who, draft).await?;
+                self.out.send(Op::EditOriginal { token, body });
             }
         }
         Ok(())
@@ -327,7 +377,10 @@ impl Adapter for Conversation {
 
     async fn handle(&mut self, engine: &mut Engine, input: Input) -> anyhow::Result<Flow> {
         let token = match &input {
-            Input::Command { token, .. } | Input::Vote { token, .. } => token.clone(),
+            Input::Command { token, .. }
+            | Input::Vote { token, .. }
+            | Input::Page { token, .. }
+            | Input::Submit { token, .. } => token.clone(),
         };
         if let Err(e) = self.handle_input(engine, input).await {
             // The broker refused or is away: say so to the one who asked and keep serving.

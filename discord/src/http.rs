@@ -7,9 +7,13 @@
 //! answered from the cached inventory (type 8, ≤ 25 choices, prefix matches first).
 
 use crate::conversation::{Input, Inventory};
+use crate::form::{self, Drafts};
 use crate::interaction::{self, Interaction};
 use crate::messages;
 use crate::verify::{Verifier, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use aetherv_core::command::DeployForm;
+use aetherv_core::rbac::Principal;
+use aetherv_core::schema::Forms;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -35,27 +39,32 @@ pub const AUTOCOMPLETE_RESULT: u8 = 8;
 /// Most autocomplete choices Discord takes.
 pub const MAX_CHOICES: usize = 25;
 
+/// What answering an interaction needs besides the engine: the queue to the engine task,
+/// the inventory for autocomplete, the forms and the drafts of deploy forms.
+#[derive(Clone)]
+pub struct Handlers {
+    /// The engine task's queue.
+    pub tx: mpsc::Sender<Input>,
+    /// The inventory snapshot.
+    pub inventory: Arc<RwLock<Inventory>>,
+    /// The form schemas.
+    pub forms: Arc<Forms>,
+    /// Deploy forms being filled in.
+    pub drafts: Arc<Drafts>,
+}
+
 #[derive(Clone)]
 struct HttpState {
     verifier: Verifier,
-    tx: mpsc::Sender<Input>,
-    inventory: Arc<RwLock<Inventory>>,
+    handlers: Handlers,
 }
 
 /// The router (for tests and embedding).
-pub fn router(
-    verifier: Verifier,
-    tx: mpsc::Sender<Input>,
-    inventory: Arc<RwLock<Inventory>>,
-) -> Router {
+pub fn router(verifier: Verifier, handlers: Handlers) -> Router {
     Router::new()
         .route("/", post(request))
         .route("/interactions", post(request))
-        .with_state(HttpState {
-            verifier,
-            tx,
-            inventory,
-        })
+        .with_state(HttpState { verifier, handlers })
 }
 
 /// Serves the router on `listener` until `stop`.
@@ -72,18 +81,6 @@ pub async fn serve(
 
 fn unauthorized() -> Response {
     (StatusCode::UNAUTHORIZED, "invalid request signature").into_response()
-}
-
-fn answer(kind: u8, data: Option<Value>) -> Response {
-    let mut v = json!({ "type": kind });
-    if let Some(d) = data {
-        v["data"] = d;
-    }
-    Json(v).into_response()
-}
-
-fn say(text: &str) -> Response {
-    answer(MESSAGE, Some(messages::ephemeral(text)))
 }
 
 async fn request(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -104,6 +101,39 @@ async fn request(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -
             return (StatusCode::BAD_REQUEST, "unreadable interaction").into_response();
         }
     };
+    Json(respond(&st.handlers, ia)).into_response()
+}
+
+fn answer(kind: u8, data: Option<Value>) -> Value {
+    let mut v = json!({ "type": kind });
+    if let Some(d) = data {
+        v["data"] = d;
+    }
+    v
+}
+
+fn say(text: &str) -> Value {
+    answer(MESSAGE, Some(messages::ephemeral(text)))
+}
+
+/// A deferred answer only the user sees, edited later.
+fn deferred_ephemeral() -> Value {
+    answer(
+        DEFERRED_MESSAGE,
+        Some(json!({ "flags": messages::EPHEMERAL })),
+    )
+}
+
+fn queue(st: &Handlers, input: Input, ack: Value) -> Value {
+    match st.tx.try_send(input) {
+        Ok(()) => ack,
+        Err(_) => say("The bot is busy; please try again in a moment."),
+    }
+}
+
+/// The answer to one verified interaction (the HTTP response body, or the Gateway's
+/// callback): at once, never waiting for the engine.
+pub fn respond(st: &Handlers, ia: Interaction) -> Value {
     if ia.kind == interaction::PING {
         return answer(PONG, None);
     }
@@ -120,21 +150,71 @@ async fn request(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -
     } = ia;
     let data = data.unwrap_or_default();
     match kind {
-        interaction::APPLICATION_COMMAND => match interaction::command_line(&data) {
-            Ok(line) => {
-                let input = Input::Command {
-                    who,
-                    line,
-                    token,
-                    channel: channel_id,
-                };
-                match st.tx.try_send(input) {
-                    Ok(()) => answer(DEFERRED_MESSAGE, None),
-                    Err(_) => say("The bot is busy; please try again in a moment."),
-                }
+        interaction::APPLICATION_COMMAND => {
+            if let Some((form, values)) = interaction::deploy_of(&data) {
+                return open_form(st, &who, form, values, channel_id);
             }
-            Err(e) => say(&e.to_string()),
-        },
+            match interaction::command_line(&data) {
+                Ok(line) => {
+                    let input = Input::Command {
+                        who,
+                        line,
+                        token,
+                        channel: channel_id,
+                    };
+                    queue(st, input, answer(DEFERRED_MESSAGE, None))
+                }
+                Err(e) => say(&e.to_string()),
+            }
+        }
+        interaction::MESSAGE_COMPONENT if data.custom_id.starts_with(form::OPEN_PREFIX) => {
+            let page = data
+                .custom_id
+                .strip_prefix(form::OPEN_PREFIX)
+                .and_then(form::draft_page);
+            match page.map(|(id, page)| st.drafts.modal(&st.forms, id, page, &who)) {
+                Some(Ok(modal)) => modal,
+                Some(Err(e)) => say(&e.to_string()),
+                None => say("This button is not one of this bot's."),
+            }
+        }
+        interaction::MESSAGE_COMPONENT if data.custom_id.starts_with(form::SUBMIT_PREFIX) => {
+            let draft = data
+                .custom_id
+                .strip_prefix(form::SUBMIT_PREFIX)
+                .and_then(|s| uuid::Uuid::parse_str(s).ok());
+            match draft {
+                Some(draft) => queue(
+                    st,
+                    Input::Submit { who, draft, token },
+                    deferred_ephemeral(),
+                ),
+                None => say("This button is not one of this bot's."),
+            }
+        }
+        interaction::MODAL_SUBMIT if data.custom_id.starts_with(form::PAGE_PREFIX) => {
+            let Some((draft, page)) = data
+                .custom_id
+                .strip_prefix(form::PAGE_PREFIX)
+                .and_then(form::draft_page)
+            else {
+                return say("This form is not one of this bot's.");
+            };
+            let values = form::submitted(&data.components);
+            match st.drafts.fill(draft, page, &who, &st.forms, &values) {
+                Ok((_, fields)) => {
+                    let input = Input::Page {
+                        who,
+                        draft,
+                        fields,
+                        page,
+                        token,
+                    };
+                    queue(st, input, deferred_ephemeral())
+                }
+                Err(e) => say(&e.to_string()),
+            }
+        }
         interaction::MESSAGE_COMPONENT => match interaction::vote_of(&data.custom_id) {
             Some((job, approve)) => {
                 let message =
@@ -146,10 +226,7 @@ async fn request(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -
                     token,
                     message,
                 };
-                match st.tx.try_send(input) {
-                    Ok(()) => answer(DEFERRED_UPDATE, None),
-                    Err(_) => say("The bot is busy; please try again in a moment."),
-                }
+                queue(st, input, answer(DEFERRED_UPDATE, None))
             }
             None => say("This button is not one of this bot's."),
         },
@@ -163,13 +240,36 @@ async fn request(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -
                 .collect();
             answer(AUTOCOMPLETE_RESULT, Some(json!({ "choices": choices })))
         }
-        interaction::MODAL_SUBMIT => {
-            say("Forms are not supported on Discord yet; use /aether deploy with options.")
-        }
+        interaction::MODAL_SUBMIT => say("This form is not one of this bot's."),
         other => {
             tracing::warn!(kind = other, "unknown discord interaction type");
             say("This kind of interaction is not supported.")
         }
+    }
+}
+
+/// `/aether deploy vm|managed`: a draft with the command's options, answered with the
+/// form's first page (or, for a form without pages, its progress as if one was filled).
+fn open_form(
+    st: &Handlers,
+    who: &Principal,
+    form: DeployForm,
+    values: serde_json::Map<String, Value>,
+    channel: Option<String>,
+) -> Value {
+    let Some(layout) = form::Layout::of_form(&st.forms, form) else {
+        return say("This form is not available.");
+    };
+    let first = layout.base_pages().next().or(if layout.pages.is_empty() {
+        None
+    } else {
+        Some(0)
+    });
+    let id = st.drafts.start(who.clone(), form, &layout, values, channel);
+    match first.map(|p| st.drafts.modal(&st.forms, id, p, who)) {
+        Some(Ok(modal)) => modal,
+        Some(Err(e)) => say(&e.to_string()),
+        None => say("This form has nothing to fill in."),
     }
 }
 

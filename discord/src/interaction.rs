@@ -3,6 +3,7 @@
 //! subcommand and options becomes the chat line the console would type, an Approve / Reject
 //! button its job id and vote. Nothing here decides anything; the engine does.
 
+use aetherv_core::command::DeployForm;
 use aetherv_core::rbac::Principal;
 use aetherv_core::{JobId, Platform, Requester};
 use serde::Deserialize;
@@ -250,6 +251,29 @@ pub fn command_line(data: &Data) -> Result<String, LineError> {
         }
     }
     Ok(out.join(" "))
+}
+
+/// `/aether deploy vm|managed`: the form and the options given, as form values.
+pub fn deploy_of(data: &Data) -> Option<(DeployForm, serde_json::Map<String, Value>)> {
+    if data.name != COMMAND {
+        return None;
+    }
+    let group = data.options.iter().find(|o| o.kind == SUB_COMMAND_GROUP)?;
+    if group.name != "deploy" {
+        return None;
+    }
+    let sub = group.options.iter().find(|o| o.kind == SUB_COMMAND)?;
+    let form = match sub.name.as_str() {
+        "vm" => DeployForm::Vm,
+        "managed" => DeployForm::Managed,
+        _ => return None,
+    };
+    let values = sub
+        .options
+        .iter()
+        .filter_map(|o| Some((o.name.clone(), o.value.clone()?)))
+        .collect();
+    Some((form, values))
 }
 
 /// The option being typed in an autocomplete interaction.

@@ -8,6 +8,7 @@
 //! - [`http`]: the signed HTTP interactions endpoint (`mode: http`);
 //! - [`verify`]: Ed25519 request signatures and the replay window;
 //! - [`interaction`]: interaction payloads and their translation into the engine's vocabulary;
+//! - [`form`]: the deploy forms as command options and chained modal pages, and the drafts;
 //! - [`conversation`]: the adapter on the serve loop, engine replies → Discord writes;
 //! - [`messages`]: the message JSON the bot sends;
 //! - [`outbound`]: the ordered write queue;
@@ -18,6 +19,7 @@
 pub mod commands;
 pub mod config;
 pub mod conversation;
+pub mod form;
 pub mod http;
 pub mod interaction;
 pub mod messages;
@@ -50,7 +52,7 @@ pub const DISCORD_TEMPLATES: &[(&str, &str)] = aetherv_bot::builtin_templates!("
     help, refused, parse_error, form_errors, approval_request, vote_counted, approved, rejected,
     expired, vote_refused, job_status, job_log, job_succeeded, job_failed, job_cancelled,
     vm_list, vm_show, hosts, jobs, notice, attachment, thread_root, guided_intro, guided_field,
-    guided_set, guided_required, guided_cancelled,
+    guided_set, guided_required, guided_cancelled, form_page,
 );
 
 /// Everything the adapter needs besides the engine.
@@ -105,17 +107,24 @@ pub async fn run(engine: Engine, opts: Options, shutdown: CancellationToken) -> 
     }
     let (out, out_task) = outbound::start(rest, opts.application_id.clone());
     let (tx, rx) = tokio::sync::mpsc::channel(INPUT_QUEUE);
-    let inventory = Arc::new(RwLock::new(Inventory::default()));
+    let handlers = http::Handlers {
+        tx,
+        inventory: Arc::new(RwLock::new(Inventory::default())),
+        forms: Arc::new(aetherv_core::schema::Forms::builtin()?),
+        drafts: Arc::default(),
+    };
     let conv = Conversation::new(
         rx,
         out,
         texts,
-        Arc::clone(&inventory),
+        Arc::clone(&handlers.inventory),
         opts.channel.clone(),
         opts.approvals_channel.clone(),
+        Arc::clone(&handlers.drafts),
+        Arc::clone(&handlers.forms),
     );
     let stop = shutdown.child_token();
-    let router = http::router(verifier, tx, inventory);
+    let router = http::router(verifier, handlers);
     let listener = tokio::spawn(http::serve(opts.listener, router, stop.clone()));
     let candidate = opts.candidate.clone();
     aetherv_bot::chat::run(engine, conv, candidate, listener, out_task, stop, shutdown).await

@@ -53,6 +53,34 @@ pub fn approval_decided(request: &str, decision: &str) -> Value {
     v
 }
 
+/// Most buttons in one action row, and most rows in one message.
+pub const MAX_BUTTONS_PER_ROW: usize = 5;
+
+/// Button style `PRIMARY`.
+pub const PRIMARY: u8 = 1;
+/// Button style `SECONDARY`.
+pub const SECONDARY: u8 = 2;
+
+/// An ephemeral text with buttons `(label, custom_id, style)`, five to a row, at most 25.
+pub fn ephemeral_with_buttons(s: &str, buttons: &[(String, String, u8)]) -> Value {
+    let mut v = ephemeral(s);
+    let rows: Vec<Value> = buttons
+        .chunks(MAX_BUTTONS_PER_ROW)
+        .take(MAX_BUTTONS_PER_ROW)
+        .map(|row| {
+            let components: Vec<Value> = row
+                .iter()
+                .map(|(label, id, style)| {
+                    json!({ "type": 2, "style": style, "label": cut(label, 80), "custom_id": id })
+                })
+                .collect();
+            json!({ "type": 1, "components": components })
+        })
+        .collect();
+    v["components"] = Value::Array(rows);
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,6 +33,8 @@ fn a_deploy_command_over_http_runs_on_the_simulated_site_and_its_log_reaches_dis
         root()
             .join("tests/peers/discord_deploy.json")
             .into_os_string(),
+        "--modal-values".into(),
+        r#"{"vm_name": "web01"}"#.into(),
         "--until-contains".into(),
         "attached as job-".into(),
         "--timeout".into(),
@@ -53,13 +55,16 @@ fn a_deploy_command_over_http_runs_on_the_simulated_site_and_its_log_reaches_dis
     assert_eq!(report["status"], 200);
     let answer: Value =
         serde_json::from_str(report["answer"].as_str().unwrap_or("{}")).expect("answer");
-    assert_eq!(answer["type"], 5, "{answer}");
+    // The deploy form's first page, then its page answer with Submit, then the submission.
+    assert_eq!(answer["type"], 9, "{answer}");
+    assert_eq!(report["page"]["status"], 200, "{report:#}");
+    assert_eq!(report["page"]["submit"][0], 200, "{report:#}");
     let calls = report["calls"].as_array().cloned().unwrap_or_default();
     for c in &calls {
         assert_eq!(c["auth"], "Bot bot-outside", "{c}");
     }
     assert!(calls.iter().any(|c| c["method"] == "PATCH"
-        && c["path"] == "/api/v10/webhooks/300000000000000003/A_UNIQUE_TOKEN/messages/@original"));
+        && c["path"] == "/api/v10/webhooks/300000000000000003/SUBMIT_TOKEN/messages/@original"));
     assert!(calls.iter().any(|c| c["body"]
         .as_str()
         .is_some_and(|b| b.contains("succeeded") && b.contains("vm_id"))));

@@ -107,6 +107,32 @@ impl Engine {
         Ok(FormOutcome::Submitted { job, out })
     }
 
+    /// Validates a form filled in steps (a page of a Discord modal chain): the values so far
+    /// against the form with the same validation as [`Engine::submit_form`], keeping the
+    /// errors of `fields` (the step just filled) only; nothing is published. An unknown form
+    /// has no errors here; `submit_form` refuses it.
+    pub fn check_fields(
+        &self,
+        form: DeployForm,
+        values: &Map<String, Value>,
+        fields: &[String],
+    ) -> Vec<FieldError> {
+        let Some(schema) = self.forms.get(form.form_id()) else {
+            return Vec::new();
+        };
+        match validate(
+            schema,
+            &Value::Object(values.clone()),
+            &self.validation_context(),
+        ) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors
+                .into_iter()
+                .filter(|e| fields.contains(&e.field))
+                .collect(),
+        }
+    }
+
     /// A vote on job `job` by `who` (a button click): roles checked as for `approve`/`reject`.
     pub async fn vote(
         &mut self,

@@ -57,17 +57,19 @@ async fn approval_buttons_vote_refusals_go_to_the_clicker_and_the_decision_remov
     let br = broker();
     br.declare_host("hv01").await.expect("declare");
     let b = bot(&br, one_approval()).await;
-    let body = command(
+    forms::deploy(
+        &b,
         ALICE,
-        &[],
-        &["deploy", "vm"],
+        "vm",
         &json!([
-            { "name": "vm_name", "type": 3, "value": "web07" },
+            { "name": "gb_ram", "type": 4, "value": 4 },
+            { "name": "cpu_cores", "type": 4, "value": 2 },
             { "name": "target_host", "type": 3, "value": "hv01" }
         ]),
+        &[&[("vm_name", "web07")]],
         "tok-deploy",
-    );
-    assert_eq!(post_signed(b.addr, &body).await.1, json!({ "type": 5 }));
+    )
+    .await;
     let approval = b
         .fake
         .wait_for(Duration::from_secs(5), |c| {
@@ -172,7 +174,8 @@ impl Drop for World {
 
 async fn world(broker: &Broker) -> World {
     let stop = CancellationToken::new();
-    let site = aetherv_worker::simulated::Site::new(aetherv_sim::SimConfig::with_hosts(2));
+    let mut site = aetherv_worker::simulated::Site::new(aetherv_sim::SimConfig::with_hosts(2));
+    site.identity = Some(aetherv_core::secrets::identity_text(worker_identity()).to_string());
     aetherv_worker::simulated::start_site(broker, site, &stop)
         .await
         .expect("site");
@@ -185,17 +188,8 @@ async fn an_approved_job_gets_a_thread_with_status_and_log_messages_a_final_mess
     let br = broker();
     let _w = world(&br).await;
     let b = bot(&br, one_approval()).await;
-    let body = command(
-        ALICE,
-        &[],
-        &["deploy", "vm"],
-        &json!([
-            { "name": "vm_name", "type": 3, "value": "web09" },
-            { "name": "target_host", "type": 3, "value": "hv01" }
-        ]),
-        "tok-job",
-    );
-    post_signed(b.addr, &body).await;
+    let secret = "Flow-S3cret-pw";
+    forms::correcting_deploy(&b, "web09", secret, "tok-job").await;
     let approval = b
         .fake
         .wait_for(Duration::from_secs(5), |c| {
@@ -224,7 +218,7 @@ async fn an_approved_job_gets_a_thread_with_status_and_log_messages_a_final_mess
     assert!(
         start.body["name"]
             .as_str()
-            .is_some_and(|n| n.contains("vm.create") && n.chars().count() <= 100),
+            .is_some_and(|n| n.contains("deployment.managed") && n.chars().count() <= 100),
         "{}",
         start.body
     );
@@ -288,6 +282,14 @@ async fn an_approved_job_gets_a_thread_with_status_and_log_messages_a_final_mess
             .is_some_and(|s| s.contains("succeeded") && s.contains("vm_id"))),
         "final message"
     );
+    // The password went to the worker sealed; Discord never saw it.
+    for c in b.fake.calls() {
+        assert!(
+            !String::from_utf8_lossy(&c.raw).contains(secret),
+            "{}",
+            c.path
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,7 @@
 
 mod fake;
 mod flow;
+mod forms;
 mod http_mode;
 mod rest;
 
@@ -122,10 +123,16 @@ pub fn engine(broker: &Broker, policy: Policy) -> Engine {
             platform: Platform::Discord,
             channel: "400000000000000004".into(),
             hosts: vec!["hv01".into(), "hv02".into()],
-            recipients: Vec::new(),
+            recipients: vec![worker_identity().to_public()],
         },
     )
     .expect("engine")
+}
+
+/// The simulated workers' age identity (the engine seals secrets to it).
+pub fn worker_identity() -> &'static aetherv_core::secrets::Identity {
+    static ID: std::sync::OnceLock<aetherv_core::secrets::Identity> = std::sync::OnceLock::new();
+    ID.get_or_init(aetherv_core::secrets::generate_identity)
 }
 
 /// A fresh in-process broker.
