@@ -13,7 +13,7 @@ use crate::messages;
 use crate::verify::{Verifier, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use aetherv_core::command::DeployForm;
 use aetherv_core::rbac::Principal;
-use aetherv_core::schema::Forms;
+use aetherv_core::schema::{FieldType, Forms};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -232,7 +232,7 @@ pub fn respond(st: &Handlers, ia: Interaction) -> Value {
         },
         interaction::AUTOCOMPLETE => {
             let choices = interaction::focused(&data)
-                .map(|f| complete(&st.inventory, &f.name, &f.typed, &f.others))
+                .map(|f| complete(&st.inventory, &st.forms, &f.name, &f.typed, &f.others))
                 .unwrap_or_default();
             let choices: Vec<Value> = choices
                 .into_iter()
@@ -273,11 +273,30 @@ fn open_form(
     }
 }
 
+/// The inventory kind of option `name`: the type of the form field of that id (any form),
+/// else the option's own name (`host`, `network` … of the other subcommands).
+fn inventory_kind(forms: &Forms, name: &str) -> Option<FieldType> {
+    let by_field = forms
+        .iter()
+        .find_map(|f| f.field(name))
+        .map(|f| f.kind)
+        .filter(|k| k.is_inventory());
+    by_field.or(match name {
+        "host" => Some(FieldType::Host),
+        "cluster" => Some(FieldType::Cluster),
+        "network" => Some(FieldType::Network),
+        "storage_class" => Some(FieldType::StorageClass),
+        "image" => Some(FieldType::Image),
+        _ => None,
+    })
+}
+
 /// Choices for option `name` given what was typed: inventory names of the option's kind,
-/// narrowed by a `host`/`target_host` already chosen; prefix matches first, then the rest
-/// containing the text; at most [`MAX_CHOICES`].
+/// narrowed by a host option already chosen; prefix matches first, then the rest containing
+/// the text; at most [`MAX_CHOICES`].
 pub fn complete(
     inventory: &RwLock<Inventory>,
+    forms: &Forms,
     name: &str,
     typed: &str,
     others: &[(String, String)],
@@ -287,18 +306,18 @@ pub fn complete(
     };
     let host = others
         .iter()
-        .find(|(k, _)| k == "host" || k == "target_host")
+        .find(|(k, _)| inventory_kind(forms, k) == Some(FieldType::Host))
         .map(|(_, v)| v.as_str());
     let choices = inv.for_host(host);
-    let list: Vec<String> = match name {
-        "host" | "target_host" => choices
+    let list: Vec<String> = match inventory_kind(forms, name) {
+        Some(FieldType::Host) => choices
             .hosts
             .clone()
             .unwrap_or_else(|| inv.by_host.keys().cloned().collect()),
-        "cluster" => choices.clusters.clone().unwrap_or_default(),
-        "network" => choices.networks.clone().unwrap_or_default(),
-        "storage_class" => choices.storage_classes.clone().unwrap_or_default(),
-        "image" => choices.images.clone().unwrap_or_default(),
+        Some(FieldType::Cluster) => choices.clusters.clone().unwrap_or_default(),
+        Some(FieldType::Network) => choices.networks.clone().unwrap_or_default(),
+        Some(FieldType::StorageClass) => choices.storage_classes.clone().unwrap_or_default(),
+        Some(FieldType::Image) => choices.images.clone().unwrap_or_default(),
         _ => Vec::new(),
     };
     let t = typed.to_lowercase();

@@ -19,6 +19,9 @@
 //! Prints p50/p99; Slack's deadline is 3 s, the target is p99 ≤ 25 ms.
 //! Run: `cargo bench -p aetherv-slack --bench ack` (`-- N` repeats each burst N times).
 
+#[path = "../../tests/support/latency.rs"]
+mod latency;
+
 #[path = "../tests/it/fake.rs"]
 #[allow(dead_code, reason = "the fake serves the integration tests too")]
 mod fake;
@@ -41,39 +44,6 @@ fn command_text(i: usize) -> &'static str {
     } else {
         "vm list"
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(i).copied().unwrap_or_default()
-}
-
-/// The p99 target for a burst.
-const TARGET_P99: Duration = Duration::from_millis(25);
-
-/// Prints one run's percentiles and returns its p99.
-fn report(what: &str, lat: &mut [Duration], extra: &str) -> Duration {
-    lat.sort();
-    println!(
-        "{what}: {} acknowledged{extra}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        lat.len(),
-        percentile(lat, 0.50).as_secs_f64() * 1e3,
-        percentile(lat, 0.99).as_secs_f64() * 1e3,
-        lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
-    );
-    percentile(lat, 0.99)
-}
-
-/// One line over all bursts of a mode: the worst p99 and how many met the target.
-fn summary(what: &str, p99s: &[Duration]) {
-    let worst = p99s.iter().max().copied().unwrap_or_default();
-    let met = p99s.iter().filter(|p| **p <= TARGET_P99).count();
-    println!(
-        "{what}: worst burst p99 {:.2} ms; p99 ≤ {} ms in {met} of {} bursts",
-        worst.as_secs_f64() * 1e3,
-        TARGET_P99.as_millis(),
-        p99s.len()
-    );
 }
 
 fn engine() -> anyhow::Result<Engine> {
@@ -160,7 +130,7 @@ fn socket_mode(rt: &Runtimes, rounds: usize) -> anyhow::Result<()> {
                 seq.push(d);
             }
         }
-        report("Socket Mode, 200 commands one at a time", &mut seq, "");
+        latency::report("Socket Mode, 200 commands one at a time", &mut seq, "");
         let mut p99s = Vec::with_capacity(rounds);
         for _ in 0..rounds {
             let before = fake.count_of("views.open");
@@ -186,32 +156,16 @@ fn socket_mode(rt: &Runtimes, rounds: usize) -> anyhow::Result<()> {
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             };
-            p99s.push(report(
+            p99s.push(latency::report(
                 "Socket Mode, 200 concurrent commands on one WebSocket",
                 &mut lat,
                 &format!(", {opened} modals opened"),
             ));
         }
-        summary("Socket Mode", &p99s);
+        latency::summary("Socket Mode", &p99s);
     });
     stop.cancel();
     Ok(())
-}
-
-/// Connects, then times writing `req` until the acknowledgement is read.
-async fn http_post(addr: std::net::SocketAddr, req: String) -> Option<Duration> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    s.set_nodelay(true).ok()?;
-    let start = Instant::now();
-    s.write_all(req.as_bytes()).await.ok()?;
-    let mut buf = [0u8; 512];
-    let n = s.read(&mut buf).await.ok()?;
-    let took = start.elapsed();
-    std::str::from_utf8(&buf[..n])
-        .ok()?
-        .starts_with("HTTP/1.1 200")
-        .then_some(took)
 }
 
 /// `n` signed slash-command requests.
@@ -241,40 +195,12 @@ fn http_mode(rt: &Runtimes, rounds: usize) -> anyhow::Result<()> {
     let stop = start_bot(rt, &fake, Mode::Http(listener))?;
     rt.load.block_on(async {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        // Warm up, then one at a time.
-        let mut seq = Vec::new();
-        for (i, r) in signed_requests(addr, COMMANDS + 2)?.into_iter().enumerate() {
-            if let Some(d) = http_post(addr, r).await {
-                if i >= 2 {
-                    seq.push(d);
-                }
-            }
-        }
-        report("HTTP mode, 200 commands one at a time", &mut seq, "");
-        let mut p99s = Vec::with_capacity(rounds);
-        // Let the modals of the warm-up finish before the first burst.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        for _ in 0..rounds {
-            let tasks: Vec<_> = signed_requests(addr, COMMANDS)?
-                .into_iter()
-                .map(|r| tokio::spawn(http_post(addr, r)))
-                .collect();
-            let mut lat = Vec::with_capacity(COMMANDS);
-            for t in tasks {
-                if let Some(d) = t.await? {
-                    lat.push(d);
-                }
-            }
-            p99s.push(report(
-                "HTTP mode, 200 concurrent commands on 200 connections",
-                &mut lat,
-                "",
-            ));
-            // Let the modals of this burst finish before the next.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        summary("HTTP mode", &p99s);
-        anyhow::Ok(())
+        // A burst's modals finish before the next burst.
+        let pause = Duration::from_millis(500);
+        latency::http_bursts("HTTP mode", addr, COMMANDS, rounds, pause, |n| {
+            signed_requests(addr, n)
+        })
+        .await
     })?;
     stop.cancel();
     Ok(())

@@ -188,6 +188,24 @@ async fn an_approved_job_gets_a_thread_with_status_and_log_messages_a_final_mess
     let br = broker();
     let _w = world(&br).await;
     let b = bot(&br, one_approval()).await;
+    // Autocomplete from the hosts' inventory, narrowed by the host chosen.
+    let until = tokio::time::Instant::now() + Duration::from_secs(15);
+    let choices = loop {
+        let (_, c) = post_signed(b.addr, &forms::autocomplete(ALICE, "image_name", "ub")).await;
+        if c["data"]["choices"][0].is_object() || tokio::time::Instant::now() > until {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        choices["data"]["choices"][0]["value"], "Ubuntu 24.04",
+        "{choices}"
+    );
+    let (_, nets) = post_signed(b.addr, &forms::autocomplete(ALICE, "network", "")).await;
+    assert_eq!(
+        nets["data"]["choices"],
+        json!([{ "name": "dev", "value": "dev" }, { "name": "prod", "value": "prod" }])
+    );
     let secret = "Flow-S3cret-pw";
     forms::correcting_deploy(&b, "web09", secret, "tok-job").await;
     let approval = b
