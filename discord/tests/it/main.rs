@@ -6,6 +6,7 @@ mod flow;
 mod forms;
 mod http_mode;
 mod rest;
+mod snapshots;
 
 use aetherv_bot::engine::{Engine, EngineConfig};
 use aetherv_broker::{Broker, Topology};
