@@ -537,13 +537,14 @@ impl Engine {
         if let Some(s) = status {
             info.thread.set_status(s);
         }
-        let mut out: Vec<Reply> = info
-            .thread
-            .flush(job, now)
-            .into_iter()
-            .map(Reply::ThreadUpdate)
-            .collect();
-        if info.phase.is_final() && !info.finished {
+        let last_call = info.phase.is_final() && !info.finished;
+        let flushed = if last_call {
+            info.thread.flush_final(job, now)
+        } else {
+            info.thread.flush(job, now)
+        };
+        let mut out: Vec<Reply> = flushed.into_iter().map(Reply::ThreadUpdate).collect();
+        if last_call {
             info.finished = true;
             let short = info.short();
             let outcome = match info.phase {

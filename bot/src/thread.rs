@@ -44,15 +44,18 @@ impl Msg {
         self.version += 1;
     }
 
-    /// `Some(edit)` when the message may be sent now.
-    fn flush(&mut self, now: Instant, interval: Duration) -> Option<bool> {
+    /// `Some(edit)` when the message may be sent now (`last_call`: the job has ended, so a
+    /// change is sent without waiting for the edit interval).
+    fn flush(&mut self, now: Instant, interval: Duration, last_call: bool) -> Option<bool> {
         match (self.sent, self.last_sent) {
             (None, _) | (_, None) => {
                 self.sent = Some(self.version);
                 self.last_sent = Some(now);
                 Some(false)
             }
-            (Some(sent), Some(last)) if sent != self.version && now >= last + interval => {
+            (Some(sent), Some(last))
+                if sent != self.version && (last_call || now >= last + interval) =>
+            {
                 self.sent = Some(self.version);
                 self.last_sent = Some(now);
                 Some(true)
@@ -133,6 +136,16 @@ impl ThreadMessages {
 
     /// What may be sent now, as messages of job `job`'s thread.
     pub fn flush(&mut self, job: JobId, now: Instant) -> Vec<ThreadMessage> {
+        self.flush_with(job, now, false)
+    }
+
+    /// Everything not sent yet, at once: the job has ended, so its live messages get their
+    /// last lines before its final message.
+    pub fn flush_final(&mut self, job: JobId, now: Instant) -> Vec<ThreadMessage> {
+        self.flush_with(job, now, true)
+    }
+
+    fn flush_with(&mut self, job: JobId, now: Instant, last_call: bool) -> Vec<ThreadMessage> {
         let op = |msg, edit, content| ThreadMessage {
             job,
             msg,
@@ -142,7 +155,7 @@ impl ThreadMessages {
         let interval = self.limits.min_edit_interval;
         let mut ops = Vec::new();
         if let Some(status) = &self.status {
-            if let Some(edit) = self.status_msg.flush(now, interval) {
+            if let Some(edit) = self.status_msg.flush(now, interval, last_call) {
                 ops.push(op(
                     MessageRef::Status,
                     edit,
@@ -151,7 +164,7 @@ impl ThreadMessages {
             }
         }
         for (i, l) in self.logs.iter_mut().enumerate() {
-            if let Some(edit) = l.msg.flush(now, interval) {
+            if let Some(edit) = l.msg.flush(now, interval, last_call) {
                 let content = ThreadContent::Log {
                     part: i + 1,
                     lines: l.lines.clone(),
@@ -221,6 +234,25 @@ mod tests {
             queue_position: None,
             percent: 0,
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_last_flush_sends_what_the_interval_held_back() {
+        let limits = Limits {
+            max_message_chars: 500,
+            min_edit_interval: Duration::from_secs(1),
+        };
+        let mut t = ThreadMessages::new(limits);
+        t.push_line("first");
+        assert_eq!(t.flush(JobId::default(), Instant::now()).len(), 1);
+        t.push_line("second");
+        // Within the interval: held back, unless the job has ended.
+        assert!(t.flush(JobId::default(), Instant::now()).is_empty());
+        let last = t.flush_final(JobId::default(), Instant::now());
+        assert_eq!(last.len(), 1);
+        assert!(last[0].edit);
+        assert!(matches!(&last[0].content, ThreadContent::Log { lines, .. } if lines.len() == 2));
+        assert_eq!(t.next_due(), None);
     }
 
     #[tokio::test(start_paused = true)]

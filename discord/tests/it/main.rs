@@ -5,6 +5,7 @@ mod fake;
 mod flow;
 mod forms;
 mod http_mode;
+mod long_log;
 mod rest;
 mod snapshots;
 
