@@ -4,8 +4,9 @@
 //! run loop that ties the engine task, the ingress and the queue together. None of it decides
 //! anything: it is bookkeeping and plumbing.
 
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineError, VoteResult};
 use crate::serve::Adapter;
+use aetherv_core::rbac::Principal;
 use aetherv_core::validate::InventoryChoices;
 use aetherv_core::JobId;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -115,10 +116,42 @@ impl Places {
         self.open_approvals.contains(&job)
     }
 
+    /// A click on an approval button by `who`: the engine's vote, and what an adapter needs to
+    /// answer it (whether it posted the request's messages itself, and whether the request
+    /// was undecided before the click: a click that decides a request from before a restart
+    /// edits the clicked message).
+    pub async fn vote(
+        &self,
+        engine: &mut Engine,
+        who: &Principal,
+        job: JobId,
+        approve: bool,
+    ) -> Result<Click, EngineError> {
+        let ours = self.approval_open(job);
+        let undecided = engine.decision(job).is_none();
+        let result = engine.vote(who, job, approve, None).await?;
+        Ok(Click {
+            ours,
+            undecided,
+            result,
+        })
+    }
+
     /// Marks a job's approval messages as decided; true when they were open.
     pub fn approval_closed(&mut self, job: JobId) -> bool {
         self.open_approvals.remove(&job)
     }
+}
+
+/// A counted, refused or deciding click, and what was known before it.
+#[derive(Debug)]
+pub struct Click {
+    /// This adapter posted the request's messages (they are edited by the decision).
+    pub ours: bool,
+    /// The request was undecided before the click.
+    pub undecided: bool,
+    /// The engine's answer.
+    pub result: VoteResult,
 }
 
 /// The sending side of an adapter's ordered outbound queue: writes go out one at a time, in

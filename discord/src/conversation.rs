@@ -185,9 +185,11 @@ impl Conversation {
                 token,
                 message,
             } => {
-                let ours = self.places.approval_open(job);
-                let undecided = engine.decision(job).is_none();
-                let res = engine.vote(&who, job, approve, None).await?;
+                let aetherv_bot::chat::Click {
+                    ours,
+                    undecided,
+                    result: res,
+                } = self.places.vote(engine, &who, job, approve).await?;
                 let (texts, rest) = self.split(res.out);
                 let ch = self.channel_of(job);
                 for t in texts {

@@ -135,9 +135,11 @@ impl Conversation {
                 approve,
                 clicked,
             } => {
-                let ours = self.places.approval_open(job);
-                let undecided = engine.decision(job).is_none();
-                let res = engine.vote(&who, job, approve, None).await?;
+                let aetherv_bot::chat::Click {
+                    ours,
+                    undecided,
+                    result: res,
+                } = self.places.vote(engine, &who, job, approve).await?;
                 let ch = self.channel_of(job);
                 if res.changed {
                     self.route(engine, res.out, &ch, Some(job));

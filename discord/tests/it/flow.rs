@@ -3,6 +3,15 @@
 use super::*;
 use serde_json::json;
 
+/// A click on an approval button by `who` (with `roles`) in the approvals channel, which
+/// is acknowledged as a deferred update.
+async fn vote(b: &Bot, who: &str, roles: &[&str], approve: bool, job: &str, token: &str) {
+    let verb = if approve { "approve" } else { "reject" };
+    let id = format!("aether:{verb}:{job}");
+    let c = click(who, roles, &id, APPROVALS, "1", token);
+    assert_eq!(post_signed(b.addr, &c).await.1, json!({ "type": 6 }));
+}
+
 fn approval_job(body: &Value) -> String {
     body["components"][0]["components"][0]["custom_id"]
         .as_str()
@@ -84,15 +93,7 @@ async fn approval_buttons_vote_refusals_go_to_the_clicker_and_the_decision_remov
 
     // Alice may not approve her own request; eve may not approve at all: the clicker alone.
     for (who, token) in [(ALICE, "tok-alice"), (EVE, "tok-eve")] {
-        let c = click(
-            who,
-            &[],
-            &format!("aether:approve:{job}"),
-            APPROVALS,
-            "1",
-            token,
-        );
-        assert_eq!(post_signed(b.addr, &c).await.1, json!({ "type": 6 }));
+        vote(&b, who, &[], true, &job, token).await;
         let f = b
             .fake
             .wait_for(Duration::from_secs(5), |c| {
@@ -103,15 +104,7 @@ async fn approval_buttons_vote_refusals_go_to_the_clicker_and_the_decision_remov
     }
 
     // Bob (an approver by role) approves: the request message is edited, buttons gone.
-    let c = click(
-        BOB,
-        &[APPROVERS],
-        &format!("aether:approve:{job}"),
-        APPROVALS,
-        "1",
-        "tok-bob",
-    );
-    assert_eq!(post_signed(b.addr, &c).await.1, json!({ "type": 6 }));
+    vote(&b, BOB, &[APPROVERS], true, &job, "tok-bob").await;
     let edit = b
         .fake
         .wait_for(Duration::from_secs(5), |c| {
@@ -136,15 +129,7 @@ async fn approval_buttons_vote_refusals_go_to_the_clicker_and_the_decision_remov
     assert_eq!(copy.body["content"], edit.body["content"]);
 
     // A late click on the decided request: answered to the clicker only, nothing re-edited.
-    let c = click(
-        BOB,
-        &[APPROVERS],
-        &format!("aether:reject:{job}"),
-        APPROVALS,
-        "1",
-        "tok-late",
-    );
-    post_signed(b.addr, &c).await;
+    vote(&b, BOB, &[APPROVERS], false, &job, "tok-late").await;
     let late = b
         .fake
         .wait_for(Duration::from_secs(5), |c| {
@@ -215,15 +200,7 @@ async fn an_approved_job_gets_a_thread_with_status_and_log_messages_a_final_mess
         })
         .await;
     let job = approval_job(&approval.body);
-    let c = click(
-        BOB,
-        &[APPROVERS],
-        &format!("aether:approve:{job}"),
-        APPROVALS,
-        "1",
-        "tok-b",
-    );
-    post_signed(b.addr, &c).await;
+    vote(&b, BOB, &[APPROVERS], true, &job, "tok-b").await;
     // The job's thread starts from its root message in the command's channel.
     let start = b
         .fake

@@ -136,6 +136,18 @@ pub async fn deploy(
     answered(b, &t).await
 }
 
+/// `/aether deploy managed` on hv01 by Alice: the form's first page.
+async fn open_managed(b: &Bot, token: &str) -> Value {
+    let body = command(
+        ALICE,
+        &[],
+        &["deploy", "managed"],
+        &managed_options(),
+        token,
+    );
+    post_signed(b.addr, &body).await.1
+}
+
 /// The options of a managed deployment on hv01.
 fn managed_options() -> Value {
     json!([
@@ -192,17 +204,7 @@ async fn the_command_has_the_choice_fields_and_the_modal_pages_the_rest_five_at_
     assert!(required.windows(2).all(|w| w[0] || !w[1]), "{required:?}");
     assert!(names.len() <= 25);
 
-    let (_, modal) = post_signed(
-        b.addr,
-        &command(
-            ALICE,
-            &[],
-            &["deploy", "managed"],
-            &managed_options(),
-            "tok-m",
-        ),
-    )
-    .await;
+    let modal = open_managed(&b, "tok-m").await;
     assert_eq!(modal["type"], 9, "{modal}");
     let ids = inputs(&modal);
     assert!(!ids.is_empty() && ids.len() <= 5, "{ids:?}");
@@ -227,17 +229,7 @@ pub async fn correcting_deploy(b: &Bot, vm: &str, secret: &str, token: &str) -> 
         .cloned()
         .unwrap_or_default();
     assert!(offered.len() <= 25);
-    let (_, modal) = post_signed(
-        b.addr,
-        &command(
-            ALICE,
-            &[],
-            &["deploy", "managed"],
-            &managed_options(),
-            token,
-        ),
-    )
-    .await;
+    let modal = open_managed(b, token).await;
     let page = modal["data"]["custom_id"]
         .as_str()
         .unwrap_or_default()
