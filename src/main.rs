@@ -9,8 +9,27 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "aetherv", version, about)]
 struct Cli {
+    /// Log lines as text (default) or as one JSON object per line (with `job_id`, `host`
+    /// and `step` on every line of a job). The level is `AETHERV_LOG` (default `warn`).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "AETHERV_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Sub,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// For people.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -41,10 +60,10 @@ enum Sub {
 }
 
 fn main() -> ExitCode {
-    init_tracing();
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
     // One TLS crypto provider for the whole process (ring), before any TLS client exists.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = Cli::parse();
     match cli.command {
         Sub::Validate(args) => cmd::validate::run(args),
         Sub::Schema(c) => cmd::schema::run(c),
@@ -60,11 +79,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("AETHERV_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => fmt.init(),
+        // The event's fields at the top level; the innermost span's fields (a job's `job_id`,
+        // `host`, `kind`, `step`) under `span`.
+        LogFormat::Json => fmt
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }

@@ -376,16 +376,33 @@ async fn a_worker_killed_during_each_step_is_resumed_by_the_other_with_one_vm_an
     }
     assert!(n_events > 50, "only {n_events} events");
     drop(workers);
+    let mut in_jobs = 0;
     for entry in std::fs::read_dir(logs.path()).expect("logs") {
         let path = entry.expect("entry").path();
         let text = std::fs::read_to_string(&path).expect("log");
         assert!(
-            text.contains("DEBUG"),
+            text.contains("\"DEBUG\""),
             "{} holds no debug log",
             path.display()
         );
+        // JSON logs: every line parses; every line logged within a job names it, and its
+        // steps' lines their step.
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {line}", path.display()));
+            if v["span"]["name"] == "job" {
+                in_jobs += 1;
+                assert!(v["span"]["job_id"].is_string(), "{line}");
+                assert!(v["span"]["host"] == "hv01", "{line}");
+            }
+            if v["message"] == "step started" {
+                assert!(v["span"]["step"].is_string(), "{line}");
+            }
+        }
+
         haystacks.push((path.display().to_string(), text));
     }
+    assert!(in_jobs > 0, "no log line of a job");
     let records = http_get(&sim.addr, "/sim/hosts/hv01/records").expect("records");
     assert!(
         records.contains("kvp.write"),

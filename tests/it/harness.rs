@@ -274,6 +274,11 @@ fn spawn_worker(
         .env("AETHERV_AMQP_URL", url)
         .env("AETHERV_WORKER_ID", id)
         .env("AETHERV_LOG", level)
+        // A worker logging to a file logs JSON (`--log-format json`), which tests parse.
+        .env(
+            "AETHERV_LOG_FORMAT",
+            if level == "debug" { "json" } else { "text" },
+        )
         .stdout(Stdio::null())
         .stderr(stderr)
         .spawn()

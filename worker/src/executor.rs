@@ -99,7 +99,7 @@ pub async fn run_job_with(
 ) -> Result<JobOutcome, PublishError> {
     if let Some(by) = ctx.opts.cancels.requested(ctx.job.job_id) {
         // Dropped before it started: nothing ran, nothing to undo.
-        tracing::info!(job = %ctx.job.job_id, "cancelled before it started");
+        tracing::info!(job_id = %ctx.job.job_id, "cancelled before it started");
         ctx.reporter
             .emit(EventBody::JobCancelled { by: Some(by) })
             .await?;
@@ -163,7 +163,7 @@ async fn report_outcome(
             Ok(JobOutcome::Failed)
         }
         Err(JobFailure::Interrupted) => {
-            tracing::info!(job = %job_id, "job interrupted by shutdown");
+            tracing::info!(job_id = %job_id, "job interrupted by shutdown");
             ctx.reporter
                 .emit(EventBody::JobInterrupted {
                     reason: "worker shutting down; the job returns to its queue".into(),
@@ -172,7 +172,7 @@ async fn report_outcome(
             Ok(JobOutcome::Interrupted)
         }
         Err(JobFailure::Cancelled { by }) => {
-            tracing::info!(job = %job_id, "cancelled at a step boundary");
+            tracing::info!(job_id = %job_id, "cancelled at a step boundary");
             ctx.flush().await?;
             ctx.reporter
                 .emit(EventBody::JobCancelled { by: Some(by) })

@@ -263,6 +263,9 @@ impl JobCtx<'_> {
         index: u32,
         total: u32,
     ) -> Result<Instant, PublishError> {
+        // Every later line of the job names its step (the job's span, see `slot`).
+        tracing::Span::current().record("step", tracing::field::display(step));
+        tracing::info!(index, total, "step started");
         self.reporter
             .emit(EventBody::StepStarted {
                 step: step.to_string(),
@@ -282,6 +285,7 @@ impl JobCtx<'_> {
     ) -> Result<Value, StepError> {
         self.reporter.flush(&self.buf).await?;
         let duration_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(duration_ms, ok = result.is_ok(), "step ended");
         match result {
             Ok((data, resumed)) => {
                 self.reporter

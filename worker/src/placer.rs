@@ -101,7 +101,7 @@ async fn place_one(
             let mut placed = job.clone();
             placed.target = Target::Host(host.clone());
             broker.publish_job(&placed).await?;
-            tracing::info!(job = %job.job_id, cluster, host, "placed");
+            tracing::info!(job_id = %job.job_id, cluster, host, "placed");
             reporter
                 .log(format!(
                     "placed on {host}: the member of cluster {cluster} with the most free memory \
@@ -111,7 +111,7 @@ async fn place_one(
             Ok(())
         }
         Err(e) => {
-            tracing::warn!(job = %job.job_id, cluster, error = %e, "placement failed");
+            tracing::warn!(job_id = %job.job_id, cluster, error = %e, "placement failed");
             reporter
                 .emit(EventBody::JobFailed {
                     code: "placement_failed".into(),

@@ -144,7 +144,7 @@ async fn prepare(
     let (verdict, settled) = match outcome {
         Ok(Preparation::Ready) => return Prepared::Run(Box::new(d)),
         Ok(Preparation::Failed { code, message }) => {
-            tracing::warn!(host = %agent.host, job = %d.envelope.job_id, code, "host preparation failed; failing the job");
+            tracing::warn!(host = %agent.host, job_id = %d.envelope.job_id, code, "host preparation failed; failing the job");
             let failed = reporter
                 .emit(aetherv_core::EventBody::JobFailed {
                     code: code.into(),
@@ -169,7 +169,13 @@ async fn prepare(
 
 async fn handle(ctx: &SlotCtx, agent: &HostAgent, d: JobDelivery, terminate: &CancellationToken) {
     let job = d.envelope.clone();
-    let span = tracing::info_span!("job", job = %job.job_id, host = %agent.host, kind = %job.kind);
+    let span = tracing::info_span!(
+        "job",
+        job_id = %job.job_id,
+        host = %agent.host,
+        kind = %job.kind,
+        step = tracing::field::Empty,
+    );
     let mut reporter = JobReporter::new(ctx.broker.clone(), job.job_id);
     let jc = job_ctx(&mut reporter, agent, &job, terminate, ctx.opts.clone());
     let outcome = run_job_with(jc, &ctx.worker_id, d.attempt(), d.redelivered)
@@ -179,7 +185,7 @@ async fn handle(ctx: &SlotCtx, agent: &HostAgent, d: JobDelivery, terminate: &Ca
         Ok(JobOutcome::Succeeded | JobOutcome::Failed | JobOutcome::Cancelled) => d.ack().await,
         Ok(JobOutcome::Interrupted) => d.requeue().await,
         Err(e) => {
-            tracing::warn!(job = %job.job_id, error = %e, "could not publish job events; returning the job to its queue");
+            tracing::warn!(job_id = %job.job_id, error = %e, "could not publish job events; returning the job to its queue");
             d.requeue().await
         }
     };
