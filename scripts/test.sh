@@ -104,4 +104,13 @@ failed=$(grep -Eo '[0-9]+ failed' /tmp/aetherv-test-$$.log | awk '{s+=$1} END {p
 rm -f /tmp/aetherv-test-$$.log
 echo
 echo "$passed passed, $failed failed"
+
+step "fuzz (every parser of outside input, 5 s a target)"
+# Inputs tried per target are printed; a crash or a hang fails the run and is saved under
+# fuzz/found/<target>/ (copy it to fuzz/regressions/<target>/ once fixed).
+set +e
+cargo run -q -p aetherv-fuzz -- --seconds "${AETHERV_FUZZ_SECONDS:-5}" --save fuzz/found
+fuzz_status=$?
+set -e
+[ "$status" -eq 0 ] && status=$fuzz_status
 exit "$status"

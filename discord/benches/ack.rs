@@ -134,7 +134,7 @@ fn main() -> anyhow::Result<()> {
         application_id: APP.into(),
         public_key: public,
         bot_token: "bench-token".into(),
-        api_url: fake.api_url.clone(),
+        api_url: fake.api_url,
         listener,
         channel: "400000000000000004".into(),
         approvals_channel: None,
