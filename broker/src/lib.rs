@@ -45,7 +45,8 @@ pub use topology::{
     DEFAULT_EVENTS_MAX_BYTES, DEFAULT_EVENTS_SEGMENT_BYTES,
 };
 pub use types::{
-    DeadLetter, EventStream, JobConsumer, JobDelivery, Leadership, QueueDepth, StreamOffset,
+    DeadLetter, EventStream, JobConsumer, JobDelivery, Leadership, QueueDepth, RequestConsumer,
+    RequestDelivery, StreamOffset,
 };
 
 use aetherv_core::{Event, JobEnvelope};
@@ -166,6 +167,33 @@ impl Broker {
         match self {
             Broker::Amqp(b) => b.consume_jobs(host, consumer_tag).await,
             Broker::InProc(b) => b.consume_jobs(host, consumer_tag),
+        }
+    }
+
+    /// Starts consuming the requests queue (`<prefix>.requests.in`; single active consumer,
+    /// prefetch 1). `None` for the in-process broker: no producer outside the process can
+    /// reach it, so it has no requests exchange.
+    pub async fn consume_requests(
+        &self,
+        consumer_tag: &str,
+    ) -> Result<Option<RequestConsumer>, BrokerError> {
+        match self {
+            Broker::Amqp(b) => b.consume_requests(consumer_tag).await.map(Some),
+            Broker::InProc(_) => Ok(None),
+        }
+    }
+
+    /// Replies to a producer (default exchange, routing key `reply_to`, its
+    /// `correlation_id`). The in-process broker has no producers to answer: a no-op.
+    pub async fn publish_reply(
+        &self,
+        reply_to: &str,
+        correlation_id: Option<&str>,
+        body: &[u8],
+    ) -> Result<(), PublishError> {
+        match self {
+            Broker::Amqp(b) => b.publish_reply(reply_to, correlation_id, body).await,
+            Broker::InProc(_) => Ok(()),
         }
     }
 
