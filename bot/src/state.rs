@@ -367,6 +367,15 @@ impl State {
                 }
             }
         }
+        // A request's outcome says nothing about a job the bot does not already know (the
+        // accepted one was inserted by its `approval.requested` or `job.queued`).
+        if matches!(
+            ev.body,
+            EventBody::RequestAccepted { .. } | EventBody::RequestRejected { .. }
+        ) && !self.jobs.contains_key(&job_id)
+        {
+            return true;
+        }
         let limits = self.limits;
         let counter = &mut self.queue_counter;
         let info = self.jobs.entry(job_id).or_insert_with(|| {
@@ -457,6 +466,8 @@ impl State {
             | EventBody::JobResumed { .. }
             | EventBody::JobInterrupted { .. }
             | EventBody::ApprovalRequested { .. }
+            | EventBody::RequestAccepted { .. }
+            | EventBody::RequestRejected { .. }
             | EventBody::HostInventory { .. } => {}
         }
         if matches!(ev.body, EventBody::JobSucceeded { .. }) {
