@@ -10,6 +10,7 @@
 mod api;
 mod approvals;
 mod guided;
+mod requests;
 
 pub use api::{opened, FormOutcome, VoteResult};
 
@@ -109,6 +110,9 @@ pub struct Engine {
     last_history: Option<Instant>,
     /// Guided forms in progress, by user.
     guided: std::collections::HashMap<String, guided::Guided>,
+    /// AMQP producers waiting for the approval decision on their job (this bot's memory:
+    /// after a restart they follow the events).
+    producers: std::collections::HashMap<JobId, requests::ReplyAddress>,
 }
 
 /// Errors the engine cannot turn into a reply (broker gone, bad templates).
@@ -202,6 +206,7 @@ impl Engine {
             started_at: chrono::Utc::now(),
             last_history: None,
             guided: Default::default(),
+            producers: Default::default(),
         })
     }
 
@@ -226,6 +231,7 @@ impl Engine {
         let ev = Event::for_job(job, 0, body);
         self.broker.publish_event(&ev).await?;
         self.state.apply(&ev, false);
+        self.tell_producer(job, &ev.body).await;
         Ok(())
     }
 

@@ -284,7 +284,10 @@ impl AmqpBroker {
     }
 
     /// Registers a consumer on the requests queue (single active consumer, prefetch 1).
-    pub async fn consume_requests(&self, consumer_tag: &str) -> Result<RequestConsumer, BrokerError> {
+    pub async fn consume_requests(
+        &self,
+        consumer_tag: &str,
+    ) -> Result<RequestConsumer, BrokerError> {
         short(consumer_tag)?;
         let consumer = AmqpJobConsumer::start(
             Arc::clone(&self.shared),

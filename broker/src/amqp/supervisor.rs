@@ -139,8 +139,12 @@ pub(super) async fn declare_base(ch: &Channel, t: &Topology) -> Result<(), Broke
         FieldTable::default(),
     )
     .await?;
-    ch.queue_declare(requests_in.clone(), queue_durable, fields::host_queue_args(t))
-        .await?;
+    ch.queue_declare(
+        requests_in.clone(),
+        queue_durable,
+        fields::host_queue_args(t),
+    )
+    .await?;
     ch.queue_bind(
         requests_in,
         requests,
