@@ -74,7 +74,11 @@ pub fn short_id(id: &JobId) -> String {
 
 /// A display name for an identity.
 pub fn display(r: &Requester) -> String {
-    r.user_id.clone()
+    match r.platform {
+        // A producer is shown as its principal, so nobody takes it for a chat user.
+        aetherv_core::Platform::Amqp => format!("amqp:{}", r.user_id),
+        _ => r.user_id.clone(),
+    }
 }
 
 impl JobInfo {

@@ -109,11 +109,13 @@ impl Engine {
     async fn gate_request(
         &mut self,
         who: &Principal,
-        request: JobRequest,
+        mut request: JobRequest,
     ) -> Result<Result<(JobId, bool, Vec<Reply>), Vec<RequestError>>, EngineError> {
         let wire = |errors: Vec<FieldError>| errors.iter().map(RequestError::from).collect();
-        if let Err(errors) = self.validate_request(&request) {
-            return Ok(Err(wire(errors)));
+        match self.validate_request(&request) {
+            Err(errors) => return Ok(Err(wire(errors))),
+            Ok(Some(spec)) => request.spec = spec,
+            Ok(None) => {}
         }
         let (kind, target) = (request.kind, request.target.clone());
         if let Err(errors) =
@@ -157,8 +159,12 @@ impl Engine {
     }
 
     /// The spec against its kind's fields and, for kinds with a form, the form schema and
-    /// inventory choices. Secret fields sealed into `secrets` count as present.
-    fn validate_request(&self, request: &JobRequest) -> Result<(), Vec<FieldError>> {
+    /// inventory choices; the validated spec (defaults applied) when the form validated it.
+    /// Secret fields sealed into `secrets` count as present.
+    fn validate_request(
+        &self,
+        request: &JobRequest,
+    ) -> Result<Option<serde_json::Map<String, Value>>, Vec<FieldError>> {
         if let Err(e) = JobSpec::parse(request.kind, &request.spec) {
             return Err(vec![FieldError {
                 field: String::new(),
@@ -169,11 +175,12 @@ impl Engine {
         let Some(schema) =
             aetherv_core::schema::form_id_for(request.kind).and_then(|form| self.forms.get(form))
         else {
-            return Ok(());
+            return Ok(None);
         };
         let spec = Value::Object(request.spec.clone());
-        let Err(errors) = validate(schema, &spec, &self.validation_context()) else {
-            return Ok(());
+        let errors = match validate(schema, &spec, &self.validation_context()) {
+            Ok(valid) => return Ok(Some(valid.into_values())),
+            Err(errors) => errors,
         };
         let secret = aetherv_core::ops::secret_fields();
         let errors: Vec<FieldError> = errors
@@ -185,7 +192,7 @@ impl Engine {
             })
             .collect();
         if errors.is_empty() {
-            Ok(())
+            Ok(None)
         } else {
             Err(errors)
         }
