@@ -52,6 +52,9 @@ pub use types::{
 use aetherv_core::{Event, JobEnvelope};
 use std::time::Duration;
 
+/// String headers of a job message, by name.
+pub type Headers = std::collections::BTreeMap<String, String>;
+
 /// The header carrying the stable reason code of a dead letter (`ContractError::code()` for
 /// undecodable messages, or the worker's own code).
 pub const REASON_HEADER: &str = "x-aetherv-reason";
@@ -132,8 +135,21 @@ impl Broker {
     /// Cancel safety: not cancel-safe in outcome: a cancelled publish may or may not have been
     /// stored. Nothing else is left behind (the publishing channel is discarded).
     pub async fn publish_job(&self, job: &JobEnvelope) -> Result<(), PublishError> {
-        self.publish_raw(&job.target.routing_key(), job.to_vec())
-            .await
+        self.publish_job_with(job, &Headers::new()).await
+    }
+
+    /// [`Broker::publish_job`] with string headers (the bot's signature, a placer's origin);
+    /// consumers read them from [`JobDelivery::headers`].
+    pub async fn publish_job_with(
+        &self,
+        job: &JobEnvelope,
+        headers: &Headers,
+    ) -> Result<(), PublishError> {
+        let key = job.target.routing_key();
+        match self {
+            Broker::Amqp(b) => b.publish_raw_with(&key, job.to_vec(), headers).await,
+            Broker::InProc(b) => b.publish_raw_with(&key, job.to_vec(), headers),
+        }
     }
 
     /// Publishes arbitrary bytes to the jobs exchange on the same path as

@@ -150,6 +150,8 @@ impl RequestDelivery {
 pub struct JobDelivery {
     /// The decoded envelope.
     pub envelope: JobEnvelope,
+    /// The message's string headers (signature, key id, placement origin).
+    pub headers: crate::Headers,
     /// True when the broker delivered this message before (crash, requeue, consumer handover).
     pub redelivered: bool,
     /// How many times the message was delivered before and returned (`x-delivery-count` on
@@ -181,6 +183,11 @@ impl Settle {
 }
 
 impl JobDelivery {
+    /// One string header.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).cloned()
+    }
+
     /// The attempt number, 1-based (`delivery_count + 1`), for `job.started`/`job.resumed`.
     pub fn attempt(&self) -> u32 {
         self.delivery_count.saturating_add(1)

@@ -159,6 +159,7 @@ impl AmqpJobConsumer {
         match JobEnvelope::from_slice(&settle.body) {
             Ok(envelope) => Some(JobDelivery {
                 envelope,
+                headers: fields::string_headers(&settle.properties),
                 redelivered,
                 delivery_count,
                 settle: Settle::Amqp(Box::new(settle)),

@@ -221,23 +221,29 @@ impl AmqpBroker {
 
     /// Publishes to the jobs exchange with `mandatory` and waits for the confirm.
     pub async fn publish_raw(&self, routing_key: &str, body: Vec<u8>) -> Result<(), PublishError> {
+        self.publish_raw_with(routing_key, body, &crate::Headers::new())
+            .await
+    }
+
+    /// [`AmqpBroker::publish_raw`] with string headers.
+    pub async fn publish_raw_with(
+        &self,
+        routing_key: &str,
+        body: Vec<u8>,
+        headers: &crate::Headers,
+    ) -> Result<(), PublishError> {
+        let props = fields::message_properties(fields::headers_table(headers));
         let exchange = short(&self.shared.topology.jobs_exchange())?;
         let key = short(routing_key)?;
         let shared = &self.shared;
         shared
             .with_live(|live| {
-                let (exchange, key) = (exchange.clone(), key.clone());
+                let (exchange, key, props) = (exchange.clone(), key.clone(), props.clone());
                 let body = &body;
                 async move {
                     let confirm = live
                         .jobs
-                        .publish(
-                            &live.conn,
-                            exchange,
-                            key,
-                            body,
-                            fields::message_properties(None),
-                        )
+                        .publish(&live.conn, exchange, key, body, props)
                         .await?;
                     confirmation_result(&confirm, routing_key)
                 }
