@@ -36,6 +36,8 @@ enum Sub {
     Hosts(cmd::hosts::Args),
     /// The chat bot on Slack (Socket Mode or the HTTP Events API), against RabbitMQ.
     Slack(cmd::slack::Args),
+    /// Make a bot's job-signing key (Ed25519): the key to a file, the public key printed.
+    SigningKey(cmd::signing_key::Args),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Sub::Bot(args) => cmd::bot::run(args),
         Sub::Hosts(args) => cmd::hosts::run(args),
         Sub::Slack(args) => cmd::slack::run(&args),
+        Sub::SigningKey(args) => cmd::signing_key::run(args),
     }
 }
 

@@ -58,6 +58,9 @@ pub struct EngineConfig {
     /// restart, and the broker only ever holds ciphertext. Empty: requests with secret values
     /// are refused.
     pub recipients: Vec<aetherv_core::secrets::Recipient>,
+    /// The key every published job is signed with (workers given its public key run only
+    /// jobs it signed). `None`: jobs go out unsigned.
+    pub signer: Option<std::sync::Arc<aetherv_core::signing::SigningKey>>,
 }
 
 impl EngineConfig {
@@ -84,6 +87,7 @@ impl EngineConfig {
             channel: "console".into(),
             hosts,
             recipients,
+            signer: None,
         })
     }
 }
@@ -95,6 +99,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("channel", &self.channel)
             .field("hosts", &self.hosts)
             .field("recipients", &self.recipients.len())
+            .field("signer", &self.signer.as_ref().map(|k| k.id().to_owned()))
             .finish_non_exhaustive()
     }
 }

@@ -65,10 +65,17 @@ pub fn run(args: Args) -> ExitCode {
         Ok(t) => t,
         Err(e) => return crate::cmd::fail("demo", 66, e),
     };
-    let cfg = match EngineConfig::from_texts(&roles, &policy, hosts.clone(), &recipient) {
+    let mut cfg = match EngineConfig::from_texts(&roles, &policy, hosts.clone(), &recipient) {
         Ok(c) => c,
         Err(e) => return crate::cmd::fail("demo", 64, e),
     };
+    // A fresh job-signing key per run: the bot signs, the worker accepts only its jobs.
+    let signer = match crate::cmd::run_signing_key() {
+        Ok(k) => k,
+        Err(e) => return crate::cmd::fail("demo", 1, e),
+    };
+    let public_key = signer.public_text();
+    cfg.signer = Some(signer);
     crate::cmd::block_on(async move {
         let prefix = args
             .prefix
@@ -89,11 +96,12 @@ pub fn run(args: Args) -> ExitCode {
         };
         let stop = CancellationToken::new();
         let identity_text = aetherv_core::secrets::identity_text(&identity);
-        let site = Site::demo(
+        let mut site = Site::demo(
             hosts.len(),
             Duration::from_millis(args.latency_ms),
             identity_text.to_string(),
         );
+        site.job_signing_keys = vec![public_key];
         let worker_task = match aetherv_worker::simulated::start_site(&broker, site, &stop).await {
             Ok(t) => t,
             Err(e) => return crate::cmd::fail("demo", 1, e),

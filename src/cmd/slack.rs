@@ -67,6 +67,10 @@ pub fn run(args: &Args) -> ExitCode {
         ecfg.limits = SLACK_LIMITS;
         ecfg.platform = Platform::Slack;
         ecfg.channel = cfg.channel.clone();
+        ecfg.signer = match site {
+            Some(_) => Some(crate::cmd::run_signing_key()?),
+            None => crate::cmd::configured_signing_key()?,
+        };
         let groups = serde_saphyr::from_str::<RbacConfig>(&roles)
             .map(|r| aetherv_slack::identity::slack_groups(&r))
             .unwrap_or_default();
@@ -88,6 +92,11 @@ pub fn run(args: &Args) -> ExitCode {
         Ok(s) => s,
         Err(e) => return crate::cmd::fail("slack", 64, e),
     };
+    // The simulated site's worker accepts the run's key.
+    let signer_public = site
+        .as_ref()
+        .and(ecfg.signer.as_ref())
+        .map(|k| k.public_text());
     crate::cmd::block_on(async move {
         let mode = match cfg.mode {
             ModeName::Socket => Mode::Socket {
@@ -107,11 +116,12 @@ pub fn run(args: &Args) -> ExitCode {
             Some((hosts, identity)) => {
                 let broker = Broker::in_process(topology(&prefix));
                 let text = aetherv_core::secrets::identity_text(identity).to_string();
-                let site = aetherv_worker::simulated::Site::demo(
+                let mut site = aetherv_worker::simulated::Site::demo(
                     hosts.len(),
                     Duration::from_millis(300),
                     text,
                 );
+                site.job_signing_keys = signer_public.clone().into_iter().collect();
                 if let Err(e) =
                     aetherv_worker::simulated::start_site(&broker, site, &site_stop).await
                 {

@@ -202,7 +202,15 @@ impl Engine {
 
     /// Publishes an (approved or approval-free) job and opens its thread.
     pub(super) async fn publish(&mut self, env: JobEnvelope) -> Result<Vec<Reply>, EngineError> {
-        self.broker.publish_job(&env).await?;
+        let headers: aetherv_broker::Headers = match &self.cfg.signer {
+            Some(key) => key
+                .sign(&env)
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+            None => Default::default(),
+        };
+        self.broker.publish_job_with(&env, &headers).await?;
         let job = env.job_id;
         self.emit(
             job,
