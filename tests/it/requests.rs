@@ -335,3 +335,93 @@ fn a_producer_request_is_gated_approved_on_the_console_and_followed_to_its_end()
     assert!(out.contains("\"status\": \"approval_expired\""), "{out}");
     approval_short(&demo, at + 1);
 }
+
+/// A noop job for `hv01` as a producer would write it, published by a valid RabbitMQ user
+/// (the bot's) straight to the jobs exchange.
+fn raw_job() -> aetherv_core::JobEnvelope {
+    crate::harness::job_envelope(
+        aetherv_core::JobKind::Noop,
+        aetherv_core::Target::Host("hv01".into()),
+        serde_json::Map::new(),
+        "guest",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_and_forged_jobs_are_dead_lettered_unrun_and_malformed_requests_too() {
+    use aetherv_broker::{Broker, Headers, StreamOffset, Topology};
+    use aetherv_core::signing::SigningKey;
+    let prefix = crate::harness::prefix();
+    let vhost = Vhost::new(&prefix);
+    let guest = vhost.url("guest", "guest");
+    let (g, p, u) = (guest.clone(), prefix.clone(), vhost.user.clone());
+    let demo = tokio::task::spawn_blocking(move || Demo::start(&g, &p, &u))
+        .await
+        .expect("demo");
+    let broker = Broker::connect(&guest, Topology::new(&prefix))
+        .await
+        .expect("broker");
+
+    let unsigned = raw_job();
+    broker.publish_job(&unsigned).await.expect("publish");
+    let forged = raw_job();
+    let forger = SigningKey::generate("run-forged").expect("key");
+    let headers: Headers = forger
+        .sign(&forged)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    broker
+        .publish_job_with(&forged, &headers)
+        .await
+        .expect("publish");
+    let Broker::Amqp(amqp) = &broker else {
+        panic!("an AMQP broker")
+    };
+    amqp.publish_request(b"{not json", Some("guest"), None, None)
+        .await
+        .expect("publish a malformed request");
+
+    let dead = broker
+        .dead_letters(3, Duration::from_secs(30))
+        .await
+        .expect("dead letters");
+    let reason_of = |id: aetherv_core::JobId| {
+        dead.iter()
+            .find(|d| String::from_utf8_lossy(&d.body).contains(&id.to_string()))
+            .and_then(|d| d.reason.clone())
+    };
+    assert_eq!(
+        reason_of(unsigned.job_id).as_deref(),
+        Some("unsigned"),
+        "{dead:?}"
+    );
+    assert_eq!(
+        reason_of(forged.job_id).as_deref(),
+        Some("bad_signature"),
+        "{dead:?}"
+    );
+    assert!(
+        dead.iter()
+            .any(|d| d.reason.as_deref() == Some("malformed_json") && d.body == b"{not json"),
+        "{dead:?}"
+    );
+
+    // Nothing ran: no event about either job; the malformed request was refused in an event.
+    let mut events = broker
+        .replay_events(StreamOffset::First)
+        .await
+        .expect("stream");
+    let mut rejected = false;
+    while let Ok(Some((_, ev))) = tokio::time::timeout(Duration::from_secs(2), events.next()).await
+    {
+        assert!(
+            ev.job_id != Some(unsigned.job_id) && ev.job_id != Some(forged.job_id),
+            "{ev:?}"
+        );
+        rejected |= ev.type_name() == "request.rejected";
+    }
+    assert!(rejected, "no request.rejected event");
+    broker.close().await;
+    drop(demo);
+}
