@@ -308,11 +308,8 @@ fn a_producer_request_is_gated_approved_on_the_console_and_followed_to_its_end()
         "{}",
         first_out.text()
     );
-    demo.out.wait_for(
-        &format!("succeeded (vm.create on hv01)"),
-        at,
-        Duration::from_secs(30),
-    );
+    demo.out
+        .wait_for("succeeded (vm.create on hv01)", at, Duration::from_secs(30));
 
     // A rejected approval reaches the producer.
     let (mut second, second_out) = producer(&url, &prefix, &user, &[&vm_request("web02", 2)]);
