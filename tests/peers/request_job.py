@@ -84,15 +84,23 @@ ch.basic_publish(
 )
 
 deadline = time.monotonic() + 90
+
+
+def messages(queue, **kwargs):
+    """(properties, body) of each message on queue, acked; exits after the deadline."""
+    for method, props, body in ch.consume(queue, inactivity_timeout=1, **kwargs):
+        if time.monotonic() > deadline:
+            say("timeout")
+            sys.exit(2)
+        if method is None:
+            continue
+        ch.basic_ack(method.delivery_tag)
+        yield props, body
+
+
 job_id = None
 runs = False
-for method, props, body in ch.consume(reply_queue, inactivity_timeout=1):
-    if time.monotonic() > deadline:
-        say("timeout")
-        sys.exit(2)
-    if method is None:
-        continue
-    ch.basic_ack(method.delivery_tag)
+for props, body in messages(reply_queue):
     reply = json.loads(body)
     jsonschema.validate(reply, reply_schema)
     assert props.correlation_id == correlation_id, props.correlation_id
@@ -108,15 +116,7 @@ ch.cancel()
 if follow and runs:
     ch.basic_qos(prefetch_count=100)
     stream = f"{prefix}.events.stream"
-    for method, props, body in ch.consume(
-        stream, arguments={"x-stream-offset": "first"}, inactivity_timeout=1
-    ):
-        if time.monotonic() > deadline:
-            say("timeout")
-            sys.exit(2)
-        if method is None:
-            continue
-        ch.basic_ack(method.delivery_tag)
+    for _props, body in messages(stream, arguments={"x-stream-offset": "first"}):
         event = json.loads(body)
         if event.get("job_id") != job_id:
             continue

@@ -233,21 +233,8 @@ impl AmqpBroker {
         headers: &crate::Headers,
     ) -> Result<(), PublishError> {
         let props = fields::message_properties(fields::headers_table(headers));
-        let exchange = short(&self.shared.topology.jobs_exchange())?;
-        let key = short(routing_key)?;
-        let shared = &self.shared;
-        shared
-            .with_live(|live| {
-                let (exchange, key, props) = (exchange.clone(), key.clone(), props.clone());
-                let body = &body;
-                async move {
-                    let confirm = live
-                        .jobs
-                        .publish(&live.conn, exchange, key, body, props)
-                        .await?;
-                    confirmation_result(&confirm, routing_key)
-                }
-            })
+        let exchange = self.shared.topology.jobs_exchange();
+        self.publish_with(&exchange, routing_key, &body, props)
             .await
     }
 
