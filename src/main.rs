@@ -57,6 +57,8 @@ enum Sub {
     Slack(cmd::slack::Args),
     /// The chat bot on Discord (the HTTP interactions endpoint), against RabbitMQ.
     Discord(cmd::discord::Args),
+    /// Make a bot's job-signing key (Ed25519): the key to a file, the public key printed.
+    SigningKey(cmd::signing_key::Args),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
         Sub::Hosts(args) => cmd::hosts::run(args),
         Sub::Slack(args) => cmd::slack::run(&args),
         Sub::Discord(args) => cmd::discord::run(&args),
+        Sub::SigningKey(args) => cmd::signing_key::run(args),
     }
 }
 

@@ -10,6 +10,7 @@
 mod api;
 mod approvals;
 mod guided;
+mod requests;
 
 pub use api::{opened, FormOutcome, VoteResult};
 
@@ -57,6 +58,9 @@ pub struct EngineConfig {
     /// restart, and the broker only ever holds ciphertext. Empty: requests with secret values
     /// are refused.
     pub recipients: Vec<aetherv_core::secrets::Recipient>,
+    /// The key every published job is signed with (workers given its public key run only
+    /// jobs it signed). `None`: jobs go out unsigned.
+    pub signer: Option<std::sync::Arc<aetherv_core::signing::SigningKey>>,
 }
 
 impl EngineConfig {
@@ -83,6 +87,7 @@ impl EngineConfig {
             channel: "console".into(),
             hosts,
             recipients,
+            signer: None,
         })
     }
 }
@@ -94,6 +99,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("channel", &self.channel)
             .field("hosts", &self.hosts)
             .field("recipients", &self.recipients.len())
+            .field("signer", &self.signer.as_ref().map(|k| k.id().to_owned()))
             .finish_non_exhaustive()
     }
 }
@@ -109,6 +115,9 @@ pub struct Engine {
     last_history: Option<Instant>,
     /// Guided forms in progress, by user.
     guided: std::collections::HashMap<String, guided::Guided>,
+    /// AMQP producers waiting for the approval decision on their job (this bot's memory:
+    /// after a restart they follow the events).
+    producers: std::collections::HashMap<JobId, requests::ReplyAddress>,
 }
 
 /// Errors the engine cannot turn into a reply (broker gone, bad templates).
@@ -202,6 +211,7 @@ impl Engine {
             started_at: chrono::Utc::now(),
             last_history: None,
             guided: Default::default(),
+            producers: Default::default(),
         })
     }
 
@@ -226,6 +236,7 @@ impl Engine {
         let ev = Event::for_job(job, 0, body);
         self.broker.publish_event(&ev).await?;
         self.state.apply(&ev, false);
+        self.tell_producer(job, &ev.body).await;
         Ok(())
     }
 

@@ -1,6 +1,6 @@
 //! The one serve loop every adapter runs in: wait for leadership (one active bot), replay the
-//! event stream from the start (no database), then select over the adapter's inputs, broker
-//! events and ticks until the adapter stops, leadership is lost or `shutdown`.
+//! event stream from the start (no database), then select over the adapter's inputs, AMQP
+//! producers' requests, broker events and ticks until the adapter stops, leadership is lost or `shutdown`.
 //!
 //! An adapter is inputs in, typed replies out: [`Adapter::recv`] yields its platform's
 //! requests, [`Adapter::handle`] turns one into engine calls and delivers what they return,
@@ -88,6 +88,8 @@ pub async fn serve<A: Adapter>(
         () = shutdown.cancelled() => return Ok(()),
     }
     let mut events = engine.broker().replay_events(StreamOffset::First).await?;
+    // Only the leader consumes requests (single active consumer besides).
+    let mut requests = engine.broker().consume_requests(candidate).await?;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut inputs_open = true;
@@ -102,6 +104,12 @@ pub async fn serve<A: Adapter>(
                     adapter.ended()
                 }
             },
+            req = next_request(&mut requests) => {
+                let Some(req) = req else { anyhow::bail!("the requests queue ended") };
+                let replies = engine.handle_request(req).await?;
+                adapter.deliver(&engine, replies).await?;
+                Flow::Continue
+            }
             ev = events.next() => {
                 let Some((_, ev)) = ev else { anyhow::bail!("the event stream ended") };
                 let replies = engine.handle_event(&ev, tokio::time::Instant::now());
@@ -120,5 +128,15 @@ pub async fn serve<A: Adapter>(
         if flow == Flow::Stop {
             return Ok(());
         }
+    }
+}
+
+/// The next AMQP request; never resolves without a requests queue (in-process broker).
+async fn next_request(
+    requests: &mut Option<aetherv_broker::RequestConsumer>,
+) -> Option<aetherv_broker::RequestDelivery> {
+    match requests {
+        Some(r) => r.next().await,
+        None => std::future::pending().await,
     }
 }

@@ -74,7 +74,11 @@ pub fn short_id(id: &JobId) -> String {
 
 /// A display name for an identity.
 pub fn display(r: &Requester) -> String {
-    r.user_id.clone()
+    match r.platform {
+        // A producer is shown as its principal, so nobody takes it for a chat user.
+        aetherv_core::Platform::Amqp => format!("amqp:{}", r.user_id),
+        _ => r.user_id.clone(),
+    }
 }
 
 impl JobInfo {
@@ -367,6 +371,15 @@ impl State {
                 }
             }
         }
+        // A request's outcome says nothing about a job the bot does not already know (the
+        // accepted one was inserted by its `approval.requested` or `job.queued`).
+        if matches!(
+            ev.body,
+            EventBody::RequestAccepted { .. } | EventBody::RequestRejected { .. }
+        ) && !self.jobs.contains_key(&job_id)
+        {
+            return true;
+        }
         let limits = self.limits;
         let counter = &mut self.queue_counter;
         let info = self.jobs.entry(job_id).or_insert_with(|| {
@@ -457,6 +470,8 @@ impl State {
             | EventBody::JobResumed { .. }
             | EventBody::JobInterrupted { .. }
             | EventBody::ApprovalRequested { .. }
+            | EventBody::RequestAccepted { .. }
+            | EventBody::RequestRejected { .. }
             | EventBody::HostInventory { .. } => {}
         }
         if matches!(ev.body, EventBody::JobSucceeded { .. }) {

@@ -75,6 +75,7 @@ struct InFlight {
 struct Message {
     routing_key: String,
     body: Vec<u8>,
+    headers: crate::Headers,
     delivery_count: u32,
     redelivered: bool,
 }
@@ -167,6 +168,16 @@ impl InProcBroker {
 
     /// Appends a message to the queue bound to `routing_key`, or fails with `Unroutable`.
     pub fn publish_raw(&self, routing_key: &str, body: Vec<u8>) -> Result<(), PublishError> {
+        self.publish_raw_with(routing_key, body, &crate::Headers::new())
+    }
+
+    /// [`InProcBroker::publish_raw`] with string headers.
+    pub fn publish_raw_with(
+        &self,
+        routing_key: &str,
+        body: Vec<u8>,
+        headers: &crate::Headers,
+    ) -> Result<(), PublishError> {
         self.inner.check_open()?;
         let mut state = self.inner.lock();
         let Some(queue) = state.hosts.get_mut(routing_key) else {
@@ -177,6 +188,7 @@ impl InProcBroker {
         queue.ready.push_back(Message {
             routing_key: routing_key.to_owned(),
             body,
+            headers: headers.clone(),
             delivery_count: 0,
             redelivered: false,
         });
@@ -362,6 +374,7 @@ impl InProcJobConsumer {
                     let tag = state.next_id;
                     let delivery = JobDelivery {
                         envelope,
+                        headers: message.headers.clone(),
                         redelivered: message.redelivered,
                         delivery_count: message.delivery_count,
                         settle: Settle::InProc(InProcSettle {

@@ -45,11 +45,15 @@ pub use topology::{
     DEFAULT_EVENTS_MAX_BYTES, DEFAULT_EVENTS_SEGMENT_BYTES,
 };
 pub use types::{
-    DeadLetter, EventStream, JobConsumer, JobDelivery, Leadership, QueueDepth, StreamOffset,
+    DeadLetter, EventStream, JobConsumer, JobDelivery, Leadership, QueueDepth, RequestConsumer,
+    RequestDelivery, StreamOffset,
 };
 
 use aetherv_core::{Event, JobEnvelope};
 use std::time::Duration;
+
+/// String headers of a job message, by name.
+pub type Headers = std::collections::BTreeMap<String, String>;
 
 /// The header carrying the stable reason code of a dead letter (`ContractError::code()` for
 /// undecodable messages, or the worker's own code).
@@ -131,8 +135,21 @@ impl Broker {
     /// Cancel safety: not cancel-safe in outcome: a cancelled publish may or may not have been
     /// stored. Nothing else is left behind (the publishing channel is discarded).
     pub async fn publish_job(&self, job: &JobEnvelope) -> Result<(), PublishError> {
-        self.publish_raw(&job.target.routing_key(), job.to_vec())
-            .await
+        self.publish_job_with(job, &Headers::new()).await
+    }
+
+    /// [`Broker::publish_job`] with string headers (the bot's signature, a placer's origin);
+    /// consumers read them from [`JobDelivery::headers`].
+    pub async fn publish_job_with(
+        &self,
+        job: &JobEnvelope,
+        headers: &Headers,
+    ) -> Result<(), PublishError> {
+        let key = job.target.routing_key();
+        match self {
+            Broker::Amqp(b) => b.publish_raw_with(&key, job.to_vec(), headers).await,
+            Broker::InProc(b) => b.publish_raw_with(&key, job.to_vec(), headers),
+        }
     }
 
     /// Publishes arbitrary bytes to the jobs exchange on the same path as
@@ -166,6 +183,33 @@ impl Broker {
         match self {
             Broker::Amqp(b) => b.consume_jobs(host, consumer_tag).await,
             Broker::InProc(b) => b.consume_jobs(host, consumer_tag),
+        }
+    }
+
+    /// Starts consuming the requests queue (`<prefix>.requests.in`; single active consumer,
+    /// prefetch 1). `None` for the in-process broker: no producer outside the process can
+    /// reach it, so it has no requests exchange.
+    pub async fn consume_requests(
+        &self,
+        consumer_tag: &str,
+    ) -> Result<Option<RequestConsumer>, BrokerError> {
+        match self {
+            Broker::Amqp(b) => b.consume_requests(consumer_tag).await.map(Some),
+            Broker::InProc(_) => Ok(None),
+        }
+    }
+
+    /// Replies to a producer (default exchange, routing key `reply_to`, its
+    /// `correlation_id`). The in-process broker has no producers to answer: a no-op.
+    pub async fn publish_reply(
+        &self,
+        reply_to: &str,
+        correlation_id: Option<&str>,
+        body: &[u8],
+    ) -> Result<(), PublishError> {
+        match self {
+            Broker::Amqp(b) => b.publish_reply(reply_to, correlation_id, body).await,
+            Broker::InProc(_) => Ok(()),
         }
     }
 

@@ -8,7 +8,7 @@ use std::future::Future;
 
 /// Deletes the queues and exchanges of `topology` on the RabbitMQ at `url`: the host queues of
 /// `hosts` (cluster placement queues are named `cluster.<name>`), the leader queues of
-/// `roles`, the event stream and the dead letters. Best effort: what does not exist, or cannot
+/// `roles`, the event stream, the dead letters and the requests. Best effort: what does not exist, or cannot
 /// be deleted, is skipped. Returns how many were deleted.
 pub async fn delete_topology(
     url: &str,
@@ -23,6 +23,7 @@ pub async fn delete_topology(
     queues.extend(roles.iter().map(|r| topology.leader_queue(r)));
     queues.push(topology.events_stream());
     queues.push(topology.dead_letter_queue());
+    queues.push(topology.requests_queue());
     queues.sort();
     queues.dedup();
     let mut deleted = delete_each(&conn, queues, |ch, q| async move {
@@ -35,6 +36,7 @@ pub async fn delete_topology(
         topology.jobs_exchange(),
         topology.events_exchange(),
         topology.dead_letter_exchange(),
+        topology.requests_exchange(),
     ];
     deleted += delete_each(&conn, exchanges, |ch, x| async move {
         ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())

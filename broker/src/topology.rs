@@ -79,6 +79,18 @@ impl Topology {
         format!("{}.leader.{}", self.prefix, role)
     }
 
+    /// The fanout exchange AMQP producers publish requests to (`<prefix>.requests`); the bot
+    /// gates them before anything reaches [`Topology::jobs_exchange`].
+    pub fn requests_exchange(&self) -> String {
+        format!("{}.requests", self.prefix)
+    }
+
+    /// The queue of requests (`<prefix>.requests.in`), bound to the requests exchange: quorum,
+    /// single active consumer (the leading bot), dead-letter exchange, delivery limit.
+    pub fn requests_queue(&self) -> String {
+        format!("{}.requests.in", self.prefix)
+    }
+
     /// The fanout dead-letter exchange (`<prefix>.dlx`).
     pub fn dead_letter_exchange(&self) -> String {
         format!("{}.dlx", self.prefix)
@@ -113,6 +125,8 @@ mod tests {
         assert_eq!(t.events_stream(), "aetherv.events.stream");
         assert_eq!(t.dead_letter_exchange(), "aetherv.dlx");
         assert_eq!(t.dead_letter_queue(), "aetherv.dead");
+        assert_eq!(t.requests_exchange(), "aetherv.requests");
+        assert_eq!(t.requests_queue(), "aetherv.requests.in");
         assert_eq!(Topology::new("t-1").jobs_exchange(), "t-1.jobs");
     }
 

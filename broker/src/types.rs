@@ -98,6 +98,51 @@ impl JobConsumer {
     }
 }
 
+/// A stream of requests from the requests queue (AMQP only; single active consumer, so only
+/// the leading bot receives them).
+#[derive(Debug)]
+pub struct RequestConsumer {
+    pub(crate) inner: Box<AmqpJobConsumer>,
+}
+
+impl RequestConsumer {
+    /// The next request, undecoded. `None` only after the broker is closed.
+    ///
+    /// Cancel safety: cancel-safe, like [`JobConsumer::next`].
+    pub async fn next(&mut self) -> Option<RequestDelivery> {
+        self.inner.next_request().await
+    }
+}
+
+/// One request as a producer published it. Settle it once, like a [`JobDelivery`].
+#[derive(Debug)]
+pub struct RequestDelivery {
+    /// The body, not decoded: the bot decodes it and dead-letters what is malformed.
+    pub body: Vec<u8>,
+    /// The AMQP `user_id` property (RabbitMQ refuses a publish whose `user_id` is not the
+    /// connection's user), when set.
+    pub user_id: Option<String>,
+    /// The `reply_to` property, when set.
+    pub reply_to: Option<String>,
+    /// The `correlation_id` property, when set.
+    pub correlation_id: Option<String>,
+    /// True when delivered before (a bot died holding it).
+    pub redelivered: bool,
+    pub(crate) settle: Settle,
+}
+
+impl RequestDelivery {
+    /// Removes the request from its queue: it was answered.
+    pub async fn ack(self) -> Result<(), BrokerError> {
+        Settle::ack(self.settle).await
+    }
+
+    /// Moves the request to the dead-letter queue with a reason and detail.
+    pub async fn dead_letter(self, reason_code: &str, detail: &str) -> Result<(), BrokerError> {
+        Settle::dead_letter(self.settle, reason_code, detail).await
+    }
+}
+
 /// One delivered job. Settle it exactly once with [`ack`](Self::ack),
 /// [`requeue`](Self::requeue) or [`dead_letter`](Self::dead_letter); a delivery dropped unsettled
 /// stays unacked until its consumer goes away, then is redelivered.
@@ -105,6 +150,8 @@ impl JobConsumer {
 pub struct JobDelivery {
     /// The decoded envelope.
     pub envelope: JobEnvelope,
+    /// The message's string headers (signature, key id, placement origin).
+    pub headers: crate::Headers,
     /// True when the broker delivered this message before (crash, requeue, consumer handover).
     pub redelivered: bool,
     /// How many times the message was delivered before and returned (`x-delivery-count` on
@@ -119,7 +166,28 @@ pub(crate) enum Settle {
     InProc(InProcSettle),
 }
 
+impl Settle {
+    async fn ack(self) -> Result<(), BrokerError> {
+        match self {
+            Settle::Amqp(s) => s.ack().await,
+            Settle::InProc(s) => s.ack(),
+        }
+    }
+
+    async fn dead_letter(self, reason_code: &str, detail: &str) -> Result<(), BrokerError> {
+        match self {
+            Settle::Amqp(s) => s.dead_letter(reason_code, detail).await,
+            Settle::InProc(s) => s.dead_letter(reason_code, detail),
+        }
+    }
+}
+
 impl JobDelivery {
+    /// One string header.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).cloned()
+    }
+
     /// The attempt number, 1-based (`delivery_count + 1`), for `job.started`/`job.resumed`.
     pub fn attempt(&self) -> u32 {
         self.delivery_count.saturating_add(1)
@@ -129,10 +197,7 @@ impl JobDelivery {
     /// [`BrokerError::DeliveryLost`] when the channel died meanwhile (the job will be
     /// redelivered).
     pub async fn ack(self) -> Result<(), BrokerError> {
-        match self.settle {
-            Settle::Amqp(s) => s.ack().await,
-            Settle::InProc(s) => s.ack(),
-        }
+        self.settle.ack().await
     }
 
     /// Returns the job to the head of its queue for another delivery (counts towards the
@@ -147,10 +212,7 @@ impl JobDelivery {
     /// Moves the job to the dead-letter queue with `x-aetherv-reason` = `reason_code` and
     /// `x-aetherv-detail` = `detail`, then removes it from its queue.
     pub async fn dead_letter(self, reason_code: &str, detail: &str) -> Result<(), BrokerError> {
-        match self.settle {
-            Settle::Amqp(s) => s.dead_letter(reason_code, detail).await,
-            Settle::InProc(s) => s.dead_letter(reason_code, detail),
-        }
+        self.settle.dead_letter(reason_code, detail).await
     }
 }
 

@@ -23,6 +23,7 @@ pub mod rbac;
 pub mod redact;
 pub mod schema;
 pub mod secrets;
+pub mod signing;
 pub mod validate;
 
 pub use contract::{

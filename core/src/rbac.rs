@@ -57,6 +57,13 @@ pub fn required_role(command: CommandName) -> Role {
     }
 }
 
+/// The role a job request needs, whatever front door it came through (an AMQP producer's
+/// request is checked like the chat command that makes the same kind of job).
+pub fn required_role_for_kind(_kind: crate::JobKind) -> Role {
+    // Every job-making command needs an operator (see [`required_role`]).
+    Role::Operator
+}
+
 /// One group of the configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,6 +110,18 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// An AMQP producer, by its RabbitMQ user (verified by RabbitMQ as the message's
+    /// `user_id`); shown and configured as `amqp:<user>`.
+    pub fn amqp(user: &str) -> Self {
+        Principal {
+            id: Requester {
+                platform: Platform::Amqp,
+                user_id: user.to_string(),
+            },
+            platform_groups: Vec::new(),
+        }
+    }
+
     /// A console user (no platform groups).
     pub fn console(user: &str) -> Self {
         Principal {
@@ -155,6 +174,7 @@ fn parse_member(s: &str) -> Result<Member, RbacError> {
         "console" => Member::User(Platform::Console, id),
         "slack" => Member::User(Platform::Slack, id),
         "discord" => Member::User(Platform::Discord, id),
+        "amqp" => Member::User(Platform::Amqp, id),
         "slack-group" => Member::PlatformGroup(Platform::Slack, id),
         "discord-role" => Member::PlatformGroup(Platform::Discord, id),
         _ => return Err(RbacError::InvalidMember(s.to_string())),
@@ -201,15 +221,22 @@ impl Rbac {
         out
     }
 
-    /// `Ok` when `who` may run `command`, else the role it needs.
-    pub fn check(&self, who: &Principal, command: CommandName) -> Result<Grants, Role> {
+    /// The caller's grants when it holds `need`, else the missing role.
+    pub fn check_role(&self, who: &Principal, need: Role) -> Result<Grants, Role> {
         let grants = self.grants(who);
-        let need = required_role(command);
-        if command == CommandName::Help || grants.has(need) {
+        if grants.has(need) {
             Ok(grants)
         } else {
             Err(need)
         }
+    }
+
+    /// `Ok` when `who` may run `command`, else the role it needs.
+    pub fn check(&self, who: &Principal, command: CommandName) -> Result<Grants, Role> {
+        if command == CommandName::Help {
+            return Ok(self.grants(who));
+        }
+        self.check_role(who, required_role(command))
     }
 }
 

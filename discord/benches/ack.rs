@@ -54,6 +54,7 @@ fn engine() -> anyhow::Result<Engine> {
             channel: "400000000000000004".into(),
             hosts: vec!["hv01".into(), "hv02".into()],
             recipients: Vec::new(),
+            signer: None,
         },
     )?)
 }

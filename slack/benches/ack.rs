@@ -63,6 +63,7 @@ fn engine() -> anyhow::Result<Engine> {
             channel: "C0OPS".into(),
             hosts: vec!["hv01".into(), "hv02".into()],
             recipients: Vec::new(),
+            signer: None,
         },
     )?;
     Ok(engine)

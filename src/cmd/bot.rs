@@ -81,6 +81,11 @@ pub fn run(args: Args) -> ExitCode {
         Ok(c) => c,
         Err(e) => return crate::cmd::fail("bot", 64, e),
     };
+    let mut cfg = cfg;
+    cfg.signer = match crate::cmd::configured_signing_key() {
+        Ok(k) => k,
+        Err(e) => return crate::cmd::fail("bot", 64, e),
+    };
     crate::cmd::block_on(async move {
         let prefix = env_lookup("AETHERV_PREFIX").unwrap_or_else(|| "aetherv".into());
         let broker = match Broker::connect(&amqp_url(), topology(&prefix)).await {

@@ -90,6 +90,12 @@ pub fn engine_config(
     ecfg.limits = limits;
     ecfg.platform = platform;
     ecfg.channel = common.channel.to_string();
+    // The bot signs every job it publishes: with a key made for this run on a simulated site
+    // (its worker is given the public half), else the configured one.
+    ecfg.signer = match site {
+        Some(_) => Some(crate::cmd::run_signing_key()?),
+        None => crate::cmd::configured_signing_key()?,
+    };
     Ok((ecfg, roles, site))
 }
 
@@ -118,15 +124,17 @@ where
 {
     let prefix = env_lookup("AETHERV_PREFIX").unwrap_or_else(|| "aetherv".into());
     let site_stop = CancellationToken::new();
+    let signer_public = ecfg.signer.as_ref().map(|k| k.public_text());
     let broker = match &site {
         Some(s) => {
             let broker = Broker::in_process(topology(&prefix));
             let text = aetherv_core::secrets::identity_text(&s.identity).to_string();
-            let sim = aetherv_worker::simulated::Site::demo(
+            let mut sim = aetherv_worker::simulated::Site::demo(
                 s.hosts.len(),
                 Duration::from_millis(300),
                 text,
             );
+            sim.job_signing_keys = signer_public.into_iter().collect();
             if let Err(e) = aetherv_worker::simulated::start_site(&broker, sim, &site_stop).await {
                 return crate::cmd::fail(name, 1, format!("the simulated site did not start: {e}"));
             }

@@ -35,6 +35,20 @@ pub struct Args {
     /// Name prefix of the broker objects (default: `demo-` and a random suffix).
     #[arg(long)]
     pub prefix: Option<String>,
+    /// A roles file replacing the demo's users (e.g. to add `amqp:<user>` producers).
+    #[arg(long)]
+    pub roles: Option<PathBuf>,
+    /// An approval policy file replacing the demo's.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+}
+
+/// A configuration file named on the command line, or the built-in text.
+fn text_or(path: Option<&PathBuf>, builtin: &str) -> Result<String, String> {
+    match path {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display())),
+        None => Ok(builtin.to_owned()),
+    }
 }
 
 /// Runs the command.
@@ -45,10 +59,23 @@ pub fn run(args: Args) -> ExitCode {
     // The demo's worker gets a fresh age identity; the bot seals secret form values to it.
     let identity = aetherv_core::secrets::generate_identity();
     let recipient = identity.to_public().to_string();
-    let cfg = match EngineConfig::from_texts(DEMO_ROLES, DEMO_POLICY, hosts.clone(), &recipient) {
+    let texts = text_or(args.roles.as_ref(), DEMO_ROLES)
+        .and_then(|r| Ok((r, text_or(args.policy.as_ref(), DEMO_POLICY)?)));
+    let (roles, policy) = match texts {
+        Ok(t) => t,
+        Err(e) => return crate::cmd::fail("demo", 66, e),
+    };
+    let mut cfg = match EngineConfig::from_texts(&roles, &policy, hosts.clone(), &recipient) {
         Ok(c) => c,
         Err(e) => return crate::cmd::fail("demo", 64, e),
     };
+    // A fresh job-signing key per run: the bot signs, the worker accepts only its jobs.
+    let signer = match crate::cmd::run_signing_key() {
+        Ok(k) => k,
+        Err(e) => return crate::cmd::fail("demo", 1, e),
+    };
+    let public_key = signer.public_text();
+    cfg.signer = Some(signer);
     crate::cmd::block_on(async move {
         let prefix = args
             .prefix
@@ -69,11 +96,12 @@ pub fn run(args: Args) -> ExitCode {
         };
         let stop = CancellationToken::new();
         let identity_text = aetherv_core::secrets::identity_text(&identity);
-        let site = Site::demo(
+        let mut site = Site::demo(
             hosts.len(),
             Duration::from_millis(args.latency_ms),
             identity_text.to_string(),
         );
+        site.job_signing_keys = vec![public_key];
         let worker_task = match aetherv_worker::simulated::start_site(&broker, site, &stop).await {
             Ok(t) => t,
             Err(e) => return crate::cmd::fail("demo", 1, e),

@@ -9,6 +9,7 @@ pub mod discord;
 pub mod hosts;
 pub mod schema;
 pub mod signal;
+pub mod signing_key;
 pub mod sim;
 pub mod slack;
 pub mod submit;
@@ -112,4 +113,25 @@ pub fn parse_document(text: &str) -> Result<serde_json::Value, String> {
             })
         }
     }
+}
+
+/// A fresh job-signing key for this run (demo, simulated sites).
+pub fn run_signing_key() -> Result<std::sync::Arc<aetherv_core::signing::SigningKey>, String> {
+    let id = format!("run-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    aetherv_core::signing::SigningKey::generate(&id)
+        .map(std::sync::Arc::new)
+        .map_err(|e| format!("job-signing key: {e}"))
+}
+
+/// The bot's job-signing key from the file named by `AETHERV_SIGNING_KEY_FILE`
+/// (`aetherv-sign-1:…`, made by `aetherv signing-key`); `None` when unset.
+pub fn configured_signing_key(
+) -> Result<Option<std::sync::Arc<aetherv_core::signing::SigningKey>>, String> {
+    let Some(path) = env_lookup("AETHERV_SIGNING_KEY_FILE").filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    aetherv_core::signing::SigningKey::parse(&text)
+        .map(|k| Some(std::sync::Arc::new(k)))
+        .map_err(|e| format!("{path}: {e}"))
 }

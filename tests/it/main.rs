@@ -9,4 +9,5 @@ mod hosts;
 mod inproc;
 mod jobs;
 mod peers;
+mod requests;
 mod slack;

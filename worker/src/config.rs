@@ -68,6 +68,11 @@ pub struct WorkerConfig {
     /// `AETHERV_AGE_IDENTITY_FILE` override it.
     #[serde(default)]
     pub age_identity_file: Option<PathBuf>,
+    /// The bots' public job-signing keys (`<key id>:<base64>`); `AETHERV_JOB_SIGNING_KEYS`
+    /// (comma-separated) overrides them. When any is configured, jobs that are unsigned or
+    /// not signed by one of them are dead-lettered (`unsigned`, `bad_signature`) unrun.
+    #[serde(default)]
+    pub job_signing_keys: Vec<String>,
     /// The Hyper-V hosts this worker serves.
     pub hosts: Vec<HostConfig>,
 }
@@ -323,6 +328,20 @@ impl WorkerConfig {
         aetherv_core::secrets::parse_identity(&text)
             .map(Some)
             .map_err(bad)
+    }
+
+    /// The verifier of job signatures (empty when no key is configured).
+    pub fn job_verifier(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<aetherv_core::signing::Verifier, ConfigError> {
+        let from_env = env("AETHERV_JOB_SIGNING_KEYS").filter(|v| !v.trim().is_empty());
+        let keys: Vec<String> = match from_env {
+            Some(v) => v.split(',').map(|k| k.trim().to_owned()).collect(),
+            None => self.job_signing_keys.clone(),
+        };
+        aetherv_core::signing::Verifier::from_texts(keys.iter().map(String::as_str))
+            .map_err(|e| ConfigError::Invalid(format!("job_signing_keys: {e}")))
     }
 
     /// Agent operation deadline.

@@ -71,6 +71,8 @@ pub struct ExecOptions {
     pub identity: Option<std::sync::Arc<secrets::Identity>>,
     /// Open cancellation requests (checked before a job starts and at step boundaries).
     pub cancels: crate::cancel::CancelRequests,
+    /// The bots' job-signing keys; empty: unsigned jobs run.
+    pub verifier: std::sync::Arc<aetherv_core::signing::Verifier>,
 }
 
 impl std::fmt::Debug for ExecOptions {
@@ -79,6 +81,7 @@ impl std::fmt::Debug for ExecOptions {
             .field("guest", &self.guest)
             .field("identity", &self.identity.as_ref().map(|_| "<redacted>"))
             .field("cancels", &self.cancels.len())
+            .field("verifier", &self.verifier)
             .finish()
     }
 }

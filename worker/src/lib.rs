@@ -181,8 +181,12 @@ impl Worker {
         }
         let opts = executor::ExecOptions {
             identity: cfg.age_identity(env)?.map(Arc::new),
+            verifier: Arc::new(cfg.job_verifier(env)?),
             ..Default::default()
         };
+        if opts.verifier.is_empty() {
+            tracing::warn!("no job_signing_keys configured: unsigned jobs will run");
+        }
         if opts.identity.is_none() {
             tracing::warn!(
                 "no age identity configured: jobs with sealed secrets (guest passwords) will fail"

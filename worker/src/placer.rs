@@ -100,7 +100,14 @@ async fn place_one(
                 .unwrap_or_default();
             let mut placed = job.clone();
             placed.target = Target::Host(host.clone());
-            broker.publish_job(&placed).await?;
+            // The signature covers the cluster target it was made for: say which.
+            let mut headers = d.headers.clone();
+            if let Target::Cluster(c) = &job.target {
+                headers
+                    .entry(aetherv_core::signing::PLACED_FROM_HEADER.to_owned())
+                    .or_insert_with(|| format!("cluster.{c}"));
+            }
+            broker.publish_job_with(&placed, &headers).await?;
             tracing::info!(job_id = %job.job_id, cluster, host, "placed");
             reporter
                 .log(format!(

@@ -16,6 +16,8 @@ pub struct Site {
     pub identity: Option<String>,
     /// Seconds between inventory polls (the worker's default when `None`).
     pub inventory_interval_secs: Option<u64>,
+    /// The bot's public job-signing keys the worker accepts (empty: unsigned jobs run).
+    pub job_signing_keys: Vec<String>,
 }
 
 impl Site {
@@ -25,6 +27,7 @@ impl Site {
             sim,
             identity: None,
             inventory_interval_secs: None,
+            job_signing_keys: Vec::new(),
         }
     }
 
@@ -37,6 +40,7 @@ impl Site {
             sim,
             identity: Some(identity),
             inventory_interval_secs: Some(5),
+            job_signing_keys: Vec::new(),
         }
     }
 
@@ -67,6 +71,7 @@ pub async fn start_site(
     if let Some(secs) = site.inventory_interval_secs {
         wc.inventory_interval_secs = secs;
     }
+    wc.job_signing_keys = site.job_signing_keys;
     let identity = site.identity;
     let env = move |k: &str| {
         (k == "AETHERV_AGE_IDENTITY")

@@ -93,6 +93,9 @@ pub(crate) async fn host_slot(
     ctx.slots.set(&agent.host, SlotState::Idle);
     let mut queue = QueueReader::new(&ctx.broker, &agent.host, tag);
     while let Some(delivery) = queue.next(&quiet).await {
+        let Some(delivery) = admit(&ctx.opts.verifier, delivery).await else {
+            continue;
+        };
         ctx.slots.set(
             &agent.host,
             SlotState::Busy {
@@ -117,6 +120,23 @@ pub(crate) async fn host_slot(
         handle(&ctx, &agent, delivery, &terminate).await;
         ctx.slots.set(&agent.host, SlotState::Idle);
     }
+}
+
+/// The delivery when it may run: signed by a configured bot key (or no key is configured);
+/// else it is dead-lettered (`unsigned`, `bad_signature`) and nothing runs.
+async fn admit(verifier: &aetherv_core::signing::Verifier, d: JobDelivery) -> Option<JobDelivery> {
+    if verifier.is_empty() {
+        return Some(d);
+    }
+    let Err(e) = verifier.verify(&d.envelope, |name| d.header(name)) else {
+        return Some(d);
+    };
+    tracing::warn!(job = %d.envelope.job_id, reason = e.code(), "refusing a job that is not signed by a bot");
+    let settled = d.dead_letter(e.code(), &e.to_string()).await;
+    if let Err(e) = settled {
+        tracing::warn!(error = %e, "dead-lettering an unsigned job failed; it will be redelivered");
+    }
+    None
 }
 
 /// What preparing the host for a delivery came to.

@@ -105,9 +105,21 @@ impl Engine {
         target: Target,
         spec: Map<String, Value>,
     ) -> Result<Vec<Reply>, EngineError> {
+        let env = JobEnvelope::new(kind, target, spec, who.id.clone());
+        self.submit_envelope(who, grants, env).await
+    }
+
+    /// [`Engine::submit_gated`] for a ready envelope (an AMQP request keeps its job id and
+    /// sealed secrets): origin, sealing, policy, then an approval request or publication.
+    pub(super) async fn submit_envelope(
+        &mut self,
+        who: &Principal,
+        grants: &Grants,
+        mut env: JobEnvelope,
+    ) -> Result<Vec<Reply>, EngineError> {
+        let kind = env.kind;
         // Approvers see that a secret is set (redacted), not its value.
-        let shown = redacted(&spec);
-        let mut env = JobEnvelope::new(kind, target, spec, who.id.clone());
+        let shown = redacted(&env.spec);
         env.origin = Some(Origin {
             platform: self.cfg.platform,
             channel: self.cfg.channel.clone(),
@@ -190,7 +202,15 @@ impl Engine {
 
     /// Publishes an (approved or approval-free) job and opens its thread.
     pub(super) async fn publish(&mut self, env: JobEnvelope) -> Result<Vec<Reply>, EngineError> {
-        self.broker.publish_job(&env).await?;
+        let headers: aetherv_broker::Headers = match &self.cfg.signer {
+            Some(key) => key
+                .sign(&env)
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+            None => Default::default(),
+        };
+        self.broker.publish_job_with(&env, &headers).await?;
         let job = env.job_id;
         self.emit(
             job,

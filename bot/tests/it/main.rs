@@ -65,6 +65,7 @@ pub fn engine_with(
             channel: "console".into(),
             hosts: hosts.iter().map(|s| s.to_string()).collect(),
             recipients,
+            signer: None,
         },
     )
     .expect("engine")

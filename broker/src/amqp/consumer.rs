@@ -10,21 +10,22 @@ use super::fields::{self, int_header};
 use super::subscription::{Subscriber, Subscription, Wake};
 use super::{declare_host_on, Live, Shared};
 use crate::types::{warn_undecodable, Settle};
-use crate::{BrokerError, JobDelivery, Topology};
+use crate::{BrokerError, JobDelivery, RequestDelivery, Topology};
 use aetherv_core::JobEnvelope;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
-use lapin::types::FieldTable;
+use lapin::types::{FieldTable, ShortString};
 use lapin::{Acker, BasicProperties};
 use std::sync::Arc;
 use tokio_util::sync::DropGuard;
 
-/// A consumer of one host queue that survives reconnects.
+/// A consumer of one host queue (or of the requests queue) that survives reconnects.
 #[derive(Debug)]
 pub(crate) struct AmqpJobConsumer {
     subscriber: Subscriber,
     guard: Arc<DropGuard>,
-    host: String,
+    /// The host, or `None` for the requests queue (declared with the base topology).
+    host: Option<String>,
     queue: String,
     tag: String,
     sub: Option<Subscription>,
@@ -33,12 +34,12 @@ pub(crate) struct AmqpJobConsumer {
 /// Declares the host queue (it may have been deleted) and consumes it with prefetch 1.
 async fn subscribe(
     shared: &Shared,
-    host: &str,
+    host: Option<&str>,
     queue: &str,
     tag: &str,
     live: Arc<Live>,
 ) -> Result<Subscription, BrokerError> {
-    {
+    if let Some(host) = host {
         let (_serialized, admin) = live.admin_channel().await?;
         declare_host_on(&admin, shared.topology(), host).await?;
     }
@@ -47,16 +48,20 @@ async fn subscribe(
 
 impl AmqpJobConsumer {
     /// Registers the consumer now, so that single-active-consumer order is call order.
+    /// `host` `None` consumes the requests queue.
     pub(crate) async fn start(
         shared: Arc<Shared>,
         guard: Arc<DropGuard>,
-        host: String,
+        host: Option<String>,
         tag: String,
     ) -> Result<Self, BrokerError> {
-        let queue = shared.topology().host_queue(&host);
+        let queue = match &host {
+            Some(h) => shared.topology().host_queue(h),
+            None => shared.topology().requests_queue(),
+        };
         let subscriber = Subscriber::new(shared, queue.clone());
         let sub = subscriber
-            .first(|live| subscribe(subscriber.shared(), &host, &queue, &tag, live))
+            .first(|live| subscribe(subscriber.shared(), host.as_deref(), &queue, &tag, live))
             .await?;
         Ok(AmqpJobConsumer {
             subscriber,
@@ -73,12 +78,13 @@ impl AmqpJobConsumer {
     }
 
     pub(crate) fn host(&self) -> &str {
-        &self.host
+        self.host.as_deref().unwrap_or_default()
     }
 
-    pub(crate) async fn next(&mut self) -> Option<JobDelivery> {
+    /// The next delivery as it came: its settle handle, `redelivered` and delivery count.
+    async fn next_raw(&mut self) -> Option<(AmqpSettle, bool, u32)> {
         let shared = Arc::clone(self.subscriber.shared());
-        let (host, queue, tag) = (&self.host, &self.queue, &self.tag);
+        let (host, queue, tag) = (self.host.as_deref(), &self.queue, &self.tag);
         loop {
             let wake = self
                 .subscriber
@@ -89,8 +95,8 @@ impl AmqpJobConsumer {
             match wake {
                 Wake::Shutdown => return None,
                 Wake::Delivery(d) => {
-                    if let Some(job) = self.accept(*d) {
-                        return Some(job);
+                    if let Some(raw) = self.settle_of(*d) {
+                        return Some(raw);
                     }
                 }
                 Wake::Resubscribe | Wake::Nothing | Wake::Timer => {}
@@ -98,8 +104,31 @@ impl AmqpJobConsumer {
         }
     }
 
-    /// Decodes a delivery; undecodable ones are dead-lettered in a task of their own.
-    fn accept(&self, delivery: Delivery) -> Option<JobDelivery> {
+    pub(crate) async fn next(&mut self) -> Option<JobDelivery> {
+        loop {
+            let raw = self.next_raw().await?;
+            if let Some(job) = self.accept(raw) {
+                return Some(job);
+            }
+        }
+    }
+
+    /// The next request, undecoded (the bot decodes and dead-letters it).
+    pub(crate) async fn next_request(&mut self) -> Option<RequestDelivery> {
+        let (settle, redelivered, _) = self.next_raw().await?;
+        let p = &settle.properties;
+        let text = |s: Option<&ShortString>| s.map(|s| s.as_str().to_owned());
+        Some(RequestDelivery {
+            body: settle.body.clone(),
+            user_id: text(p.user_id().as_ref()),
+            reply_to: text(p.reply_to().as_ref()),
+            correlation_id: text(p.correlation_id().as_ref()),
+            redelivered,
+            settle: Settle::Amqp(Box::new(settle)),
+        })
+    }
+
+    fn settle_of(&self, delivery: Delivery) -> Option<(AmqpSettle, bool, u32)> {
         let live = Arc::clone(self.sub.as_ref()?.live());
         let Delivery {
             routing_key,
@@ -121,9 +150,16 @@ impl AmqpJobConsumer {
             properties,
             body: data,
         };
+        Some((settle, redelivered, delivery_count))
+    }
+
+    /// Decodes a delivery; undecodable ones are dead-lettered in a task of their own.
+    fn accept(&self, raw: (AmqpSettle, bool, u32)) -> Option<JobDelivery> {
+        let (settle, redelivered, delivery_count) = raw;
         match JobEnvelope::from_slice(&settle.body) {
             Ok(envelope) => Some(JobDelivery {
                 envelope,
+                headers: fields::string_headers(&settle.properties),
                 redelivered,
                 delivery_count,
                 settle: Settle::Amqp(Box::new(settle)),

@@ -136,6 +136,32 @@ fn as_string(value: &AMQPValue) -> Option<String> {
     }
 }
 
+/// Every string header of a message (the signature headers among them).
+pub(crate) fn string_headers(props: &BasicProperties) -> crate::Headers {
+    props
+        .headers()
+        .as_ref()
+        .map(|h| {
+            h.inner()
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str().to_owned(), as_string(v)?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A header table of string headers.
+pub(crate) fn headers_table(headers: &crate::Headers) -> Option<FieldTable> {
+    if headers.is_empty() {
+        return None;
+    }
+    let mut t = FieldTable::default();
+    for (k, v) in headers {
+        t.insert(k.as_str().into(), long_string(v));
+    }
+    Some(t)
+}
+
 fn string_header(headers: &FieldTable, name: &str) -> Option<String> {
     headers.inner().get(name).and_then(as_string)
 }

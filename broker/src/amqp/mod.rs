@@ -22,6 +22,7 @@ mod consumer;
 mod fields;
 mod leader;
 mod publish;
+mod requests;
 mod stream;
 mod subscription;
 mod supervisor;
@@ -221,27 +222,20 @@ impl AmqpBroker {
 
     /// Publishes to the jobs exchange with `mandatory` and waits for the confirm.
     pub async fn publish_raw(&self, routing_key: &str, body: Vec<u8>) -> Result<(), PublishError> {
-        let exchange = short(&self.shared.topology.jobs_exchange())?;
-        let key = short(routing_key)?;
-        let shared = &self.shared;
-        shared
-            .with_live(|live| {
-                let (exchange, key) = (exchange.clone(), key.clone());
-                let body = &body;
-                async move {
-                    let confirm = live
-                        .jobs
-                        .publish(
-                            &live.conn,
-                            exchange,
-                            key,
-                            body,
-                            fields::message_properties(None),
-                        )
-                        .await?;
-                    confirmation_result(&confirm, routing_key)
-                }
-            })
+        self.publish_raw_with(routing_key, body, &crate::Headers::new())
+            .await
+    }
+
+    /// [`AmqpBroker::publish_raw`] with string headers.
+    pub async fn publish_raw_with(
+        &self,
+        routing_key: &str,
+        body: Vec<u8>,
+        headers: &crate::Headers,
+    ) -> Result<(), PublishError> {
+        let props = fields::message_properties(fields::headers_table(headers));
+        let exchange = self.shared.topology.jobs_exchange();
+        self.publish_with(&exchange, routing_key, &body, props)
             .await
     }
 
@@ -274,7 +268,7 @@ impl AmqpBroker {
         let consumer = AmqpJobConsumer::start(
             Arc::clone(&self.shared),
             Arc::clone(&self.guard),
-            host,
+            Some(host),
             consumer_tag.to_owned(),
         )
         .await?;
@@ -413,11 +407,13 @@ impl AmqpBroker {
                 .map(|r| t.leader_queue(r)),
         );
         queues.push(t.dead_letter_queue());
+        queues.push(t.requests_queue());
         queues.push(t.events_stream());
         let exchanges = [
             t.jobs_exchange(),
             t.events_exchange(),
             t.dead_letter_exchange(),
+            t.requests_exchange(),
         ];
         let deadline = Instant::now() + self.shared.options.operation_timeout;
         let live = self.shared.wait_live(0, deadline).await?;

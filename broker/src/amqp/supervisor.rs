@@ -130,6 +130,29 @@ pub(super) async fn declare_base(ch: &Channel, t: &Topology) -> Result<(), Broke
         FieldTable::default(),
     )
     .await?;
+    let requests = short(&t.requests_exchange())?;
+    let requests_in = short(&t.requests_queue())?;
+    ch.exchange_declare(
+        requests.clone(),
+        ExchangeKind::Fanout,
+        durable,
+        FieldTable::default(),
+    )
+    .await?;
+    ch.queue_declare(
+        requests_in.clone(),
+        queue_durable,
+        fields::host_queue_args(t),
+    )
+    .await?;
+    ch.queue_bind(
+        requests_in,
+        requests,
+        "".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
     ch.queue_declare(stream.clone(), queue_durable, fields::stream_args(t))
         .await?;
     ch.queue_bind(

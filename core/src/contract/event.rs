@@ -244,6 +244,30 @@ pub enum EventBody {
         /// Delivery attempt.
         attempt: u32,
     },
+    /// An AMQP producer's request passed the gate; the event's job is the new job.
+    #[serde(rename = "request.accepted")]
+    RequestAccepted {
+        /// The producer (`amqp`, its RabbitMQ user).
+        by: Requester,
+        /// The request's `correlation_id`, when it had one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        correlation_id: Option<String>,
+        /// Whether the job waits for approval.
+        awaiting_approval: bool,
+    },
+    /// An AMQP producer's request was refused (no job was made; the event's `job_id` is the
+    /// request's, when it named one).
+    #[serde(rename = "request.rejected")]
+    RequestRejected {
+        /// The producer, when the request carried a `user_id`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<Requester>,
+        /// The request's `correlation_id`, when it had one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        correlation_id: Option<String>,
+        /// Every problem found.
+        errors: Vec<crate::contract::request::RequestError>,
+    },
     /// A host's inventory snapshot (periodic poll).
     #[serde(rename = "host.inventory")]
     HostInventory {
@@ -269,6 +293,8 @@ impl EventBody {
             EventBody::ApprovalGranted { .. } => "approval.granted",
             EventBody::ApprovalRejected { .. } => "approval.rejected",
             EventBody::ApprovalExpired {} => "approval.expired",
+            EventBody::RequestAccepted { .. } => "request.accepted",
+            EventBody::RequestRejected { .. } => "request.rejected",
             EventBody::JobStarted { .. } => "job.started",
             EventBody::StepStarted { .. } => "step.started",
             EventBody::StepSucceeded { .. } => "step.succeeded",

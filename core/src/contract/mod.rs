@@ -9,6 +9,7 @@ pub mod agent;
 pub mod command;
 pub mod event;
 pub mod job;
+pub mod request;
 
 use serde::de::DeserializeOwned;
 
@@ -105,6 +106,14 @@ pub fn json_schemas() -> Vec<(&'static str, serde_json::Value)> {
         (
             "event.schema.json",
             gen(schemars::schema_for!(event::Event)),
+        ),
+        (
+            "job-request.schema.json",
+            gen(schemars::schema_for!(request::JobRequest)),
+        ),
+        (
+            "request-reply.schema.json",
+            gen(schemars::schema_for!(request::RequestReply)),
         ),
         (
             "agent-request.schema.json",

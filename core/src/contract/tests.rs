@@ -132,6 +132,30 @@ fn events_round_trip_with_type_and_payload() {
         Event::for_job(id, 2, EventBody::ApprovalExpired {}),
         Event::for_job(
             id,
+            0,
+            EventBody::RequestAccepted {
+                by: Requester {
+                    platform: Platform::Amqp,
+                    user_id: "ci".into(),
+                },
+                correlation_id: Some("c-1".into()),
+                awaiting_approval: true,
+            },
+        ),
+        Event::for_host(
+            0,
+            EventBody::RequestRejected {
+                by: None,
+                correlation_id: None,
+                errors: vec![crate::contract::request::RequestError {
+                    field: "user_id".into(),
+                    code: "required".into(),
+                    message: "m".into(),
+                }],
+            },
+        ),
+        Event::for_job(
+            id,
             3,
             EventBody::JobFailed {
                 code: "name_conflict".into(),
@@ -286,4 +310,25 @@ fn checked_in_json_schemas_are_current() {
             path.display()
         );
     }
+}
+
+#[test]
+fn requests_and_replies_round_trip_and_match_their_schemas() {
+    use crate::contract::request::{JobRequest, ReplyStatus, RequestReply};
+    let body = br#"{"v":1,"kind":"vm.power","target":{"host":"hv01"},"spec":{"vm_name":"a"}}"#;
+    let req = JobRequest::from_slice(body).expect("request");
+    assert_eq!(req.kind, JobKind::VmPower);
+    assert!(req.job_id.is_none());
+    let with_approval = br#"{"v":1,"kind":"noop","target":{"host":"h"},"spec":{},"approval":{}}"#;
+    assert!(JobRequest::from_slice(with_approval).is_err());
+    let reply = RequestReply::new(ReplyStatus::Accepted, Some(crate::JobId::new()));
+    let wire: Value = serde_json::from_slice(&reply.to_vec()).expect("json");
+    assert_eq!(wire["status"], "accepted");
+    let errors: Vec<String> = validator("request-reply.schema.json")
+        .iter_errors(&wire)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let wire: Value = serde_json::from_slice(body).expect("json");
+    assert!(validator("job-request.schema.json").is_valid(&wire));
 }

@@ -126,6 +126,7 @@ pub fn engine(broker: &Broker, policy: Policy) -> Engine {
             channel: "400000000000000004".into(),
             hosts: vec!["hv01".into(), "hv02".into()],
             recipients: vec![worker_identity().to_public()],
+            signer: None,
         },
     )
     .expect("engine")

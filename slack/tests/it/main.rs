@@ -61,6 +61,7 @@ pub fn engine(broker: &Broker, policy: Policy) -> Engine {
             channel: "C0OPS".into(),
             hosts: vec!["hv01".into(), "hv02".into()],
             recipients: Vec::new(),
+            signer: None,
         },
     )
     .expect("engine")
