@@ -82,6 +82,11 @@ pub(crate) fn coerce(
                     return Err(err(ErrorCode::Pattern, format!("{label} must be {what}")));
                 }
             }
+            if field.path_name {
+                if let Some(problem) = super::resource_name::path_name_problem(&text) {
+                    return Err(err(ErrorCode::Pattern, format!("{label} {problem}")));
+                }
+            }
             typed_text(field, text, ctx).map_err(|(code, message)| err(code, message))
         }
     }
