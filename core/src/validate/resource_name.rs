@@ -50,9 +50,28 @@ pub fn path_name_problem(name: &str) -> Option<&'static str> {
     None
 }
 
+/// The file stem of a new blank disk of VM `vm_name` created by the request whose idempotency
+/// key (or, without one, correlation id) is `key`: `<vm>-disk-<12 hex of SHA-256(key)>`. The
+/// same request always names the same file, and two requests never share one (the host agent
+/// computes the same name).
+pub fn disk_file_stem(vm_name: &str, key: &str) -> String {
+    let digest = crate::bundle::sha256_hex(key.as_bytes());
+    format!("{vm_name}-disk-{}", &digest[..12])
+}
+
 #[cfg(test)]
 mod tests {
-    use super::path_name_problem;
+    use super::{disk_file_stem, path_name_problem};
+
+    #[test]
+    fn disk_stems_follow_the_request_key() {
+        let a = disk_file_stem("web-01", "j1:disk.create:disk.create");
+        assert_eq!(a, disk_file_stem("web-01", "j1:disk.create:disk.create"));
+        assert_ne!(a, disk_file_stem("web-01", "j2:disk.create:disk.create"));
+        assert!(a.starts_with("web-01-disk-") && a.len() == "web-01-disk-".len() + 12);
+        // The agent computes the same: SHA-256 of "abc" starts ba7816bf8f01.
+        assert_eq!(disk_file_stem("v", "abc"), "v-disk-ba7816bf8f01");
+    }
 
     #[test]
     fn plain_names_pass() {
