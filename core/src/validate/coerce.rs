@@ -104,7 +104,7 @@ fn typed_text(
             Ok(ip) => Ok(Value::String(ip.to_string())),
             Err(_) => Err((
                 ErrorCode::InvalidIpv4,
-                format!("{label} must be an IPv4 address like 192.0.2.10 (got {text:?})"),
+                format!("{label} must be an IPv4 address like 192.0.2.10"),
             )),
         },
         FieldType::Hostname => {
@@ -115,7 +115,7 @@ fn typed_text(
                     ErrorCode::InvalidHostname,
                     format!(
                         "{label} must be a host or domain name: letters, digits and hyphens, \
-                         dot-separated labels of at most 63 characters (got {text:?})"
+                         dot-separated labels of at most 63 characters"
                     ),
                 ))
             }
@@ -128,10 +128,7 @@ fn typed_text(
             .ok_or_else(|| {
                 (
                     ErrorCode::UnknownChoice,
-                    format!(
-                        "{label} must be one of {} (got {text:?})",
-                        field.choices.join(", ")
-                    ),
+                    format!("{label} must be one of {}", field.choices.join(", ")),
                 )
             }),
         kind if kind.is_inventory() => {
@@ -150,7 +147,7 @@ fn typed_text(
                     };
                     (
                         ErrorCode::UnknownChoice,
-                        format!("{label} {text:?} is not in the inventory ({known})"),
+                        format!("{label} must be one from the inventory ({known})"),
                     )
                 })
         }
