@@ -37,6 +37,51 @@ function Get-AethervErrorCode {
     return 'operation_error'
 }
 
+function Assert-AethervPathName {
+    # Refuses a name that is not a plain Hyper-V name (it becomes a folder or file name on the
+    # host): the same rules as aetherv-core's resource_name. The message never repeats the name.
+    param([string]$Name, [string]$What)
+    $problem = $null
+    if ([string]::IsNullOrWhiteSpace($Name)) { $problem = 'is empty' }
+    elseif ($Name.Length -gt 100) { $problem = 'is longer than 100 characters' }
+    elseif ($Name.IndexOfAny([char[]]@('\', '/', ':', '*', '?', '"', '<', '>', '|')) -ge 0) { $problem = 'may not contain any of \ / : * ? " < > |' }
+    elseif ($Name -match '[\x00-\x1f\x7f]') { $problem = 'may not contain control characters' }
+    elseif ($Name -eq '.' -or $Name -eq '..') { $problem = 'may not be . or ..' }
+    elseif ($Name.EndsWith('.') -or $Name.EndsWith(' ') -or $Name.StartsWith(' ')) { $problem = 'may not start with a space or end with a dot or a space' }
+    else {
+        $stem = $Name.Split('.')[0].TrimEnd().ToUpperInvariant()
+        if ($stem -match '^(CON|PRN|AUX|NUL|COM[0-9]|LPT[0-9])$') { $problem = 'is a reserved Windows device name' }
+    }
+    if ($null -ne $problem) { Stop-Aetherv -Code 'invalid_argument' -Message ($What + ' ' + $problem) }
+}
+
+function Join-AethervChildPath {
+    # Root\Name for a plain name (Assert-AethervPathName), and the joined path must stay under
+    # Root once resolved.
+    param([string]$Root, [string]$Name, [string]$What)
+    Assert-AethervPathName -Name $Name -What $What
+    $base = [System.IO.Path]::GetFullPath($Root.TrimEnd('\') + '\')
+    $full = [System.IO.Path]::GetFullPath($base + $Name)
+    if (-not $full.StartsWith($base, [System.StringComparison]::OrdinalIgnoreCase) -or $full.Length -le $base.Length) {
+        Stop-Aetherv -Code 'invalid_argument' -Message ($What + ' leads outside its folder')
+    }
+    return $full
+}
+
+function Get-AethervDiskStem {
+    # The file stem of a new blank disk: <vm>-disk-<first 12 hex of SHA-256(request key)>, the
+    # request key being the idempotency key (or the correlation id). Same as aetherv-core's
+    # disk_file_stem: repeated requests name the same file, different requests never collide.
+    param([string]$VmName)
+    $key = $script:AethervRequestKey
+    if ([string]::IsNullOrEmpty($key)) { $key = [string]$script:AethervCorrelationId }
+    $sha = [System.Security.Cryptography.SHA256]::Create()
+    try { $bytes = $sha.ComputeHash([System.Text.Encoding]::UTF8.GetBytes($key)) }
+    finally { $sha.Dispose() }
+    $hex = -join ($bytes | ForEach-Object { $_.ToString('x2') })
+    return $VmName + '-disk-' + $hex.Substring(0, 12)
+}
+
 function ConvertTo-AethervHashtable {
     # Converts ConvertFrom-Json output (PSCustomObject trees) to hashtables and arrays.
     param($InputObject)

@@ -59,17 +59,17 @@ function Invoke-AethervDiskCreate {
     $fileName = Get-AethervString -Spec $Spec -Key 'file_name'
     if ($null -ne $fileName) { $stem = $fileName -replace '\.vhdx$', '' }
     elseif ($null -ne $image) { $stem = [string]$image['name'] + '-' + [guid]::NewGuid().ToString('N').Substring(0, 8) }
-    else { $stem = $vm.Name + '-disk-' + (Get-Date).ToUniversalTime().ToString('yyyyMMdd-HHmmss') }
+    else { $stem = Get-AethervDiskStem -VmName $vm.Name }
     if ($null -ne $tag) { $file = $stem + '-' + $tag + '.vhdx' } else { $file = $stem + '.vhdx' }
-    if ($file.IndexOfAny([char[]]@('\', '/', ':')) -ge 0) { Stop-Aetherv -Code 'invalid_argument' -Message ("file name '" + $file + "' is not a plain file name") }
+    Assert-AethervPathName -Name $file -What "the disk's file name"
     $className = Get-AethervString -Spec $Spec -Key 'storage_class'
     if ($null -ne $className) {
         $class = @(@($res['storage_classes']) | Where-Object { $null -ne $_ -and [string]$_['name'] -eq $className })
         if ($class.Count -eq 0) { Stop-Aetherv -Code 'not_found' -Message ("storage class '" + $className + "' is not defined on " + $env:COMPUTERNAME) }
-        $dir = ([string]$class[0]['path']).TrimEnd('\') + '\' + $vm.Name
+        $dir = Join-AethervChildPath -Root ([string]$class[0]['path']) -Name $vm.Name -What 'the VM name'
     }
     else { $dir = ([string]$vm.Path).TrimEnd('\') }
-    $path = $dir + '\' + $file
+    $path = Join-AethervChildPath -Root $dir -Name $file -What "the disk's file name"
     if (Test-Path -LiteralPath $path) { Stop-Aetherv -Code 'name_conflict' -Message ("The file '" + $path + "' already exists.") }
     if (-not (Test-Path -LiteralPath $dir -PathType Container)) { New-Item -ItemType Directory -Path $dir -Force | Out-Null }
     if ($null -ne $image) {

@@ -13,6 +13,8 @@ function Get-AethervHostLimits {
 function Invoke-AethervVmCreate {
     param([hashtable]$Spec)
     $name = Get-AethervRequiredString -Spec $Spec -Key 'vm_name'
+    # Refused even when the caller skipped validation: the name becomes the VM's folder.
+    Assert-AethervPathName -Name $name -What 'vm_name'
     $existing = @(Get-VM -ErrorAction SilentlyContinue | Where-Object { $_.Name -eq $name })
     if ($existing.Count -gt 0) {
         Stop-Aetherv -Code 'name_conflict' -Message ("A virtual machine named '" + $existing[0].Name + "' already exists on " + $env:COMPUTERNAME + " (id " + $existing[0].Id + ").")
@@ -49,7 +51,7 @@ function Invoke-AethervVmCreate {
     $clustered = Get-AethervBool -Spec $Spec -Key 'vm_clustered'
     $notes = Get-AethervString -Spec $Spec -Key 'notes'
     $base = ([string]$class['path']).TrimEnd('\')
-    $path = $base + '\' + $name
+    $path = Join-AethervChildPath -Root $base -Name $name -What 'vm_name'
     Write-AethervLog ("Creating VM '" + $name + "' with " + $memory + " GB memory and " + $cpu + " vCPU in " + $path)
     $vm = New-VM -Name $name -MemoryStartupBytes ([long]$memory * $script:AethervGiB) -Generation 2 -Path $base -NoVHD
     try {

@@ -141,6 +141,7 @@ try {
     $handler = $handlers[$operation]
     $readOnly = @('host.inventory', 'noop', 'vm.get', 'kvp.read') -contains $operation
     $key = [string]$request.idempotency_key
+    $script:AethervRequestKey = $key
 
     if ($readOnly -or [string]::IsNullOrWhiteSpace($key)) {
         $outcome = Invoke-AethervOperation -Handler $handler -Spec $spec

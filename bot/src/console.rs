@@ -320,6 +320,10 @@ where
             && self.sleep_until.is_none_or(|t| Instant::now() >= t)
     }
 
+    fn answers_while_catching_up(&self) -> bool {
+        false
+    }
+
     async fn recv(&mut self) -> Option<Self::Input> {
         self.lines.next_line().await.transpose()
     }

@@ -9,6 +9,7 @@
 
 mod api;
 mod approvals;
+mod catchup;
 mod guided;
 mod requests;
 
@@ -118,6 +119,8 @@ pub struct Engine {
     /// AMQP producers waiting for the approval decision on their job (this bot's memory:
     /// after a restart they follow the events).
     producers: std::collections::HashMap<JobId, requests::ReplyAddress>,
+    /// The serve loop is still replaying the event stream (see [`catchup`]).
+    catching_up: bool,
 }
 
 /// Errors the engine cannot turn into a reply (broker gone, bad templates).
@@ -172,23 +175,29 @@ pub fn user_text(e: &CommandParseError) -> (String, Option<&'static str>) {
     match e {
         CommandParseError::Empty => ("say something; try `help`".into(), None),
         CommandParseError::UnterminatedQuote => ("a quote is not closed".into(), None),
-        CommandParseError::Unknown(w) => (format!("unknown command `{w}`; try `help`"), None),
+        CommandParseError::Unknown { family: None } => ("unknown command; try `help`".into(), None),
+        CommandParseError::Unknown { family: Some(w) } => {
+            (format!("unknown `{w}` command; try `help`"), None)
+        }
         CommandParseError::MissingArgument { command, arg } => {
             (format!("{arg} is missing"), Some(command.usage()))
         }
-        CommandParseError::UnexpectedArgument { command, arg } => (
-            format!("`{arg}` is not expected here"),
+        CommandParseError::UnexpectedArgument { command, position } => (
+            format!("argument {position} is not expected here"),
             Some(command.usage()),
         ),
-        CommandParseError::UnknownFlag { command, flag } => {
-            (format!("`{flag}` is not an option"), Some(command.usage()))
-        }
-        CommandParseError::InvalidNumber { arg, value } => (
-            format!("{arg} must be a positive whole number, not `{value}`"),
-            None,
+        CommandParseError::UnknownFlag { command, position } => (
+            format!("argument {position} is not an option"),
+            Some(command.usage()),
         ),
-        CommandParseError::InvalidField(f) => (
-            format!("`{f}` is not a field; write name=value"),
+        CommandParseError::InvalidNumber { arg } => {
+            (format!("{arg} must be a positive whole number"), None)
+        }
+        CommandParseError::InvalidField { position } => (
+            format!(
+                "argument {position} is not a field; write name=value \
+                 (no space after `=`; quote values with spaces)"
+            ),
             Some(CommandName::Deploy.usage()),
         ),
         _ => (e.to_string(), None),
@@ -212,6 +221,7 @@ impl Engine {
             last_history: None,
             guided: Default::default(),
             producers: Default::default(),
+            catching_up: false,
         })
     }
 
@@ -247,6 +257,9 @@ impl Engine {
         line: &str,
     ) -> Result<Vec<Reply>, EngineError> {
         let user = display(&who.id);
+        if self.catching_up {
+            return Ok(vec![catchup::notice(user)]);
+        }
         if self.in_guided_form(who) {
             let grants = self.cfg.rbac.grants(who);
             return self.guided_answer(who, &grants, line).await;

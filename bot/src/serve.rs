@@ -17,6 +17,9 @@ use tokio_util::sync::CancellationToken;
 /// How often throttled edits and expiries are checked.
 pub const TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// A replay with no event for this long has read the whole stream (the replay is done).
+pub const REPLAY_IDLE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The leader-election role name of the bot.
 pub const LEADER_ROLE: &str = "bot";
 
@@ -36,6 +39,13 @@ pub trait Adapter: Send {
 
     /// Whether inputs are read now (a scripted console pauses while it waits for jobs).
     fn reading(&self) -> bool {
+        true
+    }
+
+    /// Whether inputs are read while the event stream is being replayed (they are answered
+    /// "catching up"). An adapter that says `false` has its inputs wait until the replay is
+    /// done instead (the console: one person's lines, often scripted).
+    fn answers_while_catching_up(&self) -> bool {
         true
     }
 
@@ -90,12 +100,19 @@ pub async fn serve<A: Adapter>(
     let mut events = engine.broker().replay_events(StreamOffset::First).await?;
     // Only the leader consumes requests (single active consumer besides).
     let mut requests = engine.broker().consume_requests(candidate).await?;
+    // Until the replay is done (an event newer than its start, or the stream idle for
+    // REPLAY_IDLE), lines are answered "catching up" instead of from a partial state.
+    let replay_started = chrono::Utc::now();
+    let mut last_event = tokio::time::Instant::now();
+    engine.set_catching_up(true);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut inputs_open = true;
     adapter.started(&engine);
     loop {
-        let reading = inputs_open && adapter.reading();
+        let reading = inputs_open
+            && adapter.reading()
+            && (adapter.answers_while_catching_up() || !engine.is_catching_up());
         let flow = tokio::select! {
             input = adapter.recv(), if reading => match input {
                 Some(input) => adapter.handle(&mut engine, input).await?,
@@ -104,7 +121,8 @@ pub async fn serve<A: Adapter>(
                     adapter.ended()
                 }
             },
-            req = next_request(&mut requests) => {
+            // Requests wait for the replay: the gate must see the whole state.
+            req = next_request(&mut requests), if !engine.is_catching_up() => {
                 let Some(req) = req else { anyhow::bail!("the requests queue ended") };
                 let replies = engine.handle_request(req).await?;
                 adapter.deliver(&engine, replies).await?;
@@ -112,12 +130,19 @@ pub async fn serve<A: Adapter>(
             }
             ev = events.next() => {
                 let Some((_, ev)) = ev else { anyhow::bail!("the event stream ended") };
+                last_event = tokio::time::Instant::now();
+                if ev.at >= replay_started {
+                    engine.set_catching_up(false);
+                }
                 let replies = engine.handle_event(&ev, tokio::time::Instant::now());
                 adapter.applied(&engine, &ev);
                 adapter.deliver(&engine, replies).await?;
                 Flow::Continue
             }
             _ = tick.tick() => {
+                if last_event.elapsed() >= REPLAY_IDLE {
+                    engine.set_catching_up(false);
+                }
                 let replies = engine.tick(tokio::time::Instant::now()).await?;
                 adapter.deliver(&engine, replies).await?;
                 adapter.ticked(&engine)

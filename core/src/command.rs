@@ -251,7 +251,9 @@ impl Command {
     }
 }
 
-/// Why a line is not a valid command.
+/// Why a line is not a valid command. No variant carries a word of the line that is not part
+/// of the grammar: a line that does not parse may hold a secret (`guest_la_pw=…`), so errors
+/// name words by their position, never by their text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CommandParseError {
@@ -261,9 +263,13 @@ pub enum CommandParseError {
     /// An unterminated double quote.
     #[error("unterminated quote")]
     UnterminatedQuote,
-    /// No command starts with these words.
-    #[error("unknown command {0}")]
-    Unknown(String),
+    /// No command starts with these words; `family` is the first word when the grammar knows it
+    /// (`vm` in `vm frobnicate`).
+    #[error("unknown command")]
+    Unknown {
+        /// The known first word, if any.
+        family: Option<&'static str>,
+    },
     /// A required argument is missing.
     #[error("missing argument {arg} for {command:?}")]
     MissingArgument {
@@ -273,32 +279,33 @@ pub enum CommandParseError {
         arg: &'static str,
     },
     /// More positional arguments than the command takes.
-    #[error("unexpected argument {arg} for {command:?}")]
+    #[error("unexpected argument (word {position}) for {command:?}")]
     UnexpectedArgument {
         /// The command.
         command: CommandName,
-        /// The extra word.
-        arg: String,
+        /// The extra word's position among the command's arguments (1-based).
+        position: usize,
     },
     /// A flag the command does not know.
-    #[error("unknown flag {flag} for {command:?}")]
+    #[error("unknown flag (word {position}) for {command:?}")]
     UnknownFlag {
         /// The command.
         command: CommandName,
-        /// The flag as typed.
-        flag: String,
+        /// The flag's position among the command's arguments (1-based).
+        position: usize,
     },
     /// A number that is not a positive integer.
-    #[error("invalid number {value} for {arg}")]
+    #[error("invalid number for {arg}")]
     InvalidNumber {
         /// The argument's name.
         arg: &'static str,
-        /// What was typed.
-        value: String,
     },
-    /// A deploy field without `=`.
-    #[error("invalid field {0}")]
-    InvalidField(String),
+    /// A deploy field without `=` or without a name.
+    #[error("invalid field (word {position})")]
+    InvalidField {
+        /// The word's position among the command's arguments (1-based).
+        position: usize,
+    },
 }
 
 type Parser = fn(&mut Args) -> Result<Command, CommandParseError>;
@@ -348,8 +355,11 @@ pub fn parse(line: &str) -> Result<Command, CommandParseError> {
         })
         .max_by_key(|(prefix, _)| prefix.len());
     let Some((prefix, parser)) = best else {
-        let shown = lower.iter().take(2).cloned().collect::<Vec<_>>().join(" ");
-        return Err(CommandParseError::Unknown(shown));
+        let family = COMMANDS
+            .iter()
+            .map(|(prefix, _)| prefix[0])
+            .find(|w| *w == lower[0]);
+        return Err(CommandParseError::Unknown { family });
     };
     let mut args = Args {
         words: words[prefix.len()..].to_vec(),
@@ -408,7 +418,7 @@ impl Args {
             if w.starts_with("--") {
                 return Err(CommandParseError::UnknownFlag {
                     command,
-                    flag: w.clone(),
+                    position: self.pos + 1,
                 });
             }
             self.pos += 1;
@@ -428,7 +438,7 @@ impl Args {
             .parse::<u32>()
             .ok()
             .filter(|n| *n > 0)
-            .ok_or(CommandParseError::InvalidNumber { arg, value: w })
+            .ok_or(CommandParseError::InvalidNumber { arg })
     }
 
     /// Takes `--flag` and `--opt VALUE` words in any order; nothing else may remain.
@@ -454,9 +464,15 @@ impl Args {
                 self.pos += 1;
                 out.insert(name, v);
             } else if w.starts_with("--") {
-                return Err(CommandParseError::UnknownFlag { command, flag: w });
+                return Err(CommandParseError::UnknownFlag {
+                    command,
+                    position: self.pos,
+                });
             } else {
-                return Err(CommandParseError::UnexpectedArgument { command, arg: w });
+                return Err(CommandParseError::UnexpectedArgument {
+                    command,
+                    position: self.pos,
+                });
             }
         }
         Ok(out)
@@ -485,17 +501,18 @@ fn parse_deploy(a: &mut Args) -> Result<Command, CommandParseError> {
                 _ => {
                     return Err(CommandParseError::UnexpectedArgument {
                         command: CommandName::Deploy,
-                        arg: w.clone(),
+                        position: 1,
                     })
                 }
             };
             continue;
         }
+        let invalid = CommandParseError::InvalidField { position: i + 1 };
         let Some((k, v)) = w.split_once('=') else {
-            return Err(CommandParseError::InvalidField(w.clone()));
+            return Err(invalid);
         };
         if k.is_empty() {
-            return Err(CommandParseError::InvalidField(w.clone()));
+            return Err(invalid);
         }
         fields.insert(k.to_string(), v.to_string());
     }
@@ -567,12 +584,12 @@ fn parse_jobs(a: &mut Args) -> Result<Command, CommandParseError> {
     )?;
     let limit = match f.remove("--limit") {
         None => None,
-        Some(w) => Some(w.parse::<u32>().ok().filter(|n| *n > 0).ok_or(
-            CommandParseError::InvalidNumber {
-                arg: "--limit",
-                value: w,
-            },
-        )?),
+        Some(w) => Some(
+            w.parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or(CommandParseError::InvalidNumber { arg: "--limit" })?,
+        ),
     };
     Ok(Command::Jobs {
         mine: f.contains_key("--mine"),
@@ -709,7 +726,7 @@ mod tests {
         ));
         assert_eq!(
             parse("deploy vm vm_name"),
-            Err(CommandParseError::InvalidField("vm_name".into()))
+            Err(CommandParseError::InvalidField { position: 2 })
         );
     }
 
@@ -718,7 +735,7 @@ mod tests {
         assert_eq!(parse("  "), Err(CommandParseError::Empty));
         assert_eq!(
             parse("vm frobnicate x"),
-            Err(CommandParseError::Unknown("vm frobnicate".into()))
+            Err(CommandParseError::Unknown { family: Some("vm") })
         );
         assert_eq!(
             parse("vm show"),
@@ -729,28 +746,54 @@ mod tests {
         );
         assert_eq!(
             parse("disk add web01 lots"),
-            Err(CommandParseError::InvalidNumber {
-                arg: "SIZE_GB",
-                value: "lots".into()
-            })
+            Err(CommandParseError::InvalidNumber { arg: "SIZE_GB" })
         );
         assert_eq!(
             parse("vm delete web01 --now"),
             Err(CommandParseError::UnknownFlag {
                 command: CommandName::VmDelete,
-                flag: "--now".into()
+                position: 2
             })
         );
         assert_eq!(
             parse("hosts extra"),
             Err(CommandParseError::UnexpectedArgument {
                 command: CommandName::Hosts,
-                arg: "extra".into()
+                position: 1
             })
         );
         assert_eq!(
             parse("deploy x=\"y"),
             Err(CommandParseError::UnterminatedQuote)
+        );
+    }
+
+    /// Issue 16, finding 3: no error of a line that does not parse carries a word of it.
+    #[test]
+    fn errors_never_carry_the_words_of_the_line() {
+        let secret = "Hunter2secret";
+        for line in [
+            format!("deplyo guest_la_pw={secret} vm_name=t1"),
+            format!("{secret} guest_la_pw={secret}"),
+            format!("deploy vm_name=t1 guest_la_pw= {secret}"),
+            format!("deploy {secret}"),
+            format!("deploy vm_name=t1 ={secret}"),
+            format!("disk add web01 {secret}"),
+            format!("vm delete web01 --{secret}"),
+            format!("vm show web01 {secret}"),
+            format!("jobs --limit {secret}"),
+        ] {
+            let e = parse(&line).expect_err(&line);
+            let shown = format!("{e} {e:?}").to_ascii_lowercase();
+            assert!(!shown.contains("hunter2"), "{line}: {shown}");
+        }
+        assert_eq!(
+            parse("deplyo guest_la_pw=X vm_name=t1"),
+            Err(CommandParseError::Unknown { family: None })
+        );
+        assert_eq!(
+            parse("deploy vm_name=t1 guest_la_pw= X"),
+            Err(CommandParseError::InvalidField { position: 3 })
         );
     }
 }

@@ -129,6 +129,10 @@ pub struct Field {
     /// Redact the value everywhere it is shown (implied by `type: secret`).
     #[serde(default)]
     pub secret: bool,
+    /// The value becomes part of a file path on the host (a VM's folder, a disk's file): it
+    /// must be a plain Hyper-V name ([`crate::validate::resource_name`]).
+    #[serde(default)]
+    pub path_name: bool,
     /// Membership in an all-or-none parameter set.
     #[serde(default)]
     pub parameter_set: Option<SetMembership>,

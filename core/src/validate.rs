@@ -27,6 +27,7 @@
 mod coerce;
 mod context;
 pub mod hostname;
+pub mod resource_name;
 
 pub use context::{ImageCatalogue, ImageEntry, InventoryChoices, InventoryFile, ValidationContext};
 

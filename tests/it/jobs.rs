@@ -257,6 +257,54 @@ async fn bad_messages_are_dead_lettered_with_reasons_and_nothing_stops() {
     finish(&broker, w, &url, &prefix, &hosts).await;
 }
 
+/// Issue 16, findings 2 and 10: a job whose target is another host than its queue's, and a
+/// valid envelope of 10 MB, are dead-lettered with their own reasons (`target_mismatch`,
+/// `too_large`) and never reach a host; the host keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misrouted_and_oversized_jobs_are_dead_lettered_before_any_host_call() {
+    let hosts = host_names(2);
+    let (url, prefix, sim, broker) = e2e(hosts.len(), 0).await;
+    let w = serving_worker(&sim, &broker, &hosts, (&url, &prefix), "w1").await;
+
+    let misrouted = vm_create(Target::Host("hv02".into()), "misrouted", 2);
+    broker
+        .publish_raw("hv01", misrouted.to_vec())
+        .await
+        .expect("publish");
+    let mut big = vm_create(Target::Host("hv01".into()), "big", 2);
+    big.spec
+        .insert("notes".into(), json!("x".repeat(10 * 1024 * 1024)));
+    broker
+        .publish_raw("hv01", big.to_vec())
+        .await
+        .expect("publish");
+    let good = noop("hv01", 1);
+    broker.publish_job(&good).await.expect("publish");
+    let ids: HashSet<JobId> = [good.job_id].into();
+    let events = collect_until_done(&broker, &ids, Duration::from_secs(30)).await;
+    assert!(succeeded(&events[&good.job_id]), "hv01 stopped serving");
+
+    let dead = broker
+        .dead_letters(2, Duration::from_secs(10))
+        .await
+        .expect("dlq");
+    let mut reasons: Vec<_> = dead
+        .iter()
+        .map(|d| d.reason.clone().unwrap_or_default())
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons, ["target_mismatch", "too_large"]);
+    assert!(
+        vm_names(&sim, "hv01").is_empty(),
+        "a VM was created on hv01"
+    );
+    assert!(
+        vm_names(&sim, "hv02").is_empty(),
+        "a VM was created on hv02"
+    );
+    finish(&broker, w, &url, &prefix, &hosts).await;
+}
+
 #[test]
 fn submit_follow_runs_a_job_and_reports_unknown_hosts() {
     let url = amqp_url();

@@ -12,6 +12,7 @@ use crate::prepare::{self, Preparation};
 use crate::queue::{log_unsettled, QueueReader};
 use crate::reporter::JobReporter;
 use aetherv_broker::{Broker, JobDelivery};
+use aetherv_core::Target;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
@@ -93,6 +94,9 @@ pub(crate) async fn host_slot(
     ctx.slots.set(&agent.host, SlotState::Idle);
     let mut queue = QueueReader::new(&ctx.broker, &agent.host, tag);
     while let Some(delivery) = queue.next(&quiet).await {
+        let Some(delivery) = refuse_foreign(&agent.host, delivery).await else {
+            continue;
+        };
         let Some(delivery) = admit(&ctx.opts.verifier, delivery).await else {
             continue;
         };
@@ -131,11 +135,28 @@ async fn admit(verifier: &aetherv_core::signing::Verifier, d: JobDelivery) -> Op
     let Err(e) = verifier.verify(&d.envelope, |name| d.header(name)) else {
         return Some(d);
     };
-    tracing::warn!(job = %d.envelope.job_id, reason = e.code(), "refusing a job that is not signed by a bot");
+    tracing::warn!(job_id = %d.envelope.job_id, reason = e.code(), "refusing a job that is not signed by a bot");
     let settled = d.dead_letter(e.code(), &e.to_string()).await;
     if let Err(e) = settled {
         tracing::warn!(error = %e, "dead-lettering an unsigned job failed; it will be redelivered");
     }
+    None
+}
+
+/// The delivery when its job targets `host`, the host whose queue it came from. A job that
+/// targets another host (or a cluster: placed jobs are re-published with their host) was
+/// routed wrongly and must not run here: it is dead-lettered with reason `target_mismatch`.
+async fn refuse_foreign(host: &str, d: JobDelivery) -> Option<JobDelivery> {
+    let ok = matches!(&d.envelope.target, Target::Host(h) if h.trim().eq_ignore_ascii_case(host));
+    if ok {
+        return Some(d);
+    }
+    let detail = format!(
+        "the job targets {} but came from the queue of host {host}",
+        d.envelope.target.routing_key()
+    );
+    tracing::warn!(job_id = %d.envelope.job_id, host, %detail, "dead-lettering a job routed to another host");
+    log_unsettled(host, d.dead_letter("target_mismatch", &detail).await);
     None
 }
 

@@ -41,6 +41,8 @@ pub struct Guided {
     answers: BTreeMap<String, String>,
     queue: Vec<Ask>,
     current: Option<Ask>,
+    /// Fields asked again because the whole form did not validate: `-` is no answer for them.
+    must: std::collections::BTreeSet<String>,
 }
 
 /// The questions in schema order, except that the deployment target comes first (the
@@ -109,6 +111,7 @@ impl Engine {
             answers: BTreeMap::new(),
             queue: plan(schema),
             current: None,
+            must: Default::default(),
         };
         g.queue.reverse();
         let intro = Question::Intro {
@@ -148,9 +151,15 @@ impl Engine {
             }
             Some(Ask::Set(_)) => {}
             Some(Ask::Field(id)) => {
-                let must = schema.field(&id).is_some_and(|f| f.required)
-                    && schema.default_of(&id).is_none()
-                    && !schema.one_of().iter().any(|o| o.members.contains(&id));
+                let set_required = schema.field(&id).is_some_and(|f| {
+                    f.parameter_set
+                        .as_ref()
+                        .is_some_and(|m| m.role == SetRole::Required)
+                });
+                let must = g.must.contains(&id)
+                    || ((set_required || schema.field(&id).is_some_and(|f| f.required))
+                        && schema.default_of(&id).is_none()
+                        && !schema.one_of().iter().any(|o| o.members.contains(&id)));
                 if answer == "-" && must {
                     g.current = Some(Ask::Field(id.clone()));
                     let label = schema
@@ -178,14 +187,37 @@ impl Engine {
             }
             None => {}
         }
-        match self.next_question(&mut g) {
-            Some(q) => {
-                let out = vec![ask(&user, q)];
-                self.guided.insert(user, g);
-                Ok(out)
-            }
-            None => self.command_deploy(who, grants, g.form, g.answers).await,
+        if let Some(q) = self.next_question(&mut g) {
+            self.guided.insert(user.clone(), g);
+            return Ok(vec![ask(&user, q)]);
         }
+        // Every question was answered; a form the schema still refuses (a field skipped with
+        // `-` that the answers made necessary) asks that field again instead of ending.
+        if let Some((id, message)) = self.form_error(&schema, &g.answers) {
+            g.answers.remove(&id);
+            g.must.insert(id.clone());
+            g.queue.push(Ask::Field(id));
+            if let Some(q) = self.next_question(&mut g) {
+                self.guided.insert(user.clone(), g);
+                return Ok(vec![notice(&user, message), ask(&user, q)]);
+            }
+        }
+        self.command_deploy(who, grants, g.form, g.answers).await
+    }
+
+    /// The schema's complaints about the answers so far.
+    fn answer_errors(
+        &self,
+        schema: &FormSchema,
+        answers: &BTreeMap<String, String>,
+    ) -> Vec<aetherv_core::validate::FieldError> {
+        let input: Map<String, Value> = answers
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        validate(schema, &Value::Object(input), &self.validation_context())
+            .err()
+            .unwrap_or_default()
     }
 
     /// The schema's complaint about field `id` given the answers so far, if any (errors about
@@ -196,23 +228,36 @@ impl Engine {
         answers: &BTreeMap<String, String>,
         id: &str,
     ) -> Option<String> {
-        let input: Map<String, Value> = answers
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        self.answer_errors(schema, answers)
+            .into_iter()
+            .find(|e| {
+                e.field == id
+                    && !matches!(
+                        e.code.as_str(),
+                        "required" | "parameter_set_incomplete" | "exclusive"
+                    )
+            })
+            .map(|e| e.message)
+    }
+
+    /// The first field the schema refuses in the finished answers, with its message.
+    fn form_error(
+        &self,
+        schema: &FormSchema,
+        answers: &BTreeMap<String, String>,
+    ) -> Option<(String, String)> {
+        let errors: Vec<_> = self
+            .answer_errors(schema, answers)
+            .into_iter()
+            .filter(|e| schema.field(&e.field).is_some() && e.code.as_str() != "not_applicable")
             .collect();
-        match validate(schema, &Value::Object(input), &self.validation_context()) {
-            Ok(_) => None,
-            Err(errors) => errors
-                .into_iter()
-                .find(|e| {
-                    e.field == id
-                        && !matches!(
-                            e.code.as_str(),
-                            "required" | "parameter_set_incomplete" | "exclusive"
-                        )
-                })
-                .map(|e| e.message),
-        }
+        // A field left empty first: an answered field complained about for want of it (an
+        // optional set member) is fine once the missing one is given.
+        let pick = errors
+            .iter()
+            .position(|e| !answers.contains_key(&e.field))
+            .unwrap_or(0);
+        errors.into_iter().nth(pick).map(|e| (e.field, e.message))
     }
 
     /// The next applicable question (and makes it current), or `None` when none is left.

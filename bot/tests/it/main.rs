@@ -6,6 +6,7 @@ mod api;
 mod approvals;
 mod gate;
 mod guided;
+mod hardening;
 mod show;
 mod threads;
 

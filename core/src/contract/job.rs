@@ -105,6 +105,10 @@ pub struct Approval {
     pub at: DateTime<Utc>,
 }
 
+/// The largest job envelope accepted, in bytes. An agent request travels in one command line
+/// on the host, so a bigger envelope could never run; it is dead-lettered as `too_large`.
+pub const MAX_ENVELOPE_BYTES: usize = 64 * 1024;
+
 /// The job envelope (contract version 1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -158,8 +162,16 @@ impl JobEnvelope {
         }
     }
 
-    /// Decodes and version-checks an envelope from a message body.
+    /// Decodes and version-checks an envelope from a message body. A body over
+    /// [`MAX_ENVELOPE_BYTES`] is refused (`too_large`) before it is parsed: its request could not
+    /// reach a host's command line anyway.
     pub fn from_slice(body: &[u8]) -> Result<Self, ContractError> {
+        if body.len() > MAX_ENVELOPE_BYTES {
+            return Err(ContractError::TooLarge {
+                size: body.len(),
+                max: MAX_ENVELOPE_BYTES,
+            });
+        }
         super::decode("job envelope", body)
     }
 

@@ -37,6 +37,14 @@ pub enum ContractError {
         /// The version this build supports.
         supported: u32,
     },
+    /// The body is larger than a message of its kind may be.
+    #[error("message of {size} bytes is larger than the {max} bytes allowed")]
+    TooLarge {
+        /// The body's size in bytes.
+        size: usize,
+        /// The largest size allowed.
+        max: usize,
+    },
     /// The fields do not match the contract.
     #[error("message does not match the {kind} contract: {detail}")]
     Invalid {
@@ -55,6 +63,7 @@ impl ContractError {
             ContractError::NotAnObject => "malformed_json",
             ContractError::MissingVersion => "missing_version",
             ContractError::UnsupportedVersion { .. } => "unsupported_version",
+            ContractError::TooLarge { .. } => "too_large",
             ContractError::Invalid { .. } => "invalid_contract",
         }
     }

@@ -106,6 +106,19 @@ fn unknown_envelope_fields_are_rejected() {
     assert!(err.to_string().contains("surprise"), "{err}");
 }
 
+/// Issue 16, finding 10: a valid but oversized envelope is `too_large`, not a host failure.
+#[test]
+fn oversized_envelopes_are_too_large() {
+    let mut v: Value = serde_json::from_slice(&envelope().to_vec()).expect("json");
+    v["spec"]["notes"] = json!("x".repeat(10 * 1024 * 1024));
+    let body = serde_json::to_vec(&v).expect("ser");
+    let err = JobEnvelope::from_slice(&body).expect_err("too large");
+    assert_eq!(err.code(), "too_large");
+    v["spec"]["notes"] = json!("x".repeat(1024));
+    let body = serde_json::to_vec(&v).expect("ser");
+    assert!(JobEnvelope::from_slice(&body).is_ok());
+}
+
 #[test]
 fn events_round_trip_with_type_and_payload() {
     let id = JobId::new();

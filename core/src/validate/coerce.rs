@@ -82,6 +82,11 @@ pub(crate) fn coerce(
                     return Err(err(ErrorCode::Pattern, format!("{label} must be {what}")));
                 }
             }
+            if field.path_name {
+                if let Some(problem) = super::resource_name::path_name_problem(&text) {
+                    return Err(err(ErrorCode::Pattern, format!("{label} {problem}")));
+                }
+            }
             typed_text(field, text, ctx).map_err(|(code, message)| err(code, message))
         }
     }
@@ -99,7 +104,7 @@ fn typed_text(
             Ok(ip) => Ok(Value::String(ip.to_string())),
             Err(_) => Err((
                 ErrorCode::InvalidIpv4,
-                format!("{label} must be an IPv4 address like 192.0.2.10 (got {text:?})"),
+                format!("{label} must be an IPv4 address like 192.0.2.10"),
             )),
         },
         FieldType::Hostname => {
@@ -110,7 +115,7 @@ fn typed_text(
                     ErrorCode::InvalidHostname,
                     format!(
                         "{label} must be a host or domain name: letters, digits and hyphens, \
-                         dot-separated labels of at most 63 characters (got {text:?})"
+                         dot-separated labels of at most 63 characters"
                     ),
                 ))
             }
@@ -123,10 +128,7 @@ fn typed_text(
             .ok_or_else(|| {
                 (
                     ErrorCode::UnknownChoice,
-                    format!(
-                        "{label} must be one of {} (got {text:?})",
-                        field.choices.join(", ")
-                    ),
+                    format!("{label} must be one of {}", field.choices.join(", ")),
                 )
             }),
         kind if kind.is_inventory() => {
@@ -145,7 +147,7 @@ fn typed_text(
                     };
                     (
                         ErrorCode::UnknownChoice,
-                        format!("{label} {text:?} is not in the inventory ({known})"),
+                        format!("{label} must be one from the inventory ({known})"),
                     )
                 })
         }

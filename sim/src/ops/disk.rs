@@ -111,16 +111,16 @@ pub(super) fn disk_create(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
             im.name,
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         ),
-        (None, None) => format!("{}-disk-{}", vm.name, ctx.now.format("%Y%m%d-%H%M%S")),
+        (None, None) => aetherv_core::validate::resource_name::disk_file_stem(&vm.name, ctx.key),
     };
     let file = match tag {
         Some(t) => format!("{stem}-{t}.vhdx"),
         None => format!("{stem}.vhdx"),
     };
-    if file.contains(['\\', '/', ':']) {
+    if let Some(problem) = aetherv_core::validate::resource_name::path_name_problem(&file) {
         return Err(err(
             "invalid_argument",
-            format!("file name '{file}' is not a plain file name"),
+            format!("the disk's file name {problem}"),
         ));
     }
     let dir = match ctx.str("storage_class") {

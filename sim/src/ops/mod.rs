@@ -66,6 +66,8 @@ type OpResult = Result<(String, Value), OpError>;
 /// Execution context: the request spec, the log sink, the guest and the clock.
 struct Ctx<'a> {
     spec: &'a Map<String, Value>,
+    /// The request's idempotency key, or its correlation id without one.
+    key: &'a str,
     logs: Vec<String>,
     guest: Option<&'a dyn Guest>,
     now: DateTime<Utc>,
@@ -178,6 +180,10 @@ pub fn execute(
     let op = req.operation;
     let mut ctx = Ctx {
         spec: &req.spec,
+        key: req
+            .idempotency_key
+            .as_deref()
+            .unwrap_or(&req.correlation_id),
         logs: Vec::new(),
         guest,
         now,

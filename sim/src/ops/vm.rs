@@ -4,6 +4,10 @@ use super::*;
 
 pub(super) fn vm_create(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
     let name = ctx.req_str("vm_name")?.to_string();
+    if let Some(problem) = aetherv_core::validate::resource_name::path_name_problem(&name) {
+        // Refused even when the caller skipped validation: the name becomes the VM's folder.
+        return Err(err("invalid_argument", format!("vm_name {problem}")));
+    }
     if let Some(existing) = host
         .vm(&name)
         .filter(|v| v.name.eq_ignore_ascii_case(&name))

@@ -6,6 +6,7 @@ mod client;
 mod common;
 mod guest;
 mod journal;
+mod names;
 mod ntlm;
 mod ops;
 mod pywinrm;
