@@ -150,7 +150,7 @@ fn main() -> anyhow::Result<()> {
         bot.spawn(aetherv_discord::run(engine, opts, stop.clone()));
     }
     load.block_on(async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(aetherv_bot::serve::REPLAY_IDLE + Duration::from_millis(400)).await;
         latency::http_bursts(
             "HTTP mode",
             addr,

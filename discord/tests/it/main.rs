@@ -196,8 +196,9 @@ pub async fn bot(broker: &Broker, policy: Policy) -> Bot {
         opts,
         stop.clone(),
     ));
-    // Leadership and the replay.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Leadership and the replay: an empty stream is replayed once it has been idle for
+    // `REPLAY_IDLE`; until then the bot answers that it is catching up.
+    tokio::time::sleep(aetherv_bot::serve::REPLAY_IDLE + Duration::from_millis(400)).await;
     Bot { fake, addr, stop }
 }
 
