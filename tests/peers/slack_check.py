@@ -125,10 +125,18 @@ def main():
     form["text"] = a.text
     status, ack = post(a.bot, a.secret, urllib.parse.urlencode(form), deadline)
     found = False
+    asked = 1
     while time.time() < deadline and not found:
         with lock:
             found = any(c["method"] == a.until_method and a.until_contains in json.dumps(c["body"])
                         for c in calls)
+            # A bot that has just started is still replaying its event stream and says so:
+            # ask again, as a user would.
+            waiting = sum("catching up" in json.dumps(c["body"]) for c in calls)
+        if not found and waiting >= asked and asked < 10:
+            time.sleep(0.5)
+            status, ack = post(a.bot, a.secret, urllib.parse.urlencode(form), deadline)
+            asked += 1
         time.sleep(0.1)
     time.sleep(1.5)  # the edits and the upload that follow the final message
     with lock:
