@@ -126,7 +126,14 @@ pub async fn socket_bot(broker: &Broker, policy: Policy) -> Bot {
         stop.clone(),
     ));
     fake.connected().await;
+    replayed().await;
     Bot { fake, stop }
+}
+
+/// Waits until a bot on an empty stream has replayed it (idle for `REPLAY_IDLE`): before,
+/// it answers that it is catching up.
+pub async fn replayed() {
+    tokio::time::sleep(aetherv_bot::serve::REPLAY_IDLE + Duration::from_millis(400)).await;
 }
 
 /// Starts the bot over `broker` in HTTP mode (user group S0APPROVERS = bob); returns it and
@@ -144,5 +151,6 @@ pub async fn http_bot(broker: &Broker, policy: Policy) -> (Bot, std::net::Socket
         options(&fake, Mode::Http(listener)),
         stop.clone(),
     ));
+    replayed().await;
     (Bot { fake, stop }, addr)
 }

@@ -46,6 +46,7 @@ async fn an_overridden_job_status_template_shapes_the_next_status_message() {
         stop.clone(),
     ));
     fake.connected().await;
+    crate::replayed().await;
     fake.slash(
         "U0ALICE",
         "C0OPS",
