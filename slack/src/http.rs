@@ -25,6 +25,8 @@ use tokio_util::sync::CancellationToken;
 struct HttpState {
     shared: Arc<Shared>,
     verifier: SlackEventSignatureVerifier,
+    /// The signing secret, for bodies the verifier cannot take (not UTF-8).
+    secret: Arc<str>,
 }
 
 /// The router (for tests and embedding).
@@ -37,7 +39,11 @@ pub fn router(shared: Arc<Shared>, signing_secret: &str) -> Router {
         .route("/slack/commands", post(request))
         .route("/slack/interactions", post(request))
         .route("/slack/events", post(request))
-        .with_state(HttpState { shared, verifier })
+        .with_state(HttpState {
+            shared,
+            verifier,
+            secret: Arc::from(signing_secret),
+        })
 }
 
 /// Serves the router on `listener` until `stop`.
@@ -53,36 +59,37 @@ pub async fn serve(
     Ok(())
 }
 
-/// The body as text when the signature and timestamp check out; `None` after logging why not.
-fn verified<'a>(st: &HttpState, headers: &HeaderMap, body: &'a Bytes) -> Option<&'a str> {
+/// The body as text when the signature and timestamp check out; else the answer, after
+/// logging why: 401 for a missing or wrong signature, 400 for a signed body that is not UTF-8.
+fn verified<'a>(st: &HttpState, headers: &HeaderMap, body: &'a Bytes) -> Result<&'a str, Response> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let refuse = |why: &str| {
         tracing::warn!(reason = why, "slack request refused");
-        None
+        (StatusCode::UNAUTHORIZED, "invalid request signature").into_response()
     };
     let (Some(sig), Some(ts)) = (
         header(SlackEventSignatureVerifier::SLACK_SIGNED_HASH_HEADER),
         header(SlackEventSignatureVerifier::SLACK_SIGNED_TIMESTAMP),
     ) else {
-        return refuse("missing signature headers");
+        return Err(refuse("missing signature headers"));
     };
     let Ok(text) = std::str::from_utf8(body) else {
-        return refuse("body is not UTF-8");
+        if crate::signature::valid(&st.secret, sig, ts, body) {
+            return Err(bad_request("body is not UTF-8".into()));
+        }
+        return Err(refuse("body is not UTF-8 and its signature does not match"));
     };
     match st.verifier.verify(sig, text, ts) {
-        Ok(()) => Some(text),
-        Err(e) => refuse(&e.to_string()),
+        Ok(()) => Ok(text),
+        Err(e) => Err(refuse(&e.to_string())),
     }
-}
-
-fn unauthorized() -> Response {
-    (StatusCode::UNAUTHORIZED, "invalid request signature").into_response()
 }
 
 /// Any signed request from Slack, told apart by its body.
 async fn request(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(text) = verified(&st, &headers, &body) else {
-        return unauthorized();
+    let text = match verified(&st, &headers, &body) {
+        Ok(t) => t,
+        Err(answer) => return answer,
     };
     if text.trim_start().starts_with('{') {
         return event(text);

@@ -26,6 +26,7 @@ pub mod ingress;
 pub mod messages;
 pub mod modal;
 pub mod outbound;
+mod signature;
 pub mod socket;
 
 use aetherv_bot::chat::{self, Inventory};

@@ -24,6 +24,11 @@ pub const MIN_EDIT_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// The longest `Retry-After` obeyed as given; longer ones are capped.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+/// The longest one Web API call may take; past it the call is given up (it may have reached
+/// Slack, so it is not repeated) and the queue goes on.
+pub const CALL_DEADLINE: Duration = Duration::from_secs(20);
+/// The longest a `response_url` answer may take. It runs beside the queue, never in it.
+pub const RESPONSE_URL_DEADLINE: Duration = Duration::from_secs(10);
 /// Attempts for a call failing with something other than a rate limit.
 pub const MAX_ATTEMPTS: u32 = 3;
 
@@ -284,8 +289,9 @@ impl Worker {
         Ok(())
     }
 
-    /// Posts a fallback to a `response_url` (ephemeral: only the user sees it).
-    async fn respond(&self, f: &Fallback) {
+    /// Posts a fallback to a `response_url` (ephemeral: only the user sees it) in a task of
+    /// its own with a deadline: a slow or failing `response_url` never holds up the queue.
+    fn respond(&self, f: &Fallback) {
         let url = match f.response_url.parse() {
             Ok(u) => SlackResponseUrl(u),
             Err(e) => {
@@ -294,16 +300,31 @@ impl Worker {
             }
         };
         let req = SlackApiPostWebhookMessageRequest::new(content(&f.content));
-        if let Err(e) = self.client.respond_to_event(&url, &req).await {
-            tracing::warn!(error = %e, "response_url refused the answer");
-        }
+        let client = Arc::clone(&self.client);
+        tokio::spawn(async move {
+            let answered =
+                tokio::time::timeout(RESPONSE_URL_DEADLINE, client.respond_to_event(&url, &req))
+                    .await;
+            match answered {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "response_url refused the answer"),
+                Err(_) => tracing::warn!(
+                    deadline = ?RESPONSE_URL_DEADLINE,
+                    "response_url did not answer in time; giving up on it"
+                ),
+            }
+        });
     }
 
     /// Sends one op: waits out every 429, retries other failures a few times, then logs it.
     async fn deliver(&mut self, op: &Op) {
         let mut failures = 0;
         loop {
-            let Err(e) = self.call(op).await else {
+            let Ok(called) = tokio::time::timeout(CALL_DEADLINE, self.call(op)).await else {
+                tracing::error!(deadline = ?CALL_DEADLINE, "slack call took too long; giving up on it");
+                return;
+            };
+            let Err(e) = called else {
                 return;
             };
             match classify(&e) {
@@ -319,7 +340,7 @@ impl Worker {
                     } = op
                     {
                         tracing::info!(%channel, %code, "not in the channel; answering through the command's response_url");
-                        self.respond(f).await;
+                        self.respond(f);
                     } else {
                         tracing::warn!(error = %code, "slack refused the write (the bot is not in that channel)");
                     }

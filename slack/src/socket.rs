@@ -313,6 +313,26 @@ async fn keep_connected(
     }
 }
 
+/// The envelope types slack-morphism's listener handles (and acknowledges when needed).
+const KNOWN_ENVELOPES: &[&str] = &[
+    "hello",
+    "disconnect",
+    "events_api",
+    "interactive",
+    "slash_commands",
+];
+
+/// The acknowledgement of an envelope whose type the listener does not know, if `body` is one.
+fn unknown_envelope_ack(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let id = v.get("envelope_id")?.as_str()?;
+    let kind = v.get("type").and_then(serde_json::Value::as_str);
+    if kind.is_some_and(|k| KNOWN_ENVELOPES.contains(&k)) {
+        return None;
+    }
+    Some(serde_json::json!({ "envelope_id": id }).to_string())
+}
+
 /// Reads envelopes from one WebSocket, hands each to slack-morphism's listener in its own task,
 /// and writes the acknowledgements, until the connection closes, goes silent or `stop`.
 async fn serve_connection(
@@ -354,6 +374,13 @@ async fn serve_connection(
             msg = stream.next() => match msg {
                 Some(Ok(Message::Text(body))) => {
                     last_heard = Instant::now();
+                    if let Some(ack) = unknown_envelope_ack(body.as_str()) {
+                        // slack-morphism does not know it and would not acknowledge it: Slack
+                        // would redeliver it forever.
+                        tracing::info!(connection = %conn, "acknowledging a Socket Mode envelope of a type this bot does not handle");
+                        let _ = tx.send(ack);
+                        continue;
+                    }
                     let listener = Arc::clone(&listener);
                     let tx = tx.clone();
                     let id = id.clone();

@@ -53,6 +53,8 @@ struct Inner {
     not_member: std::collections::HashSet<String>,
     /// Messages posted to `response_url`s, with the URL's id.
     responses: Vec<(String, Value)>,
+    /// `response_url`s take the message and never answer.
+    hold_responses: bool,
     /// Methods answered with a bare `{"ok": true}` (as a minimal recording fake would).
     minimal: std::collections::HashSet<String>,
     /// Benchmark mode: `views.*` bodies are echoed without being parsed into a tree or kept
@@ -292,6 +294,11 @@ impl FakeSlack {
         lock(&self.inner).not_member.insert(channel.to_string());
     }
 
+    /// From now on `response_url`s accept a message and never answer.
+    pub fn hold_responses(&self) {
+        lock(&self.inner).hold_responses = true;
+    }
+
     /// Benchmark mode: views are echoed without parsing them into a tree; their bodies are not
     /// recorded (their calls are, for counting).
     pub fn lean(&self) {
@@ -382,10 +389,16 @@ impl FakeSlack {
 /// A slash-command payload as Slack sends it.
 /// Signs a request body as Slack does: `v0=` + hex HMAC-SHA256 of `v0:<ts>:<body>`.
 pub fn sign(secret: &str, ts: &str, body: &str) -> String {
+    sign_bytes(secret, ts, body.as_bytes())
+}
+
+/// [`sign`] over any bytes.
+pub fn sign_bytes(secret: &str, ts: &str, body: &[u8]) -> String {
     use hmac::{Hmac, Mac};
     let mut mac =
         Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
-    mac.update(format!("v0:{ts}:{body}").as_bytes());
+    mac.update(format!("v0:{ts}:").as_bytes());
+    mac.update(body);
     let hex: String = mac
         .finalize()
         .into_bytes()
@@ -584,7 +597,14 @@ async fn respond_url(
     body: Bytes,
 ) -> Response {
     let v = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
-    lock(&fake.inner).responses.push((id, v));
+    let hold = {
+        let mut g = lock(&fake.inner);
+        g.responses.push((id, v));
+        g.hold_responses
+    };
+    if hold {
+        std::future::pending::<()>().await;
+    }
     // What Slack answers on a response_url.
     (StatusCode::OK, "ok").into_response()
 }

@@ -17,15 +17,28 @@ pub async fn post(
     body: &str,
     ctype: &str,
 ) -> (u16, String) {
+    post_bytes(addr, path, (ts, sig), body.as_bytes(), ctype).await
+}
+
+/// [`post`] of any bytes.
+pub async fn post_bytes(
+    addr: std::net::SocketAddr,
+    path: &str,
+    (ts, sig): (i64, &str),
+    body: &[u8],
+    ctype: &str,
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nx-slack-request-timestamp: {ts}\r\nx-slack-signature: {sig}\r\nconnection: close\r\n\r\n{body}",
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nx-slack-request-timestamp: {ts}\r\nx-slack-signature: {sig}\r\nconnection: close\r\n\r\n",
         body.len()
     );
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.expect("read");
+    s.write_all(head.as_bytes()).await.expect("write");
+    s.write_all(body).await.expect("write");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.expect("read");
+    let out = String::from_utf8_lossy(&out);
     let status = out
         .split_whitespace()
         .nth(1)
@@ -167,5 +180,22 @@ async fn forged_and_stale_requests_are_refused_valid_ones_served() {
             .trim_start_matches("x=")
     );
     let (status, _) = post(addr, "/slack/interactions", ts, &forged, &payload, form).await;
+    assert_eq!(status, 401);
+}
+
+/// Issue 16, finding 10: a correctly signed body that is not UTF-8 is a bad request (400); the
+/// same body with a wrong signature is still 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_body_that_is_not_utf8_is_a_bad_request() {
+    let b = broker();
+    let (_bot, addr) = http_bot(&b, Policy::default()).await;
+    let form = "application/x-www-form-urlencoded";
+    let body: &[u8] = b"command=%2Faether&user_id=U0ALICE&text=\xff\xfe";
+    let ts = now();
+    let sig = fake::sign_bytes(SECRET, &ts.to_string(), body);
+    let (status, _) = post_bytes(addr, "/slack/commands", (ts, &sig), body, form).await;
+    assert_eq!(status, 400);
+    let forged = fake::sign_bytes("not-the-secret", &ts.to_string(), body);
+    let (status, _) = post_bytes(addr, "/slack/commands", (ts, &forged), body, form).await;
     assert_eq!(status, 401);
 }

@@ -64,3 +64,25 @@ async fn a_post_slack_took_is_not_sent_twice_when_its_answer_does_not_parse() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(fake.calls_of("chat.postMessage").len(), 1, "posted once");
 }
+
+/// Issue 16, finding 4: a `response_url` that accepts and never answers holds up nothing: the
+/// next command's post in another channel goes out at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_url_that_never_answers_does_not_stall_later_writes() {
+    let b = broker();
+    let bot = socket_bot(&b, Policy::default()).await;
+    let fake = &bot.fake;
+    fake.not_member("C0ELSEWHERE");
+    fake.hold_responses();
+    fake.slash("U0ALICE", "C0ELSEWHERE", "vm list").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while fake.responses().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no response_url call");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    fake.slash("U0ALICE", "C0OPS", "vm list").await;
+    fake.wait_for("chat.postMessage", Duration::from_secs(3), |b| {
+        b["channel"] == "C0OPS"
+    })
+    .await;
+}

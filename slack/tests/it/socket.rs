@@ -55,3 +55,19 @@ async fn a_dropped_connection_is_reopened() {
         "each connection asked apps.connections.open for its URL"
     );
 }
+
+/// Issue 16, finding 10: an envelope of a type the bot does not know is acknowledged (else
+/// Slack redelivers it), and the connection goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envelope_of_an_unknown_type_is_acknowledged() {
+    let b = broker();
+    let bot = socket_bot(&b, Policy::default()).await;
+    let fake = &bot.fake;
+    let rx = fake.send_envelope("some_future_type", &serde_json::json!({"x": 1}));
+    tokio::time::timeout(Duration::from_secs(5), rx)
+        .await
+        .expect("acknowledged within 5 s")
+        .expect("ack");
+    let ack = fake.slash("U0ALICE", "C0OPS", "vm list").await;
+    assert!(ack.to_string().contains("vm list"), "ack: {ack}");
+}
