@@ -61,11 +61,15 @@ pub async fn serve(
 
 /// The body as text when the signature and timestamp check out; else the answer, after
 /// logging why: 401 for a missing or wrong signature, 400 for a signed body that is not UTF-8.
-fn verified<'a>(st: &HttpState, headers: &HeaderMap, body: &'a Bytes) -> Result<&'a str, Response> {
+fn verified<'a>(
+    st: &HttpState,
+    headers: &HeaderMap,
+    body: &'a Bytes,
+) -> Result<&'a str, Box<Response>> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let refuse = |why: &str| {
         tracing::warn!(reason = why, "slack request refused");
-        (StatusCode::UNAUTHORIZED, "invalid request signature").into_response()
+        Box::new((StatusCode::UNAUTHORIZED, "invalid request signature").into_response())
     };
     let (Some(sig), Some(ts)) = (
         header(SlackEventSignatureVerifier::SLACK_SIGNED_HASH_HEADER),
@@ -75,7 +79,7 @@ fn verified<'a>(st: &HttpState, headers: &HeaderMap, body: &'a Bytes) -> Result<
     };
     let Ok(text) = std::str::from_utf8(body) else {
         if crate::signature::valid(&st.secret, sig, ts, body) {
-            return Err(bad_request("body is not UTF-8".into()));
+            return Err(Box::new(bad_request("body is not UTF-8".into())));
         }
         return Err(refuse("body is not UTF-8 and its signature does not match"));
     };
@@ -89,7 +93,7 @@ fn verified<'a>(st: &HttpState, headers: &HeaderMap, body: &'a Bytes) -> Result<
 async fn request(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
     let text = match verified(&st, &headers, &body) {
         Ok(t) => t,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     if text.trim_start().starts_with('{') {
         return event(text);

@@ -77,7 +77,10 @@ async fn a_response_url_that_never_answers_does_not_stall_later_writes() {
     fake.slash("U0ALICE", "C0ELSEWHERE", "vm list").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while fake.responses().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "no response_url call");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no response_url call"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     fake.slash("U0ALICE", "C0OPS", "vm list").await;
