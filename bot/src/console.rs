@@ -255,8 +255,15 @@ impl<W: AsyncWrite + Unpin> Console<W> {
                 {
                     if let Some(dir) = &self.attach_dir {
                         let path = dir.join(&log.name);
-                        tokio::fs::write(&path, &log.content).await?;
-                        let line = format!("[{}] attached {}", short_id(job), path.display());
+                        // A failed write is said in the job's thread; the bot keeps serving.
+                        let line = match tokio::fs::write(&path, &log.content).await {
+                            Ok(()) => format!("[{}] attached {}", short_id(job), path.display()),
+                            Err(e) => format!(
+                                "[{}] the log could not be written to {}: {e}",
+                                short_id(job),
+                                path.display()
+                            ),
+                        };
                         self.line(&line).await?;
                     }
                 }
@@ -398,6 +405,30 @@ mod tests {
         assert_eq!(
             s.parse("deploy notes=\"a > b\""),
             ConsoleLine::Chat(Principal::console("carol"), "deploy notes=\"a > b\"".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_log_that_cannot_be_written_is_said_and_the_console_goes_on() {
+        let gone = std::env::temp_dir().join(format!("aetherv-gone-{}", uuid::Uuid::new_v4()));
+        let finished = Reply::samples()
+            .into_iter()
+            .find(|r| matches!(r, Reply::JobFinished { log: Some(_), .. }))
+            .expect("a finished job with its log");
+        let mut out = Vec::new();
+        let mut c = Console::new(
+            &mut out,
+            Renderer::console().expect("templates"),
+            Some(gone),
+        );
+        c.deliver(&finished).await.expect("delivered");
+        c.deliver(&finished).await.expect("still serving");
+        drop(c);
+        let text = String::from_utf8_lossy(&out);
+        assert_eq!(
+            text.matches("the log could not be written").count(),
+            2,
+            "{text}"
         );
     }
 

@@ -37,6 +37,16 @@ pub struct Args {
     pub age_recipients: String,
 }
 
+/// Checks that `dir` is a directory this process can write a file in.
+fn writable_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    if !std::fs::metadata(dir)?.is_dir() {
+        return Err(std::io::Error::other("not a directory"));
+    }
+    let probe = dir.join(format!(".aetherv-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"")?;
+    std::fs::remove_file(&probe)
+}
+
 /// Runs the console bot on `broker` until input ends or a signal arrives.
 pub async fn serve_console(
     broker: Broker,
@@ -44,6 +54,11 @@ pub async fn serve_console(
     user: String,
     attach_dir: Option<PathBuf>,
 ) -> ExitCode {
+    if let Some(dir) = &attach_dir {
+        if let Err(e) = writable_dir(dir) {
+            return crate::cmd::fail("bot", 64, format!("--attach-dir {}: {e}", dir.display()));
+        }
+    }
     let engine = match Engine::new(broker, cfg) {
         Ok(e) => e,
         Err(e) => {

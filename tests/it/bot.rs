@@ -172,3 +172,22 @@ async fn delete_leader_queue(url: &str, prefix: &str) {
     }
     let _ = conn.close(0, "test cleanup".into()).await;
 }
+
+#[test]
+fn a_missing_attach_dir_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("no-such-dir");
+    let out = Command::new(bin())
+        .args(["demo", "--hosts", "1", "--attach-dir"])
+        .arg(&missing)
+        .env_remove("AETHERV_AMQP_URL")
+        .stdin(Stdio::null())
+        .output()
+        .expect("demo");
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--attach-dir") && err.contains("no-such-dir"),
+        "{err}"
+    );
+}
