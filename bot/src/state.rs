@@ -22,6 +22,9 @@ pub struct JobInfo {
     pub kind: String,
     /// Host or cluster.
     pub target: String,
+    /// The host the job ran on (`job.started`): for a job placed through a cluster, the
+    /// member chosen, where its VM now is.
+    pub ran_on: Option<String>,
     /// Who asked.
     pub requester: Option<Requester>,
     /// Where it is.
@@ -88,6 +91,7 @@ impl JobInfo {
             envelope: None,
             kind,
             target,
+            ran_on: None,
             requester: None,
             phase: Phase::INITIAL,
             approval: None,
@@ -466,8 +470,10 @@ impl State {
                     info.cancel_requested_by = Some(by.clone());
                 }
             }
-            EventBody::JobStarted { .. }
-            | EventBody::JobResumed { .. }
+            EventBody::JobStarted { host, .. } => {
+                info.ran_on = Some(host.to_ascii_lowercase());
+            }
+            EventBody::JobResumed { .. }
             | EventBody::JobInterrupted { .. }
             | EventBody::ApprovalRequested { .. }
             | EventBody::RequestAccepted { .. }
@@ -485,7 +491,8 @@ impl State {
         let Some(info) = self.jobs.get(&job_id) else {
             return;
         };
-        let host = info.target.clone();
+        // Where it ran: a job placed through a cluster ran on the member chosen.
+        let host = info.ran_on.clone().unwrap_or_else(|| info.target.clone());
         let name = s(info.resources.get("vm_name"));
         if name.is_empty() {
             return;

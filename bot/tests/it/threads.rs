@@ -206,3 +206,33 @@ async fn a_failed_job_names_its_failing_step_and_queues_show_positions() {
     let mine = say(&mut e, "alice", "jobs --mine --host hv01").await;
     assert_eq!(mine[0].lines().count(), 2, "{mine:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_placed_through_a_cluster_is_recorded_on_the_member_it_ran_on() {
+    let w = world(SimConfig::with_hosts(2)).await;
+    let mut e = engine(&w.broker, policy(1, 3600), &["hv01", "hv02"]);
+    let mut events = w
+        .broker
+        .replay_events(aetherv_broker::StreamOffset::Next)
+        .await
+        .expect("stream");
+    say(
+        &mut e,
+        "alice",
+        "deploy vm vm_name=web05 target_cluster=clu01 gb_ram=2 cpu_cores=1",
+    )
+    .await;
+    say(&mut e, "bob", "approve").await;
+    pump(&mut e, &mut events, Duration::from_secs(60), finished).await;
+    let job = e.jobs().first().expect("job").view.job;
+    assert_eq!(e.job(job).expect("job").phase, Phase::Succeeded);
+    let list = say(&mut e, "eve", "vm list").await;
+    let rows: Vec<&String> = list.iter().filter(|l| l.contains("web05")).collect();
+    assert_eq!(rows.len(), 1, "{list:?}");
+    assert!(
+        rows[0].starts_with("hv01  web05") || rows[0].starts_with("hv02  web05"),
+        "{list:?}"
+    );
+    let hosts = say(&mut e, "eve", "hosts").await;
+    assert!(!hosts.iter().any(|l| l.contains("cluster.")), "{hosts:?}");
+}
