@@ -33,8 +33,9 @@ fn finished(e: &Engine) -> bool {
     !e.jobs().is_empty() && e.is_idle()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn approved_deployment_streams_its_thread_and_shows_in_vm_list() {
+/// On two simulated hosts: `line` typed by alice, approved by bob, run to its end; the
+/// world (kept alive), the engine and the replies.
+async fn approved_and_run(line: &str) -> (World, Engine, Vec<Reply>) {
     let w = world(SimConfig::with_hosts(2)).await;
     let mut e = engine(&w.broker, policy(1, 3600), &["hv01", "hv02"]);
     let mut events = w
@@ -42,16 +43,18 @@ async fn approved_deployment_streams_its_thread_and_shows_in_vm_list() {
         .replay_events(aetherv_broker::StreamOffset::Next)
         .await
         .expect("stream");
-    say(
-        &mut e,
-        "alice",
-        "deploy vm vm_name=web01 target_host=hv01 gb_ram=2 cpu_cores=1",
-    )
-    .await;
+    say(&mut e, "alice", line).await;
     say(&mut e, "bob", "approve").await;
     let out = pump(&mut e, &mut events, Duration::from_secs(60), finished).await;
     let job = e.jobs().first().expect("job").view.job;
     assert_eq!(e.job(job).expect("job").phase, Phase::Succeeded);
+    (w, e, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approved_deployment_streams_its_thread_and_shows_in_vm_list() {
+    let (_w, mut e, out) =
+        approved_and_run("deploy vm vm_name=web01 target_host=hv01 gb_ram=2 cpu_cores=1").await;
     let t = texts(&out);
     assert!(
         t.iter()
@@ -209,23 +212,8 @@ async fn a_failed_job_names_its_failing_step_and_queues_show_positions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vm_placed_through_a_cluster_is_recorded_on_the_member_it_ran_on() {
-    let w = world(SimConfig::with_hosts(2)).await;
-    let mut e = engine(&w.broker, policy(1, 3600), &["hv01", "hv02"]);
-    let mut events = w
-        .broker
-        .replay_events(aetherv_broker::StreamOffset::Next)
-        .await
-        .expect("stream");
-    say(
-        &mut e,
-        "alice",
-        "deploy vm vm_name=web05 target_cluster=clu01 gb_ram=2 cpu_cores=1",
-    )
-    .await;
-    say(&mut e, "bob", "approve").await;
-    pump(&mut e, &mut events, Duration::from_secs(60), finished).await;
-    let job = e.jobs().first().expect("job").view.job;
-    assert_eq!(e.job(job).expect("job").phase, Phase::Succeeded);
+    let (_w, mut e, _) =
+        approved_and_run("deploy vm vm_name=web05 target_cluster=clu01 gb_ram=2 cpu_cores=1").await;
     let list = say(&mut e, "eve", "vm list").await;
     let rows: Vec<&String> = list.iter().filter(|l| l.contains("web05")).collect();
     assert_eq!(rows.len(), 1, "{list:?}");
