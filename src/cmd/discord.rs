@@ -54,6 +54,7 @@ pub fn run(args: &Args) -> ExitCode {
             templates_dir: chat::templates(cfg.templates_dir.as_ref()),
             register_commands: cfg.register_commands,
             guild_id: cfg.guild_id,
+            thread_keeping: Default::default(),
         };
         Ok((listen, ecfg, site, opts))
     };

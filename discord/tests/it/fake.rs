@@ -1,6 +1,7 @@
 //! A fake Discord REST API (axum): records every call, answers message posts with a fresh
-//! message id, and can be told to answer the next calls of a route with an error status
-//! (429 with `retry_after`, 401, 503 …). Written for these tests from Discord's documented
+//! message id and thread starts with a thread channel object, and can be told to answer the
+//! next calls of a route with an error status (429 with `retry_after` and `Retry-After`, 401,
+//! 503, 400 with Discord's error code …) and rate-limit headers. Written for these tests from Discord's documented
 //! request and response shapes.
 
 use axum::body::Bytes;
@@ -101,7 +102,7 @@ async fn handle(
         .iter_mut()
         .find(|(m, p, q)| *m == method.as_str() && path.starts_with(p.as_str()) && !q.is_empty())
         .and_then(|(_, _, q)| q.pop_front());
-    let (status, answer, extra) = match scripted {
+    let (status, answer, mut extra) = match scripted {
         Some(s) => s,
         None => {
             g.next_id += 1;
@@ -114,11 +115,16 @@ async fn handle(
                 Some(last) if method == Method::PATCH && last != "@original" => last.to_string(),
                 _ => format!("9000{}", g.next_id),
             };
-            (
-                200,
-                json!({ "id": id, "channel_id": channel, "content": body.get("content").cloned().unwrap_or(Value::Null) }),
-                Vec::new(),
-            )
+            let answer = if path.ends_with("/threads") {
+                // A thread channel object (a public thread, type 11).
+                json!({
+                    "id": id, "type": 11, "parent_id": channel, "name": body.get("name").cloned().unwrap_or(Value::Null),
+                    "thread_metadata": { "archived": false, "locked": false, "auto_archive_duration": body.get("auto_archive_duration").cloned().unwrap_or(json!(1440)) },
+                })
+            } else {
+                json!({ "id": id, "channel_id": channel, "content": body.get("content").cloned().unwrap_or(Value::Null) })
+            };
+            (200, answer, Vec::new())
         }
     };
     g.calls.push(Call {
@@ -132,6 +138,12 @@ async fn handle(
         status,
         answer: answer.clone(),
     });
+    if status == 429 && !extra.iter().any(|(k, _)| *k == "retry-after") {
+        // Discord sends the wait in the body (seconds, a float) and as `Retry-After` (whole
+        // seconds).
+        let secs = answer["retry_after"].as_f64().unwrap_or(1.0).ceil();
+        extra.push(("retry-after", format!("{secs}")));
+    }
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = (code, Json(answer)).into_response();
     for (k, v) in extra {
