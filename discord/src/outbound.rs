@@ -5,9 +5,9 @@
 //! [`Rest`](crate::rest::Rest) client's.
 //!
 //! **Edits coalesce.** An edit carries the whole message, so when several edits of one message
-//! wait in the queue only the newest is sent. Edits are not paced here: a call waits for its
-//! rate-limit bucket (`X-RateLimit-*`), and what the engine produces meanwhile piles up and
-//! collapses into one edit per message.
+//! wait in the queue only the newest is sent, and a post still waiting is sent with the content
+//! of the newest edit of it. Edits are not paced here: a call waits for its rate-limit bucket
+//! (`X-RateLimit-*`), and what the engine produces meanwhile piles up and collapses.
 //!
 //! **Threads are kept from archiving while their job runs.** A job's thread is started with
 //! the longest `auto_archive_duration` (a week, [`AUTO_ARCHIVE_MINUTES`]); every
@@ -159,10 +159,35 @@ pub fn start(rest: Rest, keeping: ThreadKeeping) -> (Outbound, tokio::task::Join
     (out, task)
 }
 
-/// Takes the next write to send from `pending`, dropping edits a later queued edit of the
-/// same message replaces; counts the dropped ones in `coalesced`.
+/// Takes the next write to send from `pending`: an edit a later queued edit of the same
+/// message replaces is dropped, and a post of a message still waiting takes the content of
+/// the newest queued edit of it (which is then dropped); counts the dropped edits in
+/// `coalesced`.
 fn next(pending: &mut VecDeque<Op>, coalesced: &mut u64) -> Option<Op> {
-    while let Some(op) = pending.pop_front() {
+    while let Some(mut op) = pending.pop_front() {
+        if let Op::Post {
+            key: Some(key),
+            body,
+            ..
+        } = &mut op
+        {
+            let target = Target::Key(*key);
+            let mut newest = None;
+            pending.retain_mut(|o| {
+                if o.edits().as_ref() != Some(&target) {
+                    return true;
+                }
+                if let Op::Edit { body, .. } = o {
+                    newest = Some(std::mem::take(body));
+                }
+                *coalesced += 1;
+                false
+            });
+            if let Some(b) = newest {
+                *body = b;
+            }
+            return Some(op);
+        }
         let moot = op
             .edits()
             .is_some_and(|t| pending.iter().any(|o| o.edits().as_ref() == Some(&t)));
@@ -370,6 +395,29 @@ mod tests {
             sent.push(op);
         }
         assert_eq!(sent, vec![edit(b, 1), post, edit(a, 3)]);
+        assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn a_waiting_post_takes_the_content_of_its_newest_edit() {
+        let job = JobId::new();
+        let key = MsgKey::Thread(job, MessageRef::Log(0));
+        let post = |n: u64| Op::Post {
+            key: Some(key),
+            channel: "1".into(),
+            thread: Some(job),
+            body: json!({ "content": n.to_string() }),
+        };
+        let other = edit(JobId::new(), 7);
+        let mut q: VecDeque<Op> = [post(1), edit(job, 2), other.clone(), edit(job, 3)]
+            .into_iter()
+            .collect();
+        let mut n = 0;
+        let mut sent = Vec::new();
+        while let Some(op) = next(&mut q, &mut n) {
+            sent.push(op);
+        }
+        assert_eq!(sent, vec![post(3), other]);
         assert_eq!(n, 2);
     }
 }

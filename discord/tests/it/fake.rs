@@ -47,6 +47,8 @@ struct Inner {
     next_id: u64,
     /// (method, path prefix) → answers for the next matching calls.
     script: Vec<(String, String, VecDeque<Scripted>)>,
+    /// Every unscripted message edit empties its bucket for this many seconds.
+    edit_reset_after: Option<f64>,
 }
 
 /// The fake.
@@ -124,7 +126,17 @@ async fn handle(
             } else {
                 json!({ "id": id, "channel_id": channel, "content": body.get("content").cloned().unwrap_or(Value::Null) })
             };
-            (200, answer, Vec::new())
+            let limited = method == Method::PATCH && path.contains("/messages/");
+            let headers = match g.edit_reset_after {
+                Some(after) if limited => vec![
+                    ("x-ratelimit-limit", "5".to_string()),
+                    ("x-ratelimit-remaining", "0".to_string()),
+                    ("x-ratelimit-reset-after", format!("{after:.3}")),
+                    ("x-ratelimit-bucket", "edits".to_string()),
+                ],
+                _ => Vec::new(),
+            };
+            (200, answer, headers)
         }
     };
     g.calls.push(Call {
@@ -190,6 +202,12 @@ impl FakeDiscord {
             prefix.into(),
             answers.into(),
         ));
+    }
+
+    /// From now on every message edit not scripted otherwise is answered with
+    /// `X-RateLimit-Remaining: 0` and `X-RateLimit-Reset-After: after` seconds.
+    pub fn limit_edits(&self, after: f64) {
+        self.inner.lock().expect("fake lock").edit_reset_after = Some(after);
     }
 
     /// Every call so far.
