@@ -10,23 +10,21 @@
 //! (`X-RateLimit-*`), and what the engine produces meanwhile piles up and collapses.
 //!
 //! **Threads are kept from archiving while their job runs.** A job's thread is started with
-//! the longest `auto_archive_duration` (a week, [`AUTO_ARCHIVE_MINUTES`]); every
+//! the longest `auto_archive_duration` (a week, [`AUTO_ARCHIVE_MINUTES`](crate::messages::AUTO_ARCHIVE_MINUTES)); every
 //! [`ThreadKeeping::every`] a running job's thread that had no new message in that time gets
 //! `PATCH /channels/{thread}` `{"archived": false}` (reopening it if it archived anyway); and
 //! an edit refused because its thread is archived (Discord's code 50083) reopens the thread
 //! and is sent again. A message posted in a thread unarchives it by itself.
 
+use crate::messages;
 use crate::rest::{Body, Rest, RestError, THREAD_ARCHIVED};
 use aetherv_bot::reply::MessageRef;
 use aetherv_core::JobId;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
-
-/// The `auto_archive_duration` a job's thread is started with (minutes; Discord's longest).
-pub const AUTO_ARCHIVE_MINUTES: u32 = 10080;
 
 /// How running jobs' threads are kept open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,7 +273,7 @@ impl Known {
 }
 
 async fn unarchive(rest: &Rest, thread: &str) -> Result<(), RestError> {
-    rest.edit_channel(thread, json!({ "archived": false }))
+    rest.edit_channel(thread, messages::thread_reopen())
         .await
         .map(|_| ())
 }
@@ -311,8 +309,9 @@ async fn run(rest: &Rest, known: &mut Known, op: Op) -> Result<(), RestError> {
             let Some(id) = msg.get("id").and_then(Value::as_str) else {
                 return Ok(());
             };
-            let body = json!({ "name": name, "auto_archive_duration": AUTO_ARCHIVE_MINUTES });
-            let thread = rest.start_thread(&channel, id, body).await?;
+            let thread = rest
+                .start_thread(&channel, id, messages::thread_start(&name))
+                .await?;
             if let Some(t) = thread.get("id").and_then(Value::as_str) {
                 known.threads.insert(
                     job,
@@ -369,6 +368,7 @@ async fn run(rest: &Rest, known: &mut Known, op: Op) -> Result<(), RestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn edit(job: JobId, n: u64) -> Op {
         Op::Edit {

@@ -172,7 +172,7 @@ fn seconds(headers: &HeaderMap, name: &str) -> Option<Duration> {
 
 /// A route's path for log lines: under the base, interaction tokens left out.
 fn log_path(route: &Route<'_>) -> String {
-    let full = route.clone().path();
+    let full = (*route).path();
     let path = full.strip_prefix(DISCORD_ORIGIN).unwrap_or(&full);
     let path = path.strip_prefix(API_PATH).unwrap_or(path);
     let parts: Vec<&str> = path.split('/').collect();
@@ -186,7 +186,7 @@ fn log_path(route: &Route<'_>) -> String {
     }
 }
 
-fn on_limited(info: RatelimitInfo) {
+fn on_limited(info: &RatelimitInfo) {
     tracing::debug!(
         path = %info.path.replace(DISCORD_ORIGIN, ""),
         wait_ms = info.timeout.as_millis() as u64,
@@ -294,6 +294,7 @@ impl Rest {
         let method = *req.method_ref();
         let path = log_path(req.route_ref());
         let bucket = self.bucket(req.route_ref().ratelimiting_bucket());
+        let on_limited = |info: RatelimitInfo| on_limited(&info);
         let (mut attempt, mut limited) = (0u32, 0u32);
         loop {
             attempt += 1;

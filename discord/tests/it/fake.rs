@@ -139,6 +139,7 @@ async fn handle(
             (200, answer, headers)
         }
     };
+    let callback = path.ends_with("/callback");
     g.calls.push(Call {
         method: method.to_string(),
         path,
@@ -157,7 +158,12 @@ async fn handle(
         extra.push(("retry-after", format!("{secs}")));
     }
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = (code, Json(answer)).into_response();
+    // An interaction callback is answered 204 without a body, as Discord does.
+    let mut resp = if status == 200 && callback {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        (code, Json(answer)).into_response()
+    };
     for (k, v) in extra {
         if let Ok(v) = axum::http::HeaderValue::from_str(&v) {
             resp.headers_mut().insert(k, v);

@@ -271,3 +271,45 @@ async fn a_bucket_with_no_requests_remaining_waits_for_its_reset() {
     let gap = calls[1].at.duration_since(calls[0].at);
     assert!(gap >= Duration::from_millis(350), "{gap:?}");
 }
+
+#[tokio::test]
+async fn interaction_answers_go_to_their_webhook_routes_with_the_application_id() {
+    let (fake, rest) = client().await;
+    rest.respond("786008729715212338", "itok", json!({ "type": 5 }))
+        .await
+        .expect("answered (204)");
+    rest.edit_original("itok", json!({ "content": "done" }))
+        .await
+        .expect("edited");
+    rest.followup("itok", json!({ "content": "more", "flags": 64 }))
+        .await
+        .expect("followed up");
+    rest.put_commands(None, json!([]))
+        .await
+        .expect("registered globally");
+    let calls: Vec<(String, String)> = fake
+        .calls()
+        .into_iter()
+        .map(|c| (c.method, c.path))
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            (
+                "POST".into(),
+                "/interactions/786008729715212338/itok/callback".into()
+            ),
+            (
+                "PATCH".into(),
+                format!("/webhooks/{APP}/itok/messages/@original")
+            ),
+            ("POST".into(), format!("/webhooks/{APP}/itok")),
+            ("PUT".into(), format!("/applications/{APP}/commands")),
+        ]
+    );
+    // Ids that are not snowflakes are refused before anything is sent, without echoing them.
+    let e = rest.respond("x<y", "itok", json!({})).await;
+    assert!(matches!(e, Err(RestError::Invalid(_))), "{e:?}");
+    assert!(!format!("{e:?}").contains("x<y"));
+    assert_eq!(fake.calls().len(), 4);
+}
