@@ -29,7 +29,7 @@ if [ ! -x /usr/sbin/krb5kdc ] || [ ! -x /usr/sbin/kdb5_util ] || [ ! -x /usr/sbi
 fi
 
 step "python test peers (.venv)"
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import winrm, pika, spnego, jsonschema, gssapi, krb5' 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import winrm, pika, spnego, jsonschema, gssapi, krb5, prometheus_client' 2>/dev/null; then
   if ! python3 -m venv .venv 2>/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq && apt-get install -y -qq python3-venv

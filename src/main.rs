@@ -19,6 +19,15 @@ struct Cli {
         default_value = "text"
     )]
     log_format: LogFormat,
+    /// Serve `/healthz`, `/readyz` and `/metrics` on this address (`worker`, `bot`, `slack`,
+    /// `discord`), e.g. `0.0.0.0:9090`.
+    #[arg(
+        long,
+        global = true,
+        env = "AETHERV_HEALTH_LISTEN",
+        value_name = "ADDR"
+    )]
+    health_listen: Option<String>,
     #[command(subcommand)]
     command: Sub,
 }
@@ -64,6 +73,7 @@ enum Sub {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
+    cmd::health::set_listen(cli.health_listen);
     // One TLS crypto provider for the whole process (ring), before any TLS client exists.
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
@@ -82,9 +92,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// Warnings and errors, and the line each serving command logs at start.
+const DEFAULT_LOG_FILTER: &str = "warn,aetherv::start=info";
+
 fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("AETHERV_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = EnvFilter::try_from_env("AETHERV_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -158,6 +158,25 @@ where
     };
     let stop = CancellationToken::new();
     tokio::spawn(crate::cmd::signal::on_shutdown(stop.clone()));
+    let health = match crate::cmd::health::start(
+        crate::cmd::health::bot_ready(broker.clone()),
+        stop.child_token(),
+    )
+    .await
+    {
+        Ok(h) => h,
+        Err(e) => return crate::cmd::fail(name, 64, e),
+    };
+    let on = match &site {
+        Some(s) => format!("a simulated site ({})", s.hosts.join(", ")),
+        None => crate::cmd::worker::redact_url(&amqp_url()),
+    };
+    tracing::info!(
+        target: "aetherv::start",
+        prefix = %prefix,
+        %health,
+        "aetherv {name} serving chat on {on} (prefix {prefix}); health: {health}"
+    );
     let code = match adapter(engine, stop).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => crate::cmd::fail(name, 1, format!("{e:#}")),

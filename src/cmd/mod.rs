@@ -6,6 +6,7 @@ pub mod bot;
 pub mod chat;
 pub mod demo;
 pub mod discord;
+pub mod health;
 pub mod hosts;
 pub mod schema;
 pub mod signal;

@@ -1,5 +1,5 @@
 //! `aetherv worker --config FILE`: serves the configured hosts' queues until SIGTERM/SIGINT.
-use crate::cmd::{amqp_url, env_lookup, topology};
+use crate::cmd::{amqp_url, env_lookup, health, topology};
 use aetherv_broker::Broker;
 use aetherv_worker::{Worker, WorkerConfig};
 use std::path::PathBuf;
@@ -46,6 +46,26 @@ pub fn run(args: Args) -> ExitCode {
         };
         let quiet = CancellationToken::new();
         tokio::spawn(crate::cmd::signal::on_shutdown(quiet.clone()));
+        let health_stop = CancellationToken::new();
+        let _stop_health = health_stop.clone().drop_guard();
+        let ready = health::worker_ready(broker.clone(), worker.slots(), cfg.hosts.len());
+        let health = match health::start(ready, health_stop).await {
+            Ok(h) => h,
+            Err(e) => return crate::cmd::fail("worker", 64, e),
+        };
+        let hosts: Vec<&str> = cfg.hosts.iter().map(|h| h.name.as_str()).collect();
+        tracing::info!(
+            target: "aetherv::start",
+            worker = %cfg.worker_id(),
+            hosts = %hosts.join(","),
+            prefix = %cfg.prefix,
+            broker = %redact_url(&url),
+            signed_jobs_only = !cfg.job_signing_keys.is_empty(),
+            %health,
+            "aetherv worker serving {} host(s): {}; health: {health}",
+            hosts.len(),
+            hosts.join(", "),
+        );
         match worker.run(quiet).await {
             Ok(stop) => {
                 broker.close().await;

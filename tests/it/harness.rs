@@ -236,6 +236,19 @@ pub fn start_worker(config: &Path, prefix: &str, url: &str, id: &str) -> Proc {
     spawn_worker(config, prefix, url, id, "warn", Stdio::inherit(), true)
 }
 
+/// Starts `aetherv worker` with its health endpoints on `health` (`--health-listen`).
+pub fn start_worker_with_health(
+    config: &Path,
+    prefix: &str,
+    url: &str,
+    id: &str,
+    health: &str,
+) -> Proc {
+    let mut p = spawn_worker_cmd(config, prefix, url, id, "warn", Stdio::inherit(), true);
+    p.arg("--health-listen").arg(health);
+    spawn(p, id)
+}
+
 /// Starts `aetherv worker` with only its config: the age identity comes from the config's
 /// `age_identity_file` (as `aetherv sim` writes it), not from the test's shared identity.
 pub fn start_worker_own_identity(config: &Path, prefix: &str, url: &str, id: &str) -> Proc {
@@ -261,6 +274,27 @@ fn spawn_worker(
     stderr: Stdio,
     shared_identity: bool,
 ) -> Proc {
+    let cmd = spawn_worker_cmd(config, prefix, url, id, level, stderr, shared_identity);
+    spawn(cmd, id)
+}
+
+fn spawn(mut cmd: Command, id: &str) -> Proc {
+    let child = cmd.spawn().expect("spawn aetherv worker");
+    Proc {
+        child,
+        name: id.to_string(),
+    }
+}
+
+fn spawn_worker_cmd(
+    config: &Path,
+    prefix: &str,
+    url: &str,
+    id: &str,
+    level: &str,
+    stderr: Stdio,
+    shared_identity: bool,
+) -> Command {
     let mut cmd = Command::new(bin());
     cmd.arg("worker").arg("--config").arg(config);
     if shared_identity {
@@ -269,8 +303,7 @@ fn spawn_worker(
     } else {
         cmd.env_remove("AETHERV_AGE_IDENTITY");
     }
-    let child = cmd
-        .env("AETHERV_PREFIX", prefix)
+    cmd.env("AETHERV_PREFIX", prefix)
         .env("AETHERV_AMQP_URL", url)
         .env("AETHERV_WORKER_ID", id)
         .env("AETHERV_LOG", level)
@@ -280,13 +313,8 @@ fn spawn_worker(
             if level == "debug" { "json" } else { "text" },
         )
         .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .expect("spawn aetherv worker");
-    Proc {
-        child,
-        name: id.to_string(),
-    }
+        .stderr(stderr);
+    cmd
 }
 
 /// Polls `cond` every 50 ms until it holds; panics with `what` after `timeout`.

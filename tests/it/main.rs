@@ -8,6 +8,7 @@ mod harness;
 mod hosts;
 mod inproc;
 mod jobs;
+mod ops;
 mod peers;
 mod requests;
 mod slack;
