@@ -105,6 +105,16 @@ rm -f /tmp/aetherv-test-$$.log
 echo
 echo "$passed passed, $failed failed"
 
+step "container image (buildah, FROM scratch, nothing pulled)"
+# The test build's binary (kerberos feature on) in the image's root file system; the image's
+# own binary is started with --version as user 10001. The release image is built the same way
+# from target/release/aetherv (see docs/operations.md).
+set +e
+scripts/image.sh target/debug/aetherv localhost/aetherv:ci
+image_status=$?
+set -e
+[ "$status" -eq 0 ] && status=$image_status
+
 step "fuzz (every parser of outside input, 5 s a target)"
 # Inputs tried per target are printed; a crash or a hang fails the run and is saved under
 # fuzz/found/<target>/ (copy it to fuzz/regressions/<target>/ once fixed).
