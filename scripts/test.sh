@@ -105,6 +105,16 @@ rm -f /tmp/aetherv-test-$$.log
 echo
 echo "$passed passed, $failed failed"
 
+step "helm chart (offline: lint, render every profile, Kubernetes schemas)"
+if ! .venv/bin/python -c 'import helm_python, kubernetes_validate' 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check -r tests/peers/requirements-helm.txt
+fi
+set +e
+.venv/bin/python scripts/helm-check.py
+helm_status=$?
+set -e
+[ "$status" -eq 0 ] && status=$helm_status
+
 step "container image (buildah, FROM scratch, nothing pulled)"
 # The test build's binary (kerberos feature on) in the image's root file system; the image's
 # own binary is started with --version as user 10001. The release image is built the same way
