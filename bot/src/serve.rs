@@ -102,6 +102,7 @@ static ROLE: AtomicU8 = AtomicU8::new(0);
 
 fn set_role(role: Role) {
     ROLE.store(role as u8, Ordering::Relaxed);
+    aetherv_metrics::metrics().set_bot_leader(role == Role::Leading);
 }
 
 /// The serve loop's role in this process.

@@ -107,6 +107,7 @@ pub struct Metrics {
     chat_calls: Family<ChatLabels, Counter>,
     chat_rate_limited: Family<PlatformLabel, Counter>,
     broker_reconnects: Counter,
+    bot_leader: Gauge,
     dead_letters: Family<ReasonLabel, Counter>,
 }
 
@@ -127,6 +128,7 @@ impl Metrics {
             chat_calls: Family::default(),
             chat_rate_limited: Family::default(),
             broker_reconnects: Counter::default(),
+            bot_leader: Gauge::default(),
             dead_letters: Family::default(),
         };
         registry.register("jobs", "Jobs finished, by kind and outcome", m.jobs.clone());
@@ -184,6 +186,11 @@ impl Metrics {
             "broker_reconnects",
             "Reconnections to RabbitMQ after a lost connection",
             m.broker_reconnects.clone(),
+        );
+        registry.register(
+            "bot_leader",
+            "1 while this bot is the leader with its replay done",
+            m.bot_leader.clone(),
         );
         registry.register(
             "dead_letters",
@@ -272,6 +279,11 @@ impl Metrics {
     /// The broker connection was re-established.
     pub fn broker_reconnected(&self) {
         self.broker_reconnects.inc();
+    }
+
+    /// Whether this bot leads (with its replay done).
+    pub fn set_bot_leader(&self, leading: bool) {
+        self.bot_leader.set(i64::from(leading));
     }
 
     /// A message was dead-lettered with `reason`.

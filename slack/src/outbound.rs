@@ -420,6 +420,11 @@ pub fn start(client: Arc<Client>, token: SlackApiToken) -> (Outbound, tokio::tas
     (out, handle)
 }
 
+/// Counts one Web API call by its outcome.
+fn counted(outcome: &str) {
+    aetherv_metrics::metrics().chat_call("slack", outcome);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -491,9 +496,4 @@ mod tests {
             ])
         );
     }
-}
-
-/// Counts one Web API call by its outcome.
-fn counted(outcome: &str) {
-    aetherv_metrics::metrics().chat_call("slack", outcome);
 }

@@ -23,12 +23,17 @@ pub struct SiteArgs {
     pub simulated: Option<usize>,
 }
 
-/// Reads and parses a configuration file; the error names the file.
+/// Reads and parses a configuration file (the `platform` section of an `aetherv.yaml`, or a
+/// per-command file); the error names the file.
 pub fn load<T, E: std::error::Error + 'static>(
     path: &Path,
+    platform: &str,
     parse: impl FnOnce(&str) -> Result<T, E>,
 ) -> Result<T, String> {
-    let text = read(path)?;
+    let text = match crate::cmd::config::Unified::load(path, &env_lookup)? {
+        Some(u) => u.chat_json(platform).to_string(),
+        None => read(path)?,
+    };
     parse(&text).map_err(|e| format!("{}: {}", path.display(), aetherv_core::error_chain(&e)))
 }
 

@@ -19,8 +19,21 @@ pub struct Args {
 /// checks, and the Kerberos keytab installed (before the runtime starts any thread: MIT reads
 /// the client keytab from the environment). Errors are said on stderr (exit code 64).
 pub fn load_config(cmd: &str, path: &std::path::Path) -> Result<WorkerConfig, ExitCode> {
-    let mut cfg = WorkerConfig::load(path)
-        .map_err(|e| crate::cmd::fail(cmd, 64, aetherv_core::error_chain(&e)))?;
+    let unified = crate::cmd::config::Unified::load(path, &env_lookup)
+        .map_err(|e| crate::cmd::fail(cmd, 64, e))?;
+    let loaded = match unified {
+        Some(u) => u
+            .worker_json(&env_lookup)
+            .map_err(|e| crate::cmd::fail(cmd, 64, e))
+            .and_then(|v| {
+                WorkerConfig::from_json(v).map_err(|e| {
+                    crate::cmd::fail(cmd, 64, format!("{}: worker: {e}", path.display()))
+                })
+            })?,
+        None => WorkerConfig::load(path)
+            .map_err(|e| crate::cmd::fail(cmd, 64, aetherv_core::error_chain(&e)))?,
+    };
+    let mut cfg = loaded;
     cfg.apply_env(env_lookup);
     cfg.check().map_err(|e| crate::cmd::fail(cmd, 64, e))?;
     aetherv_worker::install_kerberos_keytab(&cfg).map_err(|e| crate::cmd::fail(cmd, 64, e))?;

@@ -236,19 +236,6 @@ pub fn start_worker(config: &Path, prefix: &str, url: &str, id: &str) -> Proc {
     spawn_worker(config, prefix, url, id, "warn", Stdio::inherit(), true)
 }
 
-/// Starts `aetherv worker` with its health endpoints on `health` (`--health-listen`).
-pub fn start_worker_with_health(
-    config: &Path,
-    prefix: &str,
-    url: &str,
-    id: &str,
-    health: &str,
-) -> Proc {
-    let mut p = spawn_worker_cmd(config, prefix, url, id, "warn", Stdio::inherit(), true);
-    p.arg("--health-listen").arg(health);
-    spawn(p, id)
-}
-
 /// Starts `aetherv worker` with only its config: the age identity comes from the config's
 /// `age_identity_file` (as `aetherv sim` writes it), not from the test's shared identity.
 pub fn start_worker_own_identity(config: &Path, prefix: &str, url: &str, id: &str) -> Proc {

@@ -2,6 +2,7 @@
 //! `aetherv worker` processes, AMQP producers. One integration binary (see STYLE.md).
 
 mod bot;
+mod config;
 mod deploy;
 mod discord;
 mod harness;

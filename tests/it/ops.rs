@@ -47,6 +47,29 @@ fn wait_ready(addr: &str, want: bool, within: Duration) -> Duration {
     start.elapsed()
 }
 
+/// The simulated site's worker configuration as an `aetherv.yaml` (next to it): its keys under
+/// `worker`, the prefix under `broker`, and the health endpoints' address under `health`.
+fn unified_config(
+    worker_config: &std::path::Path,
+    prefix: &str,
+    health: &str,
+) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(worker_config).expect("worker config");
+    let mut worker: Map<String, Value> = serde_saphyr::from_str(&text).expect("worker yaml");
+    worker.remove("amqp_url");
+    worker.remove("prefix");
+    let doc = serde_json::json!({
+        "broker": {"prefix": prefix},
+        "health": {"listen": health},
+        "log": {"level": "warn"},
+        "worker": worker,
+    });
+    let path = worker_config.with_file_name("aetherv.yaml");
+    std::fs::write(&path, doc.to_string()).expect("write aetherv.yaml");
+    path
+}
+
+/// The worker runs from one `aetherv.yaml` (its health address comes from the file).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_health_follows_the_broker_and_metrics_count_each_job() {
     let mut rabbit = OwnRabbit::start();
@@ -56,7 +79,8 @@ async fn worker_health_follows_the_broker_and_metrics_count_each_job() {
     let sim = start_sim(1, 20);
     let broker = test_broker(&url, &prefix).await;
     let addr = format!("127.0.0.1:{}", free_port());
-    let worker = start_worker_with_health(&sim.worker_config, &prefix, &url, "w1", &addr);
+    let config = unified_config(&sim.worker_config, &prefix, &addr);
+    let worker = start_worker(&config, &prefix, &url, "w1");
 
     wait_until(Duration::from_secs(30), "/healthz", || {
         http_get(&addr, "/healthz").is_ok()
