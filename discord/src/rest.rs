@@ -288,6 +288,17 @@ impl Rest {
 
     /// One call under the rules of the module; the answer's JSON (`Null` when empty).
     pub async fn call(&self, req: Request<'_>) -> Result<Value, RestError> {
+        let result = self.call_counted(req).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(RestError::Unreachable(_)) => "failed",
+            Err(_) => "refused",
+        };
+        aetherv_metrics::metrics().chat_call("discord", outcome);
+        result
+    }
+
+    async fn call_counted(&self, req: Request<'_>) -> Result<Value, RestError> {
         if self.limits.stopped.load(Ordering::Relaxed) {
             return Err(RestError::Stopped);
         }
@@ -329,6 +340,7 @@ impl Rest {
             if limited_now {
                 limited += 1;
                 attempt -= 1;
+                aetherv_metrics::metrics().chat_call("discord", "rate_limited");
             }
             let too_long = retry_after.is_some_and(|w| w > MAX_RETRY_AFTER);
             // serenity's bucket reads the headers; on a bucket 429 with `Retry-After` it waits
