@@ -270,6 +270,10 @@ async fn managed_deployment_builds_and_initializes_the_vm() {
         ]
     );
     assert_no_secrets(&events);
+    // The name probe (a vm.get that finds nothing) is an answer, not an error in the log.
+    let log = log_text(&events);
+    assert!(log.contains("Not found: "), "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
     let host = e.sim.host_state("hv01").expect("host");
     let vm = &host.vms[0];
     assert!(vm.notes.contains(&j.job_id.to_string()));
