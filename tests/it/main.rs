@@ -10,4 +10,5 @@ mod inproc;
 mod jobs;
 mod peers;
 mod requests;
+mod requests_preflight;
 mod slack;
