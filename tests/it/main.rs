@@ -11,4 +11,5 @@ mod jobs;
 mod peers;
 mod requests;
 mod requests_preflight;
+mod requests_slack;
 mod slack;
