@@ -217,7 +217,7 @@ async fn submit(
     };
     report(
         envelope.job_id,
-        tokio::time::timeout(timeout, follow).await,
+        tokio::time::timeout(timeout, follow).await.ok(),
         timeout,
     )
 }
@@ -287,7 +287,11 @@ async fn through_gate(
                 }
                 None
             };
-            report(job_id, tokio::time::timeout(timeout, events).await, timeout)
+            report(
+                job_id,
+                tokio::time::timeout(timeout, events).await.ok(),
+                timeout,
+            )
         }
     };
     p.close().await;
@@ -373,26 +377,22 @@ fn outcome(body: &EventBody) -> Option<bool> {
 }
 
 /// The exit of a followed job; the job id is the last word printed.
-fn report(
-    job_id: JobId,
-    followed: Result<Option<bool>, tokio::time::error::Elapsed>,
-    timeout: Duration,
-) -> ExitCode {
+fn report(job_id: JobId, followed: Option<Option<bool>>, timeout: Duration) -> ExitCode {
     match followed {
-        Ok(Some(true)) => {
+        Some(Some(true)) => {
             println!("job succeeded: {job_id}");
             ExitCode::SUCCESS
         }
-        Ok(Some(false)) => {
+        Some(Some(false)) => {
             println!("job failed: {job_id}");
             ExitCode::from(1)
         }
-        Ok(None) => {
+        Some(None) => {
             eprintln!("aetherv submit: event stream ended before the job did");
             println!("job unknown: {job_id}");
             ExitCode::from(1)
         }
-        Err(_) => {
+        None => {
             eprintln!("aetherv submit: gave up following after {timeout:?}");
             println!("job unknown: {job_id}");
             ExitCode::from(1)

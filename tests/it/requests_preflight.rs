@@ -48,7 +48,7 @@ fn ask_until(demo: &mut Demo, line: &str, needle: &str) {
 
 /// One agent operation on the demo's simulated `hv01`, out of band (as an administrator on
 /// the host would act, not through a job).
-fn on_host(demo: &Demo, op: AgentOperation, spec: Value) {
+fn on_host(demo: &Demo, op: AgentOperation, spec: &Value) {
     use aetherv_winrm::{Auth, ClientConfig, WinrmClient};
     let client = WinrmClient::new(ClientConfig::new(
         format!("http://{}/hv01/wsman", demo.sim),
@@ -153,7 +153,7 @@ fn a_vm_deleted_while_its_job_waited_for_approval_fails_the_preflight_before_any
     on_host(
         &demo,
         AgentOperation::VmCreate,
-        json!({"vm_name": "pf01", "gb_ram": 1, "cpu_cores": 1}),
+        &json!({"vm_name": "pf01", "gb_ram": 1, "cpu_cores": 1}),
     );
     ask_until(&mut demo, "eve> vm list", "pf01");
 
@@ -185,7 +185,7 @@ fn a_vm_deleted_while_its_job_waited_for_approval_fails_the_preflight_before_any
     let (_, short) = approval_short(&demo, 0);
 
     // Meanwhile someone deletes the VM on the host; then the approver approves.
-    on_host(&demo, AgentOperation::VmDelete, json!({"vm_name": "pf01"}));
+    on_host(&demo, AgentOperation::VmDelete, &json!({"vm_name": "pf01"}));
     demo.say(&format!("bob> approve {short}"));
     out.wait_for("approved: job ", 0, Duration::from_secs(30));
     out.wait_for("job failed: ", 0, Duration::from_secs(60));
