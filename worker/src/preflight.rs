@@ -6,9 +6,9 @@
 //!
 //! A job placed through a cluster is checked on the member it was placed on (the host slot
 //! runs it after placement). Resume is kept: a VM of the new name whose notes carry this job's
-//! tag is its own from an earlier attempt, and a redelivered delete (whose earlier attempt may
-//! have removed the VM, disk or adapter already) is not checked, since the host's journal
-//! answers its operation.
+//! tag (or, for a redelivered `vm.create` given its own notes, those notes) is its own from an
+//! earlier attempt, and a redelivered delete (whose earlier attempt may have removed the VM,
+//! disk or adapter already) is not checked, since the host's journal answers its operation.
 
 use crate::job::{job_tag, JobCtx, JobFailure, StepError};
 use aetherv_core::ops::JobSpec;
@@ -28,6 +28,19 @@ fn checked(kind: JobKind, redelivered: bool) -> bool {
         JobKind::Noop => false,
         JobKind::VmDelete | JobKind::DiskDelete | JobKind::NicDelete => !redelivered,
         _ => true,
+    }
+}
+
+/// What marks the job's own VM: its tag, which the worker writes into the notes of the VM it
+/// creates; a `vm.create` given its own notes carries those instead (recognised only on a
+/// redelivery, when an earlier attempt may have created the VM).
+fn own_tag(job: &aetherv_core::JobEnvelope, redelivered: bool) -> String {
+    let notes = job.spec.get("notes").and_then(serde_json::Value::as_str);
+    match notes {
+        Some(n) if redelivered && job.kind == JobKind::VmCreate && !n.trim().is_empty() => {
+            n.to_string()
+        }
+        _ => job_tag(job),
     }
 }
 
@@ -55,7 +68,7 @@ pub(crate) async fn preflight(ctx: &mut JobCtx<'_>, spec: &JobSpec) -> Result<()
         Err(StepError::Publish(e)) => return Err(JobFailure::Publish(e)),
     };
     let facts = HostFacts::from_inventory(&ctx.agent.host, &inventory);
-    let tag = job_tag(ctx.job);
+    let tag = own_tag(ctx.job, ctx.redelivered);
     let forms = crate::managed::forms().ok();
     let checks = Checks {
         forms,
@@ -99,6 +112,18 @@ pub(crate) async fn preflight_single(ctx: &mut JobCtx<'_>) -> Result<(), JobFail
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_vm_create_with_its_own_notes_is_recognised_by_them_on_redelivery() {
+        let job = crate::job::test_job(
+            JobKind::VmCreate,
+            serde_json::json!({"vm_name": "a", "notes": "mine"}),
+        );
+        assert_eq!(own_tag(&job, true), "mine");
+        assert_eq!(own_tag(&job, false), job_tag(&job));
+        let plain = crate::job::test_job(JobKind::VmCreate, serde_json::json!({"vm_name": "a"}));
+        assert_eq!(own_tag(&plain, true), job_tag(&plain));
+    }
 
     #[test]
     fn deletes_are_not_checked_again_on_redelivery() {
