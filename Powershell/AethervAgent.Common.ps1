@@ -166,7 +166,8 @@ function Get-AethervStrings {
 
 function Invoke-AethervOperation {
     # Runs one handler; returns @{status; message; data; code}. Coded errors become error outcomes.
-    param([string]$Handler, [hashtable]$Spec)
+    # -Lookup: a read-only lookup, whose not_found answer is an answer, not an error to log.
+    param([string]$Handler, [hashtable]$Spec, [switch]$Lookup)
     try {
         # Only the handler's result table counts; stray pipeline output is ignored.
         $r = @(& $Handler -Spec $Spec) | Where-Object { $_ -is [hashtable] -and $_.ContainsKey('message') } | Select-Object -Last 1
@@ -176,7 +177,8 @@ function Invoke-AethervOperation {
     catch {
         $code = Get-AethervErrorCode -Exception $_.Exception
         $msg = $_.Exception.Message
-        Write-AethervLog ('ERROR: ' + $msg)
+        if ($Lookup -and $code -eq 'not_found') { Write-AethervLog ('Not found: ' + $msg) }
+        else { Write-AethervLog ('ERROR: ' + $msg) }
         return @{ status = 'error'; message = $msg; data = @{ error_type = $_.Exception.GetType().FullName }; code = $code }
     }
 }

@@ -144,7 +144,7 @@ try {
     $script:AethervRequestKey = $key
 
     if ($readOnly -or [string]::IsNullOrWhiteSpace($key)) {
-        $outcome = Invoke-AethervOperation -Handler $handler -Spec $spec
+        $outcome = Invoke-AethervOperation -Handler $handler -Spec $spec -Lookup:$readOnly
     }
     else {
         $outcome = Invoke-AethervJournaled -Key $key -Operation $operation -Body {

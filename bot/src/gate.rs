@@ -6,20 +6,19 @@
 //! last inventory, open jobs) and the form limits ([`Forms`]); it does no I/O. Each problem is a
 //! [`FieldError`] naming the field of the request, all of them at once, at most one per field.
 //!
-//! What is checked, per kind:
+//! The per-host rules (name unused, image / network / storage class present, the VM and its disk
+//! exist, a disk never shrinks, memory fits) are [`aetherv_core::safeguards`], shared with the
+//! worker's preflight. The gate adds what only the bot knows:
 //! 1. the target host is known, and its last inventory poll answered;
-//! 2. a new VM's name is unused on the host and not claimed by another open request
-//!    (awaiting approval, queued, running or interrupted) for the same host;
-//! 3. the image, network and storage class are on that host, when its inventory lists them;
-//! 4. the VM an operation on an existing VM targets is on the host;
-//! 5. a disk never shrinks; a new disk's size is within the disk form's limits;
-//! 6. the memory fits the host, when its inventory reports the host's memory.
+//! 2. a new VM's name is not claimed by another open request (awaiting approval, queued,
+//!    running or interrupted) for the same host.
 //!
 //! The world may change between this check and the job's first step; the worker's preflight
-//! checks again against fresh inventory.
+//! checks again against fresh inventory, with the same rules.
 
 use crate::state::{HostInfo, Phase, State};
-use aetherv_core::ops::{JobSpec, VmRef};
+use aetherv_core::ops::JobSpec;
+use aetherv_core::safeguards::{self, Checks, DiskFacts, Errors, HostFacts, VmFacts};
 use aetherv_core::schema::Forms;
 use aetherv_core::validate::{ErrorCode, FieldError};
 use aetherv_core::{JobKind, Target};
@@ -33,18 +32,6 @@ fn error(field: &str, code: ErrorCode, message: String) -> FieldError {
         field: field.to_string(),
         code,
         message,
-    }
-}
-
-/// Collects at most one error per field (the first one found wins).
-#[derive(Default)]
-struct Errors(Vec<FieldError>);
-
-impl Errors {
-    fn add(&mut self, field: &str, code: ErrorCode, message: String) {
-        if !self.0.iter().any(|e| e.field == field) {
-            self.0.push(error(field, code, message));
-        }
     }
 }
 
@@ -101,109 +88,16 @@ pub fn check(
         None => return Ok(()),
         Some(true) => {}
     }
-    let ctx = Ctx {
-        state,
-        host,
-        host_name,
+    let facts = host_facts(host_name, host);
+    let checks = Checks {
+        forms: Some(forms),
+        own_tag: None,
     };
-    match &parsed {
-        JobSpec::VmCreate(s) => {
-            ctx.new_name(&mut errors, s.form.vm_name.as_deref());
-            ctx.present(
-                &mut errors,
-                "storage_class",
-                s.form.storage_class.as_deref(),
-            );
-            let ram = s.form.gb_ram.or(s.memory_gb);
-            let field = if s.form.gb_ram.is_some() {
-                "gb_ram"
-            } else {
-                "memory_gb"
-            };
-            // vm.create leaves the VM off: refused only when it could never start here.
-            ctx.memory_total(&mut errors, field, ram);
+    safeguards::check(&facts, &parsed, checks, &mut errors);
+    if let Some(name) = safeguards::new_vm_name(&parsed) {
+        if !errors.has("vm_name") {
+            claimed(state, &mut errors, host_name, name);
         }
-        JobSpec::DeploymentManaged(s) => {
-            ctx.new_name(&mut errors, s.vm.vm_name.as_deref());
-            ctx.present(&mut errors, "storage_class", s.vm.storage_class.as_deref());
-            ctx.present(&mut errors, "image_name", s.disk.image_name.as_deref());
-            ctx.present(&mut errors, "network", s.nic.network.as_deref());
-            // A managed deployment starts the VM: it must fit next to the running ones.
-            ctx.memory_free(&mut errors, "gb_ram", s.vm.gb_ram);
-            ctx.disk_size(forms, &mut errors, "disk_size_gb", s.disk.disk_size_gb);
-        }
-        JobSpec::VmUpdate(s) => {
-            if ctx.vm(&mut errors, &s.vm).is_some() {
-                let (field, ram) = match (s.gb_ram, s.memory_gb) {
-                    (Some(r), _) => ("gb_ram", Some(r)),
-                    (None, r) => ("memory_gb", r),
-                };
-                // Hyper-V changes the memory of a VM that is off; it must fit the host to
-                // start again.
-                ctx.memory_total(&mut errors, field, ram);
-            }
-        }
-        JobSpec::VmPower(s) => {
-            if let Some(vm) = ctx.vm(&mut errors, &s.vm) {
-                let starts =
-                    matches!(s.action.as_deref(), Some(a) if a.eq_ignore_ascii_case("start"));
-                let off = matches!(vm.state.to_ascii_lowercase().as_str(), "off" | "saved");
-                if starts && off {
-                    ctx.memory_free(&mut errors, "vm_name", Some(vm.memory_gb));
-                }
-            }
-        }
-        JobSpec::VmDelete(s) => {
-            ctx.vm(&mut errors, &s.vm);
-        }
-        JobSpec::VmInitialize(s) => {
-            ctx.vm(&mut errors, &s.vm);
-        }
-        JobSpec::DiskCreate(s) => {
-            ctx.vm(&mut errors, &s.vm);
-            ctx.present(&mut errors, "image_name", s.disk.image_name.as_deref());
-            ctx.present(&mut errors, "storage_class", s.storage_class.as_deref());
-            let (field, size) = match (s.disk.disk_size_gb, s.size_gb) {
-                (Some(n), _) => ("disk_size_gb", Some(n)),
-                (None, n) => ("size_gb", n),
-            };
-            ctx.disk_size(forms, &mut errors, field, size);
-        }
-        JobSpec::DiskUpdate(s) => {
-            if let Some(vm) = ctx.vm(&mut errors, &s.vm) {
-                let (field, size) = match (s.disk_size_gb, s.size_gb) {
-                    (Some(n), _) => ("disk_size_gb", Some(n)),
-                    (None, n) => ("size_gb", n),
-                };
-                ctx.disk_size(forms, &mut errors, field, size);
-                let (id_field, id) = match (&s.resource_id, &s.disk_id) {
-                    (Some(id), _) => ("resource_id", Some(id.as_str())),
-                    (None, id) => ("disk_id", id.as_deref()),
-                };
-                ctx.no_shrink(&mut errors, &vm.name, (id_field, id), (field, size));
-            }
-        }
-        JobSpec::DiskDelete(s) => {
-            if let Some(vm) = ctx.vm(&mut errors, &s.vm) {
-                let (field, id) = match (&s.resource_id, &s.disk_id) {
-                    (Some(id), _) => ("resource_id", Some(id.as_str())),
-                    (None, id) => ("disk_id", id.as_deref()),
-                };
-                ctx.disk(&mut errors, &vm.name, field, id);
-            }
-        }
-        JobSpec::NicCreate(s) => {
-            ctx.vm(&mut errors, &s.vm);
-            ctx.present(&mut errors, "network", s.nic.network.as_deref());
-        }
-        JobSpec::NicUpdate(s) => {
-            ctx.vm(&mut errors, &s.vm);
-            ctx.present(&mut errors, "network", s.network.as_deref());
-        }
-        JobSpec::NicDelete(s) => {
-            ctx.vm(&mut errors, &s.vm);
-        }
-        JobSpec::Noop(_) => {}
     }
     if errors.0.is_empty() {
         Ok(())
@@ -212,209 +106,64 @@ pub fn check(
     }
 }
 
-/// One host's view for the checks.
-struct Ctx<'a> {
-    state: &'a State,
-    host: &'a HostInfo,
-    host_name: &'a str,
+/// The safeguards' facts of a host from what the bot knows of it.
+fn host_facts(host_name: &str, host: &HostInfo) -> HostFacts {
+    HostFacts {
+        host: host_name.to_string(),
+        vms: host
+            .vms
+            .iter()
+            .map(|(key, row)| VmFacts {
+                name: row.name.clone(),
+                id: row.id.clone(),
+                state: row.state.clone(),
+                memory_gb: row.memory_gb,
+                notes: String::new(),
+                disks: host.details.get(key).map(|d| {
+                    d.disks
+                        .iter()
+                        .map(|d| DiskFacts {
+                            id: d.id.clone(),
+                            path: d.path.clone(),
+                            size_gb: d.size_gb,
+                        })
+                        .collect()
+                }),
+            })
+            .collect(),
+        images: host.images.clone(),
+        networks: host.networks.clone(),
+        storage_classes: host.storage_classes.clone(),
+        total_memory_gb: host.total_memory_gb,
+        memory_in_use_gb: host.memory_in_use_gb,
+    }
 }
 
-impl Ctx<'_> {
-    /// A new VM's name: not on the host, not claimed by another open request for it.
-    fn new_name(&self, errors: &mut Errors, name: Option<&str>) {
-        let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
-            return;
-        };
-        let host = self.host_name;
-        if self.host.vms.contains_key(&name.to_ascii_lowercase()) {
-            errors.add(
-                "vm_name",
-                ErrorCode::NameInUse,
-                format!("a VM named {name} already exists on {host}"),
-            );
-            return;
-        }
-        // Jobs rebuilt from events after a restart carry their envelope only when they asked
-        // for approval (`approval.requested` holds it); a queued job without one is not seen.
-        let claim = self.state.jobs.values().find(|j| {
-            matches!(
-                j.phase,
-                Phase::AwaitingApproval | Phase::Queued | Phase::Running | Phase::Interrupted
-            ) && matches!(j.kind.as_str(), "vm.create" | "deployment.managed")
-                && j.target.eq_ignore_ascii_case(host)
-                && j.envelope
-                    .as_ref()
-                    .and_then(|e| e.spec.get("vm_name"))
-                    .and_then(Value::as_str)
-                    .is_some_and(|n| n.trim().eq_ignore_ascii_case(name))
-        });
-        if let Some(j) = claim {
-            errors.add(
-                "vm_name",
-                ErrorCode::NameInUse,
-                format!(
-                    "{name} is claimed on {host} by job {} ({})",
-                    j.short(),
-                    j.phase.as_str()
-                ),
-            );
-        }
-    }
-
-    /// An image, network or storage class named in `field` is on the host. Checked only when
-    /// the host's inventory listed any of that kind (an inventory without the list says
-    /// nothing about it).
-    fn present(&self, errors: &mut Errors, field: &str, value: Option<&str>) {
-        let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
-            return;
-        };
-        let (known, what) = match field {
-            "image_name" => (&self.host.images, "image"),
-            "network" => (&self.host.networks, "network"),
-            _ => (&self.host.storage_classes, "storage class"),
-        };
-        if known.is_empty() || known.iter().any(|k| k.eq_ignore_ascii_case(value)) {
-            return;
-        }
+/// A new VM's name claimed by another open request for the same host.
+fn claimed(state: &State, errors: &mut Errors, host: &str, name: &str) {
+    // Jobs rebuilt from events after a restart carry their envelope only when they asked
+    // for approval (`approval.requested` holds it); a queued job without one is not seen.
+    let claim = state.jobs.values().find(|j| {
+        matches!(
+            j.phase,
+            Phase::AwaitingApproval | Phase::Queued | Phase::Running | Phase::Interrupted
+        ) && matches!(j.kind.as_str(), "vm.create" | "deployment.managed")
+            && j.target.eq_ignore_ascii_case(host)
+            && j.envelope
+                .as_ref()
+                .and_then(|e| e.spec.get("vm_name"))
+                .and_then(Value::as_str)
+                .is_some_and(|n| n.trim().eq_ignore_ascii_case(name))
+    });
+    if let Some(j) = claim {
         errors.add(
-            field,
-            ErrorCode::UnknownChoice,
+            "vm_name",
+            ErrorCode::NameInUse,
             format!(
-                "host {} has no {what} {value}; it has {}",
-                self.host_name,
-                known.join(", ")
+                "{name} is claimed on {host} by job {} ({})",
+                j.short(),
+                j.phase.as_str()
             ),
         );
-    }
-
-    /// The VM `vm` names on the host, or a `not_found` error on its field.
-    fn vm(&self, errors: &mut Errors, vm: &VmRef) -> Option<crate::reply::VmRow> {
-        let by_name = vm
-            .vm_name
-            .as_deref()
-            .map(str::trim)
-            .filter(|n| !n.is_empty());
-        let by_id = vm.vm_id.as_deref().map(str::trim).filter(|n| !n.is_empty());
-        let found = match (by_name, by_id) {
-            (Some(name), _) => self.host.vms.get(&name.to_ascii_lowercase()),
-            (None, Some(id)) => self
-                .host
-                .vms
-                .values()
-                .find(|v| v.id.eq_ignore_ascii_case(id)),
-            (None, None) => return None,
-        };
-        if let Some(row) = found {
-            return Some(row.clone());
-        }
-        let (field, what) = match (by_name, by_id) {
-            (Some(name), _) => ("vm_name", format!("no VM named {name}")),
-            (None, _) => ("vm_id", "no VM with that id".to_string()),
-        };
-        errors.add(
-            field,
-            ErrorCode::NotFound,
-            format!("{what} on {}", self.host_name),
-        );
-        None
-    }
-
-    /// The disk `id` of VM `vm` when the inventory listed the VM's disks.
-    fn disk(
-        &self,
-        errors: &mut Errors,
-        vm: &str,
-        field: &str,
-        id: Option<&str>,
-    ) -> Option<crate::state::DiskInfo> {
-        let id = id.map(str::trim).filter(|i| !i.is_empty())?;
-        let detail = self.host.details.get(&vm.to_ascii_lowercase())?;
-        if let Some(d) = detail.disks.iter().find(|d| d.is(id)) {
-            return Some(d.clone());
-        }
-        errors.add(
-            field,
-            ErrorCode::NotFound,
-            format!("VM {vm} has no disk {id}"),
-        );
-        None
-    }
-
-    /// A resized disk does not shrink: checked when the inventory reported the disk's size.
-    fn no_shrink(
-        &self,
-        errors: &mut Errors,
-        vm: &str,
-        (id_field, id): (&str, Option<&str>),
-        (field, size): (&str, Option<u64>),
-    ) {
-        let Some(disk) = self.disk(errors, vm, id_field, id) else {
-            return;
-        };
-        if let (Some(now), Some(want)) = (disk.size_gb, size) {
-            if want < now {
-                errors.add(
-                    field,
-                    ErrorCode::DiskShrink,
-                    format!("the disk is {now} GB; a disk can only grow, not shrink to {want} GB"),
-                );
-            }
-        }
-    }
-
-    /// A disk size within the disk form's limits.
-    fn disk_size(&self, forms: &Forms, errors: &mut Errors, field: &str, size: Option<u64>) {
-        let Some(size) = size else {
-            return;
-        };
-        let Some(limits) = forms.get("disk").and_then(|f| f.field("disk_size_gb")) else {
-            return;
-        };
-        let min = limits.min.and_then(|m| u64::try_from(m).ok()).unwrap_or(0);
-        let max = limits.max.and_then(|m| u64::try_from(m).ok());
-        if size < min || max.is_some_and(|m| size > m) {
-            let max = max.map_or_else(|| "any size".to_string(), |m| m.to_string());
-            errors.add(
-                field,
-                ErrorCode::OutOfRange,
-                format!("a disk is {min} to {max} GB"),
-            );
-        }
-    }
-
-    /// Memory a VM that will start needs: it must fit next to the VMs running on the host.
-    fn memory_free(&self, errors: &mut Errors, field: &str, gb: Option<u64>) {
-        let (Some(gb), Some(total)) = (gb, self.host.total_memory_gb) else {
-            return;
-        };
-        let in_use = self.host.memory_in_use_gb.unwrap_or(0);
-        let free = total.saturating_sub(in_use);
-        if gb > free {
-            errors.add(
-                field,
-                ErrorCode::InsufficientMemory,
-                format!(
-                    "{gb} GB of memory does not fit host {}: {free} of {total} GB are free",
-                    self.host_name
-                ),
-            );
-        }
-    }
-
-    /// Memory of a VM that stays off: it must not exceed the host's memory.
-    fn memory_total(&self, errors: &mut Errors, field: &str, gb: Option<u64>) {
-        let (Some(gb), Some(total)) = (gb, self.host.total_memory_gb) else {
-            return;
-        };
-        if gb > total {
-            errors.add(
-                field,
-                ErrorCode::InsufficientMemory,
-                format!(
-                    "{gb} GB of memory is more than host {} has ({total} GB)",
-                    self.host_name
-                ),
-            );
-        }
     }
 }

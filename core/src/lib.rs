@@ -21,6 +21,7 @@ pub mod ops;
 pub mod osfamily;
 pub mod rbac;
 pub mod redact;
+pub mod safeguards;
 pub mod schema;
 pub mod secrets;
 pub mod signing;

@@ -41,6 +41,10 @@ pub struct Args {
     /// An approval policy file replacing the demo's.
     #[arg(long)]
     pub policy: Option<PathBuf>,
+    /// Where the simulated hosts listen (default: a free loopback port); their state is at
+    /// `GET /sim/hosts/<host>` there.
+    #[arg(long, value_name = "ADDR")]
+    pub sim_listen: Option<String>,
 }
 
 /// A configuration file named on the command line, or the built-in text.
@@ -102,6 +106,7 @@ pub fn run(args: Args) -> ExitCode {
             identity_text.to_string(),
         );
         site.job_signing_keys = vec![public_key];
+        site.listen = args.sim_listen.clone();
         let worker_task = match aetherv_worker::simulated::start_site(&broker, site, &stop).await {
             Ok(t) => t,
             Err(e) => return crate::cmd::fail("demo", 1, e),

@@ -1,9 +1,20 @@
-//! `aetherv submit FILE [--follow]`: an AMQP producer. Fills in `v`, `job_id`, `created_at` and
-//! `requested_by` when absent, publishes with confirms, prints the job id as the last word; with
-//! `--follow`, prints the job's events until it ends (exit 0 on success, 1 on failure).
+//! `aetherv submit FILE [--follow]`: an AMQP producer through the gate. Sends the job as a
+//! request to `<prefix>.requests` (as the URL's RabbitMQ user, with a private reply queue and a
+//! correlation id): the bot validates it, checks it against the hosts' inventory, roles and
+//! policy, and replies. Prints the accepted job id as the last word, or the rejection with
+//! every field error (exit 1); a request that waits for approval is said so. With `--follow`,
+//! waits for the approval's outcome and prints the job's events until it ends (exit 0 on
+//! success, 1 otherwise).
+//!
+//! `--direct` publishes the completed envelope straight to the jobs exchange instead, for a
+//! site without a bot (the `aetherv sim` + `aetherv worker` backbone of the README and its
+//! tests); workers that verify job signatures dead-letter such a job as `unsigned`.
+mod producer;
+
 use crate::cmd::{amqp_url, read_input, topology};
 use aetherv_broker::{Broker, PublishError, StreamOffset};
-use aetherv_core::{EventBody, JobEnvelope};
+use aetherv_core::contract::request::{JobRequest, ReplyStatus, RequestReply};
+use aetherv_core::{EventBody, JobEnvelope, JobId};
 use serde_json::{json, Value};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -22,6 +33,10 @@ pub struct Args {
     /// Topology prefix.
     #[arg(long, env = "AETHERV_PREFIX", default_value = "aetherv")]
     pub prefix: String,
+    /// Publish straight to the jobs exchange, bypassing the bot's gate (a site without a bot;
+    /// needs write access to `<prefix>.jobs`).
+    #[arg(long)]
+    pub direct: bool,
     /// The workers' age recipients (`age1…`, comma-separated). Secret fields found in the
     /// job's `spec` are sealed to them into `secrets` before publishing.
     #[arg(
@@ -97,6 +112,26 @@ pub fn run(args: Args) -> ExitCode {
         Ok(e) => e,
         Err(e) => return crate::cmd::fail("submit", 2, e),
     };
+    if !args.direct {
+        return crate::cmd::block_on(async move {
+            let request = JobRequest {
+                v: 1,
+                job_id: Some(envelope.job_id),
+                kind: envelope.kind,
+                target: envelope.target.clone(),
+                spec: envelope.spec.clone(),
+                secrets: envelope.secrets.clone(),
+            };
+            through_gate(
+                &amqp_url(),
+                &args.prefix,
+                &request,
+                args.follow,
+                Duration::from_secs(args.timeout),
+            )
+            .await
+        });
+    }
     crate::cmd::block_on(async move {
         let url = amqp_url();
         let broker = match Broker::connect(&url, topology(&args.prefix)).await {
@@ -174,31 +209,192 @@ async fn submit(
                 continue;
             }
             print_event(&ev.body);
-            match &ev.body {
-                EventBody::JobSucceeded { .. } => return Some(true),
-                EventBody::JobFailed { .. } | EventBody::JobCancelled { .. } => return Some(false),
-                _ => {}
+            if let Some(ok) = outcome(&ev.body) {
+                return Some(ok);
             }
         }
         None
     };
-    match tokio::time::timeout(timeout, follow).await {
-        Ok(Some(true)) => {
-            println!("job succeeded: {}", envelope.job_id);
+    report(
+        envelope.job_id,
+        tokio::time::timeout(timeout, follow).await.ok(),
+        timeout,
+    )
+}
+
+/// How a request ended, short of its job's events.
+enum Settled {
+    /// The job was published (accepted without approval, or approved).
+    Runs(JobId),
+    /// Accepted, waiting for approval (and not followed).
+    Waits,
+    /// Refused, rejected or expired: exit 1.
+    Refused,
+}
+
+/// The request path: publish, print the replies until the request is settled, then follow.
+async fn through_gate(
+    url: &str,
+    prefix: &str,
+    request: &JobRequest,
+    follow: bool,
+    timeout: Duration,
+) -> ExitCode {
+    let user = producer::url_user(url);
+    let redacted = crate::cmd::worker::redact_url(url);
+    let mut p = match producer::Producer::connect(url, prefix).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("aetherv submit: RabbitMQ at {redacted}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    // Subscribe before publishing so no event is missed.
+    let mut feed = None;
+    if follow {
+        match p.events().await {
+            Ok(f) => feed = Some(f),
+            Err(e) => {
+                p.close().await;
+                return crate::cmd::fail("submit", 1, e);
+            }
+        }
+    }
+    let correlation_id = uuid::Uuid::new_v4().to_string();
+    if let Err(e) = p.publish(request, &user, &correlation_id).await {
+        p.close().await;
+        return crate::cmd::fail("submit", 1, e);
+    }
+    let settled = tokio::time::timeout(timeout, settle(&mut p, &correlation_id, follow)).await;
+    let code = match (settled, feed) {
+        (Err(_), _) => {
+            eprintln!("aetherv submit: no answer from the bot within {timeout:?}");
+            ExitCode::from(1)
+        }
+        (Ok(Err(e)), _) => crate::cmd::fail("submit", 1, e),
+        (Ok(Ok(Settled::Refused)), _) => ExitCode::from(1),
+        (Ok(Ok(Settled::Waits)), _) => ExitCode::SUCCESS,
+        (Ok(Ok(Settled::Runs(_))), None) => ExitCode::SUCCESS,
+        (Ok(Ok(Settled::Runs(job_id))), Some(mut feed)) => {
+            let events = async {
+                while let Some(ev) = feed.next().await {
+                    if ev.job_id == Some(job_id) {
+                        print_event(&ev.body);
+                        if let Some(ok) = outcome(&ev.body) {
+                            return Some(ok);
+                        }
+                    }
+                }
+                None
+            };
+            report(
+                job_id,
+                tokio::time::timeout(timeout, events).await.ok(),
+                timeout,
+            )
+        }
+    };
+    p.close().await;
+    code
+}
+
+/// Prints the replies to the request until it is settled.
+async fn settle(
+    p: &mut producer::Producer,
+    correlation_id: &str,
+    follow: bool,
+) -> Result<Settled, String> {
+    loop {
+        let reply: RequestReply = match p.reply(correlation_id).await {
+            Some(r) => r?,
+            None => return Err("the reply queue closed before the bot answered".into()),
+        };
+        let job = reply.job_id;
+        match (reply.status, job) {
+            (ReplyStatus::Accepted, Some(id)) if reply.awaiting_approval => {
+                println!("accepted, awaiting approval: job {id}");
+                if !follow {
+                    return Ok(Settled::Waits);
+                }
+            }
+            (ReplyStatus::Accepted, Some(id)) => {
+                println!("accepted: job {id}");
+                return Ok(Settled::Runs(id));
+            }
+            (ReplyStatus::Approved, Some(id)) => {
+                let by = reply.by.as_ref().map(by_whom).unwrap_or_default();
+                println!("approved{by}: job {id}");
+                return Ok(Settled::Runs(id));
+            }
+            (ReplyStatus::Rejected, _) => {
+                eprintln!("aetherv submit: the request was refused:");
+                for e in &reply.errors {
+                    let field = if e.field.is_empty() {
+                        "(request)"
+                    } else {
+                        &e.field
+                    };
+                    eprintln!("  {field} ({}): {}", e.code, e.message);
+                }
+                println!("rejected");
+                return Ok(Settled::Refused);
+            }
+            (ReplyStatus::ApprovalRejected, _) => {
+                let by = reply.by.as_ref().map(by_whom).unwrap_or_default();
+                let why = reply.reason.map(|r| format!(": {r}")).unwrap_or_default();
+                eprintln!("aetherv submit: the approval was rejected{by}{why}");
+                println!("approval rejected");
+                return Ok(Settled::Refused);
+            }
+            (ReplyStatus::ApprovalExpired, _) => {
+                eprintln!("aetherv submit: nobody decided before the approval expired");
+                println!("approval expired");
+                return Ok(Settled::Refused);
+            }
+            (status, None) => {
+                return Err(format!("a {} reply without a job id", status.as_str()));
+            }
+        }
+    }
+}
+
+/// ` by slack:U…` for a decision's approver.
+fn by_whom(r: &aetherv_core::Requester) -> String {
+    let platform = serde_json::to_value(r.platform)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    format!(" by {platform}:{}", r.user_id)
+}
+
+/// Whether a terminal event means success (`None` while the job goes on).
+fn outcome(body: &EventBody) -> Option<bool> {
+    match body {
+        EventBody::JobSucceeded { .. } => Some(true),
+        EventBody::JobFailed { .. } | EventBody::JobCancelled { .. } => Some(false),
+        _ => None,
+    }
+}
+
+/// The exit of a followed job; the job id is the last word printed.
+fn report(job_id: JobId, followed: Option<Option<bool>>, timeout: Duration) -> ExitCode {
+    match followed {
+        Some(Some(true)) => {
+            println!("job succeeded: {job_id}");
             ExitCode::SUCCESS
         }
-        Ok(Some(false)) => {
-            println!("job failed: {}", envelope.job_id);
+        Some(Some(false)) => {
+            println!("job failed: {job_id}");
             ExitCode::from(1)
         }
-        Ok(None) => {
+        Some(None) => {
             eprintln!("aetherv submit: event stream ended before the job did");
-            println!("job unknown: {}", envelope.job_id);
+            println!("job unknown: {job_id}");
             ExitCode::from(1)
         }
-        Err(_) => {
+        None => {
             eprintln!("aetherv submit: gave up following after {timeout:?}");
-            println!("job unknown: {}", envelope.job_id);
+            println!("job unknown: {job_id}");
             ExitCode::from(1)
         }
     }

@@ -515,8 +515,8 @@ async fn cancelled_jobs_are_dropped_when_queued_and_stop_at_a_step_boundary_when
 }
 
 /// The check from outside the repository: `aetherv sim` writes a worker config with an age
-/// identity, `aetherv worker` runs it, and `aetherv submit --follow` seals the passwords with the
-/// recipient the sim wrote. The sim's view then matches the request: guest configuration,
+/// identity, `aetherv worker` runs it, and `aetherv submit --direct --follow` (no bot) seals the
+/// passwords with the recipient the sim wrote. The sim's view then matches the request: guest configuration,
 /// disk size, the NIC on the network's switch and VLAN, and cluster registration after the
 /// guest applied its configuration.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -543,7 +543,7 @@ async fn a_managed_deployment_submitted_from_outside_matches_the_request() {
     .expect("write job");
     let submit = |with_recipients: bool| {
         let mut cmd = std::process::Command::new(bin());
-        cmd.args(["submit", "--follow", "--timeout", "120"])
+        cmd.args(["submit", "--direct", "--follow", "--timeout", "120"])
             .arg(&job)
             .env("AETHERV_AMQP_URL", &url)
             .env("AETHERV_PREFIX", &prefix)

@@ -320,7 +320,7 @@ fn submit_follow_runs_a_job_and_reports_unknown_hosts() {
     for _ in 0..100 {
         let (st, out, err) = run_cmd(
             std::process::Command::new(bin())
-                .args(["submit", "--follow", "--timeout", "60"])
+                .args(["submit", "--direct", "--follow", "--timeout", "60"])
                 .arg(&job)
                 .env("AETHERV_AMQP_URL", &url)
                 .env("AETHERV_PREFIX", &prefix),
@@ -345,7 +345,7 @@ fn submit_follow_runs_a_job_and_reports_unknown_hosts() {
     std::fs::write(&job, "kind: noop\ntarget: nosuchhost\n").expect("write");
     let (st, _out, err) = run_cmd(
         std::process::Command::new(bin())
-            .args(["submit"])
+            .args(["submit", "--direct"])
             .arg(&job)
             .env("AETHERV_AMQP_URL", &url)
             .env("AETHERV_PREFIX", &prefix),

@@ -12,4 +12,6 @@ mod jobs;
 mod ops;
 mod peers;
 mod requests;
+mod requests_preflight;
+mod requests_slack;
 mod slack;

@@ -24,14 +24,14 @@ fn rabbitmqctl(args: &[&str]) {
 
 /// A throwaway vhost where `guest` (bot and worker) may do everything and a producer user
 /// holds the permissions docs/amqp.md gives producers. Deleted with the user on drop.
-struct Vhost {
+pub(crate) struct Vhost {
     name: String,
-    user: String,
-    password: String,
+    pub(crate) user: String,
+    pub(crate) password: String,
 }
 
 impl Vhost {
-    fn new(prefix: &str) -> Vhost {
+    pub(crate) fn new(prefix: &str) -> Vhost {
         let v = Vhost {
             name: format!("{prefix}-vhost"),
             user: format!("{prefix}-producer"),
@@ -59,7 +59,7 @@ impl Vhost {
     }
 
     /// The URL for `user:password` on this vhost, from the test broker's URL.
-    fn url(&self, user: &str, password: &str) -> String {
+    pub(crate) fn url(&self, user: &str, password: &str) -> String {
         let base = amqp_url();
         let host = base.split('@').nth(1).and_then(|s| s.split('/').next());
         format!(
@@ -95,10 +95,10 @@ fn regex_escape(s: &str) -> String {
 
 /// Output of a running process, collected line by line in the background.
 #[derive(Clone, Default)]
-struct Lines(Arc<Mutex<String>>);
+pub(crate) struct Lines(Arc<Mutex<String>>);
 
 impl Lines {
-    fn follow(&self, out: impl std::io::Read + Send + 'static) {
+    pub(crate) fn follow(&self, out: impl std::io::Read + Send + 'static) {
         let buf = Arc::clone(&self.0);
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
@@ -109,12 +109,12 @@ impl Lines {
         });
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Waits for `needle` after byte `from`; its position.
-    fn wait_for(&self, needle: &str, from: usize, timeout: Duration) -> usize {
+    pub(crate) fn wait_for(&self, needle: &str, from: usize, timeout: Duration) -> usize {
         let end = Instant::now() + timeout;
         loop {
             let text = self.text();
@@ -128,10 +128,12 @@ impl Lines {
 }
 
 /// `aetherv demo` on the vhost with roles and policy of the test, driven line by line.
-struct Demo {
+pub(crate) struct Demo {
     child: Child,
     stdin: Option<ChildStdin>,
-    out: Lines,
+    pub(crate) out: Lines,
+    /// Where its simulated hosts listen (`GET /sim/hosts/<host>`).
+    pub(crate) sim: String,
     _dir: tempfile::TempDir,
 }
 
@@ -150,7 +152,7 @@ rules:
 ";
 
 impl Demo {
-    fn start(url: &str, prefix: &str, producer: &str) -> Demo {
+    pub(crate) fn start(url: &str, prefix: &str, producer: &str) -> Demo {
         let dir = tempfile::tempdir().expect("tempdir");
         let roles = format!(
             "{}\n  - name: producers\n    roles: [operator]\n    members: [\"amqp:{producer}\"]\n",
@@ -158,6 +160,7 @@ impl Demo {
         );
         std::fs::write(dir.path().join("roles.yaml"), roles).expect("roles");
         std::fs::write(dir.path().join("policy.yaml"), POLICY).expect("policy");
+        let sim = format!("127.0.0.1:{}", crate::harness::free_port());
         let mut child = Command::new(bin())
             .args([
                 "demo",
@@ -174,6 +177,7 @@ impl Demo {
             .arg(dir.path().join("policy.yaml"))
             .arg("--attach-dir")
             .arg(dir.path())
+            .args(["--sim-listen", &sim])
             .env("AETHERV_AMQP_URL", url)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -188,13 +192,14 @@ impl Demo {
             child,
             stdin,
             out,
+            sim,
             _dir: dir,
         };
         demo.out.wait_for("Type `help`", 0, Duration::from_secs(30));
         demo
     }
 
-    fn say(&mut self, line: &str) {
+    pub(crate) fn say(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin open");
         writeln!(stdin, "{line}").expect("write to the demo");
     }
@@ -209,7 +214,7 @@ impl Drop for Demo {
 }
 
 /// The producer peer, started in the background; its output lines.
-fn producer(url: &str, prefix: &str, user: &str, args: &[&str]) -> (Child, Lines) {
+pub(crate) fn producer(url: &str, prefix: &str, user: &str, args: &[&str]) -> (Child, Lines) {
     let mut child = Command::new(python())
         .arg(root().join("tests/peers/request_job.py"))
         .args([url, prefix, user])
@@ -225,7 +230,7 @@ fn producer(url: &str, prefix: &str, user: &str, args: &[&str]) -> (Child, Lines
 }
 
 /// Runs the producer to its end; its output.
-fn produce(url: &str, prefix: &str, user: &str, args: &[&str]) -> String {
+pub(crate) fn produce(url: &str, prefix: &str, user: &str, args: &[&str]) -> String {
     let (mut child, lines) = producer(url, prefix, user, args);
     let end = Instant::now() + Duration::from_secs(100);
     while child.try_wait().expect("producer").is_none() {
@@ -251,7 +256,7 @@ fn vm_request(name: &str, gb_ram: u32) -> String {
 }
 
 /// The short id of the job in the last approval request after `from`.
-fn approval_short(demo: &Demo, from: usize) -> (usize, String) {
+pub(crate) fn approval_short(demo: &Demo, from: usize) -> (usize, String) {
     let at = demo
         .out
         .wait_for("Approval needed for job ", from, Duration::from_secs(30));

@@ -6,7 +6,7 @@ usage:
       with user_id=USER, a reply queue and a correlation id, and prints every reply
       (`reply {json}`, each checked against request-reply.schema.json) until the request is
       settled; with --follow, then prints the job's events (`event TYPE`) from
-      PREFIX.events.stream until the job ends.
+      PREFIX.events.stream until the job ends (the last one with its payload).
       USER `-` sends no user_id.
   request_job.py AMQP_URL PREFIX USER --to-jobs HOST
       Publishes a job envelope straight to PREFIX.jobs and prints `refused CODE` when
@@ -120,7 +120,8 @@ if follow and runs:
         event = json.loads(body)
         if event.get("job_id") != job_id:
             continue
-        say("event", event["type"])
         if event["type"] in ("job.succeeded", "job.failed", "job.cancelled"):
+            say("event", event["type"], json.dumps(event.get("payload"), sort_keys=True))
             break
+        say("event", event["type"])
 conn.close()

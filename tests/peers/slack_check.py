@@ -53,10 +53,10 @@ class WebApi(http.server.BaseHTTPRequestHandler):
             body = json.loads(raw)
         else:
             body = {k: v[0] for k, v in urllib.parse.parse_qs(raw.decode() or url.query).items()}
+        ts = "1700000000.%06d" % next(counter)
         with lock:
             calls.append({"method": method, "auth": self.headers.get("authorization"),
-                          "content_type": ctype, "body": body})
-        ts = "1700000000.%06d" % next(counter)
+                          "content_type": ctype, "body": body, "ts": ts})
         if method == "chat.postMessage":
             self._answer({"ok": True, "channel": body.get("channel"), "ts": ts,
                           "message": {"ts": ts, "text": body.get("text", "")}})

@@ -116,6 +116,7 @@ pub async fn run_job_with(
     if redelivered {
         ctx.reporter.emit(EventBody::JobResumed { attempt }).await?;
     }
+    ctx.redelivered = redelivered;
     let opened = open_job_secrets(ctx.job, ctx.opts.identity.as_deref());
     let outcome = match opened {
         Err(failure) => Err(failure),
@@ -132,7 +133,10 @@ async fn run_kind(ctx: &mut JobCtx<'_>) -> Result<Value, JobFailure> {
     match ctx.job.kind {
         JobKind::DeploymentManaged => crate::managed::run_managed(ctx).await,
         JobKind::VmInitialize => crate::managed::run_initialize(ctx).await,
-        _ => run_single(ctx).await,
+        _ => {
+            crate::preflight::preflight_single(ctx).await?;
+            run_single(ctx).await
+        }
     }
 }
 

@@ -133,6 +133,8 @@ pub struct JobCtx<'a> {
     pub opts: ExecOptions,
     /// The job's opened secret values (zeroized on drop).
     pub secrets: secrets::SecretValues,
+    /// Whether an earlier attempt of this job may have run steps (a redelivery).
+    pub redelivered: bool,
     buf: LogBuffer,
 }
 
@@ -333,6 +335,7 @@ pub fn job_ctx<'a>(
         terminate,
         opts,
         secrets: secrets::SecretValues::default(),
+        redelivered: false,
         buf: LogBuffer::default(),
     }
 }

@@ -18,6 +18,7 @@ pub mod job;
 pub mod managed;
 pub mod placement;
 pub mod placer;
+pub mod preflight;
 mod prepare;
 mod queue;
 pub mod reporter;

@@ -69,7 +69,7 @@ pub enum Created {
 }
 
 /// The built-in forms, parsed once.
-fn forms() -> Result<&'static Forms, String> {
+pub(crate) fn forms() -> Result<&'static Forms, String> {
     static FORMS: OnceLock<Result<Forms, String>> = OnceLock::new();
     FORMS
         .get_or_init(|| Forms::builtin().map_err(|e| e.to_string()))
@@ -161,6 +161,8 @@ pub(crate) async fn run_managed(ctx: &mut JobCtx<'_>) -> Result<Value, JobFailur
     let req = revalidate("managed-deployment", &input).map_err(invalid)?;
     let spec =
         ManagedDeploymentSpec::from_spec(req.values()).map_err(|e| invalid(e.to_string()))?;
+    crate::preflight::preflight(ctx, &aetherv_core::JobSpec::DeploymentManaged(spec.clone()))
+        .await?;
     let rollback = spec.rollback == Some(true);
     let steps = plan(
         JobKind::DeploymentManaged,
@@ -459,6 +461,11 @@ pub(crate) async fn run_initialize(ctx: &mut JobCtx<'_>) -> Result<Value, JobFai
     let [step] = plan(JobKind::VmInitialize, false)[..] else {
         return Err(invalid("vm.initialize plans one step".into()));
     };
+    let checked = aetherv_core::ops::VmInitializeSpec {
+        vm: locator.clone(),
+        ..Default::default()
+    };
+    crate::preflight::preflight(ctx, &aetherv_core::JobSpec::VmInitialize(checked)).await?;
     let started = ctx.begin_step(step, 1, 1).await?;
     let res = async {
         let view = ctx

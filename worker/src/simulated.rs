@@ -18,6 +18,9 @@ pub struct Site {
     pub inventory_interval_secs: Option<u64>,
     /// The bot's public job-signing keys the worker accepts (empty: unsigned jobs run).
     pub job_signing_keys: Vec<String>,
+    /// Where the simulated hosts listen (`127.0.0.1:0`, a free port, when `None`); their
+    /// state is readable at `GET /sim/hosts/<host>` there.
+    pub listen: Option<String>,
 }
 
 impl Site {
@@ -28,6 +31,7 @@ impl Site {
             identity: None,
             inventory_interval_secs: None,
             job_signing_keys: Vec::new(),
+            listen: None,
         }
     }
 
@@ -41,6 +45,7 @@ impl Site {
             identity: Some(identity),
             inventory_interval_secs: Some(5),
             job_signing_keys: Vec::new(),
+            listen: None,
         }
     }
 
@@ -59,9 +64,10 @@ pub async fn start_site(
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let hosts = site.hosts();
     let sim = Sim::new(site.sim);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let at = site.listen.as_deref().unwrap_or("127.0.0.1:0");
+    let listener = tokio::net::TcpListener::bind(at)
         .await
-        .map_err(|e| format!("cannot listen on loopback: {e}"))?;
+        .map_err(|e| format!("cannot listen on {at}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let mut wc = WorkerConfig::from_yaml(&sim.worker_config_yaml(&format!("http://{addr}")))
         .map_err(|e| aetherv_core::error_chain(&e))?;

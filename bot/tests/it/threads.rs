@@ -194,9 +194,10 @@ async fn a_failed_job_names_its_failing_step_and_queues_show_positions() {
     })
     .await;
     let t = texts(&out);
+    // The second job finds web01 on the host in the worker's preflight, before any step.
     assert!(
-        t.iter()
-            .any(|l| l.contains("failed at step vm.create: name_conflict: ")),
+        t.iter().any(|l| l.contains("failed: preflight: ")
+            && l.contains("vm_name (name_in_use): a VM named web01 already exists on hv01")),
         "{t:#?}"
     );
     assert_eq!(

@@ -208,7 +208,13 @@ pub fn execute(
     let result = match outcome {
         Ok((message, data)) => AgentResult::success(message, data, &req.correlation_id),
         Err((code, message)) => {
-            ctx.log(format!("ERROR: {message}"));
+            // A read-only lookup that finds nothing answered the question: not an error to
+            // log (the managed deployment's name probe asks exactly that).
+            if code == "not_found" && !op.is_mutating() {
+                ctx.log(format!("Not found: {message}"));
+            } else {
+                ctx.log(format!("ERROR: {message}"));
+            }
             AgentResult::error(&code, message, &req.correlation_id)
         }
     };

@@ -148,6 +148,95 @@ fn failed_step(events: &[Event]) -> Option<(Option<String>, String, String)> {
     })
 }
 
+/// Every `job.log` line of `events`, one per line.
+fn log_text(events: &[Event]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::JobLog { lines } => Some(lines),
+            _ => None,
+        })
+        .flatten()
+        .map(|l| format!("{}\n", l.text))
+        .collect()
+}
+
+fn assert_no_step(events: &[Event]) {
+    assert!(
+        !events
+            .iter()
+            .any(|ev| matches!(ev.body, EventBody::StepStarted { .. })),
+        "{events:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_deployment_to_an_unknown_network_fails_the_preflight_and_creates_nothing() {
+    let e = env().await;
+    let j = job(
+        JobKind::DeploymentManaged,
+        deployment(
+            "nonet-01",
+            json!({"network": "nonet", "image_name": "Nope 1"}),
+        ),
+    );
+    let (outcome, events) = run(&e, &j, 1).await;
+    assert_eq!(outcome, JobOutcome::Failed);
+    let (step, code, message) = failed_step(&events).expect("failed");
+    assert_eq!((step, code.as_str()), (None, "preflight"));
+    assert!(
+        message.contains("network (unknown_choice): host hv01 has no network nonet")
+            && message.contains("image_name (unknown_choice)"),
+        "{message}"
+    );
+    assert_no_step(&events);
+    assert_no_secrets(&events);
+    assert!(e.sim.host_state("hv01").expect("host").vms.is_empty());
+}
+
+#[tokio::test]
+async fn an_operation_on_a_vm_gone_from_the_host_fails_the_preflight() {
+    let e = env().await;
+    for (kind, spec, field) in [
+        (JobKind::VmDelete, json!({"vm_name": "gone-01"}), "vm_name"),
+        (
+            JobKind::DiskCreate,
+            json!({"vm_name": "gone-01", "disk_size_gb": 10}),
+            "vm_name",
+        ),
+        (
+            JobKind::VmPower,
+            json!({"vm_id": "0000", "action": "start"}),
+            "vm_id",
+        ),
+    ] {
+        let j = job(kind, spec);
+        let (outcome, events) = run(&e, &j, 1).await;
+        assert_eq!(outcome, JobOutcome::Failed, "{kind}");
+        let (step, code, message) = failed_step(&events).expect("failed");
+        assert_eq!((step, code.as_str()), (None, "preflight"), "{kind}");
+        assert!(
+            message.contains(&format!("{field} (not_found)")),
+            "{message}"
+        );
+        assert_no_step(&events);
+    }
+    // A redelivered delete is not checked again: its first attempt may have removed the VM,
+    // and the host's journal answers its operation.
+    let j = job(JobKind::VmDelete, json!({"vm_name": "gone-01"}));
+    run(&e, &j, 1).await;
+    let (_, events) = run(&e, &j, 2).await;
+    let again: Vec<Event> = events
+        .into_iter()
+        .skip_while(|ev| !matches!(ev.body, EventBody::JobResumed { .. }))
+        .collect();
+    let (step, code, _) = failed_step(&again).expect("failed at its step");
+    assert_eq!(
+        (step.as_deref(), code.as_str()),
+        (Some("vm.delete"), "not_found")
+    );
+}
+
 fn assert_no_secrets(events: &[Event]) {
     for ev in events {
         let text = String::from_utf8(ev.to_vec()).expect("utf-8");
@@ -181,6 +270,10 @@ async fn managed_deployment_builds_and_initializes_the_vm() {
         ]
     );
     assert_no_secrets(&events);
+    // The name probe (a vm.get that finds nothing) is an answer, not an error in the log.
+    let log = log_text(&events);
+    assert!(log.contains("Not found: "), "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
     let host = e.sim.host_state("hv01").expect("host");
     let vm = &host.vms[0];
     assert!(vm.notes.contains(&j.job_id.to_string()));
@@ -220,7 +313,7 @@ async fn managed_deployment_builds_and_initializes_the_vm() {
 }
 
 #[tokio::test]
-async fn a_foreign_vm_of_the_same_name_fails_with_name_conflict() {
+async fn a_foreign_vm_of_the_same_name_fails_the_preflight() {
     let e = env().await;
     let mut req = AgentRequest::new(
         AgentOperation::VmCreate,
@@ -238,11 +331,16 @@ async fn a_foreign_vm_of_the_same_name_fails_with_name_conflict() {
     );
     let (outcome, events) = run(&e, &j, 1).await;
     assert_eq!(outcome, JobOutcome::Failed);
-    let (step, code, _) = failed_step(&events).expect("failed");
-    assert_eq!(
-        (step.as_deref(), code.as_str()),
-        (Some("vm.create"), "name_conflict")
+    // The preflight sees the foreign VM in the fresh inventory: no step runs.
+    let (step, code, message) = failed_step(&events).expect("failed");
+    assert_eq!((step.as_deref(), code.as_str()), (None, "preflight"));
+    assert!(
+        message.contains("vm_name (name_in_use): a VM named taken already exists on hv01"),
+        "{message}"
     );
+    assert!(!events
+        .iter()
+        .any(|ev| matches!(ev.body, EventBody::StepStarted { .. })));
     assert_eq!(e.sim.host_state("hv01").expect("host").vms.len(), 1);
 }
 
