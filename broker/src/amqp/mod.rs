@@ -432,8 +432,9 @@ impl AmqpBroker {
 
     /// Shuts down: consumers and streams end, the connection is closed.
     pub async fn close(&self) {
-        self.shared.shutdown.cancel();
+        // Take the connection before telling the supervisor, so that only one closes it.
         let live = self.shared.live.send_replace(None);
+        self.shared.shutdown.cancel();
         if let Some(live) = live {
             close_connection(&live.conn).await;
         }

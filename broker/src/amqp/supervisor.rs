@@ -50,8 +50,12 @@ pub(super) async fn supervise(shared: Arc<Shared>, mut live: Arc<Live>) {
         aetherv_metrics::metrics().broker_reconnected();
         shared.live.send_replace(Some(Arc::clone(&live)));
     }
-    shared.live.send_replace(None);
-    close_connection(&live.conn).await;
+    // Exactly one side closes a connection: `Broker::close` when it took the connection out
+    // first, else this. Two `connection.close` on one connection make the second `close-ok`
+    // unexpected (lapin logs an UNEXPECTED-FRAME error at every clean exit).
+    if shared.live.send_replace(None).is_some() {
+        close_connection(&live.conn).await;
+    }
 }
 
 /// Resolves when the connection is no longer usable.
