@@ -13,7 +13,9 @@
 //! 3. the image, network and storage class are on that host, when its inventory lists them;
 //! 4. the VM an operation on an existing VM targets is on the host;
 //! 5. a disk never shrinks; a new disk's size is within the disk form's limits;
-//! 6. the memory fits the host, when its inventory reports the host's memory.
+//! 6. the memory fits the host, when its inventory reports the host's memory;
+//! 7. a VM's new memory and processor count are within the VM form's limits;
+//! 8. the disk or network adapter a removal names is the VM's, when the inventory listed them.
 //!
 //! The world may change between this check and the job's first step; the worker's preflight
 //! checks again against fresh inventory.
@@ -140,7 +142,13 @@ pub fn check(
                 };
                 // Hyper-V changes the memory of a VM that is off; it must fit the host to
                 // start again.
+                ctx.form_limit(forms, &mut errors, field, "gb_ram", ram);
                 ctx.memory_total(&mut errors, field, ram);
+                let (field, cpu) = match (s.cpu_cores, s.cpu) {
+                    (Some(c), _) => ("cpu_cores", Some(c)),
+                    (None, c) => ("cpu", c),
+                };
+                ctx.form_limit(forms, &mut errors, field, "cpu_cores", cpu);
             }
         }
         JobSpec::VmPower(s) => {
@@ -201,7 +209,13 @@ pub fn check(
             ctx.present(&mut errors, "network", s.network.as_deref());
         }
         JobSpec::NicDelete(s) => {
-            ctx.vm(&mut errors, &s.vm);
+            if let Some(vm) = ctx.vm(&mut errors, &s.vm) {
+                let (field, id) = match (&s.resource_id, &s.nic_id) {
+                    (Some(id), _) => ("resource_id", Some(id.as_str())),
+                    (None, id) => ("nic_id", id.as_deref()),
+                };
+                ctx.nic(&mut errors, &vm.name, field, id);
+            }
         }
         JobSpec::Noop(_) => {}
     }
@@ -338,6 +352,56 @@ impl Ctx<'_> {
             format!("VM {vm} has no disk {id}"),
         );
         None
+    }
+
+    /// The network adapter `id` (its id or name, as the agent finds one) of VM `vm`, when the
+    /// inventory listed the VM's adapters.
+    fn nic(&self, errors: &mut Errors, vm: &str, field: &str, id: Option<&str>) {
+        let Some(id) = id.map(str::trim).filter(|i| !i.is_empty()) else {
+            return;
+        };
+        let Some(detail) = self.host.details.get(&vm.to_ascii_lowercase()) else {
+            return;
+        };
+        let found = detail
+            .nics
+            .iter()
+            .any(|n| n.id.eq_ignore_ascii_case(id) || n.name.eq_ignore_ascii_case(id));
+        if !found {
+            errors.add(
+                field,
+                ErrorCode::NotFound,
+                format!("VM {vm} has no network adapter {id}"),
+            );
+        }
+    }
+
+    /// A VM value within the limits of the VM form's field `form_field` (`gb_ram`,
+    /// `cpu_cores`).
+    fn form_limit(
+        &self,
+        forms: &Forms,
+        errors: &mut Errors,
+        field: &str,
+        form_field: &str,
+        value: Option<u64>,
+    ) {
+        let Some(value) = value else {
+            return;
+        };
+        let Some(limits) = forms.get("vm").and_then(|f| f.field(form_field)) else {
+            return;
+        };
+        let min = limits.min.and_then(|m| u64::try_from(m).ok()).unwrap_or(0);
+        let max = limits.max.and_then(|m| u64::try_from(m).ok());
+        if value < min || max.is_some_and(|m| value > m) {
+            let max = max.map_or_else(|| "any".to_string(), |m| m.to_string());
+            errors.add(
+                field,
+                ErrorCode::OutOfRange,
+                format!("{form_field} is {min} to {max}"),
+            );
+        }
     }
 
     /// A resized disk does not shrink: checked when the inventory reported the disk's size.

@@ -17,7 +17,7 @@ fn inventory() -> Event {
                 "disks": [{"disk_id": "d1", "disk_path": "D:\\VMs\\web-01\\os.vhdx", "size_gb": 40}],
                 "nics": [
                     {"nic_id": "n1", "adapter_name": "eth0", "network": "prod",
-                     "mac_address": "00155D000001", "ip_addresses": ["10.0.0.5", "fe80::1"]},
+                     "virtual_switch": "vSwitch-Prod", "mac_address": "00155D000001", "ip_addresses": ["10.0.0.5", "fe80::1"]},
                     {"nic_id": "n2", "adapter_name": "eth1", "network": "backup",
                      "mac_address": "00155D000002"}
                 ]
@@ -35,9 +35,10 @@ async fn vm_show_lists_disks_nics_and_addresses() {
     assert_eq!(
         say(&mut e, "eve", "vm show web-01").await,
         ["web-01 on hv01: Running, 2 vCPU, 4 GB, id 5f1c\n  \
+          addresses 10.0.0.5 fe80::1\n  \
           disk D:\\VMs\\web-01\\os.vhdx, 40 GB, id d1\n  \
-          nic eth0 on prod, MAC 00155D000001, 10.0.0.5 fe80::1\n  \
-          nic eth1 on backup, MAC 00155D000002, no address reported"]
+          nic eth0 on prod (switch vSwitch-Prod), MAC 00155D000001, 10.0.0.5 fe80::1, id n1\n  \
+          nic eth1 on backup, MAC 00155D000002, no address reported, id n2"]
     );
     // A VM without disks or adapters shows its row only, as before.
     assert_eq!(
