@@ -242,7 +242,10 @@ impl Engine {
             if j.quiet {
                 j.phase.is_final()
             } else {
+                // A request that ended before it was published (rejected, expired, cancelled
+                // while awaiting approval) has no thread to finish.
                 j.phase == Phase::AwaitingApproval
+                    || (j.phase.is_final() && j.queued_seq.is_none())
                     || (j.phase.is_final() && j.finished && j.thread.next_due().is_none())
             }
         })

@@ -245,17 +245,17 @@ impl Engine {
             );
             return Ok(vec![notice(&user, msg)]);
         }
-        if info.requester.as_ref() != Some(&who.id) && !grants.has(Role::Admin) {
-            let by = info.requester.as_ref().map(display).unwrap_or_default();
-            let msg = format!("only its requester ({by}) or an admin can retry job {short}");
-            return Ok(vec![notice(&user, msg)]);
-        }
         let Some(old) = info.envelope.clone() else {
             let msg = format!(
                 "the bot no longer has the request of job {short} (it was not kept across a restart); send the command or deploy again"
             );
             return Ok(vec![notice(&user, msg)]);
         };
+        if old.requested_by != who.id && !grants.has(Role::Admin) {
+            let by = display(&old.requested_by);
+            let msg = format!("only its requester ({by}) or an admin can retry job {short}");
+            return Ok(vec![notice(&user, msg)]);
+        }
         let missing: Vec<&str> = old
             .kind
             .fields()

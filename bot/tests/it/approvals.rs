@@ -292,7 +292,31 @@ async fn approval_conversation_transcript() {
     let transcript = transcript
         .replace(&short, "<job>")
         .replace(&expires, "<expires>");
-    insta::assert_snapshot!(transcript);
+    insta::assert_snapshot!(mask_times(&transcript));
+}
+
+/// `jobs` rows' request times (`2026-05-01 14:03Z`) as `<time>`.
+fn mask_times(s: &str) -> String {
+    const SHAPE: &[u8] = b"dddd-dd-dd dd:ddZ";
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        let fits = b.len() - i >= SHAPE.len()
+            && SHAPE.iter().zip(&b[i..]).all(|(want, got)| match want {
+                b'd' => got.is_ascii_digit(),
+                w => w == got,
+            });
+        if fits {
+            out.push_str("<time>");
+            i += SHAPE.len();
+        } else {
+            let c = s[i..].chars().next().unwrap_or_default();
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    out
 }
 
 const MANAGED: &str = "deploy managed vm_name=app01 target_host=hv01 guest_la_uid=admin \

@@ -77,15 +77,24 @@ async fn jobs_lists_newest_first_with_a_limit_or_all() {
     let firsts = |out: Vec<String>| -> Vec<String> {
         out.join("\n")
             .lines()
+            .filter(|l| !l.contains(" more; "))
             .map(|l| l.split_whitespace().next().unwrap_or_default().to_string())
             .collect()
     };
     let newest_first: Vec<String> = shorts.iter().rev().cloned().collect();
     assert_eq!(firsts(say(&mut e, "eve", "jobs").await), newest_first);
-    assert_eq!(
-        firsts(say(&mut e, "eve", "jobs --limit 2").await),
-        newest_first[..2]
+    let cut = say(&mut e, "eve", "jobs --limit 2").await;
+    assert!(
+        cut.join("\n")
+            .ends_with("1 more; `jobs --limit N` or `jobs --all` shows them"),
+        "{cut:?}"
     );
+    assert_eq!(firsts(cut), newest_first[..2]);
+    // Each row says when the job was requested.
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let all = say(&mut e, "eve", "jobs").await.join("\n");
+    assert_eq!(all.matches(&today).count(), 3, "{all}");
+    assert!(!all.contains(" more; "), "{all}");
     assert_eq!(
         firsts(say(&mut e, "eve", "jobs --all --limit 1").await),
         newest_first
