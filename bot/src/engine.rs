@@ -408,7 +408,7 @@ impl Engine {
                 all,
             } => Ok(self.command_jobs(
                 who,
-                changes::JobsQuery {
+                &changes::JobsQuery {
                     mine,
                     host,
                     limit,

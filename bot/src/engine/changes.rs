@@ -24,7 +24,7 @@ pub(super) struct JobsQuery {
 
 impl Engine {
     /// `jobs`: newest first, at most the limit, saying how many more matched.
-    pub(super) fn command_jobs(&self, who: &Principal, q: JobsQuery) -> Vec<Reply> {
+    pub(super) fn command_jobs(&self, who: &Principal, q: &JobsQuery) -> Vec<Reply> {
         let mut jobs: Vec<&JobInfo> = self
             .state
             .jobs
