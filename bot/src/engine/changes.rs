@@ -256,19 +256,20 @@ impl Engine {
             let msg = format!("only its requester ({by}) or an admin can retry job {short}");
             return Ok(vec![notice(&user, msg)]);
         }
-        let missing: Vec<&str> = old
+        let missing = old
             .kind
             .fields()
             .unwrap_or_default()
             .iter()
-            .filter(|f| f.secret && f.required && !old.spec.contains_key(f.name))
-            .map(|f| f.name)
-            .collect();
-        if !missing.is_empty() && old.secrets.is_none() {
-            let msg = format!(
-                "job {short} carried secret values ({}) the bot no longer holds; deploy again",
-                missing.join(", ")
-            );
+            .any(|f| f.secret && f.required && !old.spec.contains_key(f.name));
+        // Values redacted in the kept request were never sealed: they are gone.
+        let redacted = old
+            .spec
+            .values()
+            .any(|v| v.as_str() == Some(aetherv_core::redact::REDACTED));
+        if redacted || (missing && old.secrets.is_none()) {
+            let msg =
+                format!("job {short} carried secret values the bot no longer holds; deploy again");
             return Ok(vec![notice(&user, msg)]);
         }
         let kind = old.kind;

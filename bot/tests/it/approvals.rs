@@ -10,7 +10,7 @@ use serde_json::json;
 
 const DEPLOY: &str = "deploy vm vm_name=web01 target_host=hv01 gb_ram=2 cpu_cores=1";
 
-async fn ready(b: &Broker) -> u32 {
+pub(super) async fn ready(b: &Broker) -> u32 {
     b.queue_depth("hv01").await.expect("depth").ready
 }
 
@@ -319,7 +319,8 @@ fn mask_times(s: &str) -> String {
     out
 }
 
-const MANAGED: &str = "deploy managed vm_name=app01 target_host=hv01 guest_la_uid=admin \
+pub(super) const MANAGED: &str =
+    "deploy managed vm_name=app01 target_host=hv01 guest_la_uid=admin \
     guest_la_pw=Sup3rSecret! network=prod disk_size_gb=40";
 
 /// Every event published so far, as JSON text.
@@ -333,7 +334,7 @@ async fn all_events(b: &Broker) -> String {
 }
 
 /// The job waiting in hv01's queue.
-async fn queued_job(b: &Broker) -> JobEnvelope {
+pub(super) async fn queued_job(b: &Broker) -> JobEnvelope {
     let mut c = b.consume_jobs("hv01", "inspect").await.expect("consume");
     let d = tokio::time::timeout(Duration::from_secs(5), c.next())
         .await

@@ -376,3 +376,39 @@ async fn a_job_whose_request_the_bot_no_longer_has_is_not_retried() {
         "{t}"
     );
 }
+
+#[tokio::test]
+async fn a_retried_deployment_keeps_its_sealed_secrets_across_a_restart() {
+    use super::approvals::{queued_job, ready, MANAGED};
+    use aetherv_core::secrets;
+    let b = broker();
+    b.declare_host("hv01").await.expect("declare");
+    let worker = secrets::generate_identity();
+    let mut e1 = engine_with(&b, policy(1, 3600), &["hv01"], vec![worker.to_public()]);
+    say(&mut e1, "alice", MANAGED).await;
+    let job = e1.jobs().first().expect("job").view.clone();
+    say(&mut e1, "alice", &format!("cancel {}", job.short)).await;
+    drop(e1);
+    // The restarted bot knows the request from `approval.requested`, sealed secrets and all.
+    let mut e2 = engine_with(&b, policy(1, 3600), &["hv01"], vec![worker.to_public()]);
+    let mut events = replay(&b).await;
+    pump(&mut e2, &mut events, Duration::from_secs(10), |e| {
+        e.job(job.job).is_some_and(|j| j.phase == Phase::Cancelled)
+    })
+    .await;
+    let out = say(&mut e2, "alice", &format!("retry {}", job.short))
+        .await
+        .join("\n");
+    assert!(out.contains("as a new request"), "{out}");
+    assert!(!out.contains("Sup3rSecret!"), "{out}");
+    let out = say(&mut e2, "bob", "approve").await.join("\n");
+    assert!(out.contains("approved by bob"), "{out}");
+    assert_eq!(ready(&b).await, 1);
+    let queued = queued_job(&b).await;
+    assert_ne!(queued.job_id, job.job);
+    let opened = secrets::open(queued.secrets.as_deref().expect("sealed"), &worker).expect("opens");
+    assert_eq!(
+        opened.get("guest_la_pw"),
+        Some(&serde_json::json!("Sup3rSecret!"))
+    );
+}
