@@ -43,6 +43,9 @@ pub struct VmView {
     pub nics: Vec<crate::state::NicInfo>,
     /// The VM's addresses: every address its adapters reported, in adapter order.
     pub addresses: Vec<String>,
+    /// An inventory listed the VM (false: a VM the bot knows from its job only, until the next
+    /// poll; its disks and adapters are not known yet).
+    pub inventoried: bool,
 }
 
 /// One host row.

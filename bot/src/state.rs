@@ -735,6 +735,7 @@ impl State {
         let key = name.to_ascii_lowercase();
         self.hosts.values().find_map(|h| {
             let row = h.vms.get(&key)?.clone();
+            let inventoried = h.details.contains_key(&key);
             let detail = h.details.get(&key).cloned().unwrap_or_default();
             let mut addresses: Vec<String> = Vec::new();
             for a in detail.nics.iter().flat_map(|n| &n.addresses) {
@@ -747,6 +748,7 @@ impl State {
                 disks: detail.disks,
                 nics: detail.nics,
                 addresses,
+                inventoried,
             })
         })
     }

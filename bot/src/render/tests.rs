@@ -278,6 +278,17 @@ fn inventory_views() {
             disks: Vec::new(),
             nics: Vec::new(),
             addresses: Vec::new(),
+            inventoried: true,
+        })))
+    );
+    insta::assert_snapshot!(
+        "vm_show_before_inventory",
+        text(&Reply::Listing(Listing::Vm(VmView {
+            row: vm(),
+            disks: Vec::new(),
+            nics: Vec::new(),
+            addresses: Vec::new(),
+            inventoried: false,
         })))
     );
     let host = |name: &str, status: &str, vms, running: Option<&str>, queued| HostRow {

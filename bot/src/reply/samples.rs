@@ -140,6 +140,7 @@ impl Reply {
                     addresses: vec!["10.0.0.7".into()],
                 }],
                 addresses: vec!["10.0.0.7".into()],
+                inventoried: true,
             })),
             Reply::Listing(Listing::Hosts(vec![HostRow {
                 name: "hv01".into(),
