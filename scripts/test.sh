@@ -29,7 +29,7 @@ if [ ! -x /usr/sbin/krb5kdc ] || [ ! -x /usr/sbin/kdb5_util ] || [ ! -x /usr/sbi
 fi
 
 step "python test peers (.venv)"
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import winrm, pika, spnego, jsonschema, gssapi, krb5' 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import winrm, pika, spnego, jsonschema, gssapi, krb5, prometheus_client' 2>/dev/null; then
   if ! python3 -m venv .venv 2>/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq && apt-get install -y -qq python3-venv
@@ -104,6 +104,26 @@ failed=$(grep -Eo '[0-9]+ failed' /tmp/aetherv-test-$$.log | awk '{s+=$1} END {p
 rm -f /tmp/aetherv-test-$$.log
 echo
 echo "$passed passed, $failed failed"
+
+step "helm chart (offline: lint, render every profile, Kubernetes schemas)"
+if ! .venv/bin/python -c 'import helm_python, kubernetes_validate' 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check -r tests/peers/requirements-helm.txt
+fi
+set +e
+.venv/bin/python scripts/helm-check.py
+helm_status=$?
+set -e
+[ "$status" -eq 0 ] && status=$helm_status
+
+step "container image (buildah, FROM scratch, nothing pulled)"
+# The test build's binary (kerberos feature on) in the image's root file system; the image's
+# own binary is started with --version as user 10001. The release image is built the same way
+# from target/release/aetherv (see docs/operations.md).
+set +e
+scripts/image.sh target/debug/aetherv localhost/aetherv:ci
+image_status=$?
+set -e
+[ "$status" -eq 0 ] && status=$image_status
 
 step "fuzz (every parser of outside input, 5 s a target)"
 # Inputs tried per target are printed; a crash or a hang fails the run and is saved under

@@ -11,14 +11,17 @@ use std::process::ExitCode;
 struct Cli {
     /// Log lines as text (default) or as one JSON object per line (with `job_id`, `host`
     /// and `step` on every line of a job). The level is `AETHERV_LOG` (default `warn`).
+    #[arg(long, global = true, value_enum, env = "AETHERV_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+    /// Serve `/healthz`, `/readyz` and `/metrics` on this address (`worker`, `bot`, `slack`,
+    /// `discord`), e.g. `0.0.0.0:9090`.
     #[arg(
         long,
         global = true,
-        value_enum,
-        env = "AETHERV_LOG_FORMAT",
-        default_value = "text"
+        env = "AETHERV_HEALTH_LISTEN",
+        value_name = "ADDR"
     )]
-    log_format: LogFormat,
+    health_listen: Option<String>,
     #[command(subcommand)]
     command: Sub,
 }
@@ -57,13 +60,31 @@ enum Sub {
     Slack(cmd::slack::Args),
     /// The chat bot on Discord (the HTTP interactions endpoint), against RabbitMQ.
     Discord(cmd::discord::Args),
+    /// The configuration file (`aetherv.yaml`): `config check FILE`.
+    #[command(subcommand)]
+    Config(cmd::config::ConfigCommand),
     /// Make a bot's job-signing key (Ed25519): the key to a file, the public key printed.
     SigningKey(cmd::signing_key::Args),
 }
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if let Err(code) = cmd::config::preload(&args) {
+        return code;
+    }
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // Flags, then the environment, then an aetherv.yaml's `log` and `health` sections.
+    let log_format =
+        cli.log_format
+            .unwrap_or_else(|| match cmd::env_lookup("AETHERV_LOG_FORMAT").as_deref() {
+                Some("json") => LogFormat::Json,
+                _ => LogFormat::Text,
+            });
+    init_tracing(log_format);
+    cmd::health::set_listen(
+        cli.health_listen
+            .or_else(|| cmd::env_lookup("AETHERV_HEALTH_LISTEN")),
+    );
     // One TLS crypto provider for the whole process (ring), before any TLS client exists.
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
@@ -79,12 +100,18 @@ fn main() -> ExitCode {
         Sub::Slack(args) => cmd::slack::run(&args),
         Sub::Discord(args) => cmd::discord::run(&args),
         Sub::SigningKey(args) => cmd::signing_key::run(args),
+        Sub::Config(c) => cmd::config::run(c),
     }
 }
 
+/// Warnings and errors, and the line each serving command logs at start.
+const DEFAULT_LOG_FILTER: &str = "warn,aetherv::start=info";
+
 fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("AETHERV_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = cmd::env_lookup("AETHERV_LOG")
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(DEFAULT_LOG_FILTER));
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

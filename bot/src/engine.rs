@@ -701,6 +701,24 @@ impl Engine {
                 );
             }
         }
+        self.count_pending_approvals();
         Ok(out)
+    }
+
+    /// Sets the approval gauges: requests waiting for a decision, and the oldest one's age.
+    fn count_pending_approvals(&self) {
+        let now = chrono::Utc::now();
+        let waiting = self.state.jobs.values().filter(|j| {
+            j.phase == Phase::AwaitingApproval
+                && j.approval.as_ref().is_some_and(|p| p.decision.is_none())
+        });
+        let (count, oldest) = waiting.fold((0usize, 0f64), |(n, oldest), j| {
+            let age = j
+                .created_at
+                .map(|t| (now - t).num_milliseconds() as f64 / 1000.0)
+                .unwrap_or(0.0);
+            (n + 1, oldest.max(age))
+        });
+        aetherv_metrics::metrics().set_approvals(count, oldest);
     }
 }

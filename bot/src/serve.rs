@@ -12,6 +12,7 @@ use crate::reply::Reply;
 use aetherv_broker::StreamOffset;
 use aetherv_core::Event;
 use std::future::Future;
+use std::sync::atomic::{AtomicU8, Ordering};
 use tokio_util::sync::CancellationToken;
 
 /// How often throttled edits and expiries are checked.
@@ -84,15 +85,57 @@ pub trait Adapter: Send {
     }
 }
 
+/// Where this process's serve loop is (for `/readyz`; one serve loop per process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Not serving (before the loop started, or after it ended).
+    Stopped,
+    /// Waiting for leadership behind another bot.
+    Standby,
+    /// Leader, replaying the event stream.
+    CatchingUp,
+    /// Leader with its replay done.
+    Leading,
+}
+
+static ROLE: AtomicU8 = AtomicU8::new(0);
+
+fn set_role(role: Role) {
+    ROLE.store(role as u8, Ordering::Relaxed);
+    aetherv_metrics::metrics().set_bot_leader(role == Role::Leading);
+}
+
+/// The serve loop's role in this process.
+pub fn role() -> Role {
+    match ROLE.load(Ordering::Relaxed) {
+        1 => Role::Standby,
+        2 => Role::CatchingUp,
+        3 => Role::Leading,
+        _ => Role::Stopped,
+    }
+}
+
 /// Serves `adapter` on `engine` as leadership candidate `candidate` until the adapter stops,
 /// leadership is lost (an error) or `shutdown`.
 pub async fn serve<A: Adapter>(
+    engine: Engine,
+    adapter: &mut A,
+    candidate: &str,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let served = serve_as_leader(engine, adapter, candidate, shutdown).await;
+    set_role(Role::Stopped);
+    served
+}
+
+async fn serve_as_leader<A: Adapter>(
     mut engine: Engine,
     adapter: &mut A,
     candidate: &str,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut leadership = engine.broker().leadership(LEADER_ROLE, candidate).await?;
+    set_role(Role::Standby);
     tokio::select! {
         ok = leadership.acquire() => if !ok { anyhow::bail!("the broker closed before this bot became leader") },
         () = shutdown.cancelled() => return Ok(()),
@@ -105,6 +148,7 @@ pub async fn serve<A: Adapter>(
     let replay_started = chrono::Utc::now();
     let mut last_event = tokio::time::Instant::now();
     engine.set_catching_up(true);
+    set_role(Role::CatchingUp);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut inputs_open = true;
@@ -152,6 +196,9 @@ pub async fn serve<A: Adapter>(
         };
         if flow == Flow::Stop {
             return Ok(());
+        }
+        if role() == Role::CatchingUp && !engine.is_catching_up() {
+            set_role(Role::Leading);
         }
     }
 }

@@ -175,10 +175,14 @@ impl Settle {
     }
 
     async fn dead_letter(self, reason_code: &str, detail: &str) -> Result<(), BrokerError> {
-        match self {
+        let r = match self {
             Settle::Amqp(s) => s.dead_letter(reason_code, detail).await,
             Settle::InProc(s) => s.dead_letter(reason_code, detail),
+        };
+        if r.is_ok() {
+            aetherv_metrics::metrics().dead_lettered(reason_code);
         }
+        r
     }
 }
 

@@ -143,6 +143,7 @@ fn main() -> anyhow::Result<()> {
         templates_dir: None,
         register_commands: false,
         guild_id: None,
+        thread_keeping: Default::default(),
     };
     {
         let _in_bot = bot.enter();

@@ -4,9 +4,8 @@
 
 use crate::form::Layout;
 use crate::interaction::COMMAND;
-use crate::rest::{Body, Rest, RestError};
+use crate::rest::{Rest, RestError};
 use aetherv_core::schema::{FieldType, Forms};
-use hyper::Method;
 use serde_json::{json, Value};
 
 /// Most options Discord takes per command or subcommand.
@@ -125,24 +124,10 @@ pub fn definition(forms: &Forms) -> Value {
     })
 }
 
-/// Registers `/aether` by bulk overwrite: in `guild` (immediate), else globally.
-pub async fn register(
-    rest: &Rest,
-    application_id: &str,
-    guild: Option<&str>,
-    forms: &Forms,
-) -> Result<(), RestError> {
-    let path = match guild {
-        Some(g) => format!("/applications/{application_id}/guilds/{g}/commands"),
-        None => format!("/applications/{application_id}/commands"),
-    };
-    rest.call(
-        Method::PUT,
-        &path,
-        Some(Body::Json(json!([definition(forms)]))),
-    )
-    .await?;
-    Ok(())
+/// Registers `/aether` by bulk overwrite: in `guild` (immediate), else globally (the
+/// application is `rest`'s).
+pub async fn register(rest: &Rest, guild: Option<&str>, forms: &Forms) -> Result<(), RestError> {
+    rest.put_commands(guild, json!([definition(forms)])).await
 }
 
 #[cfg(test)]

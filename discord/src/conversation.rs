@@ -15,6 +15,7 @@ use aetherv_bot::engine::{Engine, EngineError};
 use aetherv_bot::render::Renderer;
 use aetherv_bot::reply::{ApprovalView, Reply};
 use aetherv_bot::serve::{Adapter, Flow};
+use aetherv_core::approval::Decision;
 use aetherv_core::rbac::Principal;
 use aetherv_core::schema::Forms;
 use aetherv_core::JobId;
@@ -293,7 +294,12 @@ impl Conversation {
                     });
                     self.places.approval_opened(*job);
                 }
-                Reply::ApprovalDecided { job, view, .. } => {
+                Reply::ApprovalDecided {
+                    job,
+                    view,
+                    decision,
+                    ..
+                } => {
                     let body = self.decided_body(view, &o);
                     if self.places.approval_closed(*job) {
                         if self.places.approvals_channel.is_some() {
@@ -314,6 +320,10 @@ impl Conversation {
                             thread: Some(*job),
                             body: messages::text(&t),
                         });
+                    }
+                    if !matches!(decision, Decision::Approved { .. }) {
+                        // Rejected or expired: the job will not run.
+                        self.out.send(Op::JobEnded { job: *job });
                     }
                 }
                 Reply::ThreadUpdate(t) => {
@@ -354,6 +364,7 @@ impl Conversation {
                             content: log.content.clone(),
                         });
                     }
+                    self.out.send(Op::JobEnded { job: *job });
                 }
                 _ => {
                     if let Some(t) = self.texts.text(&o) {

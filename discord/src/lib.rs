@@ -11,8 +11,9 @@
 //! - [`form`]: the deploy forms as command options and chained modal pages, and the drafts;
 //! - [`conversation`]: the adapter on the serve loop, engine replies → Discord writes;
 //! - [`messages`]: the message JSON the bot sends;
-//! - [`outbound`]: the ordered write queue;
-//! - [`rest`]: the REST client (configurable base URL, deadlines, 429, no retry of refusals).
+//! - [`outbound`]: the ordered write queue (edits coalesced, job threads kept open);
+//! - [`rest`]: the REST client on serenity (configurable base URL, deadlines, rate-limit
+//!   buckets and 429s, no retry of refusals).
 //!
 //! It decides nothing about permissions, validation or approvals: the engine does.
 
@@ -38,10 +39,12 @@ use tokio_util::sync::CancellationToken;
 pub use rest::DEFAULT_API_URL;
 
 /// The engine limits for Discord: a live log message must fit the 2,000-character content
-/// limit with its code fence; each message is edited at most once per second.
+/// limit with its code fence. Edits are not paced by the engine: the REST client waits for
+/// each rate-limit bucket (`X-RateLimit-*`) and the outbound queue sends only the newest of
+/// the edits of one message that waited meanwhile.
 pub const DISCORD_LIMITS: Limits = Limits {
     max_message_chars: 1900,
-    min_edit_interval: Duration::from_secs(1),
+    min_edit_interval: Duration::ZERO,
 };
 
 /// How many acknowledged interactions may wait for the engine.
@@ -80,6 +83,8 @@ pub struct Options {
     pub register_commands: bool,
     /// Register it in this guild (immediate) instead of globally.
     pub guild_id: Option<String>,
+    /// How running jobs' threads are kept from archiving.
+    pub thread_keeping: outbound::ThreadKeeping,
 }
 
 /// Runs the Discord bot (HTTP interactions mode) until `shutdown` or until a task fails.
@@ -90,22 +95,18 @@ pub async fn run(engine: Engine, opts: Options, shutdown: CancellationToken) -> 
         opts.templates_dir.as_deref(),
     )?);
     let verifier = verify::Verifier::from_hex(&opts.public_key)?;
-    let rest = rest::Rest::new(&opts.api_url, &opts.bot_token)?;
+    let rest = rest::Rest::new(&opts.api_url, &opts.bot_token, &opts.application_id)?;
     if opts.register_commands {
-        let (rest, app, guild) = (
-            rest.clone(),
-            opts.application_id.clone(),
-            opts.guild_id.clone(),
-        );
+        let (rest, guild) = (rest.clone(), opts.guild_id.clone());
         let forms = aetherv_core::schema::Forms::builtin()?;
         tokio::spawn(async move {
-            match commands::register(&rest, &app, guild.as_deref(), &forms).await {
+            match commands::register(&rest, guild.as_deref(), &forms).await {
                 Ok(()) => tracing::info!(guild = ?guild, "/aether registered"),
                 Err(e) => tracing::error!(error = %e, "/aether could not be registered"),
             }
         });
     }
-    let (out, out_task) = outbound::start(rest, opts.application_id.clone());
+    let (out, out_task) = outbound::start(rest, opts.thread_keeping);
     let (tx, rx) = tokio::sync::mpsc::channel(INPUT_QUEUE);
     let handlers = http::Handlers {
         tx,

@@ -1,6 +1,7 @@
 //! One builder per message JSON the bot sends to Discord: plain texts (mentions disabled, cut
 //! to Discord's 2,000 characters), ephemeral answers (flags 64), approval requests with
-//! Approve / Reject buttons and their decided versions without buttons.
+//! Approve / Reject buttons and their decided versions without buttons; a job thread's start
+//! and keep-alive.
 
 use crate::interaction::{APPROVE_PREFIX, REJECT_PREFIX};
 use aetherv_core::JobId;
@@ -51,6 +52,21 @@ pub fn approval_decided(request: &str, decision: &str) -> Value {
     let mut v = text(&format!("{request}\n\n{decision}"));
     v["components"] = json!([]);
     v
+}
+
+/// The `auto_archive_duration` a job's thread is started with (minutes; Discord's longest:
+/// a week).
+pub const AUTO_ARCHIVE_MINUTES: u32 = 10080;
+
+/// The start of a job's thread from its root message (`name` ≤ 100 characters).
+pub fn thread_start(name: &str) -> Value {
+    json!({ "name": cut(name, 100), "auto_archive_duration": AUTO_ARCHIVE_MINUTES })
+}
+
+/// The keep-alive of a job's thread: reopened if it archived (only Send Messages is needed
+/// while it is not locked).
+pub fn thread_reopen() -> Value {
+    json!({ "archived": false })
 }
 
 /// Most buttons in one action row, and most rows in one message.

@@ -321,13 +321,21 @@ impl Worker {
         let mut failures = 0;
         loop {
             let Ok(called) = tokio::time::timeout(CALL_DEADLINE, self.call(op)).await else {
+                counted("failed");
                 tracing::error!(deadline = ?CALL_DEADLINE, "slack call took too long; giving up on it");
                 return;
             };
             let Err(e) = called else {
+                counted("ok");
                 return;
             };
-            match classify(&e) {
+            let failure = classify(&e);
+            counted(match failure {
+                Failure::RateLimited(_) => "rate_limited",
+                Failure::NotThere(_) | Failure::Permanent(_) => "refused",
+                Failure::Transient(_) => "failed",
+            });
+            match failure {
                 Failure::RateLimited(wait) => {
                     tracing::warn!(?wait, "slack rate limit; waiting as told");
                     tokio::time::sleep(wait).await;
@@ -410,6 +418,11 @@ pub fn start(client: Arc<Client>, token: SlackApiToken) -> (Outbound, tokio::tas
         }
     });
     (out, handle)
+}
+
+/// Counts one Web API call by its outcome.
+fn counted(outcome: &str) {
+    aetherv_metrics::metrics().chat_call("slack", outcome);
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ pub async fn serve_console(
             return crate::cmd::fail("bot", 64, format!("--attach-dir {}: {e}", dir.display()));
         }
     }
-    let engine = match Engine::new(broker, cfg) {
+    let engine = match Engine::new(broker.clone(), cfg) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("aetherv: {}", aetherv_core::error_chain(&e));
@@ -68,6 +68,12 @@ pub async fn serve_console(
     };
     let stop = CancellationToken::new();
     tokio::spawn(crate::cmd::signal::on_shutdown(stop.clone()));
+    let ready = crate::cmd::health::bot_ready(broker.clone());
+    let health = match crate::cmd::health::start(ready, stop.child_token()).await {
+        Ok(h) => h,
+        Err(e) => return crate::cmd::fail("bot", 64, e),
+    };
+    tracing::info!(target: "aetherv::start", %health, "aetherv bot serving the console chat; health: {health}");
     let opts = ConsoleOptions {
         first_user: user,
         attach_dir,

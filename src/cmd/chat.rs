@@ -23,12 +23,17 @@ pub struct SiteArgs {
     pub simulated: Option<usize>,
 }
 
-/// Reads and parses a configuration file; the error names the file.
+/// Reads and parses a configuration file (the `platform` section of an `aetherv.yaml`, or a
+/// per-command file); the error names the file.
 pub fn load<T, E: std::error::Error + 'static>(
     path: &Path,
+    platform: &str,
     parse: impl FnOnce(&str) -> Result<T, E>,
 ) -> Result<T, String> {
-    let text = read(path)?;
+    let text = match crate::cmd::config::Unified::load(path, &env_lookup)? {
+        Some(u) => u.chat_json(platform).to_string(),
+        None => read(path)?,
+    };
     parse(&text).map_err(|e| format!("{}: {}", path.display(), aetherv_core::error_chain(&e)))
 }
 
@@ -158,6 +163,25 @@ where
     };
     let stop = CancellationToken::new();
     tokio::spawn(crate::cmd::signal::on_shutdown(stop.clone()));
+    let health = match crate::cmd::health::start(
+        crate::cmd::health::bot_ready(broker.clone()),
+        stop.child_token(),
+    )
+    .await
+    {
+        Ok(h) => h,
+        Err(e) => return crate::cmd::fail(name, 64, e),
+    };
+    let on = match &site {
+        Some(s) => format!("a simulated site ({})", s.hosts.join(", ")),
+        None => crate::cmd::worker::redact_url(&amqp_url()),
+    };
+    tracing::info!(
+        target: "aetherv::start",
+        prefix = %prefix,
+        %health,
+        "aetherv {name} serving chat on {on} (prefix {prefix}); health: {health}"
+    );
     let code = match adapter(engine, stop).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => crate::cmd::fail(name, 1, format!("{e:#}")),

@@ -24,7 +24,7 @@ pub struct Args {
 /// Runs the command.
 pub fn run(args: &Args) -> ExitCode {
     let setup = || -> Result<_, String> {
-        let cfg = chat::load(&args.config, DiscordConfig::from_yaml)?;
+        let cfg = chat::load(&args.config, "discord", DiscordConfig::from_yaml)?;
         let common = Common {
             roles: &cfg.roles,
             policy: &cfg.policy,
@@ -54,6 +54,7 @@ pub fn run(args: &Args) -> ExitCode {
             templates_dir: chat::templates(cfg.templates_dir.as_ref()),
             register_commands: cfg.register_commands,
             guild_id: cfg.guild_id,
+            thread_keeping: Default::default(),
         };
         Ok((listen, ecfg, site, opts))
     };

@@ -4,8 +4,10 @@
 pub mod agent_command;
 pub mod bot;
 pub mod chat;
+pub mod config;
 pub mod demo;
 pub mod discord;
+pub mod health;
 pub mod hosts;
 pub mod schema;
 pub mod signal;
@@ -23,8 +25,18 @@ pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// Environment lookup (the one place the binary reads the process environment for config).
 pub fn env_lookup(key: &str) -> Option<String> {
-    std::env::var(key).ok()
+    std::env::var(key).ok().or_else(|| {
+        FILE_ENV
+            .get()?
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    })
 }
+
+/// Settings an `aetherv.yaml` gives as environment defaults (see [`config::preload`]): read by
+/// [`env_lookup`] after the real environment, which wins.
+static FILE_ENV: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
 
 /// `AETHERV_AMQP_URL`, or the local default.
 pub fn amqp_url() -> String {

@@ -26,7 +26,7 @@ pub struct Args {
 /// Runs the command.
 pub fn run(args: &Args) -> ExitCode {
     let setup = || -> Result<_, String> {
-        let cfg = chat::load(&args.config, SlackConfig::from_yaml)?;
+        let cfg = chat::load(&args.config, "slack", SlackConfig::from_yaml)?;
         let common = Common {
             roles: &cfg.roles,
             policy: &cfg.policy,

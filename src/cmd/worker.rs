@@ -1,5 +1,5 @@
 //! `aetherv worker --config FILE`: serves the configured hosts' queues until SIGTERM/SIGINT.
-use crate::cmd::{amqp_url, env_lookup, topology};
+use crate::cmd::{amqp_url, env_lookup, health, topology};
 use aetherv_broker::Broker;
 use aetherv_worker::{Worker, WorkerConfig};
 use std::path::PathBuf;
@@ -19,8 +19,21 @@ pub struct Args {
 /// checks, and the Kerberos keytab installed (before the runtime starts any thread: MIT reads
 /// the client keytab from the environment). Errors are said on stderr (exit code 64).
 pub fn load_config(cmd: &str, path: &std::path::Path) -> Result<WorkerConfig, ExitCode> {
-    let mut cfg = WorkerConfig::load(path)
-        .map_err(|e| crate::cmd::fail(cmd, 64, aetherv_core::error_chain(&e)))?;
+    let unified = crate::cmd::config::Unified::load(path, &env_lookup)
+        .map_err(|e| crate::cmd::fail(cmd, 64, e))?;
+    let loaded = match unified {
+        Some(u) => u
+            .worker_json(&env_lookup)
+            .map_err(|e| crate::cmd::fail(cmd, 64, e))
+            .and_then(|v| {
+                WorkerConfig::from_json(v).map_err(|e| {
+                    crate::cmd::fail(cmd, 64, format!("{}: worker: {e}", path.display()))
+                })
+            })?,
+        None => WorkerConfig::load(path)
+            .map_err(|e| crate::cmd::fail(cmd, 64, aetherv_core::error_chain(&e)))?,
+    };
+    let mut cfg = loaded;
     cfg.apply_env(env_lookup);
     cfg.check().map_err(|e| crate::cmd::fail(cmd, 64, e))?;
     aetherv_worker::install_kerberos_keytab(&cfg).map_err(|e| crate::cmd::fail(cmd, 64, e))?;
@@ -46,6 +59,26 @@ pub fn run(args: Args) -> ExitCode {
         };
         let quiet = CancellationToken::new();
         tokio::spawn(crate::cmd::signal::on_shutdown(quiet.clone()));
+        let health_stop = CancellationToken::new();
+        let _stop_health = health_stop.clone().drop_guard();
+        let ready = health::worker_ready(broker.clone(), worker.slots(), cfg.hosts.len());
+        let health = match health::start(ready, health_stop).await {
+            Ok(h) => h,
+            Err(e) => return crate::cmd::fail("worker", 64, e),
+        };
+        let hosts: Vec<&str> = cfg.hosts.iter().map(|h| h.name.as_str()).collect();
+        tracing::info!(
+            target: "aetherv::start",
+            worker = %cfg.worker_id(),
+            hosts = %hosts.join(","),
+            prefix = %cfg.prefix,
+            broker = %redact_url(&url),
+            signed_jobs_only = !cfg.job_signing_keys.is_empty(),
+            %health,
+            "aetherv worker serving {} host(s): {}; health: {health}",
+            hosts.len(),
+            hosts.join(", "),
+        );
         match worker.run(quiet).await {
             Ok(stop) => {
                 broker.close().await;

@@ -261,6 +261,27 @@ fn spawn_worker(
     stderr: Stdio,
     shared_identity: bool,
 ) -> Proc {
+    let cmd = spawn_worker_cmd(config, prefix, url, id, level, stderr, shared_identity);
+    spawn(cmd, id)
+}
+
+fn spawn(mut cmd: Command, id: &str) -> Proc {
+    let child = cmd.spawn().expect("spawn aetherv worker");
+    Proc {
+        child,
+        name: id.to_string(),
+    }
+}
+
+fn spawn_worker_cmd(
+    config: &Path,
+    prefix: &str,
+    url: &str,
+    id: &str,
+    level: &str,
+    stderr: Stdio,
+    shared_identity: bool,
+) -> Command {
     let mut cmd = Command::new(bin());
     cmd.arg("worker").arg("--config").arg(config);
     if shared_identity {
@@ -269,8 +290,7 @@ fn spawn_worker(
     } else {
         cmd.env_remove("AETHERV_AGE_IDENTITY");
     }
-    let child = cmd
-        .env("AETHERV_PREFIX", prefix)
+    cmd.env("AETHERV_PREFIX", prefix)
         .env("AETHERV_AMQP_URL", url)
         .env("AETHERV_WORKER_ID", id)
         .env("AETHERV_LOG", level)
@@ -280,13 +300,8 @@ fn spawn_worker(
             if level == "debug" { "json" } else { "text" },
         )
         .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .expect("spawn aetherv worker");
-    Proc {
-        child,
-        name: id.to_string(),
-    }
+        .stderr(stderr);
+    cmd
 }
 
 /// Polls `cond` every 50 ms until it holds; panics with `what` after `timeout`.

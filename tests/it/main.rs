@@ -2,12 +2,14 @@
 //! `aetherv worker` processes, AMQP producers. One integration binary (see STYLE.md).
 
 mod bot;
+mod config;
 mod deploy;
 mod discord;
 mod harness;
 mod hosts;
 mod inproc;
 mod jobs;
+mod ops;
 mod peers;
 mod requests;
 mod slack;

@@ -440,12 +440,18 @@ impl Drop for Shell {
 
 /// One request whose success is HTTP 200; anything else becomes a fault or HTTP error.
 async fn soap(transport: &mut Transport, request: String) -> Result<String, WinrmError> {
-    let reply = transport.exchange(request).await?;
-    if reply.status == 200 {
-        Ok(reply.body)
-    } else {
-        Err(response::error_from_reply(reply.status, &reply.body))
-    }
+    let started = Instant::now();
+    let result = match transport.exchange(request).await {
+        Ok(reply) if reply.status == 200 => Ok(reply.body),
+        Ok(reply) => Err(response::error_from_reply(reply.status, &reply.body)),
+        Err(e) => Err(e),
+    };
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.outcome(),
+    };
+    aetherv_metrics::metrics().winrm_call(outcome, started.elapsed().as_secs_f64());
+    result
 }
 
 /// Completes when `token` is cancelled; never without a token. Cancel-safe.

@@ -84,6 +84,24 @@ pub enum WinrmError {
 }
 
 impl WinrmError {
+    /// The error's class, a bounded metric label.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            WinrmError::Config(_) => "config",
+            WinrmError::Connect(_) => "connect",
+            WinrmError::Tls(_) => "tls",
+            WinrmError::Auth { .. } | WinrmError::Ntlm(_) | WinrmError::Kerberos { .. } => "auth",
+            WinrmError::Http { .. } => "http",
+            WinrmError::Transport(_) => "transport",
+            WinrmError::Fault { .. } => "fault",
+            WinrmError::Timeout => "timeout",
+            WinrmError::Cancelled => "cancelled",
+            WinrmError::Protocol(_)
+            | WinrmError::CommandTooLong { .. }
+            | WinrmError::ShellClosed => "protocol",
+        }
+    }
+
     /// True for errors where the remote side may never have seen the request
     /// and a retry on a new connection is reasonable (connect and TLS failures).
     pub fn is_connect(&self) -> bool {

@@ -223,7 +223,12 @@ impl WorkerConfig {
         Ok(cfg)
     }
 
-    /// Reads and parses a file.
+    /// Builds a configuration from JSON (the `worker` section of an `aetherv.yaml`).
+    pub fn from_json(v: serde_json::Value) -> Result<Self, ConfigError> {
+        serde_json::from_value(v).map_err(|e| ConfigError::Parse(e.to_string()))
+    }
+
+    /// Reads and parses a worker configuration file.
     pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),

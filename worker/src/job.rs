@@ -289,6 +289,7 @@ impl JobCtx<'_> {
         self.reporter.flush(&self.buf).await?;
         let duration_ms = started.elapsed().as_millis() as u64;
         tracing::info!(duration_ms, ok = result.is_ok(), "step ended");
+        aetherv_metrics::metrics().step_finished(step.as_str(), started.elapsed().as_secs_f64());
         match result {
             Ok((data, resumed)) => {
                 self.reporter

@@ -241,6 +241,7 @@ impl Worker {
             slots: self.slots.clone(),
             opts: self.opts.clone(),
         });
+        let served: Vec<String> = self.agents.iter().map(|a| a.host.clone()).collect();
         let mut slots = tokio::task::JoinSet::new();
         for agent in self.agents {
             slots.spawn(slot::prepared_slot(
@@ -266,6 +267,11 @@ impl Worker {
                 quiet.clone(),
             ));
         }
+        pollers.spawn(watch_queue_depths(
+            self.broker.clone(),
+            served,
+            quiet.clone(),
+        ));
         if !self.inventory_interval.is_zero() {
             let n = self.inventory_agents.len().max(1) as u32;
             for (i, agent) in self.inventory_agents.into_iter().enumerate() {
@@ -297,5 +303,25 @@ impl Worker {
         }
         pollers.abort_all();
         Ok(StopDetails { drained })
+    }
+}
+
+/// How often the host queues' depths are read for `/metrics`.
+const QUEUE_DEPTH_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Reads each served host queue's depth into the `host_queue_depth` gauge every
+/// [`QUEUE_DEPTH_INTERVAL`], each read with a deadline, until `quiet`.
+async fn watch_queue_depths(broker: Broker, hosts: Vec<String>, quiet: CancellationToken) {
+    loop {
+        for host in &hosts {
+            let read = tokio::time::timeout(Duration::from_secs(2), broker.queue_depth(host));
+            if let Ok(Ok(depth)) = read.await {
+                aetherv_metrics::metrics().set_queue_depth(host, u64::from(depth.ready));
+            }
+        }
+        tokio::select! {
+            () = quiet.cancelled() => return,
+            () = tokio::time::sleep(QUEUE_DEPTH_INTERVAL) => {}
+        }
     }
 }

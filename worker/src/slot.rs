@@ -42,6 +42,7 @@ impl SlotRegistry {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
+        aetherv_metrics::metrics().set_slot_busy(host, matches!(state, SlotState::Busy { .. }));
         g.insert(host.to_string(), state);
     }
 
@@ -219,9 +220,23 @@ async fn handle(ctx: &SlotCtx, agent: &HostAgent, d: JobDelivery, terminate: &Ca
     );
     let mut reporter = JobReporter::new(ctx.broker.clone(), job.job_id);
     let jc = job_ctx(&mut reporter, agent, &job, terminate, ctx.opts.clone());
+    let started = std::time::Instant::now();
     let outcome = run_job_with(jc, &ctx.worker_id, d.attempt(), d.redelivered)
         .instrument(span)
         .await;
+    let finished = match &outcome {
+        Ok(JobOutcome::Succeeded) => Some("succeeded"),
+        Ok(JobOutcome::Failed) => Some("failed"),
+        Ok(JobOutcome::Cancelled) => Some("cancelled"),
+        Ok(JobOutcome::Interrupted) | Err(_) => None,
+    };
+    if let Some(outcome) = finished {
+        aetherv_metrics::metrics().job_finished(
+            job.kind.as_str(),
+            outcome,
+            started.elapsed().as_secs_f64(),
+        );
+    }
     let settled = match outcome {
         Ok(JobOutcome::Succeeded | JobOutcome::Failed | JobOutcome::Cancelled) => d.ack().await,
         Ok(JobOutcome::Interrupted) => d.requeue().await,

@@ -47,6 +47,7 @@ pub(super) async fn supervise(shared: Arc<Shared>, mut live: Arc<Live>) {
                 }
             }
         };
+        aetherv_metrics::metrics().broker_reconnected();
         shared.live.send_replace(Some(Arc::clone(&live)));
     }
     shared.live.send_replace(None);

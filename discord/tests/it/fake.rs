@@ -1,6 +1,7 @@
 //! A fake Discord REST API (axum): records every call, answers message posts with a fresh
-//! message id, and can be told to answer the next calls of a route with an error status
-//! (429 with `retry_after`, 401, 503 …). Written for these tests from Discord's documented
+//! message id and thread starts with a thread channel object, and can be told to answer the
+//! next calls of a route with an error status (429 with `retry_after` and `Retry-After`, 401,
+//! 503, 400 with Discord's error code …) and rate-limit headers. Written for these tests from Discord's documented
 //! request and response shapes.
 
 use axum::body::Bytes;
@@ -46,6 +47,8 @@ struct Inner {
     next_id: u64,
     /// (method, path prefix) → answers for the next matching calls.
     script: Vec<(String, String, VecDeque<Scripted>)>,
+    /// Every unscripted message edit empties its bucket for this many seconds.
+    edit_reset_after: Option<f64>,
 }
 
 /// The fake.
@@ -101,7 +104,7 @@ async fn handle(
         .iter_mut()
         .find(|(m, p, q)| *m == method.as_str() && path.starts_with(p.as_str()) && !q.is_empty())
         .and_then(|(_, _, q)| q.pop_front());
-    let (status, answer, extra) = match scripted {
+    let (status, answer, mut extra) = match scripted {
         Some(s) => s,
         None => {
             g.next_id += 1;
@@ -114,13 +117,29 @@ async fn handle(
                 Some(last) if method == Method::PATCH && last != "@original" => last.to_string(),
                 _ => format!("9000{}", g.next_id),
             };
-            (
-                200,
-                json!({ "id": id, "channel_id": channel, "content": body.get("content").cloned().unwrap_or(Value::Null) }),
-                Vec::new(),
-            )
+            let answer = if path.ends_with("/threads") {
+                // A thread channel object (a public thread, type 11).
+                json!({
+                    "id": id, "type": 11, "parent_id": channel, "name": body.get("name").cloned().unwrap_or(Value::Null),
+                    "thread_metadata": { "archived": false, "locked": false, "auto_archive_duration": body.get("auto_archive_duration").cloned().unwrap_or(json!(1440)) },
+                })
+            } else {
+                json!({ "id": id, "channel_id": channel, "content": body.get("content").cloned().unwrap_or(Value::Null) })
+            };
+            let limited = method == Method::PATCH && path.contains("/messages/");
+            let headers = match g.edit_reset_after {
+                Some(after) if limited => vec![
+                    ("x-ratelimit-limit", "5".to_string()),
+                    ("x-ratelimit-remaining", "0".to_string()),
+                    ("x-ratelimit-reset-after", format!("{after:.3}")),
+                    ("x-ratelimit-bucket", "edits".to_string()),
+                ],
+                _ => Vec::new(),
+            };
+            (200, answer, headers)
         }
     };
+    let callback = path.ends_with("/callback");
     g.calls.push(Call {
         method: method.to_string(),
         path,
@@ -132,8 +151,19 @@ async fn handle(
         status,
         answer: answer.clone(),
     });
+    if status == 429 && !extra.iter().any(|(k, _)| *k == "retry-after") {
+        // Discord sends the wait in the body (seconds, a float) and as `Retry-After` (whole
+        // seconds).
+        let secs = answer["retry_after"].as_f64().unwrap_or(1.0).ceil();
+        extra.push(("retry-after", format!("{secs}")));
+    }
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = (code, Json(answer)).into_response();
+    // An interaction callback is answered 204 without a body, as Discord does.
+    let mut resp = if status == 200 && callback {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        (code, Json(answer)).into_response()
+    };
     for (k, v) in extra {
         if let Ok(v) = axum::http::HeaderValue::from_str(&v) {
             resp.headers_mut().insert(k, v);
@@ -178,6 +208,12 @@ impl FakeDiscord {
             prefix.into(),
             answers.into(),
         ));
+    }
+
+    /// From now on every message edit not scripted otherwise is answered with
+    /// `X-RateLimit-Remaining: 0` and `X-RateLimit-Reset-After: after` seconds.
+    pub fn limit_edits(&self, after: f64) {
+        self.inner.lock().expect("fake lock").edit_reset_after = Some(after);
     }
 
     /// Every call so far.

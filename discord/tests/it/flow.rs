@@ -170,7 +170,42 @@ async fn world(broker: &Broker) -> World {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approved_job_gets_a_thread_with_status_and_log_messages_a_final_message_and_its_log_file(
 ) {
-    let br = broker();
+    full_flow(broker()).await;
+}
+
+/// The same flow on a real RabbitMQ (`AETHERV_AMQP_URL`, default the local one) under a
+/// per-test prefix, whose queues and exchanges are deleted afterwards. Fails without a broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_full_flow_on_rabbitmq() {
+    let url = std::env::var("AETHERV_AMQP_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let prefix = format!(
+        "discord-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let br = Broker::connect(&url, Topology::new(&prefix))
+        .await
+        .unwrap_or_else(|e| {
+            panic!("RabbitMQ is not reachable at AETHERV_AMQP_URL ({e}): run scripts/test.sh or start one")
+        });
+    full_flow(br.clone()).await;
+    br.close().await;
+    let deleted = aetherv_broker::delete_topology(
+        &url,
+        &Topology::new(&prefix),
+        &["hv01", "hv02", "cluster.clu01"],
+        &[aetherv_bot::LEADER_ROLE],
+    )
+    .await;
+    assert!(
+        deleted >= 5,
+        "the test's queues and exchanges are removed ({deleted})"
+    );
+}
+
+async fn full_flow(br: Broker) {
     let _w = world(&br).await;
     let b = bot(&br, one_approval()).await;
     // Autocomplete from the hosts' inventory, narrowed by the host chosen.

@@ -8,12 +8,14 @@ mod http_mode;
 mod long_log;
 mod rest;
 mod snapshots;
+mod threads;
 
 use aetherv_bot::engine::{Engine, EngineConfig};
 use aetherv_broker::{Broker, Topology};
 use aetherv_core::approval::Policy;
 use aetherv_core::rbac::Rbac;
 use aetherv_core::Platform;
+use aetherv_discord::outbound::ThreadKeeping;
 use aetherv_discord::{Options, DISCORD_LIMITS};
 use ed25519_dalek::{Signer, SigningKey};
 use fake::FakeDiscord;
@@ -172,6 +174,11 @@ impl Drop for Bot {
 
 /// Starts the bot over `broker` in HTTP mode against a fresh fake.
 pub async fn bot(broker: &Broker, policy: Policy) -> Bot {
+    bot_with(broker, policy, ThreadKeeping::default()).await
+}
+
+/// [`bot`] keeping job threads open as `keeping` says.
+pub async fn bot_with(broker: &Broker, policy: Policy, keeping: ThreadKeeping) -> Bot {
     let fake = FakeDiscord::start().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -190,6 +197,7 @@ pub async fn bot(broker: &Broker, policy: Policy) -> Bot {
         templates_dir: None,
         register_commands: true,
         guild_id: Some(GUILD.into()),
+        thread_keeping: keeping,
     };
     tokio::spawn(aetherv_discord::run(
         engine(broker, policy),

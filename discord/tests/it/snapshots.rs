@@ -145,6 +145,15 @@ fn deploy_form_pages() {
 }
 
 #[test]
+fn a_job_threads_start_and_keep_alive() {
+    insta::assert_json_snapshot!(
+        "thread_start",
+        messages::thread_start("Job 1a2b3c4d · deployment.managed on hv01")
+    );
+    insta::assert_json_snapshot!("thread_reopen", messages::thread_reopen());
+}
+
+#[test]
 fn the_command_definition() {
     let forms = Forms::builtin().expect("forms");
     insta::assert_json_snapshot!("command", commands::definition(&forms));
