@@ -311,6 +311,8 @@ function Get-AethervNicView {
         dhcp_guard     = ([string]$Adapter.DhcpGuard -eq 'On')
         router_guard   = ([string]$Adapter.RouterGuard -eq 'On')
         mac_spoofing   = ([string]$Adapter.MacAddressSpoofing -eq 'On')
+        # Reported by the guest's integration services while the VM runs; empty otherwise.
+        ip_addresses   = @(@($Adapter.IPAddresses) | Where-Object { $_ } | ForEach-Object { [string]$_ })
     }
 }
 

@@ -10,6 +10,7 @@
 mod api;
 mod approvals;
 mod catchup;
+mod changes;
 mod guided;
 mod requests;
 
@@ -24,6 +25,7 @@ use aetherv_core::command::{self, Command, CommandName, CommandParseError, Deplo
 use aetherv_core::contract::job::Approval;
 use aetherv_core::ops::{
     DiskCreateSpec, DiskUpdateSpec, JobSpec, NicCreateSpec, VmDeleteSpec, VmPowerSpec, VmRef,
+    VmUpdateSpec,
 };
 use aetherv_core::rbac::{Grants, Principal, Rbac};
 use aetherv_core::schema::Forms;
@@ -35,7 +37,7 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 /// How many jobs `jobs` lists without `--limit` or `--all`.
-pub const JOBS_LIMIT: usize = 20;
+pub const JOBS_LIMIT: usize = 10;
 
 /// How long replayed history must be quiet before restored threads are announced.
 pub const SETTLE_AFTER_REPLAY: Duration = Duration::from_millis(400);
@@ -200,6 +202,10 @@ pub fn user_text(e: &CommandParseError) -> (String, Option<&'static str>) {
             ),
             Some(CommandName::Deploy.usage()),
         ),
+        CommandParseError::UnknownField { command, position } => (
+            format!("argument {position} is not a field this command takes"),
+            Some(command.usage()),
+        ),
         _ => (e.to_string(), None),
     }
 }
@@ -236,7 +242,10 @@ impl Engine {
             if j.quiet {
                 j.phase.is_final()
             } else {
+                // A request that ended before it was published (rejected, expired, cancelled
+                // while awaiting approval) has no thread to finish.
                 j.phase == Phase::AwaitingApproval
+                    || (j.phase.is_final() && j.queued_seq.is_none())
                     || (j.phase.is_final() && j.finished && j.thread.next_due().is_none())
             }
         })
@@ -322,6 +331,16 @@ impl Engine {
                 Some(vm) => Reply::Listing(Listing::Vm(vm)),
                 None => notice(&user, format!("no VM named {name}")),
             }]),
+            Command::VmUpdate {
+                name,
+                gb_ram,
+                cpu_cores,
+            } => {
+                self.command_vm_job(who, grants, &name, |vm| {
+                    JobSpec::VmUpdate(VmUpdateSpec::new(vm, gb_ram, cpu_cores))
+                })
+                .await
+            }
             Command::VmPower { name, action } => {
                 self.command_vm_job(who, grants, &name, |vm| {
                     JobSpec::VmPower(VmPowerSpec::new(vm, action.as_str()))
@@ -350,6 +369,19 @@ impl Engine {
                 })
                 .await
             }
+            Command::DiskRemove {
+                vm,
+                disk,
+                boot_disk,
+            } => {
+                self.command_disk_remove(who, grants, &vm, &disk, boot_disk)
+                    .await
+            }
+            Command::NicRemove { vm, nic } => {
+                self.command_nic_remove(who, grants, &vm, nic.as_deref())
+                    .await
+            }
+            Command::Retry { id } => self.command_retry(who, grants, &id).await,
             Command::NicAdd { vm, network } => {
                 self.command_vm_job(who, grants, &vm, |vm| {
                     JobSpec::NicCreate(NicCreateSpec::new(vm, network))
@@ -357,14 +389,16 @@ impl Engine {
                 .await
             }
             Command::Job { id } => Ok(vec![match self.state.find_job(&id) {
-                Some(j) => Reply::Listing(Listing::Jobs(
-                    self.state
+                Some(j) => Reply::Listing(Listing::Jobs {
+                    jobs: self
+                        .state
                         .jobs
                         .get(&j)
                         .map(JobInfo::row)
                         .into_iter()
                         .collect(),
-                )),
+                    more: 0,
+                }),
                 None => notice(&user, format!("no job matches {id}")),
             }]),
             Command::Jobs {
@@ -372,30 +406,15 @@ impl Engine {
                 host,
                 limit,
                 all,
-            } => {
-                let mut jobs: Vec<&JobInfo> = self
-                    .state
-                    .jobs
-                    .values()
-                    .filter(|j| !mine || j.requester.as_ref() == Some(&who.id))
-                    .filter(|j| {
-                        host.as_deref()
-                            .is_none_or(|h| h.eq_ignore_ascii_case(&j.target))
-                    })
-                    .collect();
-                // Newest first; ties (and jobs of unknown time) by id, for a stable order.
-                jobs.sort_by(|a, b| {
-                    b.created_at
-                        .cmp(&a.created_at)
-                        .then_with(|| a.job_id.cmp(&b.job_id))
-                });
-                if !all {
-                    let n = limit.map_or(JOBS_LIMIT, |n| usize::try_from(n).unwrap_or(usize::MAX));
-                    jobs.truncate(n);
-                }
-                let rows = jobs.into_iter().map(JobInfo::row).collect();
-                Ok(vec![Reply::Listing(Listing::Jobs(rows))])
-            }
+            } => Ok(self.command_jobs(
+                who,
+                &changes::JobsQuery {
+                    mine,
+                    host,
+                    limit,
+                    all,
+                },
+            )),
             Command::Cancel { id } => self.command_cancel(who, grants, &id).await,
             Command::Approve { id } => {
                 self.command_vote(who, grants, id.as_deref(), true, None)
@@ -580,6 +599,8 @@ impl Engine {
                 },
                 _ => {
                     let (step, code, message) = info.failure.clone().unwrap_or_default();
+                    // The agent words its errors in spec fields; chat users type flags.
+                    let message = aetherv_core::chat_terms::in_chat_terms(&message);
                     Outcome::Failed {
                         step,
                         code,

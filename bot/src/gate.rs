@@ -13,6 +13,9 @@
 //! 2. a new VM's name is not claimed by another open request (awaiting approval, queued,
 //!    running or interrupted) for the same host.
 //!
+//! The shared rules include a VM's new memory and processors within the VM form's limits, and
+//! the disk or network adapter a removal names being the VM's (when the inventory listed them).
+//!
 //! The world may change between this check and the job's first step; the worker's preflight
 //! checks again against fresh inventory, with the same rules.
 
@@ -127,6 +130,12 @@ fn host_facts(host_name: &str, host: &HostInfo) -> HostFacts {
                             path: d.path.clone(),
                             size_gb: d.size_gb,
                         })
+                        .collect()
+                }),
+                nics: host.details.get(key).map(|d| {
+                    d.nics
+                        .iter()
+                        .map(|n| (n.id.clone(), n.name.clone()))
                         .collect()
                 }),
             })

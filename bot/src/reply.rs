@@ -41,6 +41,11 @@ pub struct VmView {
     pub disks: Vec<crate::state::DiskInfo>,
     /// Network adapters, from the last inventory.
     pub nics: Vec<crate::state::NicInfo>,
+    /// The VM's addresses: every address its adapters reported, in adapter order.
+    pub addresses: Vec<String>,
+    /// An inventory listed the VM (false: a VM the bot knows from its job only, until the next
+    /// poll; its disks and adapters are not known yet).
+    pub inventoried: bool,
 }
 
 /// One host row.
@@ -71,6 +76,8 @@ pub struct JobRow {
     pub state: String,
     /// Who asked.
     pub requester: String,
+    /// When it was requested (`2026-05-01 14:03Z`), empty when unknown.
+    pub created: String,
 }
 
 /// A step in progress.
@@ -262,8 +269,13 @@ pub enum Listing {
     Vm(VmView),
     /// `hosts`.
     Hosts(Vec<HostRow>),
-    /// `jobs`, `job`.
-    Jobs(Vec<JobRow>),
+    /// `jobs`, `job`: the rows shown, and how many more matched but were cut by the limit.
+    Jobs {
+        /// The rows, newest first.
+        jobs: Vec<JobRow>,
+        /// Jobs left out by the limit.
+        more: usize,
+    },
 }
 
 /// One field error of a submitted form.
@@ -538,7 +550,7 @@ impl Reply {
                 Listing::Vms { host, vms } => ("vm_list", json!({"host": host, "vms": vms})),
                 Listing::Vm(vm) => ("vm_show", json!(vm)),
                 Listing::Hosts(hosts) => ("hosts", json!({"hosts": hosts})),
-                Listing::Jobs(jobs) => ("jobs", json!({"jobs": jobs})),
+                Listing::Jobs { jobs, more } => ("jobs", json!({"jobs": jobs, "more": more})),
             },
             Reply::ApprovalRequested { view, .. } => ("approval_request", json!(view)),
             Reply::VoteCounted {

@@ -144,6 +144,10 @@ impl JobInfo {
             target: self.target.clone(),
             state: self.phase.as_str().to_string(),
             requester: self.requester.as_ref().map(display).unwrap_or_default(),
+            created: self
+                .created_at
+                .map(|t| t.format("%Y-%m-%d %H:%MZ").to_string())
+                .unwrap_or_default(),
         }
     }
 }
@@ -202,6 +206,22 @@ pub struct DiskInfo {
     pub path: String,
     /// Size in GB (`None` when the inventory did not say).
     pub size_gb: Option<u64>,
+    /// Controller number and location (`None` when the inventory did not say): the disk at
+    /// the lowest is the one a generation 2 VM boots from.
+    #[serde(skip)]
+    pub location: Option<(u64, u64)>,
+}
+
+impl VmDetail {
+    /// The disk the VM boots from: the one at the lowest controller location, else the first
+    /// listed; `None` without disks.
+    pub fn boot_disk(&self) -> Option<&DiskInfo> {
+        self.disks
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, d)| (d.location.unwrap_or((u64::MAX, u64::MAX)), *i))
+            .map(|(_, d)| d)
+    }
 }
 
 impl DiskInfo {
@@ -229,6 +249,8 @@ pub struct NicInfo {
     pub name: String,
     /// Network name.
     pub network: String,
+    /// Virtual switch.
+    pub switch: String,
     /// MAC address.
     pub mac: String,
     /// IP addresses, when the inventory reported them.
@@ -269,6 +291,10 @@ fn vm_detail(vm: &Value) -> VmDetail {
                 id: s(d.get("disk_id")),
                 path: s(d.get("disk_path")),
                 size_gb: d.get("size_gb").and_then(Value::as_u64),
+                location: d
+                    .get("controller_number")
+                    .and_then(Value::as_u64)
+                    .zip(d.get("controller_location").and_then(Value::as_u64)),
             })
             .collect(),
         nics: list("nics")
@@ -277,6 +303,7 @@ fn vm_detail(vm: &Value) -> VmDetail {
                 id: s(n.get("nic_id")),
                 name: s(n.get("adapter_name")),
                 network: s(n.get("network")),
+                switch: s(n.get("virtual_switch")),
                 mac: s(n.get("mac_address")),
                 addresses: texts(n, "ip_addresses"),
             })
@@ -708,13 +735,31 @@ impl State {
         let key = name.to_ascii_lowercase();
         self.hosts.values().find_map(|h| {
             let row = h.vms.get(&key)?.clone();
+            let inventoried = h.details.contains_key(&key);
             let detail = h.details.get(&key).cloned().unwrap_or_default();
+            let mut addresses: Vec<String> = Vec::new();
+            for a in detail.nics.iter().flat_map(|n| &n.addresses) {
+                if !addresses.contains(a) {
+                    addresses.push(a.clone());
+                }
+            }
             Some(crate::reply::VmView {
                 row,
                 disks: detail.disks,
                 nics: detail.nics,
+                addresses,
+                inventoried,
             })
         })
+    }
+
+    /// What the last inventory of `row`'s host said of its disks and adapters; `None` when
+    /// no inventory listed the VM yet.
+    pub fn vm_detail(&self, row: &VmRow) -> Option<&VmDetail> {
+        self.hosts
+            .get(&row.host.to_ascii_lowercase())?
+            .details
+            .get(&row.name.to_ascii_lowercase())
     }
 
     /// Finds a VM by name on any host.

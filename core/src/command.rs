@@ -71,6 +71,15 @@ pub enum Command {
         /// VM name.
         name: String,
     },
+    /// `vm update NAME [gb_ram=N] [cpu_cores=N]`: change a VM's memory or processors.
+    VmUpdate {
+        /// VM name.
+        name: String,
+        /// New startup memory in GB.
+        gb_ram: Option<u32>,
+        /// New number of virtual processors.
+        cpu_cores: Option<u32>,
+    },
     /// `vm start|shutdown|stop|reset NAME`.
     VmPower {
         /// VM name.
@@ -103,12 +112,33 @@ pub enum Command {
         /// New size in GB.
         size_gb: u32,
     },
+    /// `disk remove VM DISK [--boot-disk]`.
+    DiskRemove {
+        /// VM name.
+        vm: String,
+        /// Disk id, path or file name.
+        disk: String,
+        /// Allow removing the VM's boot (first) or only disk.
+        boot_disk: bool,
+    },
     /// `nic add VM NETWORK`.
     NicAdd {
         /// VM name.
         vm: String,
         /// Virtual switch / network name.
         network: String,
+    },
+    /// `nic remove VM [NIC]`: without NIC, the VM's only adapter.
+    NicRemove {
+        /// VM name.
+        vm: String,
+        /// Adapter name or id.
+        nic: Option<String>,
+    },
+    /// `retry ID`: a failed or cancelled job again, as a new request.
+    Retry {
+        /// Job id (a prefix is enough).
+        id: String,
     },
     /// `job ID`: one job's status.
     Job {
@@ -159,6 +189,8 @@ pub enum CommandName {
     VmList,
     /// `vm show`
     VmShow,
+    /// `vm update`
+    VmUpdate,
     /// `vm start|shutdown|stop|reset`
     VmPower,
     /// `vm delete`
@@ -167,8 +199,14 @@ pub enum CommandName {
     DiskAdd,
     /// `disk resize`
     DiskResize,
+    /// `disk remove`
+    DiskRemove,
     /// `nic add`
     NicAdd,
+    /// `nic remove`
+    NicRemove,
+    /// `retry`
+    Retry,
     /// `job`
     Job,
     /// `jobs`
@@ -187,18 +225,22 @@ pub enum CommandName {
 
 impl CommandName {
     /// Every command, in help order.
-    pub const ALL: [CommandName; 15] = [
+    pub const ALL: [CommandName; 19] = [
         CommandName::Deploy,
         CommandName::VmList,
         CommandName::VmShow,
+        CommandName::VmUpdate,
         CommandName::VmPower,
         CommandName::VmDelete,
         CommandName::DiskAdd,
         CommandName::DiskResize,
+        CommandName::DiskRemove,
         CommandName::NicAdd,
+        CommandName::NicRemove,
         CommandName::Job,
         CommandName::Jobs,
         CommandName::Cancel,
+        CommandName::Retry,
         CommandName::Approve,
         CommandName::Reject,
         CommandName::Hosts,
@@ -212,11 +254,15 @@ impl CommandName {
             CommandName::Deploy => "deploy [managed|vm] [key=value…]",
             CommandName::VmList => "vm list [--host H]",
             CommandName::VmShow => "vm show NAME",
+            CommandName::VmUpdate => "vm update NAME [gb_ram=N] [cpu_cores=N]",
             CommandName::VmPower => "vm start|shutdown|stop|reset NAME",
             CommandName::VmDelete => "vm delete NAME [--delete-disks] [--force]",
             CommandName::DiskAdd => "disk add VM SIZE_GB",
             CommandName::DiskResize => "disk resize VM DISK SIZE_GB",
+            CommandName::DiskRemove => "disk remove VM DISK [--boot-disk]",
             CommandName::NicAdd => "nic add VM NETWORK",
+            CommandName::NicRemove => "nic remove VM [NIC]",
+            CommandName::Retry => "retry ID",
             CommandName::Job => "job ID",
             CommandName::Jobs => "jobs [--mine] [--host H] [--limit N] [--all]",
             CommandName::Cancel => "cancel ID",
@@ -235,11 +281,15 @@ impl Command {
             Command::Deploy { .. } => CommandName::Deploy,
             Command::VmList { .. } => CommandName::VmList,
             Command::VmShow { .. } => CommandName::VmShow,
+            Command::VmUpdate { .. } => CommandName::VmUpdate,
             Command::VmPower { .. } => CommandName::VmPower,
             Command::VmDelete { .. } => CommandName::VmDelete,
             Command::DiskAdd { .. } => CommandName::DiskAdd,
             Command::DiskResize { .. } => CommandName::DiskResize,
+            Command::DiskRemove { .. } => CommandName::DiskRemove,
             Command::NicAdd { .. } => CommandName::NicAdd,
+            Command::NicRemove { .. } => CommandName::NicRemove,
+            Command::Retry { .. } => CommandName::Retry,
             Command::Job { .. } => CommandName::Job,
             Command::Jobs { .. } => CommandName::Jobs,
             Command::Cancel { .. } => CommandName::Cancel,
@@ -306,6 +356,15 @@ pub enum CommandParseError {
         /// The word's position among the command's arguments (1-based).
         position: usize,
     },
+    /// A word that is not one of the command's `name=value` fields (`vm update` takes
+    /// `gb_ram` and `cpu_cores`).
+    #[error("unknown field (word {position}) for {command:?}")]
+    UnknownField {
+        /// The command.
+        command: CommandName,
+        /// The field's position among the command's arguments (1-based).
+        position: usize,
+    },
 }
 
 type Parser = fn(&mut Args) -> Result<Command, CommandParseError>;
@@ -322,9 +381,13 @@ pub const COMMANDS: &[(&[&str], Parser)] = &[
     (&["vm", "stop"], |a| parse_vm_power(a, PowerAction::Stop)),
     (&["vm", "reset"], |a| parse_vm_power(a, PowerAction::Reset)),
     (&["vm", "delete"], parse_vm_delete),
+    (&["vm", "update"], parse_vm_update),
     (&["disk", "add"], parse_disk_add),
     (&["disk", "resize"], parse_disk_resize),
+    (&["disk", "remove"], parse_disk_remove),
     (&["nic", "add"], parse_nic_add),
+    (&["nic", "remove"], parse_nic_remove),
+    (&["retry"], parse_retry),
     (&["job"], parse_job),
     (&["jobs"], parse_jobs),
     (&["cancel"], parse_cancel),
@@ -548,6 +611,80 @@ fn parse_vm_delete(a: &mut Args) -> Result<Command, CommandParseError> {
     })
 }
 
+fn parse_vm_update(a: &mut Args) -> Result<Command, CommandParseError> {
+    const COMMAND: CommandName = CommandName::VmUpdate;
+    let name = a.positional(COMMAND, "NAME")?;
+    let (mut gb_ram, mut cpu_cores) = (None, None);
+    while let Some(w) = a.words.get(a.pos).cloned() {
+        a.pos += 1;
+        let position = a.pos;
+        if w.starts_with("--") {
+            return Err(CommandParseError::UnknownFlag {
+                command: COMMAND,
+                position,
+            });
+        }
+        let unknown = CommandParseError::UnknownField {
+            command: COMMAND,
+            position,
+        };
+        let Some((k, v)) = w.split_once('=') else {
+            return Err(unknown);
+        };
+        let (slot, arg) = match k.to_ascii_lowercase().as_str() {
+            "gb_ram" => (&mut gb_ram, "gb_ram"),
+            "cpu_cores" => (&mut cpu_cores, "cpu_cores"),
+            _ => return Err(unknown),
+        };
+        let n = v
+            .trim_end_matches("GB")
+            .trim_end_matches("gb")
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or(CommandParseError::InvalidNumber { arg })?;
+        *slot = Some(n);
+    }
+    if gb_ram.is_none() && cpu_cores.is_none() {
+        return Err(CommandParseError::MissingArgument {
+            command: COMMAND,
+            arg: "gb_ram=N or cpu_cores=N",
+        });
+    }
+    Ok(Command::VmUpdate {
+        name,
+        gb_ram,
+        cpu_cores,
+    })
+}
+
+fn parse_disk_remove(a: &mut Args) -> Result<Command, CommandParseError> {
+    let vm = a.positional(CommandName::DiskRemove, "VM")?;
+    let disk = a.positional(CommandName::DiskRemove, "DISK")?;
+    let f = a.flags(CommandName::DiskRemove, &["--boot-disk"], &[])?;
+    Ok(Command::DiskRemove {
+        vm,
+        disk,
+        boot_disk: f.contains_key("--boot-disk"),
+    })
+}
+
+fn parse_nic_remove(a: &mut Args) -> Result<Command, CommandParseError> {
+    let vm = a.positional(CommandName::NicRemove, "VM")?;
+    let nic = match a.words.get(a.pos) {
+        Some(_) => Some(a.positional(CommandName::NicRemove, "NIC")?),
+        None => None,
+    };
+    a.done(CommandName::NicRemove)?;
+    Ok(Command::NicRemove { vm, nic })
+}
+
+fn parse_retry(a: &mut Args) -> Result<Command, CommandParseError> {
+    let id = a.positional(CommandName::Retry, "ID")?;
+    a.done(CommandName::Retry)?;
+    Ok(Command::Retry { id })
+}
+
 fn parse_disk_add(a: &mut Args) -> Result<Command, CommandParseError> {
     let vm = a.positional(CommandName::DiskAdd, "VM")?;
     let size_gb = a.number(CommandName::DiskAdd, "SIZE_GB")?;
@@ -618,182 +755,4 @@ fn parse_reject(a: &mut Args) -> Result<Command, CommandParseError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_every_command_family() {
-        assert_eq!(parse("vm list"), Ok(Command::VmList { host: None }));
-        assert_eq!(
-            parse("/vm list --host hv01"),
-            Ok(Command::VmList {
-                host: Some("hv01".into())
-            })
-        );
-        assert_eq!(
-            parse("vm shutdown web01"),
-            Ok(Command::VmPower {
-                name: "web01".into(),
-                action: PowerAction::Shutdown
-            })
-        );
-        assert_eq!(
-            parse("vm delete web01 --force --delete-disks"),
-            Ok(Command::VmDelete {
-                name: "web01".into(),
-                delete_disks: true,
-                force: true
-            })
-        );
-        assert_eq!(
-            parse("disk resize web01 d1 80"),
-            Ok(Command::DiskResize {
-                vm: "web01".into(),
-                disk: "d1".into(),
-                size_gb: 80
-            })
-        );
-        assert_eq!(
-            parse("jobs --mine"),
-            Ok(Command::Jobs {
-                mine: true,
-                host: None,
-                limit: None,
-                all: false
-            })
-        );
-        assert_eq!(
-            parse("jobs --limit 3 --host hv01"),
-            Ok(Command::Jobs {
-                mine: false,
-                host: Some("hv01".into()),
-                limit: Some(3),
-                all: false
-            })
-        );
-        assert_eq!(
-            parse("jobs --all"),
-            Ok(Command::Jobs {
-                mine: false,
-                host: None,
-                limit: None,
-                all: true
-            })
-        );
-        assert!(matches!(
-            parse("jobs --limit 0"),
-            Err(CommandParseError::InvalidNumber { .. })
-        ));
-        assert_eq!(parse("HOSTS"), Ok(Command::Hosts));
-        assert_eq!(parse("approve"), Ok(Command::Approve { id: None }));
-        assert_eq!(
-            parse("approve 1a2b"),
-            Ok(Command::Approve {
-                id: Some("1a2b".into())
-            })
-        );
-        assert_eq!(
-            parse("reject abc too big"),
-            Ok(Command::Reject {
-                id: "abc".into(),
-                reason: Some("too big".into())
-            })
-        );
-    }
-
-    #[test]
-    fn deploy_takes_a_form_and_quoted_fields() {
-        let Ok(Command::Deploy { form, fields }) =
-            parse(r#"deploy managed vm_name=web01 notes="two words""#)
-        else {
-            panic!("not a deploy")
-        };
-        assert_eq!(form, DeployForm::Managed);
-        assert_eq!(fields["notes"], "two words");
-        assert!(matches!(
-            parse("deploy vm_name=a"),
-            Ok(Command::Deploy {
-                form: DeployForm::Managed,
-                ..
-            })
-        ));
-        assert!(matches!(
-            parse("deploy vm vm_name=a"),
-            Ok(Command::Deploy {
-                form: DeployForm::Vm,
-                ..
-            })
-        ));
-        assert_eq!(
-            parse("deploy vm vm_name"),
-            Err(CommandParseError::InvalidField { position: 2 })
-        );
-    }
-
-    #[test]
-    fn errors_are_typed() {
-        assert_eq!(parse("  "), Err(CommandParseError::Empty));
-        assert_eq!(
-            parse("vm frobnicate x"),
-            Err(CommandParseError::Unknown { family: Some("vm") })
-        );
-        assert_eq!(
-            parse("vm show"),
-            Err(CommandParseError::MissingArgument {
-                command: CommandName::VmShow,
-                arg: "NAME"
-            })
-        );
-        assert_eq!(
-            parse("disk add web01 lots"),
-            Err(CommandParseError::InvalidNumber { arg: "SIZE_GB" })
-        );
-        assert_eq!(
-            parse("vm delete web01 --now"),
-            Err(CommandParseError::UnknownFlag {
-                command: CommandName::VmDelete,
-                position: 2
-            })
-        );
-        assert_eq!(
-            parse("hosts extra"),
-            Err(CommandParseError::UnexpectedArgument {
-                command: CommandName::Hosts,
-                position: 1
-            })
-        );
-        assert_eq!(
-            parse("deploy x=\"y"),
-            Err(CommandParseError::UnterminatedQuote)
-        );
-    }
-
-    /// Issue 16, finding 3: no error of a line that does not parse carries a word of it.
-    #[test]
-    fn errors_never_carry_the_words_of_the_line() {
-        let secret = "Hunter2secret";
-        for line in [
-            format!("deplyo guest_la_pw={secret} vm_name=t1"),
-            format!("{secret} guest_la_pw={secret}"),
-            format!("deploy vm_name=t1 guest_la_pw= {secret}"),
-            format!("deploy {secret}"),
-            format!("deploy vm_name=t1 ={secret}"),
-            format!("disk add web01 {secret}"),
-            format!("vm delete web01 --{secret}"),
-            format!("vm show web01 {secret}"),
-            format!("jobs --limit {secret}"),
-        ] {
-            let e = parse(&line).expect_err(&line);
-            let shown = format!("{e} {e:?}").to_ascii_lowercase();
-            assert!(!shown.contains("hunter2"), "{line}: {shown}");
-        }
-        assert_eq!(
-            parse("deplyo guest_la_pw=X vm_name=t1"),
-            Err(CommandParseError::Unknown { family: None })
-        );
-        assert_eq!(
-            parse("deploy vm_name=t1 guest_la_pw= X"),
-            Err(CommandParseError::InvalidField { position: 3 })
-        );
-    }
-}
+mod tests;

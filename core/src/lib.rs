@@ -11,6 +11,7 @@ mod wire_enum;
 
 pub mod approval;
 pub mod bundle;
+pub mod chat_terms;
 pub mod command;
 pub mod contract;
 pub mod error;

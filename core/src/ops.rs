@@ -333,6 +333,18 @@ impl VmPowerSpec {
     }
 }
 
+impl VmUpdateSpec {
+    /// `vm.update` of `vm`: new startup memory and/or processor count.
+    pub fn new(vm: VmRef, gb_ram: Option<u32>, cpu_cores: Option<u32>) -> Self {
+        VmUpdateSpec {
+            vm,
+            gb_ram: gb_ram.map(u64::from),
+            cpu_cores: cpu_cores.map(u64::from),
+            ..VmUpdateSpec::default()
+        }
+    }
+}
+
 impl VmDeleteSpec {
     /// `vm.delete` of `vm`.
     pub fn new(vm: VmRef, delete_disks: bool, force: bool) -> Self {

@@ -52,6 +52,10 @@ pub fn required_role(command: CommandName) -> Role {
         | CommandName::DiskAdd
         | CommandName::DiskResize
         | CommandName::NicAdd
+        | CommandName::VmUpdate
+        | CommandName::DiskRemove
+        | CommandName::NicRemove
+        | CommandName::Retry
         | CommandName::Cancel => Role::Operator,
         CommandName::Approve | CommandName::Reject => Role::Approver,
     }

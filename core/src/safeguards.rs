@@ -61,6 +61,8 @@ pub struct VmFacts {
     pub notes: String,
     /// Attached disks; `None` when not known (nothing is checked against them).
     pub disks: Option<Vec<DiskFacts>>,
+    /// Network adapters as (id, name); `None` when not known.
+    pub nics: Option<Vec<(String, String)>>,
 }
 
 /// One attached disk.
@@ -155,6 +157,11 @@ impl VmFacts {
                     })
                     .collect()
             }),
+            nics: v.get("nics").and_then(Value::as_array).map(|ns| {
+                ns.iter()
+                    .map(|n| (text(n, "nic_id"), text(n, "adapter_name")))
+                    .collect()
+            }),
         }
     }
 }
@@ -236,7 +243,13 @@ pub fn check(facts: &HostFacts, spec: &JobSpec, checks: Checks<'_>, errors: &mut
                 };
                 // Hyper-V changes the memory of a VM that is off; it must fit the host to
                 // start again.
+                ctx.form_limit(errors, ("vm", "gb_ram"), field, ram);
                 ctx.memory_total(errors, field, ram);
+                let (field, cpu) = match (s.cpu_cores, s.cpu) {
+                    (Some(c), _) => ("cpu_cores", Some(c)),
+                    (None, c) => ("cpu", c),
+                };
+                ctx.form_limit(errors, ("vm", "cpu_cores"), field, cpu);
             }
         }
         JobSpec::VmPower(s) => {
@@ -297,7 +310,13 @@ pub fn check(facts: &HostFacts, spec: &JobSpec, checks: Checks<'_>, errors: &mut
             ctx.present(errors, "network", s.network.as_deref());
         }
         JobSpec::NicDelete(s) => {
-            ctx.vm(errors, &s.vm);
+            if let Some(vm) = ctx.vm(errors, &s.vm) {
+                let (field, id) = match (&s.resource_id, &s.nic_id) {
+                    (Some(id), _) => ("resource_id", Some(id.as_str())),
+                    (None, id) => ("nic_id", id.as_deref()),
+                };
+                ctx.nic(errors, vm, field, id);
+            }
         }
         JobSpec::Noop(_) => {}
     }
@@ -434,20 +453,55 @@ impl Ctx<'_> {
 
     /// A disk size within the disk form's limits.
     fn disk_size(&self, errors: &mut Errors, field: &str, size: Option<u64>) {
-        let (Some(size), Some(forms)) = (size, self.checks.forms) else {
-            return;
-        };
-        let Some(limits) = forms.get("disk").and_then(|f| f.field("disk_size_gb")) else {
-            return;
-        };
-        let min = limits.min.and_then(|m| u64::try_from(m).ok()).unwrap_or(0);
-        let max = limits.max.and_then(|m| u64::try_from(m).ok());
-        if size < min || max.is_some_and(|m| size > m) {
+        if let Some((min, max)) = self.out_of(("disk", "disk_size_gb"), size) {
             let max = max.map_or_else(|| "any size".to_string(), |m| m.to_string());
             errors.add(
                 field,
                 ErrorCode::OutOfRange,
                 format!("a disk is {min} to {max} GB"),
+            );
+        }
+    }
+
+    /// A value within the limits of `form`'s field `form_field` (`vm`'s `gb_ram`, …).
+    fn form_limit(&self, errors: &mut Errors, form: (&str, &str), field: &str, value: Option<u64>) {
+        if let Some((min, max)) = self.out_of(form, value) {
+            let max = max.map_or_else(|| "any".to_string(), |m| m.to_string());
+            errors.add(
+                field,
+                ErrorCode::OutOfRange,
+                format!("{} is {min} to {max}", form.1),
+            );
+        }
+    }
+
+    /// The limits (min, max) of `form`'s field when `value` is outside them.
+    fn out_of(
+        &self,
+        (form, field): (&str, &str),
+        value: Option<u64>,
+    ) -> Option<(u64, Option<u64>)> {
+        let value = value?;
+        let limits = self.checks.forms?.get(form)?.field(field)?;
+        let min = limits.min.and_then(|m| u64::try_from(m).ok()).unwrap_or(0);
+        let max = limits.max.and_then(|m| u64::try_from(m).ok());
+        (value < min || max.is_some_and(|m| value > m)).then_some((min, max))
+    }
+
+    /// The network adapter a removal names is the VM's, when the inventory listed them.
+    fn nic(&self, errors: &mut Errors, vm: &VmFacts, field: &str, id: Option<&str>) {
+        let Some(id) = id.map(str::trim).filter(|i| !i.is_empty()) else {
+            return;
+        };
+        let Some(nics) = &vm.nics else { return };
+        let found = nics
+            .iter()
+            .any(|(nid, name)| nid.eq_ignore_ascii_case(id) || name.eq_ignore_ascii_case(id));
+        if !found {
+            errors.add(
+                field,
+                ErrorCode::NotFound,
+                format!("VM {} has no network adapter {id}", vm.name),
             );
         }
     }

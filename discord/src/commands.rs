@@ -15,6 +15,10 @@ fn string(name: &str, description: &str, required: bool, autocomplete: bool) -> 
     json!({ "type": 3, "name": name, "description": description, "required": required, "autocomplete": autocomplete })
 }
 
+fn integer(name: &str, description: &str, required: bool) -> Value {
+    json!({ "type": 4, "name": name, "description": description, "required": required, "min_value": 1 })
+}
+
 fn flag(name: &str, description: &str) -> Value {
     json!({ "type": 5, "name": name, "description": description })
 }
@@ -93,7 +97,8 @@ pub fn definition(forms: &Forms) -> Value {
             ]),
             group("vm", "VMs", vec![
                 sub("list", "List VMs", vec![host()]),
-                sub("show", "Show one VM", vec![name()]),
+                sub("show", "Show one VM: disks, adapters, addresses", vec![name()]),
+                sub("update", "Change a VM's memory or processors", vec![name(), integer("gb_ram", "Startup memory in GB", false), integer("cpu_cores", "Virtual processors", false)]),
                 sub("start", "Start a VM", vec![name()]),
                 sub("shutdown", "Shut a VM down (guest)", vec![name()]),
                 sub("stop", "Turn a VM off", vec![name()]),
@@ -102,13 +107,17 @@ pub fn definition(forms: &Forms) -> Value {
             ]),
             group("disk", "Disks", vec![
                 sub("add", "Add a disk", vec![string("vm", "VM name", true, false), json!({ "type": 4, "name": "size_gb", "description": "Size in GB", "required": true })]),
+                sub("resize", "Expand a disk", vec![string("vm", "VM name", true, false), string("disk", "Disk id, path or file name", true, false), integer("size_gb", "New size in GB", true)]),
+                sub("remove", "Remove a disk", vec![string("vm", "VM name", true, false), string("disk", "Disk id, path or file name", true, false), flag("boot_disk", "Allow removing the boot or only disk")]),
             ]),
             group("nic", "Network adapters", vec![
                 sub("add", "Add a network adapter", vec![string("vm", "VM name", true, false), string("network", "Network", true, true)]),
+                sub("remove", "Remove a network adapter", vec![string("vm", "VM name", true, false), string("nic", "Adapter name or id (needed when the VM has several)", false, false)]),
             ]),
-            sub("jobs", "List jobs", vec![flag("mine", "Only mine"), host()]),
+            sub("jobs", "List jobs, newest first", vec![flag("mine", "Only mine"), host(), integer("limit", "At most this many (default 10)", false), flag("all", "Every job")]),
             sub("job", "Show one job", vec![string("id", "Job id", true, false)]),
             sub("cancel", "Cancel a job", vec![string("id", "Job id", true, false)]),
+            sub("retry", "Run a failed or cancelled job again", vec![string("id", "Job id", true, false)]),
             sub("hosts", "List hosts", vec![]),
             sub("help", "What you may run", vec![]),
         ]

@@ -173,11 +173,18 @@ const POSITIONAL: &[(&str, &[&str])] = &[
     ("vm restart", &["name"]),
     ("vm delete", &["name"]),
     ("disk add", &["vm", "size_gb"]),
+    ("vm update", &["name"]),
     ("disk resize", &["vm", "disk", "size_gb"]),
+    ("disk remove", &["vm", "disk"]),
     ("nic add", &["vm", "network"]),
+    ("nic remove", &["vm", "nic"]),
     ("job", &["id"]),
     ("cancel", &["id"]),
+    ("retry", &["id"]),
 ];
+
+/// Options given as `name=value` words after the positional ones, per command.
+const FIELDS: &[(&str, &[&str])] = &[("vm update", &["gb_ram", "cpu_cores"])];
 
 fn text_of(v: &Value) -> String {
     match v {
@@ -236,9 +243,18 @@ pub fn command_line(data: &Data) -> Result<String, LineError> {
             out.push(quoted(p, &text_of(v))?);
         }
     }
+    let fields = FIELDS
+        .iter()
+        .find(|(c, _)| *c == cmd)
+        .map_or(&[][..], |(_, f)| *f);
+    for o in opts.iter().filter(|o| fields.contains(&o.name.as_str())) {
+        if let Some(v) = &o.value {
+            out.push(format!("{}={}", o.name, quoted(&o.name, &text_of(v))?));
+        }
+    }
     for o in opts
         .iter()
-        .filter(|o| !positional.contains(&o.name.as_str()))
+        .filter(|o| !positional.contains(&o.name.as_str()) && !fields.contains(&o.name.as_str()))
     {
         let flag = format!("--{}", o.name.replace('_', "-"));
         match (&o.value, o.kind) {
@@ -361,6 +377,48 @@ mod tests {
         );
         let d = data(json!({"name": "aether", "options": [{"name": "hosts", "type": 1}]}));
         assert_eq!(command_line(&d).as_deref(), Ok("hosts"));
+        let d = data(
+            json!({"name": "aether", "options": [{"name": "vm", "type": 2, "options": [
+            {"name": "update", "type": 1, "options": [
+                {"name": "cpu_cores", "type": 4, "value": 4},
+                {"name": "name", "type": 3, "value": "web01"},
+                {"name": "gb_ram", "type": 4, "value": 8}]}]}]}),
+        );
+        assert_eq!(
+            command_line(&d).as_deref(),
+            Ok("vm update web01 cpu_cores=4 gb_ram=8")
+        );
+        let d = data(
+            json!({"name": "aether", "options": [{"name": "disk", "type": 2, "options": [
+            {"name": "remove", "type": 1, "options": [
+                {"name": "boot_disk", "type": 5, "value": true},
+                {"name": "vm", "type": 3, "value": "web01"},
+                {"name": "disk", "type": 3, "value": "os.vhdx"}]}]}]}),
+        );
+        assert_eq!(
+            command_line(&d).as_deref(),
+            Ok("disk remove web01 os.vhdx --boot-disk")
+        );
+        let d = data(
+            json!({"name": "aether", "options": [{"name": "nic", "type": 2, "options": [
+            {"name": "remove", "type": 1, "options": [
+                {"name": "nic", "type": 3, "value": "Network Adapter 2"},
+                {"name": "vm", "type": 3, "value": "web01"}]}]}]}),
+        );
+        assert_eq!(
+            command_line(&d).as_deref(),
+            Ok("nic remove web01 \"Network Adapter 2\"")
+        );
+        let d = data(
+            json!({"name": "aether", "options": [{"name": "jobs", "type": 1, "options": [
+                {"name": "limit", "type": 4, "value": 5}, {"name": "all", "type": 5, "value": false}]}]}),
+        );
+        assert_eq!(command_line(&d).as_deref(), Ok("jobs --limit 5"));
+        let d = data(
+            json!({"name": "aether", "options": [{"name": "retry", "type": 1, "options": [
+                {"name": "id", "type": 3, "value": "1a2b"}]}]}),
+        );
+        assert_eq!(command_line(&d).as_deref(), Ok("retry 1a2b"));
         let d = data(
             json!({"name": "aether", "options": [{"name": "cancel", "type": 1,
             "options": [{"name": "id", "type": 3, "value": "ab\"cd"}]}]}),

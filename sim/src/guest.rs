@@ -297,6 +297,12 @@ impl ProvisioningGuest {
             shown.insert(name.clone(), Value::String(display));
             full.insert(name, Value::String(v));
         }
+        // A static address applied to the guest is what its first adapter reports.
+        if let (Some(Value::String(ip)), Some(nic)) =
+            (shown.get("guest_v4_ip_addr"), vm.nics.first_mut())
+        {
+            nic.ip_addresses = vec![ip.clone()];
+        }
         vm.applied_config = Some(Value::Object(shown));
         self.applied
             .lock()

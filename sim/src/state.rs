@@ -78,6 +78,9 @@ pub struct Nic {
     pub router_guard: bool,
     /// MAC address spoofing.
     pub mac_spoofing: bool,
+    /// Addresses the guest configured on this adapter (the static address a guest
+    /// initialization applied); Hyper-V reports them only while the VM runs.
+    pub ip_addresses: Vec<String>,
 }
 
 /// One VM and everything attached to it.
@@ -148,7 +151,16 @@ impl Vm {
             "created_at": self.created_at,
             "dvd_iso": self.dvd_iso,
             "disks": self.disks.iter().map(disk_view).collect::<Vec<_>>(),
-            "nics": self.nics.iter().map(nic_view).collect::<Vec<_>>(),
+            "nics": self.nics.iter().map(|n| {
+                let mut v = nic_view(n);
+                // The integration services report a guest's addresses only while it runs.
+                let running = matches!(self.state, VmState::Running | VmState::Paused);
+                if let Some(o) = v.as_object_mut() {
+                    let shown = if running { n.ip_addresses.clone() } else { Vec::new() };
+                    o.insert("ip_addresses".into(), json!(shown));
+                }
+                v
+            }).collect::<Vec<_>>(),
         })
     }
 }

@@ -277,6 +277,18 @@ fn inventory_views() {
             row: vm(),
             disks: Vec::new(),
             nics: Vec::new(),
+            addresses: Vec::new(),
+            inventoried: true,
+        })))
+    );
+    insta::assert_snapshot!(
+        "vm_show_before_inventory",
+        text(&Reply::Listing(Listing::Vm(VmView {
+            row: vm(),
+            disks: Vec::new(),
+            nics: Vec::new(),
+            addresses: Vec::new(),
+            inventoried: false,
         })))
     );
     let host = |name: &str, status: &str, vms, running: Option<&str>, queued| HostRow {
@@ -296,15 +308,39 @@ fn inventory_views() {
     insta::assert_snapshot!("hosts_empty", text(&Reply::Listing(Listing::Hosts(vec![]))));
     insta::assert_snapshot!(
         "jobs",
-        text(&Reply::Listing(Listing::Jobs(vec![JobRow {
-            short: "1a2b3c4d".into(),
-            kind: "vm.create".into(),
-            target: "hv01".into(),
-            state: "succeeded".into(),
-            requester: "alice".into()
-        }])))
+        text(&Reply::Listing(Listing::Jobs {
+            jobs: vec![JobRow {
+                short: "1a2b3c4d".into(),
+                kind: "vm.create".into(),
+                target: "hv01".into(),
+                state: "succeeded".into(),
+                requester: "alice".into(),
+                created: "2026-05-01 14:03Z".into(),
+            }],
+            more: 0
+        }))
     );
-    insta::assert_snapshot!("jobs_empty", text(&Reply::Listing(Listing::Jobs(vec![]))));
+    insta::assert_snapshot!(
+        "jobs_cut",
+        text(&Reply::Listing(Listing::Jobs {
+            jobs: vec![JobRow {
+                short: "1a2b3c4d".into(),
+                kind: "vm.create".into(),
+                target: "hv01".into(),
+                state: "succeeded".into(),
+                requester: "alice".into(),
+                created: String::new(),
+            }],
+            more: 12
+        }))
+    );
+    insta::assert_snapshot!(
+        "jobs_empty",
+        text(&Reply::Listing(Listing::Jobs {
+            jobs: vec![],
+            more: 0
+        }))
+    );
 }
 
 #[test]

@@ -129,14 +129,18 @@ impl Reply {
                     id: "d1".into(),
                     path: "web01.vhdx".into(),
                     size_gb: Some(40),
+                    location: Some((0, 0)),
                 }],
                 nics: vec![crate::state::NicInfo {
                     id: "n1".into(),
                     name: "nic0".into(),
                     network: "prod".into(),
+                    switch: "vSwitch-Prod".into(),
                     mac: "00155D000001".into(),
                     addresses: vec!["10.0.0.7".into()],
                 }],
+                addresses: vec!["10.0.0.7".into()],
+                inventoried: true,
             })),
             Reply::Listing(Listing::Hosts(vec![HostRow {
                 name: "hv01".into(),
@@ -145,13 +149,17 @@ impl Reply {
                 running: Some(short.clone()),
                 queued: 0,
             }])),
-            Reply::Listing(Listing::Jobs(vec![JobRow {
-                short: short.clone(),
-                kind: "vm.create".into(),
-                target: "hv01".into(),
-                state: "queued".into(),
-                requester: user.clone(),
-            }])),
+            Reply::Listing(Listing::Jobs {
+                jobs: vec![JobRow {
+                    short: short.clone(),
+                    kind: "vm.create".into(),
+                    target: "hv01".into(),
+                    state: "queued".into(),
+                    requester: user.clone(),
+                    created: "2026-05-01 14:03Z".into(),
+                }],
+                more: 3,
+            }),
             Reply::JobOpened(JobView {
                 job,
                 short: short.clone(),

@@ -10,7 +10,7 @@ use serde_json::json;
 
 const DEPLOY: &str = "deploy vm vm_name=web01 target_host=hv01 gb_ram=2 cpu_cores=1";
 
-async fn ready(b: &Broker) -> u32 {
+pub(super) async fn ready(b: &Broker) -> u32 {
     b.queue_depth("hv01").await.expect("depth").ready
 }
 
@@ -292,10 +292,35 @@ async fn approval_conversation_transcript() {
     let transcript = transcript
         .replace(&short, "<job>")
         .replace(&expires, "<expires>");
-    insta::assert_snapshot!(transcript);
+    insta::assert_snapshot!(mask_times(&transcript));
 }
 
-const MANAGED: &str = "deploy managed vm_name=app01 target_host=hv01 guest_la_uid=admin \
+/// `jobs` rows' request times (`2026-05-01 14:03Z`) as `<time>`.
+fn mask_times(s: &str) -> String {
+    const SHAPE: &[u8] = b"dddd-dd-dd dd:ddZ";
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        let fits = b.len() - i >= SHAPE.len()
+            && SHAPE.iter().zip(&b[i..]).all(|(want, got)| match want {
+                b'd' => got.is_ascii_digit(),
+                w => w == got,
+            });
+        if fits {
+            out.push_str("<time>");
+            i += SHAPE.len();
+        } else {
+            let c = s[i..].chars().next().unwrap_or_default();
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    out
+}
+
+pub(super) const MANAGED: &str =
+    "deploy managed vm_name=app01 target_host=hv01 guest_la_uid=admin \
     guest_la_pw=Sup3rSecret! network=prod disk_size_gb=40";
 
 /// Every event published so far, as JSON text.
@@ -309,7 +334,7 @@ async fn all_events(b: &Broker) -> String {
 }
 
 /// The job waiting in hv01's queue.
-async fn queued_job(b: &Broker) -> JobEnvelope {
+pub(super) async fn queued_job(b: &Broker) -> JobEnvelope {
     let mut c = b.consume_jobs("hv01", "inspect").await.expect("consume");
     let d = tokio::time::timeout(Duration::from_secs(5), c.next())
         .await

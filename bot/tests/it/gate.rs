@@ -402,3 +402,70 @@ fn the_gate_is_a_pure_function_of_state_and_request() {
     )
     .is_ok());
 }
+
+/// The checks for `vm.update` and `nic.delete` (any front door: chat resolves names first, an
+/// AMQP producer sends ids): the VM form's limits, the host's memory, an adapter the VM has.
+#[test]
+fn vm_update_and_nic_delete_are_checked_against_the_form_and_the_inventory() {
+    let mut st = State::new(aetherv_bot::thread::DEFAULT_LIMITS);
+    st.apply(&inventory_event("hv01", true, hv01(), None), false);
+    let forms = Forms::builtin().expect("forms");
+    let host = Target::Host("hv01".into());
+    let check = |kind, v: Value| {
+        let spec = v.as_object().cloned().unwrap_or_default();
+        aetherv_bot::gate::check(&st, &forms, kind, &host, &spec)
+    };
+    let fields =
+        |r: Result<(), Vec<aetherv_core::validate::FieldError>>| -> Vec<(String, ErrorCode)> {
+            r.expect_err("refused")
+                .into_iter()
+                .map(|e| (e.field, e.code))
+                .collect()
+        };
+    // Over the form's 512 GB and 64 processors; both named at once.
+    assert_eq!(
+        fields(check(
+            JobKind::VmUpdate,
+            json!({"vm_name": "web-01", "gb_ram": 600, "cpu_cores": 65})
+        )),
+        [
+            ("gb_ram".to_string(), ErrorCode::OutOfRange),
+            ("cpu_cores".to_string(), ErrorCode::OutOfRange)
+        ]
+    );
+    // Within the form but more than hv01's 64 GB; the agent's alias names its own field.
+    assert_eq!(
+        fields(check(
+            JobKind::VmUpdate,
+            json!({"vm_name": "web-01", "memory_gb": 100})
+        )),
+        [("memory_gb".to_string(), ErrorCode::InsufficientMemory)]
+    );
+    assert_eq!(
+        fields(check(
+            JobKind::VmUpdate,
+            json!({"vm_name": "gone", "gb_ram": 4})
+        )),
+        [("vm_name".to_string(), ErrorCode::NotFound)]
+    );
+    assert!(check(
+        JobKind::VmUpdate,
+        json!({"vm_name": "web-01", "gb_ram": 8, "cpu_cores": 4})
+    )
+    .is_ok());
+    assert_eq!(
+        fields(check(
+            JobKind::NicDelete,
+            json!({"vm_name": "web-01", "resource_id": "n9"})
+        )),
+        [("resource_id".to_string(), ErrorCode::NotFound)]
+    );
+    // By id or by adapter name, as the agent finds one.
+    for id in ["n1", "ETH0"] {
+        assert!(check(
+            JobKind::NicDelete,
+            json!({"vm_name": "web-01", "nic_id": id})
+        )
+        .is_ok());
+    }
+}

@@ -94,7 +94,7 @@ async fn a_bot_taking_over_says_it_is_catching_up_until_the_replay_is_done() {
     tx.send("jobs --mine".to_string()).expect("send");
     let later = out.recv().await.expect("an answer");
     assert!(
-        matches!(later.as_slice(), [Reply::Listing(aetherv_bot::reply::Listing::Jobs(jobs))] if jobs.len() == 1),
+        matches!(later.as_slice(), [Reply::Listing(aetherv_bot::reply::Listing::Jobs { jobs, .. })] if jobs.len() == 1),
         "{later:?}"
     );
     shutdown.cancel();

@@ -4,6 +4,7 @@
 
 mod api;
 mod approvals;
+mod changes;
 mod gate;
 mod guided;
 mod hardening;

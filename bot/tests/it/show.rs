@@ -17,7 +17,7 @@ fn inventory() -> Event {
                 "disks": [{"disk_id": "d1", "disk_path": "D:\\VMs\\web-01\\os.vhdx", "size_gb": 40}],
                 "nics": [
                     {"nic_id": "n1", "adapter_name": "eth0", "network": "prod",
-                     "mac_address": "00155D000001", "ip_addresses": ["10.0.0.5", "fe80::1"]},
+                     "virtual_switch": "vSwitch-Prod", "mac_address": "00155D000001", "ip_addresses": ["10.0.0.5", "fe80::1"]},
                     {"nic_id": "n2", "adapter_name": "eth1", "network": "backup",
                      "mac_address": "00155D000002"}
                 ]
@@ -35,9 +35,10 @@ async fn vm_show_lists_disks_nics_and_addresses() {
     assert_eq!(
         say(&mut e, "eve", "vm show web-01").await,
         ["web-01 on hv01: Running, 2 vCPU, 4 GB, id 5f1c\n  \
+          addresses 10.0.0.5 fe80::1\n  \
           disk D:\\VMs\\web-01\\os.vhdx, 40 GB, id d1\n  \
-          nic eth0 on prod, MAC 00155D000001, 10.0.0.5 fe80::1\n  \
-          nic eth1 on backup, MAC 00155D000002, no address reported"]
+          nic eth0 on prod (switch vSwitch-Prod), MAC 00155D000001, 10.0.0.5 fe80::1, id n1\n  \
+          nic eth1 on backup, MAC 00155D000002, no address reported, id n2"]
     );
     // A VM without disks or adapters shows its row only, as before.
     assert_eq!(
@@ -76,15 +77,24 @@ async fn jobs_lists_newest_first_with_a_limit_or_all() {
     let firsts = |out: Vec<String>| -> Vec<String> {
         out.join("\n")
             .lines()
+            .filter(|l| !l.contains(" more; "))
             .map(|l| l.split_whitespace().next().unwrap_or_default().to_string())
             .collect()
     };
     let newest_first: Vec<String> = shorts.iter().rev().cloned().collect();
     assert_eq!(firsts(say(&mut e, "eve", "jobs").await), newest_first);
-    assert_eq!(
-        firsts(say(&mut e, "eve", "jobs --limit 2").await),
-        newest_first[..2]
+    let cut = say(&mut e, "eve", "jobs --limit 2").await;
+    assert!(
+        cut.join("\n")
+            .ends_with("1 more; `jobs --limit N` or `jobs --all` shows them"),
+        "{cut:?}"
     );
+    assert_eq!(firsts(cut), newest_first[..2]);
+    // Each row says when the job was requested.
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let all = say(&mut e, "eve", "jobs").await.join("\n");
+    assert_eq!(all.matches(&today).count(), 3, "{all}");
+    assert!(!all.contains(" more; "), "{all}");
     assert_eq!(
         firsts(say(&mut e, "eve", "jobs --all --limit 1").await),
         newest_first

@@ -80,6 +80,7 @@ pub(super) fn nic_create(host: &mut HostState, ctx: &mut Ctx<'_>) -> OpResult {
         dhcp_guard: false,
         router_guard: false,
         mac_spoofing: false,
+        ip_addresses: Vec::new(),
     };
     let mut data = nic_view(&nic);
     if let Some(o) = data.as_object_mut() {

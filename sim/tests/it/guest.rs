@@ -44,6 +44,17 @@ async fn provisioned_vm(sim: Sim, family: &str, version: &str, tamper: bool) -> 
         .await
         .expect("host");
     let id = vm.result.data["vm_id"].clone();
+    sim.run_agent(
+        "hv01",
+        req(
+            AgentOperation::NicCreate,
+            json!({"vm_id": id, "network": "prod"}),
+            &j,
+            None,
+        ),
+    )
+    .await
+    .expect("host");
     kvp(&sim, AgentOperation::KvpWrite, json!({"vm_id": id, "items": {meta::VERSION: version, meta::HOST_STATE: "waitingforpublickey"}})).await;
     // The guest only answers once the VM runs.
     let before = kvp(&sim, AgentOperation::KvpRead, json!({"vm_id": id})).await;
@@ -77,6 +88,7 @@ async fn provisioned_vm(sim: Sim, family: &str, version: &str, tamper: bool) -> 
     let plain: BTreeMap<String, String> = [
         ("hlvmm.data.guest_host_name", "g1"),
         ("hlvmm.data.guest_la_pw", "s3cret"),
+        ("hlvmm.data.guest_v4_ip_addr", "10.0.0.5"),
         ("hlvmm.data.ansible_ssh_key", long.as_str()),
     ]
     .into_iter()
@@ -132,6 +144,19 @@ async fn default_guest_decrypts_and_applies_for_both_key_formats() {
         assert_eq!(applied["guest_la_pw"], secret_digest("s3cret"));
         assert_eq!(applied["ansible_ssh_key"], secret_digest(&"k".repeat(150)));
         assert!(!view.to_string().contains("s3cret"));
+        // The applied static address is what the first adapter reports while the VM runs.
+        let nic = &view["vms"][0]["nics"][0];
+        assert_eq!(nic["ip_addresses"], json!(["10.0.0.5"]));
+        assert_eq!(nic["virtual_switch"], "External");
+        let j = job();
+        let id = view["vms"][0]["vm_id"].clone();
+        let stop = json!({"vm_id": id, "action": "stop"});
+        run.sim
+            .run_agent("hv01", req(AgentOperation::VmPower, stop, &j, None))
+            .await
+            .expect("host");
+        let inv = kvp(&run.sim, AgentOperation::HostInventory, json!({})).await;
+        assert_eq!(inv["vms"][0]["nics"][0]["ip_addresses"], json!([]));
         let full = run
             .sim
             .applied_config_unredacted("hv01", "g1")
