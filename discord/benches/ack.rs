@@ -136,7 +136,7 @@ fn main() -> anyhow::Result<()> {
         public_key: public,
         bot_token: "bench-token".into(),
         api_url: fake.api_url,
-        listener,
+        connection: aetherv_discord::Connection::Http(listener),
         channel: "400000000000000004".into(),
         approvals_channel: None,
         candidate: "bench".into(),

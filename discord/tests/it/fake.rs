@@ -132,6 +132,10 @@ async fn handle(
         status,
         answer: answer.clone(),
     });
+    if status == 200 && method == Method::POST && uri.path().ends_with("/callback") {
+        // An interaction callback: Discord answers 204 No Content.
+        return StatusCode::NO_CONTENT.into_response();
+    }
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = (code, Json(answer)).into_response();
     for (k, v) in extra {
