@@ -54,12 +54,15 @@ pub fn run(args: &Args) -> ExitCode {
             }
         };
         let gateway_url = cfg.gateway_url.clone();
-        let opts = move |connection| Options {
+        let opts = move |listener: Option<tokio::net::TcpListener>| Options {
             application_id: cfg.application_id,
             public_key: cfg.public_key,
             bot_token,
             api_url: cfg.api_url,
-            connection,
+            connection: match listener {
+                Some(l) => Connection::Http(l),
+                None => Connection::Gateway { url: gateway_url },
+            },
             channel: cfg.channel,
             approvals_channel: cfg.approvals_channel,
             candidate: chat::candidate("discord"),
@@ -74,13 +77,13 @@ pub fn run(args: &Args) -> ExitCode {
         Err(e) => return crate::cmd::fail("discord", 64, e),
     };
     crate::cmd::block_on(async move {
-        let connection = match listen {
+        let listener = match listen {
             Some(listen) => match tokio::net::TcpListener::bind(&listen).await {
                 Ok(l) => {
                     eprintln!(
                         "aetherv discord: interactions endpoint on {listen} (POST /interactions)"
                     );
-                    Connection::Http(l)
+                    Some(l)
                 }
                 Err(e) => {
                     return crate::cmd::fail(
@@ -92,10 +95,10 @@ pub fn run(args: &Args) -> ExitCode {
             },
             None => {
                 eprintln!("aetherv discord: connecting to the Discord Gateway");
-                Connection::Gateway { url: gateway_url }
+                None
             }
         };
-        let opts = opts(connection);
+        let opts = opts(listener);
         chat::serve("discord", site, ecfg, |engine, stop| {
             aetherv_discord::run(engine, opts, stop)
         })
