@@ -4,7 +4,9 @@
 //! and `resume_gateway_url`) or with close 4004 / 4014; RESUME (op 6) of the session answered
 //! with RESUMED, of an unknown session with INVALID_SESSION (op 9); HEARTBEAT (op 1) answered
 //! with HEARTBEAT_ACK (op 11). The test pushes dispatches (INTERACTION_CREATE …), a RECONNECT
-//! (op 7) or a close with a code. Everything the client sent is recorded.
+//! (op 7) or a close with a code. Everything the client sent is recorded. A client that asks for
+//! payload compression in its IDENTIFY (`compress: true`, as serenity does) gets READY as a
+//! zlib-compressed binary frame, as Discord sends large payloads.
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -67,6 +69,17 @@ pub struct FakeGateway {
 
 fn text(v: &Value) -> Message {
     Message::text(v.to_string())
+}
+
+/// `v` as a zlib-compressed binary frame (payload compression).
+fn zlib(v: &Value) -> Message {
+    use std::io::Write;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    let bytes = z
+        .write_all(v.to_string().as_bytes())
+        .and_then(|()| z.finish())
+        .expect("zlib");
+    Message::binary(bytes)
 }
 
 /// Fills in the fields Discord always sends with an interaction (and that serenity requires)
@@ -202,10 +215,17 @@ impl FakeGateway {
                                 return;
                             }
                             let app = super::APP;
-                            let mut s = self.lock();
-                            s.seq += 1;
-                            s.live = Some(tx.clone());
-                            Some(json!({ "op": 0, "s": s.seq, "t": "READY", "d": ready(app, &self.url) }))
+                            let frame = {
+                                let mut s = self.lock();
+                                s.seq += 1;
+                                s.live = Some(tx.clone());
+                                json!({ "op": 0, "s": s.seq, "t": "READY", "d": ready(app, &self.url) })
+                            };
+                            if d["compress"] == true {
+                                if out.send(zlib(&frame)).await.is_err() { return; }
+                                continue;
+                            }
+                            Some(frame)
                         }
                         6 => {
                             let mut s = self.lock();

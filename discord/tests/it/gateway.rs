@@ -16,6 +16,9 @@ async fn the_bot_identifies_with_its_token_and_guilds_only_and_answers_through_t
         .find(|s| s.op == 2)
         .expect("identify");
     assert_eq!(identify.d["intents"], json!(GUILDS_INTENT));
+    // serenity asks for payload compression: the fake sent READY zlib-compressed, and the
+    // session it carries is the one resumed in the reconnect tests.
+    assert_eq!(identify.d["compress"], json!(true));
     let token = identify.d["token"].as_str().unwrap_or_default();
     assert_eq!(token.strip_prefix("Bot ").unwrap_or(token), TOKEN);
     // A command: the callback defers it at once, the answer edits @original later.
