@@ -32,6 +32,9 @@ pub const INTENTS: GatewayIntents = GatewayIntents::GUILDS;
 /// The deadline of one interaction callback (Discord's is 3 s from the dispatch).
 pub const CALLBACK_DEADLINE: Duration = Duration::from_secs(3);
 
+/// The deadline of building the client (its `GET /gateway`).
+pub const BUILD_DEADLINE: Duration = Duration::from_secs(15);
+
 /// Discord's REST origin; an `api_url` with another origin becomes serenity's proxy.
 const DISCORD_ORIGIN: &str = "https://discord.com";
 /// The path serenity puts after the origin.
@@ -220,9 +223,12 @@ pub async fn run(gw: Gateway, handlers: Handlers, stop: CancellationToken) -> an
         // serenity's ratelimiter keys routes by discord.com; a proxy keeps its own.
         http = http.proxy(proxy).ratelimiter_disabled(true);
     }
-    let mut client = serenity::client::ClientBuilder::new_with_http(http.build(), INTENTS)
-        .event_handler(Handler { handlers })
+    // Building the client asks REST for `GET /gateway` (serenity's); it gets a deadline.
+    let build = serenity::client::ClientBuilder::new_with_http(http.build(), INTENTS)
+        .event_handler(Handler { handlers });
+    let mut client = tokio::time::timeout(BUILD_DEADLINE, build)
         .await
+        .map_err(|_| GatewayStop::Failed("GET /gateway passed its deadline".into()))?
         .map_err(|e| GatewayStop::Failed(e.to_string()))?;
     if let Some(url) = gw.url {
         *client.ws_url.lock().await = url;
