@@ -1,5 +1,5 @@
-//! Acknowledgement latency of 200 concurrent Discord interactions in HTTP mode (fake Discord
-//! REST on loopback, in-process broker): half `/aether deploy managed` (a draft started and
+//! Acknowledgement latency of 200 concurrent Discord interactions in HTTP mode and over one
+//! Gateway connection (fake Discord REST and Gateway on loopback, in-process broker): half `/aether deploy managed` (a draft started and
 //! its first modal page built from the form's layout), half `/aether vm list` (queued for the
 //! engine, answered with a deferred message). Each request is signed with Ed25519 as Discord
 //! signs; the bot verifies every one.
@@ -8,9 +8,12 @@
 //! 2-core machine); the fake Discord on a runtime with one worker; the load generator on the
 //! main thread. All of it shares this machine's cores, so the figures include that contention.
 //!
-//! Latency is from writing the request to reading the answer's status line, one connection
-//! per request: one at a time, then bursts of 200 at once. Prints p50/p99; Discord's
-//! deadline is 3 s, the target is p99 ≤ 25 ms.
+//! HTTP mode: latency is from writing the request to reading the answer's status line, one
+//! connection per request. Gateway mode (serenity's client): from the fake Gateway writing the
+//! INTERACTION_CREATE dispatch to the fake REST API receiving its callback
+//! (`POST /interactions/{id}/{token}/callback`), all 200 dispatches written back to back on the
+//! one connection. Each mode one at a time, then bursts of 200 at once. Prints p50/p99;
+//! Discord's deadline is 3 s, the target is p99 ≤ 25 ms.
 //! Run: `cargo bench -p aetherv-discord --bench ack` (`-- N` repeats the burst N times).
 
 #[path = "../../tests/support/latency.rs"]
@@ -19,6 +22,10 @@ mod latency;
 #[path = "../tests/it/fake.rs"]
 #[allow(dead_code, reason = "the fake serves the integration tests too")]
 mod fake;
+
+#[path = "../tests/it/fake_gateway.rs"]
+#[allow(dead_code, reason = "the fake serves the integration tests too")]
+mod fake_gateway;
 
 use aetherv_bot::engine::{Engine, EngineConfig};
 use aetherv_broker::{Broker, Topology};
@@ -33,6 +40,8 @@ use tokio_util::sync::CancellationToken;
 
 const INTERACTIONS: usize = 200;
 const APP: &str = "300000000000000003";
+const GUILD: &str = "290926798626357999";
+const TOKEN: &str = "bench-token";
 const ROLES: &str = "groups:\n  - name: ops\n    roles: [operator]\n    members: [\"discord:100000000000000001\"]\n";
 
 fn key() -> SigningKey {
@@ -134,9 +143,9 @@ fn main() -> anyhow::Result<()> {
     let opts = Options {
         application_id: APP.into(),
         public_key: public,
-        bot_token: "bench-token".into(),
+        bot_token: TOKEN.into(),
         api_url: fake.api_url,
-        listener,
+        connection: aetherv_discord::Connection::Http(listener),
         channel: "400000000000000004".into(),
         approvals_channel: None,
         candidate: "bench".into(),
@@ -163,5 +172,135 @@ fn main() -> anyhow::Result<()> {
         .await
     })?;
     stop.cancel();
+    std::thread::sleep(Duration::from_millis(500));
+
+    // The Gateway half: another bot, over one connection to the fake Gateway.
+    let gw = discord.block_on(fake_gateway::FakeGateway::start(TOKEN, 1));
+    let rest = discord.block_on(fake::FakeDiscord::start());
+    let stop = CancellationToken::new();
+    let opts = Options {
+        application_id: APP.into(),
+        public_key: String::new(),
+        bot_token: TOKEN.into(),
+        api_url: rest.api_url.clone(),
+        connection: aetherv_discord::Connection::Gateway {
+            url: Some(gw.url.clone()),
+        },
+        channel: "400000000000000004".into(),
+        approvals_channel: None,
+        candidate: "bench-gateway".into(),
+        templates_dir: None,
+        register_commands: false,
+        guild_id: None,
+        thread_keeping: Default::default(),
+    };
+    {
+        let _in_bot = bot.enter();
+        let engine = engine()?;
+        bot.spawn(aetherv_discord::run(engine, opts, stop.clone()));
+    }
+    load.block_on(async {
+        gw.wait_until(Duration::from_secs(10), |s| s.iter().any(|f| f.op == 2))
+            .await;
+        tokio::time::sleep(aetherv_bot::serve::REPLAY_IDLE + Duration::from_millis(400)).await;
+        gateway_bursts(&gw, &rest, rounds).await
+    })?;
+    stop.cancel();
+    Ok(())
+}
+
+/// The `k`-th Gateway interaction (unique id and token), as Discord sends it.
+fn dispatched(i: usize, k: u64) -> (String, serde_json::Value) {
+    let mut ia: serde_json::Value = serde_json::from_str(&interaction(i)).unwrap_or_default();
+    ia["id"] = json!(format!("{}", 900_000_000_000_000_000_u64 + k));
+    ia["token"] = json!(format!("gw-tok-{k}"));
+    (
+        "INTERACTION_CREATE".to_string(),
+        fake_gateway::as_discord_sends(ia),
+    )
+}
+
+/// Dispatches `events` at once and waits (up to 10 s) for their callbacks: each one's latency
+/// from its dispatch to its callback. The figures are the fakes' own timestamps; the calls are
+/// first looked at `first` after the dispatch (reading them holds the fake's lock, which would
+/// delay the callbacks still arriving), then every 100 ms.
+async fn gateway_round(
+    gw: &fake_gateway::FakeGateway,
+    rest: &fake::FakeDiscord,
+    events: Vec<(String, serde_json::Value)>,
+    first: Duration,
+) -> Vec<Duration> {
+    let ids: Vec<String> = events
+        .iter()
+        .filter_map(|(_, d)| d["id"].as_str().map(str::to_string))
+        .collect();
+    gw.dispatch(events).await;
+    tokio::time::sleep(first).await;
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let calls = rest.calls();
+        let lat: Vec<Duration> = ids
+            .iter()
+            .filter_map(|id| {
+                let sent = gw.dispatched_at(id)?;
+                let prefix = format!("/interactions/{id}/");
+                let c = calls
+                    .iter()
+                    .find(|c| c.path.starts_with(&prefix) && c.path.ends_with("/callback"))?;
+                Some(c.at.saturating_duration_since(sent))
+            })
+            .collect();
+        if lat.len() == ids.len() || tokio::time::Instant::now() > until {
+            return lat;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// 200 one at a time (after two to warm up), then `rounds` bursts of 200 at once.
+async fn gateway_bursts(
+    gw: &fake_gateway::FakeGateway,
+    rest: &fake::FakeDiscord,
+    rounds: usize,
+) -> anyhow::Result<()> {
+    let mode = "Gateway mode";
+    let mut k = 0u64;
+    let mut seq = Vec::new();
+    for i in 0..INTERACTIONS + 2 {
+        k += 1;
+        let lat = gateway_round(gw, rest, vec![dispatched(i, k)], Duration::from_millis(20)).await;
+        if i >= 2 {
+            seq.extend(lat);
+        }
+    }
+    latency::report(
+        &format!("{mode}, {INTERACTIONS} one at a time"),
+        &mut seq,
+        "",
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut p99s = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let events: Vec<_> = (0..INTERACTIONS)
+            .map(|i| {
+                k += 1;
+                dispatched(i, k)
+            })
+            .collect();
+        let mut lat = gateway_round(gw, rest, events, Duration::from_millis(400)).await;
+        let lost = INTERACTIONS - lat.len();
+        let extra = if lost > 0 {
+            format!(" ({lost} not answered in 10 s)")
+        } else {
+            String::new()
+        };
+        p99s.push(latency::report(
+            &format!("{mode}, {INTERACTIONS} at once on one connection"),
+            &mut lat,
+            &extra,
+        ));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    latency::summary(mode, &p99s);
     Ok(())
 }

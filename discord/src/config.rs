@@ -8,8 +8,11 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModeName {
-    /// The HTTP interactions endpoint (the only mode built so far; the Gateway is not).
+    /// The Gateway: one WebSocket out from the bot (no public URL), interactions arrive as
+    /// `INTERACTION_CREATE` and are answered through the REST callback.
     #[default]
+    Gateway,
+    /// The HTTP interactions endpoint (a public HTTPS URL Discord posts signed requests to).
     Http,
 }
 
@@ -27,12 +30,17 @@ fn default_listen() -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiscordConfig {
-    /// `http` (the interactions endpoint).
+    /// `gateway` (default) or `http` (the interactions endpoint).
     #[serde(default)]
     pub mode: ModeName,
+    /// The Gateway's WebSocket URL (`wss://…`; default: what `GET /gateway` answers, normally
+    /// `wss://gateway.discord.gg`); set for a proxy or a test fake.
+    #[serde(default)]
+    pub gateway_url: Option<String>,
     /// The application id (snowflake).
     pub application_id: String,
-    /// The application's public key (hex, from the Developer Portal).
+    /// The application's public key (hex, from the Developer Portal; needed in HTTP mode).
+    #[serde(default)]
     pub public_key: String,
     /// Environment variable holding the bot token.
     #[serde(default = "default_bot_token_env")]
@@ -40,7 +48,7 @@ pub struct DiscordConfig {
     /// REST base URL (default `https://discord.com/api/v10`; set for a proxy or a fake).
     #[serde(default = "default_api_url")]
     pub api_url: String,
-    /// Listen address of the interactions endpoint.
+    /// Listen address of the interactions endpoint (`mode: http`).
     #[serde(default = "default_listen")]
     pub listen: String,
     /// Channel id for job messages.
@@ -85,22 +93,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_to_http_mode_and_discord_api() {
+    fn defaults_to_gateway_mode_and_discord_api() {
         let c = DiscordConfig::from_yaml(
             "application_id: \"1\"\npublic_key: ab\nchannel: \"2\"\nroles: r.yaml\npolicy: p.yaml\n",
         )
         .expect("config");
-        assert_eq!(c.mode, ModeName::Http);
+        assert_eq!(c.mode, ModeName::Gateway);
+        assert_eq!(c.gateway_url, None);
         assert_eq!(c.api_url, "https://discord.com/api/v10");
         assert_eq!(c.bot_token_env, "DISCORD_BOT_TOKEN");
-        // A token in the file is refused (unknown field); so is a mode not built.
+        // A token in the file is refused (unknown field); so is an unknown mode.
         assert!(DiscordConfig::from_yaml(
             "application_id: \"1\"\npublic_key: ab\nchannel: \"2\"\nroles: r\npolicy: p\nbot_token: x\n"
         )
         .is_err());
         assert!(DiscordConfig::from_yaml(
-            "mode: gateway\napplication_id: \"1\"\npublic_key: ab\nchannel: \"2\"\nroles: r\npolicy: p\n"
+            "mode: websocket\napplication_id: \"1\"\npublic_key: ab\nchannel: \"2\"\nroles: r\npolicy: p\n"
         )
         .is_err());
+        let h = DiscordConfig::from_yaml(
+            "mode: http\ngateway_url: ws://127.0.0.1:9/\napplication_id: \"1\"\npublic_key: ab\nchannel: \"2\"\nroles: r\npolicy: p\n",
+        )
+        .expect("config");
+        assert_eq!(h.mode, ModeName::Http);
+        assert_eq!(h.gateway_url.as_deref(), Some("ws://127.0.0.1:9/"));
     }
 }

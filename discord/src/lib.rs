@@ -5,7 +5,9 @@
 //!
 //! - [`commands`]: the `/aether` definition and its registration at start;
 //! - [`config`]: the `aetherv discord --config FILE` configuration;
-//! - [`http`]: the signed HTTP interactions endpoint (`mode: http`);
+//! - [`gateway`]: the Gateway connection through serenity (`mode: gateway`, the default);
+//! - [`http`]: the signed HTTP interactions endpoint (`mode: http`) and the answer to an
+//!   interaction, shared by both modes;
 //! - [`verify`]: Ed25519 request signatures and the replay window;
 //! - [`interaction`]: interaction payloads and their translation into the engine's vocabulary;
 //! - [`form`]: the deploy forms as command options and chained modal pages, and the drafts;
@@ -21,6 +23,7 @@ pub mod commands;
 pub mod config;
 pub mod conversation;
 pub mod form;
+pub mod gateway;
 pub mod http;
 pub mod interaction;
 pub mod messages;
@@ -58,19 +61,32 @@ pub const DISCORD_TEMPLATES: &[(&str, &str)] = aetherv_bot::builtin_templates!("
     guided_set, guided_required, guided_cancelled, form_page,
 );
 
+/// How Discord reaches the bot.
+#[derive(Debug)]
+pub enum Connection {
+    /// The Gateway (the default): a WebSocket out to `url` (`None`: what `GET /gateway`
+    /// answers, normally `wss://gateway.discord.gg`).
+    Gateway {
+        /// The WebSocket URL.
+        url: Option<String>,
+    },
+    /// The HTTP interactions endpoint on this listener.
+    Http(tokio::net::TcpListener),
+}
+
 /// Everything the adapter needs besides the engine.
 #[derive(Debug)]
 pub struct Options {
     /// The application id (snowflake).
     pub application_id: String,
-    /// The application's public key (hex), for request signatures.
+    /// The application's public key (hex), for request signatures (HTTP mode).
     pub public_key: String,
     /// The bot token.
     pub bot_token: String,
     /// REST base URL (`https://discord.com/api/v10`, a proxy, or a test fake).
     pub api_url: String,
-    /// The HTTP interactions endpoint's listener.
-    pub listener: tokio::net::TcpListener,
+    /// The Gateway or the HTTP interactions endpoint.
+    pub connection: Connection,
     /// The channel for job messages without a better place.
     pub channel: String,
     /// Where approval requests are posted (else the job's channel).
@@ -87,14 +103,14 @@ pub struct Options {
     pub thread_keeping: outbound::ThreadKeeping,
 }
 
-/// Runs the Discord bot (HTTP interactions mode) until `shutdown` or until a task fails.
+/// Runs the Discord bot (over the Gateway or the HTTP interactions endpoint) until `shutdown`
+/// or until a task fails (the Gateway refusing the token or the intents included).
 pub async fn run(engine: Engine, opts: Options, shutdown: CancellationToken) -> anyhow::Result<()> {
     let texts = Arc::new(Renderer::load(
         "discord",
         DISCORD_TEMPLATES,
         opts.templates_dir.as_deref(),
     )?);
-    let verifier = verify::Verifier::from_hex(&opts.public_key)?;
     let rest = rest::Rest::new(&opts.api_url, &opts.bot_token, &opts.application_id)?;
     if opts.register_commands {
         let (rest, guild) = (rest.clone(), opts.guild_id.clone());
@@ -125,8 +141,22 @@ pub async fn run(engine: Engine, opts: Options, shutdown: CancellationToken) -> 
         Arc::clone(&handlers.forms),
     );
     let stop = shutdown.child_token();
-    let router = http::router(verifier, handlers);
-    let listener = tokio::spawn(http::serve(opts.listener, router, stop.clone()));
+    let listener = match opts.connection {
+        Connection::Http(listener) => {
+            let verifier = verify::Verifier::from_hex(&opts.public_key)?;
+            let router = http::router(verifier, handlers);
+            tokio::spawn(http::serve(listener, router, stop.clone()))
+        }
+        Connection::Gateway { url } => {
+            let gw = gateway::Gateway {
+                url,
+                api_url: opts.api_url.clone(),
+                token: opts.bot_token.clone(),
+                application_id: opts.application_id.clone(),
+            };
+            tokio::spawn(gateway::run(gw, handlers, stop.clone()))
+        }
+    };
     let candidate = opts.candidate.clone();
     aetherv_bot::chat::run(engine, conv, candidate, listener, out_task, stop, shutdown).await
 }

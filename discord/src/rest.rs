@@ -280,10 +280,14 @@ impl Rest {
     }
 
     fn build(&self, req: &Request<'_>) -> Result<reqwest::Request, RestError> {
+        let invalid = |e: &dyn std::fmt::Display| {
+            RestError::Invalid(format!("the request could not be built: {e}"))
+        };
         req.clone()
             .build(&self.client, &self.auth, self.proxy.as_deref())
-            .and_then(|b| b.build().map_err(serenity::Error::from))
-            .map_err(|e| RestError::Invalid(format!("the request could not be built: {e}")))
+            .map_err(|e| invalid(&e))?
+            .build()
+            .map_err(|e| invalid(&e))
     }
 
     /// One call under the rules of the module; the answer's JSON (`Null` when empty).

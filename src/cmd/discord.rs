@@ -1,12 +1,12 @@
-//! `aetherv discord --config FILE`: the chat bot on Discord (the HTTP interactions endpoint)
-//! against RabbitMQ (`AETHERV_AMQP_URL`, prefix `AETHERV_PREFIX`). The bot token comes from the
+//! `aetherv discord --config FILE`: the chat bot on Discord (over the Gateway by default, or the
+//! HTTP interactions endpoint with `mode: http`) against RabbitMQ (`AETHERV_AMQP_URL`, prefix `AETHERV_PREFIX`). The bot token comes from the
 //! environment variable the file names. One bot is active at a time (leader queue).
 //! `--simulated N` runs it on a simulated site instead, as `aetherv slack --simulated` does:
 //! an in-process broker, N simulated Hyper-V hosts and a worker, all in this process.
 use crate::cmd::chat::{self, secret, Common};
 use aetherv_core::Platform;
-use aetherv_discord::config::DiscordConfig;
-use aetherv_discord::{Options, DISCORD_LIMITS};
+use aetherv_discord::config::{DiscordConfig, ModeName};
+use aetherv_discord::{Connection, Options, DISCORD_LIMITS};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -38,16 +38,31 @@ pub fn run(args: &Args) -> ExitCode {
             DISCORD_LIMITS,
         )?;
         let bot_token = secret(&cfg.bot_token_env, true)?;
-        // Refuse a bad public key before anything starts.
-        aetherv_discord::verify::Verifier::from_hex(&cfg.public_key)
-            .map_err(|e| format!("public_key: {e}"))?;
-        let listen = cfg.listen.clone();
-        let opts = move |listener| Options {
+        // Refuse a bad public key or Gateway URL before anything starts.
+        let listen = match cfg.mode {
+            ModeName::Http => {
+                aetherv_discord::verify::Verifier::from_hex(&cfg.public_key)
+                    .map_err(|e| format!("public_key: {e}"))?;
+                Some(cfg.listen.clone())
+            }
+            ModeName::Gateway => {
+                if let Some(url) = &cfg.gateway_url {
+                    aetherv_discord::gateway::check_url(url).map_err(|e| e.to_string())?;
+                }
+                aetherv_discord::gateway::proxy_of(&cfg.api_url).map_err(|e| e.to_string())?;
+                None
+            }
+        };
+        let gateway_url = cfg.gateway_url.clone();
+        let opts = move |listener: Option<tokio::net::TcpListener>| Options {
             application_id: cfg.application_id,
             public_key: cfg.public_key,
             bot_token,
             api_url: cfg.api_url,
-            listener,
+            connection: match listener {
+                Some(l) => Connection::Http(l),
+                None => Connection::Gateway { url: gateway_url },
+            },
             channel: cfg.channel,
             approvals_channel: cfg.approvals_channel,
             candidate: chat::candidate("discord"),
@@ -63,13 +78,27 @@ pub fn run(args: &Args) -> ExitCode {
         Err(e) => return crate::cmd::fail("discord", 64, e),
     };
     crate::cmd::block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(&listen).await {
-            Ok(l) => l,
-            Err(e) => {
-                return crate::cmd::fail("discord", 1, format!("cannot listen on {listen}: {e}"))
+        let listener = match listen {
+            Some(listen) => match tokio::net::TcpListener::bind(&listen).await {
+                Ok(l) => {
+                    eprintln!(
+                        "aetherv discord: interactions endpoint on {listen} (POST /interactions)"
+                    );
+                    Some(l)
+                }
+                Err(e) => {
+                    return crate::cmd::fail(
+                        "discord",
+                        1,
+                        format!("cannot listen on {listen}: {e}"),
+                    )
+                }
+            },
+            None => {
+                eprintln!("aetherv discord: connecting to the Discord Gateway");
+                None
             }
         };
-        eprintln!("aetherv discord: interactions endpoint on {listen} (POST /interactions)");
         let opts = opts(listener);
         chat::serve("discord", site, ecfg, |engine, stop| {
             aetherv_discord::run(engine, opts, stop)

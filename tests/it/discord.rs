@@ -72,3 +72,82 @@ fn a_deploy_command_over_http_runs_on_the_simulated_site_and_its_log_reaches_dis
         .as_str()
         .is_some_and(|t| t.starts_with("multipart/form-data"))));
 }
+
+/// The fake Gateway of the adapter's own tests.
+#[path = "../../discord/tests/it/fake_gateway.rs"]
+#[allow(dead_code, reason = "the fake serves the adapter's tests too")]
+mod fake_gateway;
+
+/// The application id the fake Gateway's READY names.
+const APP: &str = "300000000000000003";
+/// The guild the fake Gateway's READY names.
+const GUILD: &str = "290926798626357999";
+
+#[test]
+fn the_default_gateway_mode_stops_with_a_clear_error_when_discord_refuses_the_token() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let gw = rt.block_on(fake_gateway::FakeGateway::start("the-right-token", 1));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    };
+    let roles = write(
+        "roles.yaml",
+        "groups:\n  - name: ops\n    roles: [operator]\n    members: [\"discord:1\"]\n",
+    );
+    let policy = write("policy.yaml", "rules:\n  - name: free\n    approvals: 0\n");
+    // No `mode`: the Gateway is the default. REST goes to a closed port (nothing needs it).
+    let config = write(
+        "discord.yaml",
+        &format!(
+            "application_id: \"{APP}\"\nchannel: \"400000000000000004\"\nroles: {}\npolicy: {}\napi_url: http://127.0.0.1:{}/api/v10\ngateway_url: {}\nregister_commands: false\n",
+            roles.display(),
+            policy.display(),
+            free_port(),
+            gw.url
+        ),
+    );
+    let mut child = std::process::Command::new(bin())
+        .args(["discord", "--config"])
+        .arg(&config)
+        .args(["--simulated", "1"])
+        .env("AETHERV_PREFIX", prefix())
+        .env("DISCORD_BOT_TOKEN", "a-wrong-token")
+        .env_remove("AETHERV_AMQP_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("aetherv discord");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if std::time::Instant::now() > until {
+            let _ = child.kill();
+            panic!("aetherv discord kept running after close 4004");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("Gateway close 4004"), "{stderr}");
+    assert!(!stderr.contains("a-wrong-token"), "{stderr}");
+    // It connected once, identified with GUILDS only, and did not try again.
+    assert_eq!(gw.connections(), 1, "{stderr}");
+    let identify = gw
+        .received()
+        .into_iter()
+        .find(|s| s.op == 2)
+        .expect("identify");
+    assert_eq!(identify.d["intents"], 1);
+}

@@ -9,7 +9,7 @@ async fn vote(b: &Bot, who: &str, roles: &[&str], approve: bool, job: &str, toke
     let verb = if approve { "approve" } else { "reject" };
     let id = format!("aether:{verb}:{job}");
     let c = click(who, roles, &id, APPROVALS, "1", token);
-    assert_eq!(post_signed(b.addr, &c).await.1, json!({ "type": 6 }));
+    assert_eq!(b.post(&c).await.1, json!({ "type": 6 }));
 }
 
 fn approval_job(body: &Value) -> String {
@@ -25,7 +25,7 @@ async fn a_command_is_deferred_then_answered_by_editing_the_original() {
     let b = bot(&broker(), one_approval()).await;
     let body = command(ALICE, &[], &["hosts"], &json!([]), "tok-hosts");
     let started = tokio::time::Instant::now();
-    let (status, answer) = post_signed(b.addr, &body).await;
+    let (status, answer) = b.post(&body).await;
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!((status, answer), (200, json!({ "type": 5 })));
     let edit = b
@@ -52,7 +52,7 @@ async fn a_command_the_caller_may_not_run_is_answered_with_the_refusal() {
         &json!([{ "name": "name", "type": 3, "value": "web01" }]),
         "tok-eve",
     );
-    assert_eq!(post_signed(b.addr, &body).await.1, json!({ "type": 5 }));
+    assert_eq!(b.post(&body).await.1, json!({ "type": 5 }));
     let edit = b
         .fake
         .wait_for(Duration::from_secs(5), |c| c.path.contains("/tok-eve/"))
@@ -170,7 +170,7 @@ async fn world(broker: &Broker) -> World {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approved_job_gets_a_thread_with_status_and_log_messages_a_final_message_and_its_log_file(
 ) {
-    full_flow(broker()).await;
+    approved_job_flow(false).await;
 }
 
 /// The same flow on a real RabbitMQ (`AETHERV_AMQP_URL`, default the local one) under a
@@ -190,7 +190,7 @@ async fn the_full_flow_on_rabbitmq() {
         .unwrap_or_else(|e| {
             panic!("RabbitMQ is not reachable at AETHERV_AMQP_URL ({e}): run scripts/test.sh or start one")
         });
-    full_flow(br.clone()).await;
+    full_flow(br.clone(), false).await;
     br.close().await;
     let deleted = aetherv_broker::delete_topology(
         &url,
@@ -205,13 +205,25 @@ async fn the_full_flow_on_rabbitmq() {
     );
 }
 
-async fn full_flow(br: Broker) {
+/// The full flow on a simulated site, in HTTP mode or over the Gateway: autocomplete, a page
+/// with errors corrected, a parameter set, Submit, the approval, the job's thread to its end.
+pub async fn approved_job_flow(gateway: bool) {
+    full_flow(broker(), gateway).await;
+}
+
+async fn full_flow(br: Broker, gateway: bool) {
     let _w = world(&br).await;
-    let b = bot(&br, one_approval()).await;
+    let b = if gateway {
+        gateway_bot(&br, one_approval()).await
+    } else {
+        bot(&br, one_approval()).await
+    };
     // Autocomplete from the hosts' inventory, narrowed by the host chosen.
     let until = tokio::time::Instant::now() + Duration::from_secs(15);
     let choices = loop {
-        let (_, c) = post_signed(b.addr, &forms::autocomplete(ALICE, "image_name", "ub")).await;
+        let (_, c) = b
+            .post(&forms::autocomplete(ALICE, "image_name", "ub"))
+            .await;
         if c["data"]["choices"][0].is_object() || tokio::time::Instant::now() > until {
             break c;
         }
@@ -221,7 +233,7 @@ async fn full_flow(br: Broker) {
         choices["data"]["choices"][0]["value"], "Ubuntu 24.04",
         "{choices}"
     );
-    let (_, nets) = post_signed(b.addr, &forms::autocomplete(ALICE, "network", "")).await;
+    let (_, nets) = b.post(&forms::autocomplete(ALICE, "network", "")).await;
     assert_eq!(
         nets["data"]["choices"],
         json!([{ "name": "dev", "value": "dev" }, { "name": "prod", "value": "prod" }])

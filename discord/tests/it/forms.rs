@@ -41,23 +41,38 @@ pub fn modal_submit(
     .to_string()
 }
 
-/// The ids of a modal's text inputs (label shape).
-fn inputs(modal: &Value) -> Vec<String> {
+/// A modal's components in the label shape: over the Gateway the bot sends action rows, each
+/// input's label carrying its error (`Label ⚠ error`); they are read back as labels.
+fn labels(modal: &Value) -> Vec<Value> {
     modal["data"]["components"]
         .as_array()
         .into_iter()
         .flatten()
+        .map(|c| {
+            if c["type"] != 1 {
+                return c.clone();
+            }
+            let inner = c["components"][0].clone();
+            let label = inner["label"].as_str().unwrap_or_default();
+            let description = label.find('⚠').map(|i| &label[i..]).unwrap_or_default();
+            json!({ "type": 18, "label": label, "description": description, "component": inner })
+        })
+        .collect()
+}
+
+/// The ids of a modal's text inputs.
+fn inputs(modal: &Value) -> Vec<String> {
+    labels(modal)
+        .iter()
         .filter_map(|c| c["component"]["custom_id"].as_str().map(str::to_string))
         .collect()
 }
 
-fn input<'a>(modal: &'a Value, id: &str) -> &'a Value {
-    modal["data"]["components"]
-        .as_array()
+fn input(modal: &Value, id: &str) -> Value {
+    labels(modal)
         .into_iter()
-        .flatten()
         .find(|c| c["component"]["custom_id"] == id)
-        .unwrap_or(&Value::Null)
+        .unwrap_or(Value::Null)
 }
 
 /// The answer edit of the deferred interaction `token`.
@@ -103,11 +118,9 @@ pub async fn deploy(
     pages: &[&[(&str, &str)]],
     token: &str,
 ) -> Call {
-    let (status, mut modal) = post_signed(
-        b.addr,
-        &command(user, &[], &["deploy", form], options, token),
-    )
-    .await;
+    let (status, mut modal) = b
+        .post(&command(user, &[], &["deploy", form], options, token))
+        .await;
     assert_eq!(status, 200);
     let mut last = None;
     for (i, values) in pages.iter().enumerate() {
@@ -117,21 +130,21 @@ pub async fn deploy(
             .unwrap_or_default()
             .to_string();
         let t = format!("{token}-p{i}");
-        let (_, ack) = post_signed(b.addr, &modal_submit(user, &id, values, &t, i % 2 == 0)).await;
+        let (_, ack) = b
+            .post(&modal_submit(user, &id, values, &t, i % 2 == 0))
+            .await;
         assert_eq!(ack, json!({ "type": 5, "data": { "flags": 64 } }));
         let edit = answered(b, &t).await;
         if i + 1 < pages.len() {
             let next = button(&edit.body, "Continue");
-            modal = post_signed(b.addr, &click(user, &[], &next, OPS, "1", &t))
-                .await
-                .1;
+            modal = b.post(&click(user, &[], &next, OPS, "1", &t)).await.1;
         }
         last = Some(edit);
     }
     let edit = last.expect("a page");
     let submit = button(&edit.body, "Submit");
     let t = format!("{token}-submit");
-    let (_, ack) = post_signed(b.addr, &click(user, &[], &submit, OPS, "1", &t)).await;
+    let (_, ack) = b.post(&click(user, &[], &submit, OPS, "1", &t)).await;
     assert_eq!(ack, json!({ "type": 5, "data": { "flags": 64 } }));
     answered(b, &t).await
 }
@@ -145,7 +158,7 @@ async fn open_managed(b: &Bot, token: &str) -> Value {
         &managed_options(),
         token,
     );
-    post_signed(b.addr, &body).await.1
+    b.post(&body).await.1
 }
 
 /// The options of a managed deployment on hv01.
@@ -222,7 +235,7 @@ async fn the_command_has_the_choice_fields_and_the_modal_pages_the_rest_five_at_
 /// back), corrected with the secret left blank (kept), the Ansible page, Submit. Returns the
 /// submission's answer.
 pub async fn correcting_deploy(b: &Bot, vm: &str, secret: &str, token: &str) -> Call {
-    let (_, choices) = post_signed(b.addr, &autocomplete(ALICE, "image_name", "ub")).await;
+    let (_, choices) = b.post(&autocomplete(ALICE, "image_name", "ub")).await;
     assert_eq!(choices["type"], 8, "{choices}");
     let offered = choices["data"]["choices"]
         .as_array()
@@ -240,7 +253,9 @@ pub async fn correcting_deploy(b: &Bot, vm: &str, secret: &str, token: &str) -> 
         ("guest_la_pw", secret),
     ];
     let t = |n: u8| format!("{token}-{n}");
-    let (_, ack) = post_signed(b.addr, &modal_submit(ALICE, &page, &values, &t(1), false)).await;
+    let (_, ack) = b
+        .post(&modal_submit(ALICE, &page, &values, &t(1), false))
+        .await;
     assert_eq!(ack["type"], 5);
     let edit = answered(b, &t(1)).await;
     let text = edit.body["content"].as_str().unwrap_or_default();
@@ -248,7 +263,7 @@ pub async fn correcting_deploy(b: &Bot, vm: &str, secret: &str, token: &str) -> 
     assert_eq!(edit.body["flags"], 64);
     // Reopened: the values kept, the error under its field, the secret not put back.
     let fix = button(&edit.body, "Correct");
-    let (_, again) = post_signed(b.addr, &click(ALICE, &[], &fix, OPS, "1", &t(2))).await;
+    let (_, again) = b.post(&click(ALICE, &[], &fix, OPS, "1", &t(2))).await;
     assert_eq!(again["type"], 9, "{again}");
     assert_eq!(input(&again, "vm_name")["component"]["value"], "bad name!");
     assert!(input(&again, "vm_name")["description"]
@@ -260,13 +275,14 @@ pub async fn correcting_deploy(b: &Bot, vm: &str, secret: &str, token: &str) -> 
         .is_none());
     assert_eq!(input(&again, "guest_la_pw")["component"]["required"], false);
     // Somebody else cannot continue Alice's form.
-    let (_, theirs) = post_signed(b.addr, &click(EVE, &[], &fix, OPS, "1", &t(3))).await;
+    let (_, theirs) = b.post(&click(EVE, &[], &fix, OPS, "1", &t(3))).await;
     assert!(theirs["data"]["content"]
         .as_str()
         .is_some_and(|t| t.contains("someone else")));
     // Corrected, the secret left blank (kept): ready, with the optional sets offered.
     let fixed = [("vm_name", vm), ("guest_la_pw", "")];
-    post_signed(b.addr, &modal_submit(ALICE, &page, &fixed, &t(4), true)).await;
+    b.post(&modal_submit(ALICE, &page, &fixed, &t(4), true))
+        .await;
     let ready = answered(b, &t(4)).await;
     let labels: Vec<String> = buttons(&ready.body).into_iter().map(|(l, _)| l).collect();
     assert!(labels.iter().any(|l| l == "Submit"), "{labels:?}");
@@ -276,7 +292,7 @@ pub async fn correcting_deploy(b: &Bot, vm: &str, secret: &str, token: &str) -> 
     );
     // The Ansible page: a parameter set of its own.
     let add = button(&ready.body, "Add Ansible");
-    let (_, set) = post_signed(b.addr, &click(ALICE, &[], &add, OPS, "1", &t(5))).await;
+    let (_, set) = b.post(&click(ALICE, &[], &add, OPS, "1", &t(5))).await;
     let set_inputs = inputs(&set);
     assert!(
         !set_inputs.is_empty() && set_inputs.iter().all(|f| f.starts_with("cnf_ansible")),
@@ -293,10 +309,11 @@ pub async fn correcting_deploy(b: &Bot, vm: &str, secret: &str, token: &str) -> 
             "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+wyqDHpSQEIQczXkVx9q test",
         ),
     ];
-    post_signed(b.addr, &modal_submit(ALICE, &set_id, &ansible, &t(6), true)).await;
+    b.post(&modal_submit(ALICE, &set_id, &ansible, &t(6), true))
+        .await;
     let after = answered(b, &t(6)).await;
     let submit = button(&after.body, "Submit");
-    post_signed(b.addr, &click(ALICE, &[], &submit, OPS, "1", &t(7))).await;
+    b.post(&click(ALICE, &[], &submit, OPS, "1", &t(7))).await;
     let done = answered(b, &t(7)).await;
     assert!(
         done.body["content"]
@@ -306,7 +323,7 @@ pub async fn correcting_deploy(b: &Bot, vm: &str, secret: &str, token: &str) -> 
         done.body
     );
     // A submitted form is gone.
-    let (_, late) = post_signed(b.addr, &click(ALICE, &[], &submit, OPS, "1", &t(8))).await;
+    let (_, late) = b.post(&click(ALICE, &[], &submit, OPS, "1", &t(8))).await;
     assert_eq!(late, json!({ "type": 5, "data": { "flags": 64 } }));
     let gone = answered(b, &t(8)).await;
     assert!(gone.body["content"]

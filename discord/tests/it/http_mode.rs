@@ -2,7 +2,7 @@
 
 use super::*;
 
-fn fixture(name: &str) -> String {
+pub fn fixture(name: &str) -> String {
     let path = format!("{}/tests/it/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).expect("fixture")
 }
@@ -66,9 +66,13 @@ async fn unsigned_forged_wrong_key_stale_and_missing_headers_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documented_payloads_are_parsed_and_answered() {
-    let b = bot(&broker(), one_approval()).await;
+    documented_payloads_answered(&bot(&broker(), one_approval()).await).await;
+}
+
+/// Discord's documented payloads sent to `b` (signed to its endpoint, or over the Gateway).
+pub async fn documented_payloads_answered(b: &Bot) {
     // An application command with a subcommand group, subcommand and option: deferred.
-    let (status, answer) = post_signed(b.addr, &fixture("application_command.json")).await;
+    let (status, answer) = b.post(&fixture("application_command.json")).await;
     assert_eq!(
         (status, answer["type"].clone()),
         (200, serde_json::json!(5))
@@ -85,7 +89,7 @@ async fn documented_payloads_are_parsed_and_answered() {
     );
     assert!(edit.body["content"].is_string(), "{}", edit.body);
     // Autocomplete on the host option: choices from the inventory, at most 25.
-    let (status, answer) = post_signed(b.addr, &fixture("autocomplete.json")).await;
+    let (status, answer) = b.post(&fixture("autocomplete.json")).await;
     assert_eq!(
         (status, answer["type"].clone()),
         (200, serde_json::json!(8))
@@ -98,7 +102,7 @@ async fn documented_payloads_are_parsed_and_answered() {
     let names: Vec<&str> = choices.iter().filter_map(|c| c["name"].as_str()).collect();
     assert_eq!(names, ["hv01", "hv02"], "{answer}");
     // A button that is not ours: answered to the clicker alone.
-    let (status, answer) = post_signed(b.addr, &fixture("button.json")).await;
+    let (status, answer) = b.post(&fixture("button.json")).await;
     assert_eq!(
         (status, answer["type"].clone()),
         (200, serde_json::json!(4))
@@ -106,7 +110,7 @@ async fn documented_payloads_are_parsed_and_answered() {
     assert_eq!(answer["data"]["flags"], serde_json::json!(64));
     // Modal submits (both shapes) are read and answered ephemerally (forms are not built yet).
     for f in ["modal_submit_action_row.json", "modal_submit_label.json"] {
-        let (status, answer) = post_signed(b.addr, &fixture(f)).await;
+        let (status, answer) = b.post(&fixture(f)).await;
         assert_eq!(
             (status, answer["type"].clone()),
             (200, serde_json::json!(4)),

@@ -2,8 +2,10 @@
 //! its REST calls recorded by a fake Discord (`fake`), on the in-process broker. One binary.
 
 mod fake;
+mod fake_gateway;
 mod flow;
 mod forms;
+mod gateway;
 mod http_mode;
 mod long_log;
 mod rest;
@@ -19,6 +21,7 @@ use aetherv_discord::outbound::ThreadKeeping;
 use aetherv_discord::{Options, DISCORD_LIMITS};
 use ed25519_dalek::{Signer, SigningKey};
 use fake::FakeDiscord;
+use fake_gateway::FakeGateway;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use serde_json::Value;
@@ -160,10 +163,59 @@ pub const APPROVALS: &str = "400000000000000009";
 pub struct Bot {
     /// The fake.
     pub fake: FakeDiscord,
-    /// The endpoint's address.
+    /// The endpoint's address (HTTP mode).
     pub addr: SocketAddr,
+    /// The fake Gateway (Gateway mode).
+    pub gateway: Option<FakeGateway>,
+    /// The bot's task.
+    pub run: tokio::task::JoinHandle<anyhow::Result<()>>,
     /// Stops the bot.
     pub stop: CancellationToken,
+}
+
+impl Bot {
+    /// Sends interaction `body` the way this bot takes them: signed to its endpoint (HTTP
+    /// mode), or as INTERACTION_CREATE on the fake Gateway; the status and the answer (the
+    /// HTTP response, or the body of the REST callback).
+    pub async fn post(&self, body: &str) -> (u16, Value) {
+        let Some(gw) = &self.gateway else {
+            return post_signed(self.addr, body).await;
+        };
+        let mut ia: Value = serde_json::from_str(body).expect("interaction json");
+        if ia["type"] == 5 {
+            // The bot's modals are action rows over the Gateway; Discord's submit mirrors them.
+            rows_of_labels(&mut ia["data"]["components"]);
+        }
+        let path = format!(
+            "/interactions/{}/{}/callback",
+            ia["id"].as_str().unwrap_or_default(),
+            ia["token"].as_str().unwrap_or_default()
+        );
+        let before = self.fake.calls().len();
+        gw.interaction(ia).await;
+        let until = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let calls = self.fake.calls();
+            if let Some(c) = calls.iter().skip(before).find(|c| c.path == path) {
+                assert_eq!(c.method, "POST");
+                return (200, c.body.clone());
+            }
+            assert!(
+                tokio::time::Instant::now() < until,
+                "no callback on {path} within 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// Label components (type 18) of a modal submit as action rows (type 1).
+fn rows_of_labels(components: &mut Value) {
+    for c in components.as_array_mut().into_iter().flatten() {
+        if c["type"] == 18 {
+            *c = serde_json::json!({ "type": 1, "components": [c["component"].clone()] });
+        }
+    }
 }
 
 impl Drop for Bot {
@@ -190,7 +242,7 @@ pub async fn bot_with(broker: &Broker, policy: Policy, keeping: ThreadKeeping) -
         public_key: hex(app_key().verifying_key().as_bytes()),
         bot_token: "bot-token-secret".into(),
         api_url: fake.api_url.clone(),
-        listener,
+        connection: aetherv_discord::Connection::Http(listener),
         channel: OPS.into(),
         approvals_channel: Some(APPROVALS.into()),
         candidate: format!("discord-{}", uuid::Uuid::new_v4().simple()),
@@ -199,7 +251,7 @@ pub async fn bot_with(broker: &Broker, policy: Policy, keeping: ThreadKeeping) -
         guild_id: Some(GUILD.into()),
         thread_keeping: keeping,
     };
-    tokio::spawn(aetherv_discord::run(
+    let run = tokio::spawn(aetherv_discord::run(
         engine(broker, policy),
         opts,
         stop.clone(),
@@ -207,8 +259,70 @@ pub async fn bot_with(broker: &Broker, policy: Policy, keeping: ThreadKeeping) -
     // Leadership and the replay: an empty stream is replayed once it has been idle for
     // `REPLAY_IDLE`; until then the bot answers that it is catching up.
     tokio::time::sleep(aetherv_bot::serve::REPLAY_IDLE + Duration::from_millis(400)).await;
-    Bot { fake, addr, stop }
+    Bot {
+        fake,
+        addr,
+        gateway: None,
+        run,
+        stop,
+    }
 }
+
+/// The bot's token in the tests.
+pub const TOKEN: &str = "bot-token-secret";
+
+/// Starts the bot over `broker` in Gateway mode against a fresh fake REST API and `gateway`,
+/// without waiting for anything.
+pub async fn start_gateway_bot(broker: &Broker, policy: Policy, gateway: FakeGateway) -> Bot {
+    let fake = FakeDiscord::start().await;
+    let stop = CancellationToken::new();
+    let opts = Options {
+        application_id: APP.into(),
+        public_key: String::new(),
+        bot_token: TOKEN.into(),
+        api_url: fake.api_url.clone(),
+        connection: aetherv_discord::Connection::Gateway {
+            url: Some(gateway.url.clone()),
+        },
+        channel: OPS.into(),
+        approvals_channel: Some(APPROVALS.into()),
+        candidate: format!("discord-{}", uuid::Uuid::new_v4().simple()),
+        templates_dir: None,
+        register_commands: true,
+        guild_id: Some(GUILD.into()),
+        thread_keeping: ThreadKeeping::default(),
+    };
+    let run = tokio::spawn(aetherv_discord::run(
+        engine(broker, policy),
+        opts,
+        stop.clone(),
+    ));
+    Bot {
+        fake,
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        gateway: Some(gateway),
+        run,
+        stop,
+    }
+}
+
+/// Starts the bot in Gateway mode and waits for its session (IDENTIFY answered with READY)
+/// and the engine's replay.
+pub async fn gateway_bot(broker: &Broker, policy: Policy) -> Bot {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let gw = FakeGateway::start(TOKEN, GUILDS_INTENT).await;
+    let b = start_gateway_bot(broker, policy, gw.clone()).await;
+    gw.wait_until(Duration::from_secs(10), |s| s.iter().any(|f| f.op == 2))
+        .await;
+    tokio::time::sleep(aetherv_bot::serve::REPLAY_IDLE + Duration::from_millis(400)).await;
+    b
+}
+
+/// The `GUILDS` intent bit.
+pub const GUILDS_INTENT: u64 = 1;
 
 /// An `/aether` command interaction by `user` (with `roles`): `sub` is the subcommand path
 /// (`["vm", "list"]`), `options` its leaf options (name, type, value).
