@@ -206,6 +206,15 @@ impl Checker<'_> {
         }
         if let Some(discord) = get("discord") {
             self.default_secret(discord, "discord", "bot_token_env", "DISCORD_BOT_TOKEN");
+            let http =
+                discord.value.get("mode").map(|m| &m.value) == Some(&Node::Str("http".into()));
+            if http && discord.value.get("public_key").is_none() {
+                self.add(
+                    discord.referenced.line(),
+                    "discord.public_key",
+                    "missing: the HTTP interactions endpoint checks signatures with it",
+                );
+            }
         }
         if let Some(roles) = get("bot").and_then(|b| b.value.get("roles")) {
             self.roles(roles);

@@ -107,7 +107,7 @@ const SLACK: &[Key] = &[
 const DISCORD: &[Key] = &[
     k("mode", Ty::Enum(&["gateway", "http"])),
     req("application_id", Ty::Str),
-    req("public_key", Ty::Str),
+    k("public_key", Ty::Str),
     k("bot_token_env", Ty::SecretEnv),
     k("api_url", Ty::Str),
     k("gateway_url", Ty::Str),
