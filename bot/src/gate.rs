@@ -86,9 +86,19 @@ pub fn check(
             );
             return Err(errors.0);
         }
-        // Never polled yet (a configured host before its first inventory): allowed, since
-        // nothing is known against it; the worker's preflight checks the fresh inventory.
-        None => return Ok(()),
+        // Never polled yet (a configured host before its first inventory): nothing is known
+        // against it but the open requests, whose names are still claimed; the worker's
+        // preflight checks the fresh inventory.
+        None => {
+            if let Some(name) = safeguards::new_vm_name(&parsed) {
+                claimed(state, &mut errors, host_name, name);
+            }
+            return if errors.0.is_empty() {
+                Ok(())
+            } else {
+                Err(errors.0)
+            };
+        }
         Some(true) => {}
     }
     let facts = host_facts(host_name, host);

@@ -170,7 +170,7 @@ async fn only_the_leader_bot_answers_and_a_standby_takes_over() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_job_names_its_failing_step_and_queues_show_positions() {
+async fn queues_show_positions_and_a_pending_name_is_claimed_before_the_first_inventory() {
     let w =
         world(SimConfig::with_hosts(2).op_latency("vm.create", Duration::from_millis(300))).await;
     let mut e = engine(&w.broker, Policy::default(), &["hv01", "hv02"]);
@@ -184,28 +184,30 @@ async fn a_failed_job_names_its_failing_step_and_queues_show_positions() {
         first[0].contains("· queued · position 1 in queue"),
         "{first:?}"
     );
-    let second = say(&mut e, "alice", "deploy vm vm_name=web01 target_host=hv01").await;
+    // The same name again, before any inventory of hv01: refused, it is claimed.
+    let again = say(&mut e, "alice", "deploy vm vm_name=web01 target_host=hv01").await;
+    assert!(
+        again
+            .iter()
+            .any(|l| l.contains("vm_name") && l.contains("web01")),
+        "{again:?}"
+    );
+    assert!(again[0].contains("not accepted"), "{again:?}");
+    let second = say(&mut e, "alice", "deploy vm vm_name=web02 target_host=hv01").await;
     assert!(
         second[0].contains("· queued · position 2 in queue"),
         "{second:?}"
     );
-    let out = pump(&mut e, &mut events, Duration::from_secs(60), |e| {
+    pump(&mut e, &mut events, Duration::from_secs(60), |e| {
         e.jobs().len() == 2 && e.is_idle()
     })
     .await;
-    let t = texts(&out);
-    // The second job finds web01 on the host in the worker's preflight, before any step.
-    assert!(
-        t.iter().any(|l| l.contains("failed: preflight: ")
-            && l.contains("vm_name (name_in_use): a VM named web01 already exists on hv01")),
-        "{t:#?}"
-    );
     assert_eq!(
         e.jobs()
             .iter()
             .filter(|j| j.phase == Phase::Succeeded)
             .count(),
-        1
+        2
     );
     let mine = say(&mut e, "alice", "jobs --mine --host hv01").await;
     assert_eq!(mine[0].lines().count(), 2, "{mine:?}");
