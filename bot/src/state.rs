@@ -228,15 +228,7 @@ impl DiskInfo {
     /// Whether `id` names this disk: its id, its path, or its file name (any case), as the
     /// agent finds a disk.
     pub fn is(&self, id: &str) -> bool {
-        let id = id.trim();
-        !id.is_empty()
-            && (self.id.eq_ignore_ascii_case(id)
-                || self.path.eq_ignore_ascii_case(id)
-                || self
-                    .path
-                    .rsplit(['\\', '/'])
-                    .next()
-                    .is_some_and(|f| f.eq_ignore_ascii_case(id)))
+        aetherv_core::safeguards::names_disk(id, &self.id, &self.path)
     }
 }
 

@@ -80,16 +80,21 @@ impl DiskFacts {
     /// Whether `id` names this disk: its id, its path, or its file name (any case), as the
     /// agent finds a disk.
     pub fn is(&self, id: &str) -> bool {
-        let id = id.trim();
-        !id.is_empty()
-            && (self.id.eq_ignore_ascii_case(id)
-                || self.path.eq_ignore_ascii_case(id)
-                || self
-                    .path
-                    .rsplit(['\\', '/'])
-                    .next()
-                    .is_some_and(|f| f.eq_ignore_ascii_case(id)))
+        names_disk(id, &self.id, &self.path)
     }
+}
+
+/// Whether `wanted` names the disk of id `id` at `path`: its id, its path, or its file name
+/// (any case), as the agent finds a disk.
+pub fn names_disk(wanted: &str, id: &str, path: &str) -> bool {
+    let wanted = wanted.trim();
+    !wanted.is_empty()
+        && (id.eq_ignore_ascii_case(wanted)
+            || path.eq_ignore_ascii_case(wanted)
+            || path
+                .rsplit(['\\', '/'])
+                .next()
+                .is_some_and(|f| f.eq_ignore_ascii_case(wanted)))
 }
 
 fn text(v: &Value, k: &str) -> String {

@@ -119,6 +119,7 @@ pub fn candidate(name: &str) -> String {
 /// the site. Failures are printed as `aetherv NAME: …`.
 pub async fn serve<F, Fut>(
     name: &str,
+    mode: &str,
     site: Option<Site>,
     ecfg: EngineConfig,
     adapter: F,
@@ -179,8 +180,8 @@ where
     tracing::info!(
         target: "aetherv::start",
         prefix = %prefix,
-        %health,
-        "aetherv {name} serving chat on {on} (prefix {prefix}); health: {health}"
+        %mode,
+        "aetherv {name} serving chat ({mode}) on {on} (prefix {prefix}); health: {health}"
     );
     let code = match adapter(engine, stop).await {
         Ok(()) => ExitCode::SUCCESS,

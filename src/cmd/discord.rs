@@ -99,8 +99,15 @@ pub fn run(args: &Args) -> ExitCode {
                 None
             }
         };
+        let described = match &listener {
+            Some(l) => format!(
+                "HTTP interactions endpoint on {}",
+                l.local_addr().map(|a| a.to_string()).unwrap_or_default()
+            ),
+            None => "Gateway".to_string(),
+        };
         let opts = opts(listener);
-        chat::serve("discord", site, ecfg, |engine, stop| {
+        chat::serve("discord", &described, site, ecfg, |engine, stop| {
             aetherv_discord::run(engine, opts, stop)
         })
         .await

@@ -73,8 +73,12 @@ pub fn run(args: &Args) -> ExitCode {
                 }
             },
         };
+        let described = match &mode {
+            Mode::Socket { connections } => format!("Socket Mode, {connections} connection(s)"),
+            Mode::Http(_) => format!("HTTP Events API on {listen}"),
+        };
         let opts = opts(mode);
-        chat::serve("slack", site, ecfg, |engine, stop| {
+        chat::serve("slack", &described, site, ecfg, |engine, stop| {
             aetherv_slack::run(engine, opts, stop)
         })
         .await

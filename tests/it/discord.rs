@@ -92,11 +92,7 @@ fn the_default_gateway_mode_stops_with_a_clear_error_when_discord_refuses_the_to
         .expect("runtime");
     let gw = rt.block_on(fake_gateway::FakeGateway::start("the-right-token", 1));
     let dir = tempfile::tempdir().expect("tempdir");
-    let write = |name: &str, text: &str| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, text).expect("write");
-        p
-    };
+    let write = |name: &str, text: &str| write_in(dir.path(), name, text);
     let roles = write(
         "roles.yaml",
         "groups:\n  - name: ops\n    roles: [operator]\n    members: [\"discord:1\"]\n",

@@ -261,27 +261,6 @@ fn spawn_worker(
     stderr: Stdio,
     shared_identity: bool,
 ) -> Proc {
-    let cmd = spawn_worker_cmd(config, prefix, url, id, level, stderr, shared_identity);
-    spawn(cmd, id)
-}
-
-fn spawn(mut cmd: Command, id: &str) -> Proc {
-    let child = cmd.spawn().expect("spawn aetherv worker");
-    Proc {
-        child,
-        name: id.to_string(),
-    }
-}
-
-fn spawn_worker_cmd(
-    config: &Path,
-    prefix: &str,
-    url: &str,
-    id: &str,
-    level: &str,
-    stderr: Stdio,
-    shared_identity: bool,
-) -> Command {
     let mut cmd = Command::new(bin());
     cmd.arg("worker").arg("--config").arg(config);
     if shared_identity {
@@ -301,7 +280,17 @@ fn spawn_worker_cmd(
         )
         .stdout(Stdio::null())
         .stderr(stderr);
-    cmd
+    Proc {
+        child: cmd.spawn().expect("spawn aetherv worker"),
+        name: id.to_string(),
+    }
+}
+
+/// Writes `text` to `dir/name`; returns the path.
+pub fn write_in(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    p
 }
 
 /// Polls `cond` every 50 ms until it holds; panics with `what` after `timeout`.
@@ -581,11 +570,7 @@ impl ChatCheck<'_> {
     /// Runs the check.
     pub fn run(&self) -> (Value, bool) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let write = |name: &str, text: &str| {
-            let p = dir.path().join(name);
-            std::fs::write(&p, text).expect("write");
-            p
-        };
+        let write = |name: &str, text: &str| write_in(dir.path(), name, text);
         let roles = write(
             "roles.yaml",
             &format!(

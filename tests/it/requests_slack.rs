@@ -4,7 +4,9 @@
 //! approver with a real request signature. The producer receives the job id and follows the
 //! job's events to the end.
 
-use crate::harness::{bin, free_port, prefix, python, root, start_sim, start_worker, Proc};
+use crate::harness::{
+    bin, free_port, prefix, python, root, start_sim, start_worker, write_in, Proc,
+};
 use crate::requests::{producer, Vhost};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,11 +22,7 @@ fn an_amqp_request_is_approved_in_slack_and_the_producer_follows_it_to_the_end()
     let _worker = start_worker(&sim.worker_config, &prefix, &guest, "w-slack");
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let write = |name: &str, text: &str| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, text).expect("write");
-        p
-    };
+    let write = |name: &str, text: &str| write_in(dir.path(), name, text);
     let roles = write(
         "roles.yaml",
         &format!(

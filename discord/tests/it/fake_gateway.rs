@@ -264,11 +264,18 @@ impl FakeGateway {
                             let _ = out.send(text(&json!({ "op": 7, "d": null, "s": null, "t": null }))).await;
                         }
                         Ctl::Close(code) => {
+                            // This session stops being the live one before the client hears of
+                            // it: its reconnect may set the next one at once.
+                            {
+                                let mut s = self.lock();
+                                if s.live.as_ref().is_some_and(|l| l.same_channel(&tx)) {
+                                    s.live = None;
+                                }
+                            }
                             let _ = out.send(Message::Close(Some(CloseFrame {
                                 code: CloseCode::from(code),
                                 reason: "".into(),
                             }))).await;
-                            self.lock().live = None;
                             return;
                         }
                     }
