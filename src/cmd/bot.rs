@@ -12,12 +12,20 @@ use tokio_util::sync::CancellationToken;
 /// Arguments.
 #[derive(clap::Args)]
 pub struct Args {
+    /// An `aetherv.yaml`: roles, policy, hosts and age recipients from its `bot` section, the
+    /// broker from its `broker` section (flags and the environment win).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Roles configuration (YAML: groups with roles and members).
-    #[arg(long, env = "AETHERV_ROLES")]
-    pub roles: PathBuf,
+    #[arg(long, env = "AETHERV_ROLES", required_unless_present = "config")]
+    pub roles: Option<PathBuf>,
     /// Approval policy (YAML: rules).
-    #[arg(long, env = "AETHERV_APPROVAL_POLICY")]
-    pub policy: PathBuf,
+    #[arg(
+        long,
+        env = "AETHERV_APPROVAL_POLICY",
+        required_unless_present = "config"
+    )]
+    pub policy: Option<PathBuf>,
     /// Hosts offered in forms before the first inventory arrives (comma-separated).
     #[arg(long, env = "AETHERV_HOSTS", value_delimiter = ',')]
     pub hosts: Vec<String>,
@@ -90,15 +98,58 @@ pub async fn serve_console(
     }
 }
 
+/// The roles and policy files and the hosts: the flags, else the `bot` section of `--config`.
+fn bot_files(args: &Args) -> Result<(PathBuf, PathBuf, Vec<String>), String> {
+    let section = match &args.config {
+        Some(path) => match crate::cmd::config::Unified::load(path, &env_lookup)? {
+            Some(u) => u.section("bot"),
+            None => {
+                return Err(format!(
+                    "{}: not an aetherv.yaml (no broker/bot/… sections)",
+                    path.display()
+                ))
+            }
+        },
+        None => serde_json::Map::new(),
+    };
+    let file = |flag: &Option<PathBuf>, key: &str| {
+        flag.clone()
+            .or_else(|| section.get(key).and_then(|v| v.as_str()).map(PathBuf::from))
+            .ok_or_else(|| format!("no {key} file: give --{key} or bot.{key} in --config"))
+    };
+    let hosts = if args.hosts.is_empty() {
+        section
+            .get("hosts")
+            .and_then(|h| h.as_array())
+            .map(|h| {
+                h.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        args.hosts.clone()
+    };
+    Ok((
+        file(&args.roles, "roles")?,
+        file(&args.policy, "policy")?,
+        hosts,
+    ))
+}
+
 /// Runs the command.
 pub fn run(args: Args) -> ExitCode {
     let read =
         |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
-    let cfg = match read(&args.roles)
-        .and_then(|r| read(&args.policy).map(|p| (r, p)))
-        .and_then(|(r, p)| {
-            EngineConfig::from_texts(&r, &p, args.hosts.clone(), &args.age_recipients)
-        }) {
+    let recipients = if args.age_recipients.is_empty() {
+        env_lookup("AETHERV_AGE_RECIPIENTS").unwrap_or_default()
+    } else {
+        args.age_recipients.clone()
+    };
+    let cfg = match bot_files(&args)
+        .and_then(|(roles, policy, hosts)| Ok((read(&roles)?, read(&policy)?, hosts)))
+        .and_then(|(r, p, hosts)| EngineConfig::from_texts(&r, &p, hosts, &recipients))
+    {
         Ok(c) => c,
         Err(e) => return crate::cmd::fail("bot", 64, e),
     };

@@ -106,3 +106,59 @@ worker:
         assert!(!out.contains(secret), "a secret in the output:\n{out}");
     }
 }
+
+/// `aetherv bot --config aetherv.yaml`: the console bot takes its roles, policy, hosts and
+/// broker prefix from the one file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_bot_runs_from_aetherv_yaml() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_in(
+        dir.path(),
+        "roles.yaml",
+        "groups:\n  - name: ops\n    roles: [operator]\n    members: [\"console:alice\"]\n",
+    );
+    write_in(dir.path(), "policy.yaml", "rules: []\n");
+    let prefix = prefix();
+    let file = write_in(
+        dir.path(),
+        "aetherv.yaml",
+        &format!(
+            "broker:\n  prefix: {prefix}\nbot:\n  roles: roles.yaml\n  policy: policy.yaml\n  hosts: [hvcfg1, hvcfg2]\n"
+        ),
+    );
+    let url = amqp_url();
+    let mut child = Command::new(bin())
+        .arg("bot")
+        .arg("--config")
+        .arg(&file)
+        .env_remove("AETHERV_PREFIX")
+        .env("AETHERV_AMQP_URL", &url)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("aetherv bot");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"hosts\n")
+        .expect("write");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    cleanup(&url, &prefix, &[]).await;
+    assert!(out.status.success(), "{text}\n{err}");
+    assert!(
+        text.contains("hvcfg1") && text.contains("hvcfg2"),
+        "{text}\n{err}"
+    );
+    assert!(
+        err.contains(&format!("prefix {prefix}")) || text.contains("hvcfg1"),
+        "{err}"
+    );
+}
