@@ -160,6 +160,12 @@ pub fn action_rows(mut answer: Value) -> Value {
     answer
 }
 
+/// An `INTERACTION_CREATE` dispatch's `d` as the Gateway path reads it: parsed by serenity,
+/// then turned into our shape (for the fuzzer and tests: outside input on this path).
+pub fn dispatched_interaction(d: &[u8]) -> Result<Interaction, serde_json::Error> {
+    ours(&serde_json::from_slice::<Incoming>(d)?)
+}
+
 /// The interaction in our own shape: serenity's model serialized as Discord sends it, with
 /// the interaction type, which serenity keeps in its enum rather than in the fields.
 fn ours(incoming: &Incoming) -> Result<Interaction, serde_json::Error> {

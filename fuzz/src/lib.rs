@@ -12,6 +12,16 @@
 
 pub mod targets;
 
+// `aetherv config check` (it lives in the `aetherv` binary crate): the same source files,
+// compiled here as siblings (`check` uses `super::schema` and `super::tree`), so the fuzzer
+// runs the real checker.
+#[path = "../../src/cmd/config/check.rs"]
+pub mod check;
+#[path = "../../src/cmd/config/schema.rs"]
+pub mod schema;
+#[path = "../../src/cmd/config/tree.rs"]
+pub mod tree;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 

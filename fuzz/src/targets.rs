@@ -120,10 +120,24 @@ fn kvp(b: &[u8]) {
 }
 
 fn discord_interaction(b: &[u8]) {
+    if let Ok(ia) = serde_json::from_slice::<aetherv_discord::interaction::Interaction>(b) {
+        interaction_parts(&ia);
+    }
+}
+
+/// The Gateway path: serenity's model of the dispatch, converted to ours, then the same reads,
+/// and a modal answer turned into action rows.
+fn discord_gateway_dispatch(b: &[u8]) {
+    if let Ok(ia) = aetherv_discord::gateway::dispatched_interaction(b) {
+        interaction_parts(&ia);
+    }
+    if let Ok(answer) = serde_json::from_slice::<Value>(b) {
+        let _ = aetherv_discord::gateway::action_rows(answer);
+    }
+}
+
+fn interaction_parts(ia: &aetherv_discord::interaction::Interaction) {
     use aetherv_discord::{form, interaction};
-    let Ok(ia) = serde_json::from_slice::<interaction::Interaction>(b) else {
-        return;
-    };
     let _ = ia.principal();
     if let Some(data) = &ia.data {
         let _ = interaction::command_line(data);
@@ -157,6 +171,21 @@ fn slack_payloads(b: &[u8]) {
     if let Ok(v) = serde_json::from_slice::<Value>(b) {
         let _ = aetherv_slack::blocks::check_message(&v);
         let _ = aetherv_slack::blocks::check_modal(&v);
+    }
+}
+
+/// `aetherv config check` over any text (no file it names exists, no variable is set).
+fn aetherv_yaml(b: &[u8]) {
+    let t = text(b);
+    let none = |_: &str| None;
+    let ctx = crate::check::Ctx {
+        base: std::path::Path::new("/nonexistent"),
+        env: &none,
+    };
+    for p in crate::check::check(&t, &ctx) {
+        // A problem never repeats what it could not parse: a message is built from the
+        // schema's words, paths and names the file gave as keys, never from a value.
+        assert!(p.message.len() < 400, "an unbounded problem message");
     }
 }
 
@@ -284,6 +313,31 @@ pub fn all() -> Vec<Target> {
                 json!({"text": "hi", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "a"}}]}),
             ]),
             run: slack_payloads,
+        },
+        Target {
+            name: "aetherv_yaml",
+            seeds: vec![
+                include_bytes!("../../config/aetherv.example.yaml").to_vec(),
+                b"broker:\n  url: amqp://u:p@h/\nworker:\n  hosts:\n    - name: a\n      auth: {kind: ntlm}\n".to_vec(),
+            ],
+            run: aetherv_yaml,
+        },
+        Target {
+            name: "discord_gateway_dispatch",
+            seeds: seeds(&[
+                json!({"id": "1", "application_id": "2", "type": 2, "token": "t", "version": 1,
+                    "channel_id": "3", "guild_id": "4", "locale": "en-US", "guild_locale": "en-US",
+                    "entitlements": [], "app_permissions": "0", "attachment_size_limit": 10_485_760,
+                    "authorizing_integration_owners": {"0": "4"}, "context": 0,
+                    "member": {"user": {"id": "5", "username": "u", "discriminator": "0",
+                        "global_name": null, "avatar": null, "public_flags": 0}, "roles": [],
+                        "joined_at": "2024-01-01T00:00:00.000000+00:00", "deaf": false,
+                        "mute": false, "flags": 0, "pending": false, "nick": null, "avatar": null,
+                        "premium_since": null, "permissions": "0"},
+                    "data": {"id": "6", "name": "aether", "type": 1, "options":
+                        [{"name": "vm", "type": 2, "options": [{"name": "list", "type": 1, "options": []}]}]}}),
+            ]),
+            run: discord_gateway_dispatch,
         },
         Target {
             name: "yaml_configs",

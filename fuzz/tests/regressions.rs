@@ -53,3 +53,13 @@ fn the_fuzzer_finds_a_planted_panic() {
     assert!(!r.crashes.is_empty(), "{} inputs, no crash found", r.tried);
     assert!(r.crashes[0].1.contains("negative"));
 }
+
+#[test]
+fn the_gateway_seed_is_a_dispatch_serenity_reads() {
+    let t = aetherv_fuzz::targets::all()
+        .into_iter()
+        .find(|t| t.name == "discord_gateway_dispatch")
+        .expect("target");
+    let ia = aetherv_discord::gateway::dispatched_interaction(&t.seeds[0]);
+    assert!(ia.is_ok(), "{:?}", ia.err());
+}
