@@ -36,6 +36,9 @@ pub fn parse_config<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// How long a stopped engine waits for its adapter's ingress to say why it ended.
+const INGRESS_REASON_WAIT: Duration = Duration::from_secs(1);
+
 /// How long queued writes may take to go out once the adapter stops.
 pub const DRAIN: Duration = Duration::from_secs(5);
 
@@ -212,9 +215,21 @@ where
         tokio::spawn(
             async move { crate::serve(engine, &mut adapter, &candidate, serve_stop).await },
         );
+    let ingress_result =
+        |r: Result<anyhow::Result<()>, E>| r.map_err(anyhow::Error::from).and_then(|r| r);
+    tokio::pin!(ingress);
     let result = tokio::select! {
-        r = engine_task => r.map_err(anyhow::Error::from).and_then(|r| r),
-        r = ingress => r.map_err(anyhow::Error::from).and_then(|r| r),
+        biased;
+        r = &mut ingress => ingress_result(r),
+        r = engine_task => match r.map_err(anyhow::Error::from).and_then(|r| r) {
+            // The adapter's inputs ended: when its ingress is ending too (a Gateway that
+            // refused the token), its reason is the result, not a clean stop.
+            Ok(()) => match tokio::time::timeout(INGRESS_REASON_WAIT, &mut ingress).await {
+                Ok(r) => ingress_result(r),
+                Err(_) => Ok(()),
+            },
+            Err(e) => Err(e),
+        },
         () = shutdown.cancelled() => Ok(()),
     };
     stop.cancel();
