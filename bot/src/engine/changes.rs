@@ -109,20 +109,33 @@ impl Engine {
             VmRef::new(row.name.clone(), &row.id),
             found.id.clone(),
         ));
-        let mut out = vec![notice(&user, chosen)];
+        self.submit_chosen(who, grants, spec, row.host, notice(&user, chosen))
+            .await
+    }
+
+    /// Submits a removal, preceded by `chosen` (what is being removed) once it is accepted; a
+    /// refusal says why on its own ("removing" would be wrong).
+    async fn submit_chosen(
+        &mut self,
+        who: &Principal,
+        grants: &Grants,
+        spec: JobSpec,
+        host: String,
+        chosen: Reply,
+    ) -> Result<Vec<Reply>, EngineError> {
         let submitted = self
             .submit(
                 who,
                 grants,
                 spec.kind(),
-                Target::Host(row.host),
+                Target::Host(host),
                 spec.into_spec(),
             )
             .await?;
         if super::opened(&submitted).is_none() {
-            // Refused: the refusal says why; "removing" would be wrong.
             return Ok(submitted);
         }
+        let mut out = vec![chosen];
         out.extend(submitted);
         Ok(out)
     }
@@ -204,21 +217,8 @@ impl Engine {
             VmRef::new(row.name.clone(), &row.id),
             id,
         ));
-        let submitted = self
-            .submit(
-                who,
-                grants,
-                spec.kind(),
-                Target::Host(row.host),
-                spec.into_spec(),
-            )
-            .await?;
-        if super::opened(&submitted).is_none() {
-            return Ok(submitted);
-        }
-        let mut out = vec![notice(&user, chosen)];
-        out.extend(submitted);
-        Ok(out)
+        self.submit_chosen(who, grants, spec, row.host, notice(&user, chosen))
+            .await
     }
 
     /// `retry ID`: a failed or cancelled job again, as a new request of the same kind, target
