@@ -98,6 +98,7 @@ impl Checker<'_> {
             Ty::Str => {}
             Ty::Uint => match v.value {
                 Node::Int(i) if i >= 0 => {}
+                Node::Int(_) => self.add(line, path, "must be a whole number ≥ 0, not negative"),
                 _ => self.add(line, path, want("a whole number ≥ 0")),
             },
             Ty::Bool if !matches!(v.value, Node::Bool(_)) => {
