@@ -169,6 +169,16 @@ impl Broker {
         }
     }
 
+    /// Sends an event now, in order with this process's other events, and returns its confirm
+    /// to await later ([`PendingEvent::confirmed`]): a caller that needs many events confirmed
+    /// (a job's events before its ack) pays one round trip for all of them, not one each.
+    pub async fn send_event(&self, ev: &Event) -> Result<PendingEvent, PublishError> {
+        match self {
+            Broker::Amqp(b) => b.send_event(ev).await,
+            Broker::InProc(b) => b.publish_event(ev).map(|()| PendingEvent::done()),
+        }
+    }
+
     /// Starts consuming `host`'s queue (declaring it if needed): prefetch 1, manual ack, and a
     /// single active consumer across all processes; other consumers wait as standbys and take
     /// over when the active one goes away.
@@ -264,6 +274,41 @@ impl Broker {
         match self {
             Broker::Amqp(b) => b.close().await,
             Broker::InProc(b) => b.close(),
+        }
+    }
+}
+
+/// The broker's confirm of an event sent with [`Broker::send_event`].
+#[must_use = "an event is only known to be stored once its confirm is awaited"]
+pub struct PendingEvent(Pending);
+
+enum Pending {
+    Done,
+    Amqp {
+        confirm: lapin::PublisherConfirm,
+        type_name: &'static str,
+    },
+}
+
+impl PendingEvent {
+    fn done() -> Self {
+        PendingEvent(Pending::Done)
+    }
+
+    fn amqp(confirm: lapin::PublisherConfirm, type_name: &'static str) -> Self {
+        PendingEvent(Pending::Amqp { confirm, type_name })
+    }
+
+    /// Waits for the broker's confirm: `Ok` once the event is stored. An error of kind
+    /// [`PublishError::Broker`] means the connection was lost before the confirm: the event
+    /// may or may not be stored, and sending it again is the caller's choice.
+    pub async fn confirmed(self) -> Result<(), PublishError> {
+        match self.0 {
+            Pending::Done => Ok(()),
+            Pending::Amqp { confirm, type_name } => {
+                let confirm = confirm.await?;
+                amqp::confirmation_result(&confirm, type_name)
+            }
         }
     }
 }

@@ -115,7 +115,6 @@ async fn place_one(
                      ({free:.0} GB free, {need:.0} GB needed)"
                 ))
                 .await?;
-            Ok(())
         }
         Err(e) => {
             tracing::warn!(job_id = %job.job_id, cluster, error = %e, "placement failed");
@@ -125,9 +124,10 @@ async fn place_one(
                     message: e.to_string(),
                     step: None,
                 })
-                .await
+                .await?;
         }
     }
+    reporter.settle().await
 }
 
 /// Serves the placement queue of `cluster` until `quiet` fires.

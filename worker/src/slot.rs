@@ -187,13 +187,17 @@ async fn prepare(
         Ok(Preparation::Ready) => return Prepared::Run(Box::new(d)),
         Ok(Preparation::Failed { code, message }) => {
             tracing::warn!(host = %agent.host, job_id = %d.envelope.job_id, code, "host preparation failed; failing the job");
-            let failed = reporter
+            let failed = match reporter
                 .emit(aetherv_core::EventBody::JobFailed {
                     code: code.into(),
                     message,
                     step: None,
                 })
-                .await;
+                .await
+            {
+                Ok(()) => reporter.settle().await,
+                Err(e) => Err(e),
+            };
             match failed {
                 Ok(()) => (Prepared::Settled, d.ack().await),
                 Err(_) => (Prepared::Settled, d.requeue().await),
@@ -224,6 +228,11 @@ async fn handle(ctx: &SlotCtx, agent: &HostAgent, d: JobDelivery, terminate: &Ca
     let outcome = run_job_with(jc, &ctx.worker_id, d.attempt(), d.redelivered)
         .instrument(span)
         .await;
+    // Every event the job sent must be stored before the ack (or the requeue) settles it.
+    let outcome = match outcome {
+        Ok(o) => reporter.settle().await.map(|()| o),
+        Err(e) => Err(e),
+    };
     let finished = match &outcome {
         Ok(JobOutcome::Succeeded) => Some("succeeded"),
         Ok(JobOutcome::Failed) => Some("failed"),

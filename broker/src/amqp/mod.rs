@@ -31,7 +31,8 @@ pub(crate) use consumer::{AmqpJobConsumer, AmqpSettle};
 pub(crate) use leader::AmqpLeadership;
 pub(crate) use stream::AmqpEventStream;
 
-use publish::{confirmation_result, ChannelPool};
+pub(crate) use publish::confirmation_result;
+use publish::ChannelPool;
 use supervisor::{close_connection, declare_base, declare_host_on, supervise};
 
 use crate::topology::valid_host;
@@ -254,6 +255,24 @@ impl AmqpBroker {
                 }
             })
             .await
+    }
+
+    /// Sends an event to the events exchange without waiting for its confirm (see
+    /// [`crate::PendingEvent`]). The send is retried on the next connection when the
+    /// connection dies during it; a confirm lost with its connection is the caller's to redo.
+    pub async fn send_event(&self, ev: &Event) -> Result<crate::PendingEvent, PublishError> {
+        let exchange = short(&self.shared.topology.events_exchange())?;
+        let key: ShortString = ev.type_name().into();
+        let body = ev.to_vec();
+        let confirm = self
+            .shared
+            .with_live(|live| {
+                let (exchange, key) = (exchange.clone(), key.clone());
+                let body = &body;
+                async move { live.send_event(exchange, key, body).await }
+            })
+            .await?;
+        Ok(crate::PendingEvent::amqp(confirm, ev.type_name()))
     }
 
     /// Declares the host queue and registers a consumer on it.

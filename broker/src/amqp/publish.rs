@@ -10,11 +10,11 @@ use super::Live;
 use crate::{BrokerError, PublishError, Topology};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, PublisherConfirm};
 use std::sync::Mutex;
 use tokio::sync::Semaphore;
 
-pub(super) fn confirmation_result(
+pub(crate) fn confirmation_result(
     confirm: &Confirmation,
     routing_key: &str,
 ) -> Result<(), PublishError> {
@@ -56,41 +56,52 @@ impl Live {
         Ok((slot, ch))
     }
 
-    /// Publishes an event on the shared events channel (`mandatory`). The lock covers only the
-    /// send, so confirms are pipelined while sequence numbers stay in send order.
+    /// Publishes an event on the shared events channel (`mandatory`) and waits for its
+    /// confirm. The lock covers only the send, so confirms are pipelined while sequence
+    /// numbers stay in send order. If the stream queue is gone, every event comes back, so
+    /// pairing a return with whichever confirm resolves next is still right for events.
     pub(super) async fn publish_event(
         &self,
         exchange: ShortString,
         key: ShortString,
         body: &[u8],
     ) -> Result<Confirmation, BrokerError> {
-        let pending = {
-            let mut slot = self.events.lock().await;
-            let ch = match &*slot {
-                Some(ch) if ch.status().connected() => ch.clone(),
-                _ => {
-                    let ch = self.conn.create_channel().await?;
-                    ch.confirm_select(ConfirmSelectOptions::default()).await?;
-                    *slot = Some(ch.clone());
-                    ch
-                }
-            };
-            // `mandatory`: if the stream queue is gone, every event comes back, so pairing a
-            // return with whichever confirm resolves next is still right for events.
-            let options = BasicPublishOptions {
-                mandatory: true,
-                ..BasicPublishOptions::default()
-            };
-            ch.basic_publish(
+        let pending = self.send_event(exchange, key, body).await?;
+        Ok(pending.await?)
+    }
+
+    /// Sends an event on the shared events channel (`mandatory`) and returns its confirm
+    /// without waiting for it: sends keep their order (the lock covers the send), and the
+    /// caller awaits the confirms later, in order (see `PendingEvent`).
+    pub(super) async fn send_event(
+        &self,
+        exchange: ShortString,
+        key: ShortString,
+        body: &[u8],
+    ) -> Result<PublisherConfirm, BrokerError> {
+        let mut slot = self.events.lock().await;
+        let ch = match &*slot {
+            Some(ch) if ch.status().connected() => ch.clone(),
+            _ => {
+                let ch = self.conn.create_channel().await?;
+                ch.confirm_select(ConfirmSelectOptions::default()).await?;
+                *slot = Some(ch.clone());
+                ch
+            }
+        };
+        let options = BasicPublishOptions {
+            mandatory: true,
+            ..BasicPublishOptions::default()
+        };
+        Ok(ch
+            .basic_publish(
                 exchange,
                 key,
                 options,
                 body,
                 fields::message_properties(None),
             )
-            .await?
-        };
-        Ok(pending.await?)
+            .await?)
     }
 
     /// Publishes a copy of a message to the dead-letter exchange with reason headers.

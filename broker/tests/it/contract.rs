@@ -286,6 +286,24 @@ pub async fn worker_dead_letters_with_its_reason(b: Broker) {
     );
 }
 
+pub async fn sent_events_are_stored_in_send_order_once_confirmed(b: Broker) {
+    // Many sends in flight at once, confirms awaited afterwards (the worker's per-job path):
+    // every confirm resolves, and the stream holds the events in the order they were sent.
+    let events: Vec<_> = (0..300).map(event).collect();
+    let mut pending = Vec::new();
+    for ev in &events {
+        pending.push(b.send_event(ev).await.unwrap());
+    }
+    for p in pending {
+        p.confirmed().await.unwrap();
+    }
+    let mut s = b.replay_events(StreamOffset::First).await.unwrap();
+    for ev in &events {
+        let (_, got) = tokio::time::timeout(WAIT, s.next()).await.unwrap().unwrap();
+        assert_eq!(&got, ev);
+    }
+}
+
 pub async fn events_replay_from_first_and_offset_then_tail(b: Broker) {
     let events: Vec<_> = (0..5).map(event).collect();
     for ev in &events {

@@ -51,6 +51,7 @@ contract_suite!(
     delivery_limit_dead_letters,
     worker_dead_letters_with_its_reason,
     events_replay_from_first_and_offset_then_tail,
+    sent_events_are_stored_in_send_order_once_confirmed,
     events_replay_from_next_sees_only_new_events,
     events_replay_from_a_timestamp,
     one_leader_per_role_and_handover,
