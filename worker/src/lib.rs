@@ -241,11 +241,12 @@ impl Worker {
             worker_id: self.worker_id.clone(),
             slots: self.slots.clone(),
             opts: self.opts.clone(),
+            preparing: tokio::sync::Semaphore::new(slot::START_PREPARATIONS),
         });
         let served: Vec<String> = self.agents.iter().map(|a| a.host.clone()).collect();
         let mut slots = tokio::task::JoinSet::new();
         for agent in self.agents {
-            slots.spawn(slot::prepared_slot(
+            slots.spawn(slot::host_slot(
                 ctx.clone(),
                 agent,
                 quiet.clone(),

@@ -34,6 +34,17 @@ impl<'a> QueueReader<'a> {
         }
     }
 
+    /// Subscribes now rather than at the first [`QueueReader::next`]; false once `quiet` fired.
+    pub(crate) async fn subscribe_now(&mut self, quiet: &CancellationToken) -> bool {
+        if self.consumer.is_none() {
+            match self.subscribe(quiet).await {
+                Some(c) => self.consumer = Some(c),
+                None => return false,
+            }
+        }
+        true
+    }
+
     /// The next delivery, or `None` once `quiet` fired or the consumer ended (the broker
     /// closed). While the broker refuses the subscription, retries with backoff.
     ///

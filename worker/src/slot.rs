@@ -61,30 +61,26 @@ pub(crate) struct SlotCtx {
     pub worker_id: String,
     pub slots: SlotRegistry,
     pub opts: crate::executor::ExecOptions,
+    /// Turns to prepare a host at start ([`START_PREPARATIONS`] permits).
+    pub preparing: tokio::sync::Semaphore,
 }
 
-/// A host slot whose host is prepared first: one attempt at once, then, while the host is
-/// not prepared, before each job: an unreachable host keeps its job waiting with retries and
-/// backoff that the job's thread shows; rejected credentials fail the job at once with
-/// `host_auth_failed` (one attempt per job, no retry storm). See [`crate::prepare`].
-pub(crate) async fn prepared_slot(
-    ctx: Arc<SlotCtx>,
-    agent: HostAgent,
-    quiet: CancellationToken,
-    terminate: CancellationToken,
-) {
-    let prepared = prepare::at_start(&agent).await;
-    host_slot(ctx, agent, quiet, terminate, prepared).await
-}
+/// Most hosts prepared at once when a worker starts (each preparation is a score of WinRM
+/// calls; a thousand at once is a memory peak and a storm on the network, and gains nothing).
+pub(crate) const START_PREPARATIONS: usize = 16;
 
-/// Serves one host until `quiet` fires; a job in progress then finishes (or is interrupted by
-/// `terminate`) before this returns.
+/// A host slot: it subscribes to the host's queue at once (so a worker serving a thousand
+/// hosts is ready in seconds), then prepares the host, at most [`START_PREPARATIONS`] hosts
+/// at a time across the worker, before it takes the first job (a job delivered meanwhile
+/// waits unacked in this slot, as it would behind a running job). One attempt at start; then,
+/// while the host is not prepared, before each job: an unreachable host keeps its job waiting
+/// with retries and backoff that the job's thread shows; rejected credentials fail the job at
+/// once with `host_auth_failed` (one attempt per job, no retry storm). See [`crate::prepare`].
 pub(crate) async fn host_slot(
     ctx: Arc<SlotCtx>,
     agent: HostAgent,
     quiet: CancellationToken,
     terminate: CancellationToken,
-    mut prepared: bool,
 ) {
     let tag = format!("{}:{}", ctx.worker_id, agent.host);
     // Cancellation requests made while no worker ran must be known before the first job.
@@ -92,8 +88,19 @@ pub(crate) async fn host_slot(
         .cancels
         .caught_up(crate::cancel::CATCH_UP_WAIT)
         .await;
-    ctx.slots.set(&agent.host, SlotState::Idle);
     let mut queue = QueueReader::new(&ctx.broker, &agent.host, tag);
+    if !queue.subscribe_now(&quiet).await {
+        return;
+    }
+    let mut prepared = {
+        let _turn = tokio::select! {
+            biased;
+            () = quiet.cancelled() => return,
+            p = ctx.preparing.acquire() => p,
+        };
+        prepare::at_start(&agent).await
+    };
+    ctx.slots.set(&agent.host, SlotState::Idle);
     while let Some(delivery) = queue.next(&quiet).await {
         let Some(delivery) = refuse_foreign(&agent.host, delivery).await else {
             continue;
