@@ -172,6 +172,19 @@ async fn run(
         jobs
     );
     r.shutdown().await;
+    // Start-up with many hosts: worker start → every host queue has its consumer.
+    let many = if quick { 200 } else { 1000 };
+    let rss_before = rss_kib();
+    let t0 = Instant::now();
+    let r = rig(make().await, many, Duration::ZERO).await;
+    let ready = t0.elapsed();
+    println!(
+        "{name:>8}: worker ready with {many} hosts in {:.2} s; process RSS (worker and sim) {} MiB, {} KiB more than before",
+        ready.as_secs_f64(),
+        rss_kib() / 1024,
+        rss_kib().saturating_sub(rss_before)
+    );
+    r.shutdown().await;
     // Makespan / ideal: 200 jobs on 20 hosts at 100 ms; 1,000 jobs on 100 hosts at 50 ms.
     for (hosts, per_host, ms) in [(20usize, 10usize, 100u64), (100, 10, 50)] {
         if quick && hosts == 100 {
@@ -191,6 +204,18 @@ async fn run(
         );
         r.shutdown().await;
     }
+}
+
+/// This process's resident set size in KiB (0 where /proc is not there).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// Deletes what a RabbitMQ run declared, so benchmarks leave nothing behind.
