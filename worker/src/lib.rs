@@ -29,6 +29,7 @@ pub mod slot;
 use aetherv_broker::Broker;
 use aetherv_winrm::{Auth, ClientConfig, KerberosSecret, TlsOptions, WinrmClient};
 use config::{AuthConfig, ConfigError, HostConfig};
+use futures::TryStreamExt as _;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -227,14 +228,18 @@ impl Worker {
     /// Declares every host queue, then serves until `quiet` is cancelled; then drains within the
     /// grace period and interrupts what is left.
     pub async fn run(self, quiet: CancellationToken) -> anyhow::Result<StopDetails> {
-        for a in &self.agents {
-            self.broker.declare_host(&a.host).await?;
-        }
-        for (cluster, _) in &self.clusters {
-            self.broker
-                .declare_host(&placer::cluster_key(cluster))
-                .await?;
-        }
+        // Every queue this worker serves, declared a few at a time (a quorum queue's first
+        // declaration takes the broker tens of milliseconds; a thousand in a row is half a
+        // minute before the first slot could start).
+        let keys: Vec<String> = self
+            .agents
+            .iter()
+            .map(|a| a.host.clone())
+            .chain(self.clusters.iter().map(|(c, _)| placer::cluster_key(c)))
+            .collect();
+        futures::stream::iter(keys.iter().map(Ok::<_, aetherv_broker::BrokerError>))
+            .try_for_each_concurrent(DECLARE_AT_ONCE, |key| self.broker.declare_host(key))
+            .await?;
         let terminate = CancellationToken::new();
         let ctx = Arc::new(slot::SlotCtx {
             broker: self.broker.clone(),
@@ -307,6 +312,9 @@ impl Worker {
         Ok(StopDetails { drained })
     }
 }
+
+/// Most queue declarations in flight at once when a worker starts.
+const DECLARE_AT_ONCE: usize = 16;
 
 /// How often the host queues' depths are read for `/metrics`.
 const QUEUE_DEPTH_INTERVAL: Duration = Duration::from_secs(15);

@@ -216,9 +216,11 @@ impl AmqpBroker {
     }
 
     /// Declares and binds a host queue; remembered for re-declaration after reconnects.
+    /// The declaration runs on a channel of its own, so callers may declare several hosts at
+    /// once (a worker starting with many hosts does: see `aetherv_worker::Worker::run`).
     pub async fn declare_host(&self, host: &str) -> Result<(), BrokerError> {
         let host = valid_host(host).ok_or_else(|| BrokerError::InvalidHost(host.to_owned()))?;
-        self.shared.declare_host(&host).await
+        self.shared.declare_host_apart(&host).await
     }
 
     /// Publishes to the jobs exchange with `mandatory` and waits for the confirm.
@@ -593,6 +595,27 @@ impl Shared {
                 Ok(Err(e)) => return Err(e),
             }
         }
+    }
+
+    /// [`Shared::declare_host`] on a channel opened for it and closed after, so declarations
+    /// of different hosts run side by side.
+    pub(crate) async fn declare_host_apart(&self, host: &str) -> Result<(), BrokerError> {
+        short(&self.topology.host_queue(host))?;
+        short(host)?;
+        self.hosts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(host.to_owned());
+        self.with_live(|live| async move {
+            let ch = live.conn.create_channel().await?;
+            let declared = declare_host_on(&ch, &self.topology, host).await;
+            if declared.is_ok() {
+                // A failed declaration has closed the channel already.
+                let _ = ch.close(200, "declared".into()).await;
+            }
+            declared
+        })
+        .await
     }
 
     /// Remembers and declares a host queue.
