@@ -98,3 +98,32 @@ async fn api_request_that_needs_approval_waits_for_the_console_then_runs() {
     assert_eq!(vm["memory_gb"], 64);
     site.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_of_a_standby_bot_answers_503_with_retry_after() {
+    let leader = ApiSite::start(1).await;
+    let standby = ApiSite::standby(&leader).await;
+    for path in ["/readyz", "/api/v1/hosts"] {
+        let r = standby.get(path, Some(ADMIN)).await;
+        assert_eq!(r.status, 503, "{path}: {}", r.text);
+        assert!(
+            r.headers.get("retry-after").is_some(),
+            "{path}: Retry-After"
+        );
+    }
+    let r = standby
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/resources/vms",
+            Some(ADMIN),
+            Some(&json!({"values": {"vm_name": "sb-01", "gb_ram": 2, "cpu_cores": 1, "target_host": "hv01"}})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.content_type, "application/problem+json");
+    // The leader serves meanwhile.
+    assert_eq!(leader.get("/readyz", None).await.status, 200);
+    standby.kill();
+    leader.stop().await;
+}
