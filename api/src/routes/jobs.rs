@@ -51,7 +51,7 @@ pub async fn get_job(
     let mut doc = snap
         .jobs
         .get(&job)
-        .cloned()
+        .map(|d| JobDoc::clone(d))
         .ok_or_else(|| Problem::not_found("no job with this id"))?;
     api.store.with_journal(&job, |j| {
         if let Some(j) = j {
