@@ -75,6 +75,16 @@ impl ApiSite {
         site
     }
 
+    /// Stops this bot and starts another on the same prefix (its state comes from the event
+    /// stream); waits until it leads.
+    pub(crate) async fn restart(self) -> ApiSite {
+        let (hosts, prefix) = (self.hosts.len(), self.prefix.clone());
+        self.kill();
+        let site = ApiSite::spawn(hosts, prefix).await;
+        site.wait_ready().await;
+        site
+    }
+
     async fn spawn(hosts: usize, prefix: String) -> ApiSite {
         let url = amqp_url();
         let dir = tempfile::tempdir().expect("tempdir");

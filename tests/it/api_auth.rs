@@ -127,3 +127,26 @@ async fn api_of_a_standby_bot_answers_503_with_retry_after() {
     standby.kill();
     leader.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_restarted_answers_for_jobs_it_did_not_see_start() {
+    let site = ApiSite::start(1).await;
+    let job = site
+        .accepted(
+            "/api/v1/resources/vms",
+            json!({"values": {"vm_name": "before-01", "gb_ram": 2, "cpu_cores": 1, "target_host": "hv01"}}),
+        )
+        .await;
+    let before = site.finished(&job, "succeeded").await;
+    let site = site.restart().await;
+    let r = site.get(&format!("/api/v1/jobs/{job}"), Some(ADMIN)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let after = r.json();
+    assert_eq!(after["state"], "succeeded");
+    assert_eq!(after["result"]["vm_id"], before["result"]["vm_id"]);
+    assert_eq!(after["steps"], before["steps"]);
+    assert_eq!(after["log"], before["log"]);
+    let listed = site.get("/api/v1/jobs", Some(ADMIN)).await.json();
+    assert_eq!(listed["jobs"][0]["job_id"], job.as_str(), "{listed:#}");
+    site.stop().await;
+}
