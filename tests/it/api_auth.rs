@@ -96,6 +96,45 @@ async fn api_request_that_needs_approval_waits_for_the_console_then_runs() {
         .sim_vm("hv01", "big-01")
         .expect("the VM after approval");
     assert_eq!(vm["memory_gb"], 64);
+    // A request awaiting approval is withdrawn with DELETE; a finished job has nothing to cancel.
+    let big = site
+        .accepted(
+            "/api/v1/resources/vms",
+            json!({"values": {"vm_name": "big-02", "gb_ram": 64, "cpu_cores": 8, "target_host": "hv01"}}),
+        )
+        .await;
+    let r = site
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/jobs/{big}"),
+            Some(READER),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 403, "a reader cannot cancel: {}", r.text);
+    let r = site
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/jobs/{big}"),
+            Some(ADMIN),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    site.finished(&big, "cancelled").await;
+    let r = site
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/jobs/{job}"),
+            Some(ADMIN),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(site.sim_vm("hv01", "big-02").is_none());
     site.stop().await;
 }
 
