@@ -39,7 +39,7 @@ async fn api_component_by_component_then_delete_cascades() {
         .text
         .lines()
         .filter_map(|l| l.strip_prefix("event: "))
-        .last();
+        .next_back();
     assert_eq!(last_event, Some("job.succeeded"), "{}", live.text);
     let doc = site.finished(&job, "succeeded").await;
     let vm_id = doc["result"]["vm_id"].as_str().expect("vm_id").to_string();
