@@ -476,6 +476,14 @@ macro_rules! kinds {
     };
 }
 
+impl JobKind {
+    /// Whether a job of this kind may change what the host holds (every kind but `noop`):
+    /// after one, the host's inventory is read again at once, so reads see what it did.
+    pub fn changes_host(self) -> bool {
+        self != JobKind::Noop
+    }
+}
+
 kinds! {
     DeploymentManaged => ManagedDeploymentSpec;
     VmCreate => VmCreateSpec, VmCreate;

@@ -47,13 +47,7 @@ impl SlotRegistry {
             Err(p) => p.into_inner(),
         };
         aetherv_metrics::metrics().set_slot_busy(host, matches!(state, SlotState::Busy { .. }));
-        let was_busy = matches!(g.get(host), Some(SlotState::Busy { .. }));
-        let idle = state == SlotState::Idle;
         g.insert(host.to_string(), state);
-        drop(g);
-        if was_busy && idle {
-            self.job_ended(host).notify_one();
-        }
     }
 
     /// The signal raised each time a job on `host` ended.
@@ -271,6 +265,10 @@ async fn handle(ctx: &SlotCtx, agent: &HostAgent, d: JobDelivery, terminate: &Ca
             outcome,
             started.elapsed().as_secs_f64(),
         );
+    }
+    if job.kind.changes_host() {
+        // The inventory poller reads the host now, so a read after the job sees what it did.
+        ctx.slots.job_ended(&agent.host).notify_one();
     }
     let settled = match outcome {
         Ok(JobOutcome::Succeeded | JobOutcome::Failed | JobOutcome::Cancelled) => d.ack().await,
