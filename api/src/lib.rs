@@ -2,3 +2,4 @@
 //! branch). Placeholder root until the `api` branch's crate is merged.
 
 pub mod oidc;
+pub mod status;
