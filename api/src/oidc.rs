@@ -378,6 +378,36 @@ impl Verifier {
         self.check_claims(&claims, now)
     }
 
+    /// Verifies `token` with the keys at hand, without waiting on the network: for a caller
+    /// that cannot await (a synchronous authenticator). An unknown key id starts one fetch of
+    /// the key set in the background (same rate limit as [`Verifier::verify`]) and is refused
+    /// now; the next request with that key passes once the fetch is done.
+    pub fn verify_cached(
+        self: &Arc<Self>,
+        token: &str,
+        now: SystemTime,
+    ) -> Result<Claims, OidcError> {
+        let header = Header::parse(token)?;
+        let alg = Alg::parse(&header.alg)
+            .filter(|a| self.algorithms.contains(a))
+            .ok_or(OidcError::Algorithm)?;
+        match self.check_signature(token, &header, alg) {
+            Some(result) => self.check_claims(&result?, now),
+            None => {
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    let me = Arc::clone(self);
+                    let kid = header.kid.clone();
+                    rt.spawn(async move {
+                        if let Err(e) = me.refetch_for(kid.as_deref(), alg).await {
+                            tracing::debug!(error = %e, "jwks refetch for an unknown key id");
+                        }
+                    });
+                }
+                Err(OidcError::UnknownKey)
+            }
+        }
+    }
+
     /// `None` when no key matches; else the signature check's outcome and the claims.
     fn check_signature(
         &self,

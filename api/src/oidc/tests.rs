@@ -411,3 +411,28 @@ async fn the_configuration_allows_only_asymmetric_algorithms() {
         Err(OidcError::Algorithm)
     );
 }
+
+#[tokio::test]
+async fn the_synchronous_check_fetches_a_new_key_in_the_background() {
+    let old = es256("old");
+    let srv = jwks_server(jwks(&[&old])).await;
+    let cfg = OidcConfig::new(ISS, AUD, JwksSource::Url(srv.url.clone()));
+    let v = Arc::new(Verifier::new(&cfg).await.expect("verifier"));
+    assert!(v
+        .verify_cached(&sign(&old, &claims()), SystemTime::now())
+        .is_ok());
+    let new = es256("new");
+    *srv.doc.lock().expect("doc") = jwks(&[&old, &new]);
+    let token = sign(&new, &claims());
+    assert_eq!(
+        v.verify_cached(&token, SystemTime::now()),
+        Err(OidcError::UnknownKey),
+        "refused while the key set is fetched"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while v.verify_cached(&token, SystemTime::now()).is_err() {
+        assert!(Instant::now() < deadline, "the new key never arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(srv.hits.load(Ordering::SeqCst), 2);
+}
