@@ -63,6 +63,8 @@ enum Sub {
     /// The configuration file (`aetherv.yaml`): `config check FILE`.
     #[command(subcommand)]
     Config(cmd::config::ConfigCommand),
+    /// The HTTP API (with the console chat for approvals): `--config aetherv.yaml` or `--simulated N`.
+    Api(cmd::api::Args),
     /// Make a bot's job-signing key (Ed25519): the key to a file, the public key printed.
     SigningKey(cmd::signing_key::Args),
 }
@@ -100,6 +102,7 @@ fn main() -> ExitCode {
         Sub::Slack(args) => cmd::slack::run(&args),
         Sub::Discord(args) => cmd::discord::run(&args),
         Sub::SigningKey(args) => cmd::signing_key::run(args),
+        Sub::Api(args) => cmd::api::run(args),
         Sub::Config(c) => cmd::config::run(c),
     }
 }

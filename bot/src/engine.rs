@@ -15,6 +15,7 @@ mod guided;
 mod requests;
 
 pub use api::{opened, FormOutcome, VoteResult};
+pub use requests::RequestOutcome;
 
 use crate::reply::{FieldErrorView, Listing, LogFile, Outcome, Reply};
 use crate::state::{display, JobInfo, Phase, State};

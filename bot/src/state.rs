@@ -80,6 +80,7 @@ pub fn display(r: &Requester) -> String {
     match r.platform {
         // A producer is shown as its principal, so nobody takes it for a chat user.
         aetherv_core::Platform::Amqp => format!("amqp:{}", r.user_id),
+        aetherv_core::Platform::Api => format!("api:{}", r.user_id),
         _ => r.user_id.clone(),
     }
 }
@@ -333,6 +334,21 @@ impl State {
         info.envelope = Some(env);
         let id = info.job_id;
         self.jobs.entry(id).or_insert(info)
+    }
+
+    /// Every job, oldest id first.
+    pub fn job_infos(&self) -> impl Iterator<Item = &JobInfo> + '_ {
+        self.jobs.values()
+    }
+
+    /// One job.
+    pub fn job_info(&self, id: &JobId) -> Option<&JobInfo> {
+        self.jobs.get(id)
+    }
+
+    /// Every host by lower-case name, with its last inventory.
+    pub fn host_infos(&self) -> &BTreeMap<String, HostInfo> {
+        &self.hosts
     }
 
     /// Finds a job by id or unique id prefix.

@@ -2,8 +2,10 @@
 //! which role each command needs.
 //!
 //! The configuration lists groups; each group grants roles and has members written as
-//! `<kind>:<id>` with kind `console`, `slack`, `slack-group` (a Slack user group id), `discord`
-//! or `discord-role` (a Discord role id). Only immutable ids are accepted, never display names.
+//! `<kind>:<id>` with kind `console`, `slack`, `slack-group` (a Slack user group id), `discord`,
+//! `discord-role` (a Discord role id), `amqp` (a RabbitMQ user), `api` (an HTTP API token name
+//! or OIDC subject) or `api-group` (a value of an OIDC token's roles claim). Only immutable ids
+//! are accepted, never display names.
 //! Approval policies name these groups. Pure: no I/O.
 
 use crate::command::CommandName;
@@ -114,6 +116,19 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// A client of the HTTP API: a bearer token's configured name, or an OIDC token's subject
+    /// with its roles claim's values as groups (`api-group:<value>` members); shown and
+    /// configured as `api:<name>`.
+    pub fn api(name: &str, groups: Vec<String>) -> Self {
+        Principal {
+            id: Requester {
+                platform: Platform::Api,
+                user_id: name.to_string(),
+            },
+            platform_groups: groups,
+        }
+    }
+
     /// An AMQP producer, by its RabbitMQ user (verified by RabbitMQ as the message's
     /// `user_id`); shown and configured as `amqp:<user>`.
     pub fn amqp(user: &str) -> Self {
@@ -179,8 +194,10 @@ fn parse_member(s: &str) -> Result<Member, RbacError> {
         "slack" => Member::User(Platform::Slack, id),
         "discord" => Member::User(Platform::Discord, id),
         "amqp" => Member::User(Platform::Amqp, id),
+        "api" => Member::User(Platform::Api, id),
         "slack-group" => Member::PlatformGroup(Platform::Slack, id),
         "discord-role" => Member::PlatformGroup(Platform::Discord, id),
+        "api-group" => Member::PlatformGroup(Platform::Api, id),
         _ => return Err(RbacError::InvalidMember(s.to_string())),
     })
 }

@@ -2,6 +2,7 @@
 //! glue (environment, input files, runtime) lives here.
 
 pub mod agent_command;
+pub mod api;
 pub mod bot;
 pub mod chat;
 pub mod config;

@@ -6,9 +6,13 @@
 //! `SameSite=Strict` session cookie). It reads the API's snapshot only: nothing here decides
 //! anything.
 
+pub mod build;
 pub mod html;
+pub mod routes;
+pub mod session;
 pub mod view;
 
+pub use routes::router;
 pub use view::StatusView;
 
 #[cfg(test)]

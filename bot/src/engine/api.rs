@@ -200,6 +200,12 @@ impl Engine {
         })
     }
 
+    /// The state rebuilt from the event stream, read-only: what a front door that serves
+    /// reads (the HTTP API's snapshot of jobs, hosts and inventory) may know.
+    pub fn view(&self) -> &crate::state::State {
+        &self.state
+    }
+
     /// Every job the bot knows, oldest id first.
     pub fn jobs(&self) -> Vec<JobSummary> {
         self.state.jobs.values().map(|j| j.summary()).collect()

@@ -30,6 +30,34 @@ fn request_error(field: &str, code: &str, message: impl Into<String>) -> Request
     }
 }
 
+/// What became of a request ([`Engine::submit_request`]).
+#[derive(Debug)]
+pub enum RequestOutcome {
+    /// The job was created: queued, or awaiting approval.
+    Accepted {
+        /// The new job.
+        job: JobId,
+        /// Whether it waits for approval.
+        awaiting_approval: bool,
+        /// What chat is told about it (the job opened, its approval request).
+        replies: Vec<Reply>,
+    },
+    /// The request's job id names a job this requester made already: that job.
+    Existing {
+        /// The job.
+        job: JobId,
+        /// Whether it still waits for approval.
+        awaiting_approval: bool,
+        /// Nothing new for chat.
+        replies: Vec<Reply>,
+    },
+    /// Refused: every problem found.
+    Rejected {
+        /// One per field (an empty field: the request as a whole).
+        errors: Vec<RequestError>,
+    },
+}
+
 impl Engine {
     /// Handles one request from the requests queue and settles it: malformed bodies are
     /// dead-lettered with their contract reason; everything else is answered and acked.
@@ -62,29 +90,40 @@ impl Engine {
             }
         };
         let job_id = request.job_id;
-        let outcome = match delivery.user_id.as_deref() {
-            None => Err(vec![request_error(
+        let Some(user) = delivery.user_id.as_deref() else {
+            let error = request_error(
                 "user_id",
                 "required",
                 "the message has no user_id property; set it to your RabbitMQ user",
-            )]),
-            Some(user) => self.gate_request(&Principal::amqp(user), request).await?,
+            );
+            self.refuse(by, correlation_id, job_id, vec![error], address.as_ref())
+                .await?;
+            if let Err(e) = delivery.ack().await {
+                tracing::warn!(error = %e, "acking a request failed; it will be redelivered");
+            }
+            return Ok(Vec::new());
         };
+        let outcome = self
+            .submit_request(&Principal::amqp(user), request, correlation_id.clone())
+            .await?;
         let out = match outcome {
-            Err(errors) => {
-                self.refuse(by, correlation_id, job_id, errors, address.as_ref())
-                    .await?;
+            RequestOutcome::Rejected { errors } => {
+                if let Some(address) = address {
+                    self.reply(&address, &RequestReply::rejected(job_id, errors))
+                        .await;
+                }
                 Vec::new()
             }
-            Ok((job, awaiting_approval, out)) => {
-                if let Some(by) = by {
-                    let body = EventBody::RequestAccepted {
-                        by,
-                        correlation_id,
-                        awaiting_approval,
-                    };
-                    self.emit(job, body).await?;
-                }
+            RequestOutcome::Accepted {
+                job,
+                awaiting_approval,
+                replies,
+            }
+            | RequestOutcome::Existing {
+                job,
+                awaiting_approval,
+                replies,
+            } => {
                 if let Some(address) = address {
                     let reply = RequestReply {
                         awaiting_approval,
@@ -95,13 +134,62 @@ impl Engine {
                         self.producers.insert(job, address);
                     }
                 }
-                out
+                replies
             }
         };
         if let Err(e) = delivery.ack().await {
             tracing::warn!(error = %e, "acking a request failed; it will be redelivered");
         }
         Ok(out)
+    }
+
+    /// The one entry for requests from outside chat (AMQP producers, the HTTP API): schema
+    /// validation, the gate, roles, policy and approval, publication, with `who` as the
+    /// requester; records the outcome as a `request.accepted` / `request.rejected` event. A
+    /// request whose `job_id` names a job `who` requested already is answered with that job
+    /// (a retry never makes a second one); another requester's job id is refused.
+    pub async fn submit_request(
+        &mut self,
+        who: &Principal,
+        request: JobRequest,
+        correlation_id: Option<String>,
+    ) -> Result<RequestOutcome, EngineError> {
+        let by = Some(who.id.clone());
+        let job_id = request.job_id;
+        if let Some(info) = job_id.and_then(|id| self.state.jobs.get(&id)) {
+            if info.requester.as_ref() == Some(&who.id) {
+                return Ok(RequestOutcome::Existing {
+                    job: info.job_id,
+                    awaiting_approval: info.phase == crate::state::Phase::AwaitingApproval,
+                    replies: Vec::new(),
+                });
+            }
+            let message = "a job with this job_id exists already";
+            let errors = vec![request_error("job_id", "duplicate", message)];
+            self.refuse(by, correlation_id, job_id, errors.clone(), None)
+                .await?;
+            return Ok(RequestOutcome::Rejected { errors });
+        }
+        match self.gate_request(who, request).await? {
+            Err(errors) => {
+                self.refuse(by, correlation_id, job_id, errors.clone(), None)
+                    .await?;
+                Ok(RequestOutcome::Rejected { errors })
+            }
+            Ok((job, awaiting_approval, replies)) => {
+                let body = EventBody::RequestAccepted {
+                    by: who.id.clone(),
+                    correlation_id,
+                    awaiting_approval,
+                };
+                self.emit(job, body).await?;
+                Ok(RequestOutcome::Accepted {
+                    job,
+                    awaiting_approval,
+                    replies,
+                })
+            }
+        }
     }
 
     /// Validation, the gate, roles, then policy: the accepted job (and whether it waits for
@@ -132,10 +220,6 @@ impl Engine {
         };
         let mut env = JobEnvelope::new(kind, target, request.spec, who.id.clone());
         if let Some(id) = request.job_id {
-            if self.state.jobs.contains_key(&id) {
-                let message = "a job with this job_id exists already";
-                return Ok(Err(vec![request_error("job_id", "duplicate", message)]));
-            }
             env.job_id = id;
         }
         env.secrets = request.secrets;

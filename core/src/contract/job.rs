@@ -70,6 +70,8 @@ pub enum Platform {
     Console,
     /// A system that published straight to RabbitMQ, or `aetherv submit`.
     Amqp,
+    /// A client of the HTTP API (`aetherv api`): a bearer token's name or an OIDC subject.
+    Api,
 }
 
 /// An immutable identity: the platform plus the platform's user id (never a display name).

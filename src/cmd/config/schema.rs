@@ -150,6 +150,24 @@ const WORKER: &[Key] = &[
     req("hosts", Ty::Table(HOST)),
 ];
 
+const API_TOKEN: &[Key] = &[req("name", Ty::Str), req("sha256", Ty::Str)];
+
+const OIDC: &[Key] = &[
+    req("issuer", Ty::Str),
+    req("audience", Ty::Str),
+    k("jwks_file", Ty::File),
+    k("jwks_url", Ty::Str),
+    k("roles_claim", Ty::Str),
+];
+
+/// `api`: where the HTTP API listens, its bearer tokens (a name and the token's SHA-256,
+/// never the token) and OIDC.
+const API: &[Key] = &[
+    k("listen", Ty::Str),
+    k("tokens", Ty::Table(API_TOKEN)),
+    k("oidc", Ty::Section(OIDC)),
+];
+
 /// The top level of `aetherv.yaml`.
 pub const TOP: &[Key] = &[
     k("broker", Ty::Section(BROKER)),
@@ -160,11 +178,12 @@ pub const TOP: &[Key] = &[
     k("slack", Ty::Section(SLACK)),
     k("discord", Ty::Section(DISCORD)),
     k("worker", Ty::Section(WORKER)),
+    k("api", Ty::Section(API)),
 ];
 
 /// The sections a file must have to be an `aetherv.yaml` (rather than a per-command file).
 pub const SECTIONS: &[&str] = &[
-    "broker", "log", "health", "bot", "slack", "discord", "worker",
+    "broker", "log", "health", "bot", "slack", "discord", "worker", "api",
 ];
 
 /// The environment variable that overrides `section.key`: `AETHERV_<SECTION>_<KEY>`.

@@ -1,0 +1,203 @@
+//! The API as one more front door of the bot's serve loop: [`WithApi`] wraps any chat
+//! adapter (console, Slack, Discord) and merges the API's calls with the chat's inputs, so
+//! approvals of API requests happen in that chat. Each call goes through
+//! [`Engine::submit_request`] (the same validation, gate, roles, policy and approval as an
+//! AMQP producer's request) with the caller's principal; the snapshot reads are served from
+//! is refreshed after each call and whenever events or ticks changed the state.
+
+use crate::requests::{translate, Call, Cancelled, Submitted, Write};
+use crate::store::Store;
+use aetherv_bot::engine::RequestOutcome;
+use aetherv_bot::{Adapter, Engine, Flow, Reply};
+use aetherv_core::Event;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// One input of the wrapped loop: the chat's, or the API's.
+pub enum Input<I> {
+    /// A chat input.
+    Chat(I),
+    /// An API call.
+    Api(Call),
+}
+
+/// A chat adapter with the API's calls merged in.
+pub struct WithApi<A> {
+    inner: A,
+    calls: mpsc::Receiver<Call>,
+    store: Arc<Store>,
+    chat_open: bool,
+    dirty: bool,
+}
+
+impl<A: Adapter> WithApi<A> {
+    /// Wraps `inner`; `calls` are the API's (see [`crate::Api::new`]).
+    pub fn new(inner: A, calls: mpsc::Receiver<Call>, store: Arc<Store>) -> Self {
+        WithApi {
+            inner,
+            calls,
+            store,
+            chat_open: true,
+            dirty: true,
+        }
+    }
+
+    /// The wrapped adapter.
+    pub fn inner(&self) -> &A {
+        &self.inner
+    }
+
+    async fn call(&mut self, engine: &mut Engine, call: Call) -> anyhow::Result<()> {
+        match call {
+            Call::Submit { who, write, reply } => {
+                let answer = match translate(engine.view(), &who, write) {
+                    Err(problem) => Submitted::Refused(problem),
+                    Ok(Write { request, .. }) => {
+                        let job_id = request.job_id;
+                        match engine.submit_request(&who, request, None).await? {
+                            RequestOutcome::Accepted {
+                                job,
+                                awaiting_approval,
+                                replies,
+                            } => {
+                                self.inner.deliver(engine, replies).await?;
+                                Submitted::Accepted {
+                                    job,
+                                    awaiting_approval,
+                                    replayed: false,
+                                }
+                            }
+                            RequestOutcome::Existing {
+                                job,
+                                awaiting_approval,
+                                replies,
+                            } => {
+                                self.inner.deliver(engine, replies).await?;
+                                Submitted::Accepted {
+                                    job,
+                                    awaiting_approval,
+                                    replayed: true,
+                                }
+                            }
+                            RequestOutcome::Rejected { errors } => {
+                                let _ = job_id;
+                                Submitted::Refused(crate::problem::Problem::refused(errors))
+                            }
+                        }
+                    }
+                };
+                self.store.refresh(engine.view());
+                let _ = reply.send(answer);
+            }
+            Call::Cancel { who, job, reply } => {
+                let before = engine.view().job_info(&job).map(|j| j.phase);
+                let replies = engine.handle_line(&who, &format!("cancel {job}")).await?;
+                let refused = replies.iter().find_map(|r| match r {
+                    Reply::Refused { role, .. } => Some(role.clone()),
+                    _ => None,
+                });
+                let said = replies.iter().find_map(|r| match r {
+                    Reply::Notice { message, .. } => Some(message.clone()),
+                    _ => None,
+                });
+                let info = engine.view().job_info(&job);
+                let taken = info.is_some_and(|j| {
+                    j.cancel_requested_by.as_ref() == Some(&who.id)
+                        || (j.phase == aetherv_bot::state::Phase::Cancelled
+                            && before != Some(aetherv_bot::state::Phase::Cancelled))
+                });
+                let answer = match (before, refused) {
+                    (None, _) => Cancelled::NotFound,
+                    (_, Some(role)) => {
+                        Cancelled::Forbidden(format!("cancel needs the {role} role"))
+                    }
+                    _ if taken => Cancelled::Accepted(said.unwrap_or_default()),
+                    _ => Cancelled::Conflict(said.unwrap_or_else(|| "nothing to cancel".into())),
+                };
+                self.inner.deliver(engine, replies).await?;
+                self.store.refresh(engine.view());
+                let _ = reply.send(answer);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<A: Adapter> Adapter for WithApi<A>
+where
+    A::Input: Send,
+{
+    type Input = Input<A::Input>;
+
+    fn reading(&self) -> bool {
+        true
+    }
+
+    fn answers_while_catching_up(&self) -> bool {
+        // API calls wait for the replay (the gate must see the whole state); HTTP handlers
+        // answer 503 meanwhile.
+        false
+    }
+
+    async fn recv(&mut self) -> Option<Self::Input> {
+        let chat = self.chat_open && self.inner.reading();
+        tokio::select! {
+            input = self.inner.recv(), if chat => match input {
+                Some(i) => Some(Input::Chat(i)),
+                None => {
+                    self.chat_open = false;
+                    // The chat's inputs ended; the API goes on.
+                    let _ = self.inner.ended();
+                    self.calls.recv().await.map(Input::Api)
+                }
+            },
+            call = self.calls.recv() => call.map(Input::Api),
+        }
+    }
+
+    async fn handle(&mut self, engine: &mut Engine, input: Self::Input) -> anyhow::Result<Flow> {
+        match input {
+            Input::Chat(i) => {
+                let flow = self.inner.handle(engine, i).await?;
+                self.store.refresh(engine.view());
+                Ok(flow)
+            }
+            Input::Api(call) => {
+                self.call(engine, call).await?;
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    async fn deliver(&mut self, engine: &Engine, replies: Vec<Reply>) -> anyhow::Result<()> {
+        if !replies.is_empty() {
+            self.dirty = true;
+        }
+        self.inner.deliver(engine, replies).await
+    }
+
+    fn started(&mut self, engine: &Engine) {
+        self.inner.started(engine);
+        self.store.refresh(engine.view());
+    }
+
+    fn applied(&mut self, engine: &Engine, event: &Event) {
+        self.store.record(event);
+        self.dirty = true;
+        self.inner.applied(engine, event);
+    }
+
+    fn ticked(&mut self, engine: &Engine) -> Flow {
+        if self.dirty {
+            self.dirty = false;
+            self.store.refresh(engine.view());
+        }
+        // The chat may stop (its input ended and its jobs are done): the API goes on.
+        let _ = self.inner.ticked(engine);
+        Flow::Continue
+    }
+
+    fn ended(&mut self) -> Flow {
+        Flow::Stop
+    }
+}
