@@ -576,6 +576,40 @@ impl Verifier {
     }
 }
 
+/// Plugs a verifier into the API's authenticator when it has OIDC settings (`api.oidc`):
+/// builds it (reading the key set once, within the deadline) and returns the authenticator
+/// checking JWTs with it ([`Verifier::verify_cached`]). Without OIDC settings, unchanged.
+pub async fn attach(
+    auth: crate::auth::Authenticator,
+) -> Result<crate::auth::Authenticator, OidcError> {
+    use crate::auth::{Oidc, OidcCheck, OidcIdentity};
+    let settings = match auth.oidc() {
+        Oidc::Unavailable(s) | Oidc::Verifier(s, _) => s.clone(),
+        Oidc::Off => return Ok(auth),
+    };
+    let mut cfg = OidcConfig::new(
+        &settings.issuer,
+        &settings.audience,
+        JwksSource::Url(String::new()),
+    );
+    cfg.jwks_file = settings.jwks_file.clone();
+    cfg.jwks_url = settings.jwks_url.clone();
+    if !settings.roles_claim.is_empty() {
+        cfg.roles_claim = settings.roles_claim.clone();
+    }
+    let verifier = Arc::new(Verifier::new(&cfg).await?);
+    let check: OidcCheck = Arc::new(move |token: &str, now: chrono::DateTime<chrono::Utc>| {
+        verifier
+            .verify_cached(token, SystemTime::from(now))
+            .map(|c| OidcIdentity {
+                subject: c.subject,
+                roles: c.roles,
+            })
+            .map_err(|e| e.to_string())
+    });
+    Ok(auth.with_oidc(Oidc::Verifier(settings, check)))
+}
+
 /// What the verifier reads from a token's header before choosing a key.
 #[derive(Debug)]
 struct Header {

@@ -436,3 +436,76 @@ async fn the_synchronous_check_fetches_a_new_key_in_the_background() {
     }
     assert_eq!(srv.hits.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn the_api_takes_a_valid_token_and_refuses_expired_foreign_and_forged_ones() {
+    let key = es256("k1");
+    let (_dir, path) = write_jwks(&jwks(&[&key]));
+    let settings = crate::auth::OidcSettings {
+        issuer: ISS.into(),
+        audience: AUD.into(),
+        jwks_file: Some(path),
+        jwks_url: None,
+        roles_claim: "realm_access.roles".into(),
+    };
+    let auth = attach(crate::Authenticator::new(
+        Vec::new(),
+        crate::Oidc::Unavailable(settings),
+    ))
+    .await
+    .expect("verifier attached");
+    let valid = sign(&key, &claims());
+    let p = auth
+        .authenticate(Some(&format!("Bearer {valid}")), chrono::Utc::now())
+        .expect("a valid token is a principal");
+    assert_eq!(p.id.user_id, "u-1234");
+    assert_eq!(p.platform_groups, vec!["operator", "reader"]);
+
+    // Over HTTP: the API's router with the status page.
+    let (api, _calls) = crate::Api::new(auth);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let router = api.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let page = http
+        .get(format!("{base}/"))
+        .bearer_auth(&valid)
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.expect("body").contains("api:u-1234"));
+
+    let mut expired = claims();
+    expired["exp"] = json!(now_secs() - 3600);
+    let mut foreign = claims();
+    foreign["aud"] = json!("another-api");
+    for (what, token) in [
+        ("expired", sign(&key, &expired)),
+        ("wrong audience", sign(&key, &foreign)),
+        ("forged", sign(&es256("k1"), &claims())),
+    ] {
+        let r = http
+            .get(format!("{base}/api/v1/jobs"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(r.status(), 401, "{what}");
+        let body = r.text().await.expect("body");
+        assert!(!body.contains(&token), "{what}: {body}");
+        let page = http
+            .get(format!("{base}/"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("page");
+        assert_eq!(page.status(), 303, "{what}: the page sends it to /login");
+    }
+}

@@ -16,4 +16,6 @@ pub use routes::router;
 pub use view::StatusView;
 
 #[cfg(test)]
+mod http_tests;
+#[cfg(test)]
 mod tests;
