@@ -30,15 +30,15 @@ impl Site {
         }
     }
 
-    fn apply(&mut self, ev: Event) {
-        self.state.apply(&ev, false);
-        self.api.store.record(&ev);
+    fn apply(&mut self, ev: &Event) {
+        self.state.apply(ev, false);
+        self.api.store.record(ev);
         self.api.store.refresh(&self.state);
     }
 
     fn job(&mut self, job: JobId, body: EventBody) {
         self.seq += 1;
-        self.apply(Event::for_job(job, self.seq, body));
+        self.apply(&Event::for_job(job, self.seq, body));
     }
 
     fn log(&mut self, job: JobId, lines: &[&str]) {
@@ -55,7 +55,7 @@ impl Site {
 
 fn busy_site() -> (Site, JobId, JobId) {
     let mut site = Site::new();
-    site.apply(Event::for_host(
+    site.apply(&Event::for_host(
         0,
         EventBody::HostInventory {
             host: "hv01".into(),
