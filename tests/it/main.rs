@@ -15,3 +15,4 @@ mod requests;
 mod requests_preflight;
 mod requests_slack;
 mod slack;
+mod status_page;

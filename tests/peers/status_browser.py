@@ -2,7 +2,8 @@
 """The status page in a real headless browser (Debian's chromium and chromedriver, driven over
 the W3C WebDriver protocol by selenium).
 
-Signs in at /login with a token, then waits until the page shows the host, the running job in
+Asks the API (with the token) for a managed deployment and, behind it on the same host, a
+bare VM; signs in at /login with the token, then waits until the page shows the host, the running job in
 its slot, the queued job at its position, and the running job's log growing without a reload
 (the page's Server-Sent Events). Saves a screenshot. Prints one JSON object with what it saw;
 exit status 1 (and the reason on stderr) when something never appeared.
@@ -12,6 +13,7 @@ import json
 import os
 import sys
 import time
+import urllib.request
 
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException, WebDriverException
@@ -31,6 +33,16 @@ def browser(chromium, chromedriver):
     return webdriver.Chrome(service=Service(executable_path=chromedriver), options=opts)
 
 
+def post(url, token, path, values):
+    req = urllib.request.Request(
+        url + path, method="POST", data=json.dumps({"values": values}).encode(),
+        headers={"authorization": "Bearer " + token, "content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        if r.status != 202:
+            raise SystemExit(f"{path}: {r.status}")
+        return json.load(r)["job_id"]
+
+
 def log_text(d, job):
     panes = d.find_elements(By.CSS_SELECTOR, f'article.log-pane[data-job="{job}"] pre.log')
     return panes[0].text if panes else ""
@@ -41,8 +53,6 @@ def main():
     ap.add_argument("--url", required=True)
     ap.add_argument("--token", required=True)
     ap.add_argument("--host", required=True)
-    ap.add_argument("--running", required=True, help="the job expected in the host's slot")
-    ap.add_argument("--queued", required=True, help="the job expected queued behind it")
     ap.add_argument("--screenshot", required=True)
     ap.add_argument("--timeout", type=float, default=60)
     ap.add_argument("--chromium", default="/usr/bin/chromium")
@@ -50,6 +60,14 @@ def main():
     args = ap.parse_args()
 
     seen = {}
+    # A slow job for the host's slot (several steps, each logging) and one queued behind it.
+    args.running = post(args.url, args.token, "/api/v1/managed-deployments", {
+        "vm_name": "web-01", "target_host": args.host, "network": "prod",
+        "image_name": "Windows Server 2022", "guest_la_uid": "admin",
+        "guest_la_pw": "S3cret-Passw0rd!"})
+    args.queued = post(args.url, args.token, "/api/v1/resources/vms", {
+        "vm_name": "db-01", "target_host": args.host, "gb_ram": 4, "cpu_cores": 1})
+    seen["jobs"] = {"running": args.running, "queued": args.queued}
     d = browser(args.chromium, args.chromedriver)
     try:
         wait = WebDriverWait(d, args.timeout, poll_frequency=0.2)
@@ -100,6 +118,7 @@ def main():
         seen["log_sample"] = later[-3:]
         seen["reloaded"] = d.execute_script("return performance.getEntriesByType('navigation')[0].type")
 
+        seen["password_on_page"] = "S3cret-Passw0rd!" in d.page_source
         os.makedirs(os.path.dirname(os.path.abspath(args.screenshot)), exist_ok=True)
         d.save_screenshot(args.screenshot)
         seen["screenshot"] = args.screenshot
