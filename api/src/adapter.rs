@@ -13,6 +13,14 @@ use aetherv_core::Event;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
+/// A job's state name now.
+fn state_of(engine: &Engine, job: aetherv_core::JobId) -> &'static str {
+    engine
+        .view()
+        .job_info(&job)
+        .map_or("queued", |j| crate::store::state_name(j.phase))
+}
+
 /// One input of the wrapped loop: the chat's, or the API's.
 pub enum Input<I> {
     /// A chat input.
@@ -52,8 +60,7 @@ impl<A: Adapter> WithApi<A> {
             Call::Submit { who, write, reply } => {
                 let answer = match translate(engine.view(), &who, write) {
                     Err(problem) => Submitted::Refused(problem),
-                    Ok(Write { request, .. }) => {
-                        let job_id = request.job_id;
+                    Ok(Write { request }) => {
                         match engine.submit_request(&who, request, None).await? {
                             RequestOutcome::Accepted {
                                 job,
@@ -65,6 +72,7 @@ impl<A: Adapter> WithApi<A> {
                                     job,
                                     awaiting_approval,
                                     replayed: false,
+                                    state: state_of(engine, job),
                                 }
                             }
                             RequestOutcome::Existing {
@@ -77,10 +85,10 @@ impl<A: Adapter> WithApi<A> {
                                     job,
                                     awaiting_approval,
                                     replayed: true,
+                                    state: state_of(engine, job),
                                 }
                             }
                             RequestOutcome::Rejected { errors } => {
-                                let _ = job_id;
                                 Submitted::Refused(crate::problem::Problem::refused(errors))
                             }
                         }
@@ -188,7 +196,7 @@ where
     }
 
     fn ticked(&mut self, engine: &Engine) -> Flow {
-        if self.dirty {
+        if self.dirty || self.store.settling() {
             self.dirty = false;
             self.store.refresh(engine.view());
         }

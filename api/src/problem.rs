@@ -36,9 +36,9 @@ impl From<RequestError> for FieldProblem {
 pub struct Problem {
     /// A URI naming the problem type (`about:blank` when the status says it all).
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: &'static str,
     /// A short summary of the problem type.
-    pub title: String,
+    pub title: &'static str,
     /// The HTTP status.
     pub status: u16,
     /// This occurrence, for people.
@@ -49,10 +49,11 @@ pub struct Problem {
     pub errors: Vec<FieldProblem>,
     /// The job the request named, when there is one (an idempotent replay, a conflict).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub job_id: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub job_id: Option<aetherv_core::JobId>,
     /// Seconds to wait before retrying (503).
     #[serde(skip)]
-    pub retry_after: Option<u64>,
+    pub retry_after: Option<u32>,
     /// The `WWW-Authenticate` challenge (401).
     #[serde(skip)]
     pub challenge: bool,
@@ -62,8 +63,8 @@ impl Problem {
     /// A problem with a status and detail.
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
         Problem {
-            kind: "about:blank".into(),
-            title: status.canonical_reason().unwrap_or("Error").into(),
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             detail: Some(detail.into()),
             errors: Vec::new(),
@@ -87,7 +88,7 @@ impl Problem {
     }
 
     /// 503 with `Retry-After`.
-    pub fn unavailable(detail: impl Into<String>, retry_after: u64) -> Self {
+    pub fn unavailable(detail: impl Into<String>, retry_after: u32) -> Self {
         Problem {
             retry_after: Some(retry_after),
             ..Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail)
@@ -118,9 +119,9 @@ impl Problem {
         };
         Problem {
             kind: match status {
-                StatusCode::UNPROCESSABLE_ENTITY => "urn:aetherv:problem:validation".into(),
-                StatusCode::CONFLICT => "urn:aetherv:problem:conflict".into(),
-                _ => "about:blank".into(),
+                StatusCode::UNPROCESSABLE_ENTITY => "urn:aetherv:problem:validation",
+                StatusCode::CONFLICT => "urn:aetherv:problem:conflict",
+                _ => "about:blank",
             },
             errors: errors.into_iter().map(FieldProblem::from).collect(),
             ..Problem::new(status, detail)

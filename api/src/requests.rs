@@ -114,6 +114,8 @@ pub enum Submitted {
         awaiting_approval: bool,
         /// The idempotency key's earlier job.
         replayed: bool,
+        /// Its state now (`store::state_name`).
+        state: &'static str,
     },
     /// Refused: the problem to answer with.
     Refused(Problem),
@@ -201,10 +203,8 @@ pub fn translate(state: &State, _who: &Principal, w: WriteRequest) -> Result<Wri
                 ));
             };
             match vm_by_id(state, &vm_id) {
-                Some((name, host)) => {
-                    values.insert("vm_name".into(), Value::String(name));
-                    Target::Host(host)
-                }
+                // The form takes the id only (the agent finds the VM by it).
+                Some((_, host)) => Target::Host(host),
                 None => {
                     return Err(Problem::field(
                         "vm_id",
@@ -218,7 +218,7 @@ pub fn translate(state: &State, _who: &Principal, w: WriteRequest) -> Result<Wri
             let Some((name, host)) = vm_by_id(state, &path_id) else {
                 return Err(Problem::not_found("no VM with this id"));
             };
-            values.insert("vm_id".into(), Value::String(path_id.clone()));
+            values.insert("vm_id".into(), Value::String(path_id));
             values.insert("vm_name".into(), Value::String(name));
             Target::Host(host)
         }
@@ -233,7 +233,7 @@ pub fn translate(state: &State, _who: &Principal, w: WriteRequest) -> Result<Wri
             };
             values.insert("vm_id".into(), Value::String(vm_id));
             values.insert("vm_name".into(), Value::String(name));
-            values.insert("resource_id".into(), Value::String(path_id.clone()));
+            values.insert("resource_id".into(), Value::String(path_id));
             Target::Host(host)
         }
     };

@@ -25,7 +25,7 @@ pub use reads::*;
 pub use resources::*;
 
 /// Seconds a client is told to wait while this bot does not serve.
-pub const RETRY_AFTER_SECS: u64 = 5;
+pub const RETRY_AFTER_SECS: u32 = 5;
 
 /// How long a write waits for the serve loop.
 pub const CALL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
@@ -242,8 +242,8 @@ async fn submit_inner(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "this Idempotency-Key was used for a different request",
             );
-            p.kind = "urn:aetherv:problem:idempotency-key-reused".into();
-            p.job_id = Some(job.to_string());
+            p.kind = "urn:aetherv:problem:idempotency-key-reused";
+            p.job_id = Some(*job);
             return Err(p);
         }
     }
@@ -265,11 +265,12 @@ async fn submit_inner(
             job,
             awaiting_approval,
             replayed,
+            state,
         } => {
             if let Some((j, f)) = idem {
                 api.store.remember(j, kind, f);
             }
-            Ok(accepted(job, awaiting_approval, replayed))
+            Ok(accepted(job, awaiting_approval, replayed, state))
         }
     }
 }
@@ -290,17 +291,12 @@ pub async fn send<T>(
 }
 
 /// `202 Accepted` with the job and its `Location`.
-fn accepted(job: JobId, awaiting_approval: bool, replayed: bool) -> Response {
+fn accepted(job: JobId, awaiting_approval: bool, replayed: bool, state: &str) -> Response {
     let location = format!("/api/v1/jobs/{job}");
     let doc = crate::docs::Accepted {
         job_id: job.to_string(),
         location: location.clone(),
-        state: if awaiting_approval {
-            "awaiting_approval"
-        } else {
-            "queued"
-        }
-        .into(),
+        state: state.into(),
         awaiting_approval,
         replayed,
     };

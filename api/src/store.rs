@@ -20,6 +20,10 @@ pub const LOG_LINES: usize = 5000;
 /// Events kept per job (for SSE).
 pub const JOURNAL_EVENTS: usize = 20_000;
 
+/// The longest a finished job is shown `running` while its host's inventory after it is
+/// awaited (an unreachable host's jobs show their outcome after this).
+pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The API's name of a phase.
 pub fn state_name(p: Phase) -> &'static str {
     match p {
@@ -75,6 +79,8 @@ pub struct Journal {
     pub log: std::collections::VecDeque<String>,
     /// The job ended.
     pub ended: bool,
+    /// The host it ran on (`job.started`).
+    pub host: Option<String>,
 }
 
 /// The snapshot reads are served from.
@@ -120,6 +126,10 @@ pub struct Store {
     /// The body fingerprint of each job made with an `Idempotency-Key` (this process's
     /// memory; after a restart only the kind is compared).
     fingerprints: Mutex<HashMap<JobId, (String, [u8; 32])>>,
+    /// Jobs that ended, by host, until the host's next inventory arrives: they are shown
+    /// `running` until then (at most [`SETTLE`]), so a read after a finished job sees what
+    /// it did.
+    settling: Mutex<HashMap<JobId, (String, std::time::Instant)>>,
 }
 
 impl Default for Store {
@@ -137,6 +147,7 @@ impl Store {
             journals: RwLock::new(HashMap::new()),
             news,
             fingerprints: Mutex::new(HashMap::new()),
+            settling: Mutex::new(HashMap::new()),
         }
     }
 
@@ -148,9 +159,25 @@ impl Store {
         }
     }
 
+    /// Whether some finished job still waits for its host's inventory.
+    pub fn settling(&self) -> bool {
+        self.settling.lock().is_ok_and(|s| !s.is_empty())
+    }
+
     /// Rebuilds the snapshot from the engine's state.
     pub fn refresh(&self, state: &State) {
-        let fresh = Arc::new(build(state));
+        let mut fresh = build(state);
+        if let Ok(mut settling) = self.settling.lock() {
+            settling.retain(|_, (_, since)| since.elapsed() < SETTLE);
+            for job in settling.keys() {
+                if let Some(doc) = fresh.jobs.get_mut(job) {
+                    if STATE_NAMES[6..].contains(&doc.row.state.as_str()) {
+                        doc.row.state = "running".into();
+                    }
+                }
+            }
+        }
+        let fresh = Arc::new(fresh);
         match self.snapshot.write() {
             Ok(mut s) => *s = fresh,
             Err(poisoned) => *poisoned.into_inner() = fresh,
@@ -184,6 +211,11 @@ impl Store {
 
     /// Appends a job's event to its journal (and its steps and log lines).
     pub fn record(&self, ev: &Event) {
+        if let EventBody::HostInventory { host, .. } = &ev.body {
+            if let Ok(mut settling) = self.settling.lock() {
+                settling.retain(|_, (h, _)| !h.eq_ignore_ascii_case(host));
+            }
+        }
         let Some(job) = ev.job_id else {
             return;
         };
@@ -219,6 +251,9 @@ impl Store {
             j.next += 1;
             let id = j.next;
             apply_step(j, &ev.body);
+            if let EventBody::JobStarted { host, .. } = &ev.body {
+                j.host = Some(host.to_ascii_lowercase());
+            }
             if let EventBody::JobLog { lines } = &ev.body {
                 for l in lines {
                     if j.log.len() == LOG_LINES {
@@ -229,6 +264,21 @@ impl Store {
             }
             if last {
                 j.ended = true;
+            }
+            let age_ms = (chrono::Utc::now() - ev.at).num_milliseconds();
+            let recent = u128::try_from(age_ms).map_or(true, |ms| ms < SETTLE.as_millis());
+            if let Some(host) = j.host.clone().filter(|_| {
+                recent
+                    && matches!(
+                        ev.body,
+                        EventBody::JobSucceeded { .. }
+                            | EventBody::JobFailed { .. }
+                            | EventBody::JobCancelled { .. }
+                    )
+            }) {
+                if let Ok(mut settling) = self.settling.lock() {
+                    settling.insert(job, (host, std::time::Instant::now()));
+                }
             }
             if j.events.len() == JOURNAL_EVENTS {
                 j.events.remove(0);

@@ -1,6 +1,10 @@
 //! End-to-end tests of the `aetherv` binary: real RabbitMQ, `aetherv sim` hosts over WinRM,
 //! `aetherv worker` processes, AMQP producers. One integration binary (see STYLE.md).
 
+mod api;
+mod api_auth;
+mod api_contract;
+mod api_flows;
 mod bot;
 mod config;
 mod deploy;

@@ -1,5 +1,6 @@
-//! Inventory polling: `host.inventory` on every host at an interval, published as
-//! `host.inventory` events (reachable or not). Hosts are staggered across the interval.
+//! Inventory polling: `host.inventory` on every host at an interval, and right after each job
+//! on the host ended (so a read after a job sees what it did), published as `host.inventory`
+//! events (reachable or not). Hosts are staggered across the interval.
 
 use crate::agent::HostAgent;
 use aetherv_broker::Broker;
@@ -7,25 +8,35 @@ use aetherv_core::{AgentOperation, AgentRequest, Event, EventBody};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// When a host is polled.
+pub(crate) struct Schedule {
+    /// Between polls.
+    pub interval: Duration,
+    /// Before the first poll (staggering hosts).
+    pub offset: Duration,
+    /// Raised when a job on the host ended: poll now.
+    pub job_ended: std::sync::Arc<tokio::sync::Notify>,
+}
+
 /// Polls one host until `quiet` fires.
 pub(crate) async fn poll_host(
     broker: Broker,
     agent: HostAgent,
-    interval: Duration,
-    offset: Duration,
+    schedule: Schedule,
     quiet: CancellationToken,
 ) {
     tokio::select! {
         _ = quiet.cancelled() => return,
-        _ = tokio::time::sleep(offset) => {}
+        _ = tokio::time::sleep(schedule.offset) => {}
     }
     let mut seq = 0u64;
-    let mut tick = tokio::time::interval(interval);
+    let mut tick = tokio::time::interval(schedule.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = quiet.cancelled() => return,
             _ = tick.tick() => {}
+            _ = schedule.job_ended.notified() => tick.reset(),
         }
         let req = AgentRequest::new(
             AgentOperation::HostInventory,

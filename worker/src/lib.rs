@@ -277,11 +277,15 @@ impl Worker {
             let n = self.inventory_agents.len().max(1) as u32;
             for (i, agent) in self.inventory_agents.into_iter().enumerate() {
                 let offset = self.inventory_interval / n * i as u32;
+                let job_ended = self.slots.job_ended(&agent.host);
                 pollers.spawn(inventory::poll_host(
                     self.broker.clone(),
                     agent,
-                    self.inventory_interval,
-                    offset,
+                    inventory::Schedule {
+                        interval: self.inventory_interval,
+                        offset,
+                        job_ended,
+                    },
                     quiet.clone(),
                 ));
             }

@@ -32,9 +32,13 @@ pub enum SlotState {
     },
 }
 
-/// Per-host slot states of this worker.
+/// Per-host slot states of this worker, and per host a signal raised when a job ended there
+/// (the inventory poller then reads the host at once, so reads after a job see its result).
 #[derive(Debug, Clone, Default)]
-pub struct SlotRegistry(Arc<Mutex<HashMap<String, SlotState>>>);
+pub struct SlotRegistry(
+    Arc<Mutex<HashMap<String, SlotState>>>,
+    Arc<Mutex<HashMap<String, Arc<tokio::sync::Notify>>>>,
+);
 
 impl SlotRegistry {
     fn set(&self, host: &str, state: SlotState) {
@@ -43,7 +47,22 @@ impl SlotRegistry {
             Err(p) => p.into_inner(),
         };
         aetherv_metrics::metrics().set_slot_busy(host, matches!(state, SlotState::Busy { .. }));
+        let was_busy = matches!(g.get(host), Some(SlotState::Busy { .. }));
+        let idle = state == SlotState::Idle;
         g.insert(host.to_string(), state);
+        drop(g);
+        if was_busy && idle {
+            self.job_ended(host).notify_one();
+        }
+    }
+
+    /// The signal raised each time a job on `host` ended.
+    pub fn job_ended(&self, host: &str) -> Arc<tokio::sync::Notify> {
+        let mut g = match self.1.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.entry(host.to_string()).or_default().clone()
     }
 
     /// A snapshot of every slot.

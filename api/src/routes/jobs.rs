@@ -170,8 +170,7 @@ pub async fn cancel_job(
         match answer {
             Cancelled::Accepted(message) => {
                 let mut p = Problem::new(StatusCode::ACCEPTED, message);
-                p.kind = "about:blank".into();
-                p.job_id = Some(job.to_string());
+                p.job_id = Some(job);
                 Ok((StatusCode::ACCEPTED, Json(p)).into_response())
             }
             Cancelled::NotFound => Err(Problem::not_found("no job with this id")),

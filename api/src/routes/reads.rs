@@ -162,7 +162,7 @@ pub async fn vms(
     get, path = "/api/v1/schema/{id}", tag = "schemas", summary = "A form's JSON Schema",
     params(("id" = String, Path, description = "vm, disk, nic, guest or managed-deployment")),
     responses(
-        (status = 200, description = "The JSON Schema of the form's `values`", body = Object),
+        (status = 200, description = "The JSON Schema of the form's `values`", body = Object, content_type = "application/schema+json"),
         (status = 401, description = "No or unknown token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such form", body = Problem, content_type = "application/problem+json"),
     ),

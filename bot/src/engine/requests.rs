@@ -12,7 +12,7 @@ use aetherv_core::ops::JobSpec;
 use aetherv_core::rbac::{required_role_for_kind, Principal};
 use aetherv_core::validate::{validate, ErrorCode, FieldError};
 use aetherv_core::{EventBody, JobEnvelope, JobId, Requester};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Where a producer waits for news of its request.
 #[derive(Debug, Clone)]
@@ -248,7 +248,7 @@ impl Engine {
     fn validate_request(
         &self,
         request: &JobRequest,
-    ) -> Result<Option<serde_json::Map<String, Value>>, Vec<FieldError>> {
+    ) -> Result<Option<Map<String, Value>>, Vec<FieldError>> {
         if let Err(e) = JobSpec::parse(request.kind, &request.spec) {
             return Err(vec![FieldError {
                 field: String::new(),
@@ -261,9 +261,34 @@ impl Engine {
         else {
             return Ok(None);
         };
-        let spec = Value::Object(request.spec.clone());
+        // Fields the kind takes besides its form (the VM a `vm.initialize` names, which the
+        // guest form does not ask) are checked by `JobSpec::parse` above and kept as given.
+        let kind_only: Map<String, Value> = request
+            .spec
+            .iter()
+            .filter(|(k, _)| {
+                schema.field(k).is_none()
+                    && request
+                        .kind
+                        .fields()
+                        .is_some_and(|f| f.iter().any(|f| f.name == k.as_str()))
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let spec = Value::Object(
+            request
+                .spec
+                .iter()
+                .filter(|(k, _)| !kind_only.contains_key(k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        );
         let errors = match validate(schema, &spec, &self.validation_context()) {
-            Ok(valid) => return Ok(Some(valid.into_values())),
+            Ok(valid) => {
+                let mut values = valid.into_values();
+                values.extend(kind_only);
+                return Ok(Some(values));
+            }
             Err(errors) => errors,
         };
         let secret = aetherv_core::ops::secret_fields();

@@ -1,0 +1,100 @@
+//! Who may call the API: no token, an unknown token and a JWT without OIDC are 401 (with a
+//! `WWW-Authenticate` challenge), a reader reads but cannot write (403); and a request the
+//! policy says needs approval waits for a vote on the console (the chat), then runs.
+
+use crate::api::{ApiSite, ADMIN, READER};
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_refuses_unauthenticated_and_unknown_tokens_and_a_reader_cannot_write() {
+    let site = ApiSite::start(1).await;
+    let vm = json!({"values": {"vm_name": "auth-01", "gb_ram": 2, "cpu_cores": 1, "target_host": "hv01"}});
+    for token in [None, Some("not-a-token"), Some("aGVhZA.Ym9keQ.c2ln")] {
+        for (method, path) in [
+            (reqwest::Method::GET, "/api/v1/hosts"),
+            (reqwest::Method::GET, "/api/v1/jobs"),
+            (reqwest::Method::POST, "/api/v1/resources/vms"),
+        ] {
+            let r = site.call(method.clone(), path, token, Some(&vm), &[]).await;
+            assert_eq!(r.status, 401, "{method} {path} with {token:?}: {}", r.text);
+            assert_eq!(r.content_type, "application/problem+json");
+            assert!(r.headers.get("www-authenticate").is_some(), "a challenge");
+        }
+    }
+    let r = site
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/hosts",
+            None,
+            None,
+            &[("authorization", "Basic YWRtaW46eA==")],
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    // The reader reads…
+    let r = site.get("/api/v1/hosts", Some(READER)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = site.get("/api/v1/schema/vm", Some(READER)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // …and cannot write: 403, and nothing was made.
+    let r = site
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/resources/vms",
+            Some(READER),
+            Some(&vm),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(r.content_type, "application/problem+json");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(site.sim_vm("hv01", "auth-01").is_none());
+    let r = site.get("/api/v1/jobs", Some(ADMIN)).await;
+    assert_eq!(
+        r.json()["jobs"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        r.text
+    );
+    site.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_request_that_needs_approval_waits_for_the_console_then_runs() {
+    let mut site = ApiSite::start(1).await;
+    // 64 GB: the simulated site's policy asks one approver.
+    let job = site
+        .accepted(
+            "/api/v1/resources/vms",
+            json!({"values": {"vm_name": "big-01", "gb_ram": 64, "cpu_cores": 8, "target_host": "hv01"}}),
+        )
+        .await;
+    let doc = site
+        .get(&format!("/api/v1/jobs/{job}"), Some(ADMIN))
+        .await
+        .json();
+    assert_eq!(doc["state"], "awaiting_approval", "{doc:#}");
+    assert_eq!(doc["approval"]["required"], 1);
+    assert_eq!(doc["approval"]["groups"][0], "approvers");
+    site.out.wait_for(&job[..8], 0, Duration::from_secs(10));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let doc = site
+        .get(&format!("/api/v1/jobs/{job}"), Some(ADMIN))
+        .await
+        .json();
+    assert_eq!(
+        doc["state"], "awaiting_approval",
+        "nothing runs before the vote"
+    );
+    assert!(site.sim_vm("hv01", "big-01").is_none());
+    site.say(&format!("bob> approve {job}"));
+    let doc = site.finished(&job, "succeeded").await;
+    assert_eq!(doc["approval"]["approved_by"][0], "bob", "{doc:#}");
+    let vm = site
+        .sim_vm("hv01", "big-01")
+        .expect("the VM after approval");
+    assert_eq!(vm["memory_gb"], 64);
+    site.stop().await;
+}
