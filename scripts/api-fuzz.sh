@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Schema-driven fuzzing of the HTTP API: schemathesis (tests/peers/requirements-web.txt) reads
 # /api/openapi.json from `aetherv api --simulated 2` and sends generated requests, valid and
-# invalid, with an admin token; fails on any 5xx and on any response (status, content type,
-# headers, body) the OpenAPI document does not describe. Bounded in time
+# invalid, with an admin token, every check on (tests/peers/schemathesis.toml); fails on any
+# 5xx and on any response (status, content type, headers, body) the OpenAPI document does not
+# describe. Bounded in time
 # (AETHERV_API_FUZZ_SECONDS, default 90, at most 120). Reports under target/test-artifacts/api-fuzz/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +27,13 @@ token=$("$py" -c 'import secrets; print(secrets.token_urlsafe(24))')
 AETHERV_API_TOKEN=$token AETHERV_AMQP_URL='' "$bin" api --simulated 2 \
   --listen "127.0.0.1:$port" --latency-ms 20 < <(sleep 100000) > "$out/api.log" 2>&1 &
 pid=$!
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT
+stop() {
+  kill "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
+  echo "aetherv api did not stop within 20 s of SIGTERM; killing it"
+  kill -9 "$pid" 2>/dev/null || true
+}
+trap stop EXIT
 
 for _ in $(seq 1 150); do
   if "$py" -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:$port/readyz', timeout=1).status == 200 else 1)" 2>/dev/null; then
@@ -38,7 +45,9 @@ done
 
 echo "schemathesis against http://127.0.0.1:$port for at most ${seconds}s"
 set +e
-timeout $((seconds + 60)) "$st" run "http://127.0.0.1:$port/api/openapi.json" \
+# schemathesis keeps state in .schemathesis/ under its working directory: the artifact folder.
+cd "$out"
+timeout $((seconds + 60)) "$st" --config-file "$root/tests/peers/schemathesis.toml" run "http://127.0.0.1:$port/api/openapi.json" \
   --header "Authorization: Bearer $token" \
   --checks all \
   --max-time "$seconds" \
@@ -50,6 +59,7 @@ timeout $((seconds + 60)) "$st" run "http://127.0.0.1:$port/api/openapi.json" \
   2>&1 | tee "$out/schemathesis.txt"
 status=${PIPESTATUS[0]}
 set -e
+cd "$root"
 # The token must not have reached the server's log.
 if grep -qF "$token" "$out/api.log"; then
   echo "the API token appears in the server's log"; status=1
