@@ -4,15 +4,19 @@
 (function () {
   "use strict";
   var REFRESH_MS = 2000;
+  // A browser opens about six connections per server: streams leave room for the refresh.
+  var MAX_STREAMS = 3;
   var streams = {};
+  var open = 0;
 
   function follow(pane) {
     var id = pane.getAttribute("data-job");
-    if (!id || streams[id] || pane.getAttribute("data-live") !== "true") return;
+    if (!id || streams[id] || pane.getAttribute("data-live") !== "true" || open >= MAX_STREAMS) return;
     var after = pane.getAttribute("data-log-after") || "0";
     var pre = pane.querySelector("pre.log");
     var es = new EventSource("/status/jobs/" + encodeURIComponent(id) + "/log?after=" + encodeURIComponent(after));
     streams[id] = es;
+    open++;
     es.addEventListener("log", function (e) {
       var atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
       pre.appendChild(document.createTextNode(e.data + "\n"));
@@ -21,6 +25,7 @@
     });
     es.addEventListener("end", function () {
       es.close();
+      open--;
       pane.setAttribute("data-live", "false");
     });
   }

@@ -1,6 +1,7 @@
 //! The status page in a real headless browser against the full stack: `aetherv api
 //! --simulated 2` on RabbitMQ (the bot, the API, a worker, simulated hosts over WinRM), a
-//! managed deployment running on hv01 with a bare VM queued behind it, and Debian's chromium
+//! managed deployment running on hv01 with a bare VM queued behind it, a big VM on hv02 waiting
+//! for an approval, and Debian's chromium
 //! driven over WebDriver by `tests/peers/status_browser.py`. The screenshot is kept at
 //! `target/test-artifacts/status.png`.
 
@@ -65,7 +66,7 @@ async fn the_status_page_shows_hosts_a_growing_log_and_a_queue_in_a_browser() {
         Command::new(&python)
             .arg(root().join("tests/peers/status_browser.py"))
             .args(["--url", &format!("http://{addr}"), "--token", &token])
-            .args(["--host", "hv01", "--timeout", "90"])
+            .args(["--host", "hv01", "--other-host", "hv02", "--timeout", "90"])
             .args(["--chromium", &browser, "--chromedriver", &driver])
             .arg("--screenshot")
             .arg(&shot),
@@ -104,6 +105,7 @@ async fn the_status_page_shows_hosts_a_growing_log_and_a_queue_in_a_browser() {
     assert!(seen["queued"]
         .as_str()
         .is_some_and(|t| t.contains("queued #1") && t.contains("vm.create")));
+    assert_eq!(seen["approval_missing"], "1 of 1 from approvers", "{seen}");
     let (first, later) = (
         seen["log_lines_first"].as_u64().expect("first"),
         seen["log_lines_later"].as_u64().expect("later"),

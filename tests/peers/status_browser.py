@@ -53,6 +53,7 @@ def main():
     ap.add_argument("--url", required=True)
     ap.add_argument("--token", required=True)
     ap.add_argument("--host", required=True)
+    ap.add_argument("--other-host", required=True, help="where the job awaiting approval goes")
     ap.add_argument("--screenshot", required=True)
     ap.add_argument("--timeout", type=float, default=60)
     ap.add_argument("--chromium", default="/usr/bin/chromium")
@@ -67,7 +68,10 @@ def main():
         "guest_la_pw": "S3cret-Passw0rd!"})
     args.queued = post(args.url, args.token, "/api/v1/resources/vms", {
         "vm_name": "db-01", "target_host": args.host, "gb_ram": 4, "cpu_cores": 1})
-    seen["jobs"] = {"running": args.running, "queued": args.queued}
+    # A VM big enough for the simulated site's policy to ask for one approval (on another host).
+    args.approval = post(args.url, args.token, "/api/v1/resources/vms", {
+        "vm_name": "big-01", "target_host": args.other_host, "gb_ram": 64, "cpu_cores": 2})
+    seen["jobs"] = {"running": args.running, "queued": args.queued, "approval": args.approval}
     d = browser(args.chromium, args.chromedriver)
     try:
         wait = WebDriverWait(d, args.timeout, poll_frequency=0.2)
@@ -107,6 +111,10 @@ def main():
         q = d.find_element(By.CSS_SELECTOR, queued_css)
         seen["queued_position"] = q.get_attribute("data-position")
         seen["queued"] = q.text
+
+        approval_css = f'tr.approval[data-job="{args.approval}"] td.missing'
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, approval_css))
+        seen["approval_missing"] = d.find_element(By.CSS_SELECTOR, approval_css).text
 
         # The running job's log grows while the page stays open.
         wait.until(lambda d: log_text(d, args.running).strip())

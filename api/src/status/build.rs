@@ -3,8 +3,8 @@
 //! `GET /api/v1/jobs/{id}` answer with, arranged for one screen.
 
 use super::view::{
-    finished, short, ApprovalLine, HostView, JobLine, JobRef, QueuedLine, StatusView, VmLine,
-    LOG_TAIL, RECENT_JOBS,
+    short, ApprovalLine, HostView, JobLine, JobRef, QueuedLine, StatusView, VmLine, LOG_TAIL,
+    RECENT_JOBS,
 };
 use crate::docs::JobDoc;
 use crate::store::{Snapshot, Store};
@@ -107,7 +107,7 @@ pub fn from_snapshot(
                 created_at: d.row.created_at.clone(),
                 log,
                 log_after,
-                live: !finished(&d.row.state),
+                live: d.row.state == "running",
             }
         })
         .collect();

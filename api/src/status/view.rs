@@ -117,19 +117,12 @@ pub struct JobLine {
     pub log: Vec<String>,
     /// The journal position the tail ends at: the live stream continues after it.
     pub log_after: u64,
-    /// Whether more may come (not finished).
+    /// Whether its log grows now (it runs): the page follows only these, so its few
+    /// connections per server are not all taken by streams.
     pub live: bool,
 }
 
 /// The first 8 characters of an id.
 pub fn short(id: &str) -> String {
     id.chars().take(8).collect()
-}
-
-/// Whether a state name is final.
-pub fn finished(state: &str) -> bool {
-    matches!(
-        state,
-        "succeeded" | "failed" | "cancelled" | "rejected" | "expired"
-    )
 }
