@@ -4,13 +4,13 @@
 # invalid, with an admin token, every check on (tests/peers/schemathesis.toml); fails on any
 # 5xx and on any response (status, content type, headers, body) the OpenAPI document does not
 # describe. Bounded in time
-# (AETHERV_API_FUZZ_SECONDS, default 90, at most 120). Reports under target/test-artifacts/api-fuzz/.
+# (AETHERV_API_FUZZ_SECONDS, default 80, at most 120). Reports under target/test-artifacts/api-fuzz/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 bin=${AETHERV_BIN:-$root/target/debug/aetherv}
 py=${AETHERV_PYTHON:-$root/.venv/bin/python}
-seconds=${AETHERV_API_FUZZ_SECONDS:-90}
+seconds=${AETHERV_API_FUZZ_SECONDS:-80}
 [ "$seconds" -gt 120 ] && seconds=120
 st="$(dirname "$py")/schemathesis"
 [ -x "$bin" ] || cargo build -q --bin aetherv
@@ -23,15 +23,23 @@ rm -rf "$out" && mkdir -p "$out"
 port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 token=$("$py" -c 'import secrets; print(secrets.token_urlsafe(24))')
 
-# The console chat reads stdin: keep it open (and empty) for the server's lifetime.
+# The console chat reads stdin: a FIFO this script holds open (and never writes) keeps it
+# open and empty for the server's lifetime.
+mkfifo "$out/stdin"
+exec 3<>"$out/stdin"
 AETHERV_API_TOKEN=$token AETHERV_AMQP_URL='' "$bin" api --simulated 2 \
-  --listen "127.0.0.1:$port" --latency-ms 20 < <(sleep 100000) > "$out/api.log" 2>&1 &
+  --listen "127.0.0.1:$port" --latency-ms 20 < "$out/stdin" > "$out/api.log" 2>&1 &
 pid=$!
 stop() {
-  kill "$pid" 2>/dev/null || return 0
-  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
-  echo "aetherv api did not stop within 20 s of SIGTERM; killing it"
-  kill -9 "$pid" 2>/dev/null || true
+  if kill "$pid" 2>/dev/null; then
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "aetherv api did not stop within 10 s of SIGTERM; killing it"
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+  fi
+  exec 3>&-
+  rm -f "$out/stdin"
 }
 trap stop EXIT
 
