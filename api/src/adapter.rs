@@ -35,6 +35,9 @@ pub struct WithApi<A> {
     calls: mpsc::Receiver<Call>,
     store: Arc<Store>,
     chat_open: bool,
+    /// Jobs whose documents changed since the last refresh.
+    touched: std::collections::HashSet<aetherv_core::JobId>,
+    /// Something changed that is not one job (inventory, a chat command).
     dirty: bool,
 }
 
@@ -46,6 +49,7 @@ impl<A: Adapter> WithApi<A> {
             calls,
             store,
             chat_open: true,
+            touched: Default::default(),
             dirty: true,
         }
     }
@@ -53,6 +57,13 @@ impl<A: Adapter> WithApi<A> {
     /// The wrapped adapter.
     pub fn inner(&self) -> &A {
         &self.inner
+    }
+
+    /// Refreshes the snapshot for the jobs touched since the last refresh.
+    fn refresh(&mut self, engine: &Engine) {
+        self.store.refresh_jobs(engine.view(), &self.touched);
+        self.touched.clear();
+        self.dirty = false;
     }
 
     async fn call(&mut self, engine: &mut Engine, call: Call) -> anyhow::Result<()> {
@@ -94,7 +105,10 @@ impl<A: Adapter> WithApi<A> {
                         }
                     }
                 };
-                self.store.refresh(engine.view());
+                if let Submitted::Accepted { job, .. } = &answer {
+                    self.touched.insert(*job);
+                }
+                self.refresh(engine);
                 let _ = reply.send(answer);
             }
             Call::Cancel { who, job, reply } => {
@@ -123,7 +137,8 @@ impl<A: Adapter> WithApi<A> {
                     _ => Cancelled::Conflict(said.unwrap_or_else(|| "nothing to cancel".into())),
                 };
                 self.inner.deliver(engine, replies).await?;
-                self.store.refresh(engine.view());
+                self.touched.insert(job);
+                self.refresh(engine);
                 let _ = reply.send(answer);
             }
         }
@@ -167,7 +182,9 @@ where
         match input {
             Input::Chat(i) => {
                 let flow = self.inner.handle(engine, i).await?;
+                // A chat command may change any job (a vote, a cancel): all of them.
                 self.store.refresh(engine.view());
+                self.touched.clear();
                 Ok(flow)
             }
             Input::Api(call) => {
@@ -178,8 +195,16 @@ where
     }
 
     async fn deliver(&mut self, engine: &Engine, replies: Vec<Reply>) -> anyhow::Result<()> {
-        if !replies.is_empty() {
-            self.dirty = true;
+        for r in &replies {
+            match r {
+                Reply::JobOpened(v) => {
+                    self.touched.insert(v.job);
+                }
+                Reply::ApprovalDecided { job, .. } | Reply::JobFinished { job, .. } => {
+                    self.touched.insert(*job);
+                }
+                _ => {}
+            }
         }
         self.inner.deliver(engine, replies).await
     }
@@ -191,14 +216,18 @@ where
 
     fn applied(&mut self, engine: &Engine, event: &Event) {
         self.store.record(event);
-        self.dirty = true;
+        match event.job_id {
+            Some(job) => {
+                self.touched.insert(job);
+            }
+            None => self.dirty = true,
+        }
         self.inner.applied(engine, event);
     }
 
     fn ticked(&mut self, engine: &Engine) -> Flow {
-        if self.dirty || self.store.settling() {
-            self.dirty = false;
-            self.store.refresh(engine.view());
+        if self.dirty || !self.touched.is_empty() || self.store.settling() {
+            self.refresh(engine);
         }
         // The chat may stop (its input ended and its jobs are done): the API goes on.
         let _ = self.inner.ticked(engine);

@@ -132,8 +132,6 @@ pub enum Cancelled {
     Forbidden(String),
     /// Nothing to cancel (finished, or not the caller's).
     Conflict(String),
-    /// The bot is not serving yet.
-    Unavailable,
 }
 
 fn text(values: &Map<String, Value>, key: &str) -> Option<String> {

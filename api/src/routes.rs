@@ -36,6 +36,9 @@ pub const BODY_LIMIT: usize = 256 * 1024;
 /// The namespace of job ids derived from idempotency keys.
 const IDEMPOTENCY_NS: uuid::Uuid = uuid::Uuid::from_u128(0x6a1f_4c2e_9d0b_4e57_8f3a_2b7c_5d91_e4a0);
 
+/// A write's body as read (too long: refused).
+pub type Body = Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>;
+
 /// Every route.
 pub fn router(api: Api) -> Router {
     Router::new()
@@ -88,12 +91,20 @@ pub fn router(api: Api) -> Router {
         // apiweb: the status page (`/`, `/login`, `/logout`, `/status/*`).
         .merge(crate::status::router())
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(api)
 }
 
 async fn not_found() -> Problem {
     Problem::not_found("no such route")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this route does not take this method",
+    )
 }
 
 /// The caller, or 401.
@@ -208,9 +219,19 @@ pub async fn submit(
     headers: &HeaderMap,
     route: crate::requests::Route,
     id: Option<String>,
-    body: &[u8],
+    body: Body,
 ) -> Response {
-    match submit_inner(api, headers, route, id, body).await {
+    let body = match body {
+        Ok(b) => b,
+        Err(_) => {
+            return Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is longer than {BODY_LIMIT} bytes or could not be read"),
+            )
+            .into_response()
+        }
+    };
+    match submit_inner(api, headers, route, id, &body).await {
         Ok(r) => r,
         Err(p) => p.into_response(),
     }

@@ -5,13 +5,13 @@
 //! rebuilt from the event stream after a restart: the API answers for jobs it did not see
 //! start.
 
-use crate::docs::{
-    ApprovalDoc, DiskDoc, HostDoc, JobDoc, JobError, JobRow, NicDoc, QueuedJob, StepDoc, VmDoc,
-};
-use aetherv_bot::state::{display, JobInfo, Phase, State};
+mod build;
+
+use crate::docs::{DiskDoc, HostDoc, JobDoc, NicDoc, StepDoc, VmDoc};
+use aetherv_bot::state::{Phase, State};
 use aetherv_core::{Event, EventBody, JobId};
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Log lines kept per job.
@@ -84,10 +84,10 @@ pub struct Journal {
 }
 
 /// The snapshot reads are served from.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Snapshot {
     /// Jobs (without steps and log, which are in the journal).
-    pub jobs: BTreeMap<JobId, JobDoc>,
+    pub jobs: BTreeMap<JobId, Arc<JobDoc>>,
     /// Hosts by name.
     pub hosts: Vec<HostDoc>,
     /// VMs by host, then name.
@@ -130,6 +130,8 @@ pub struct Store {
     /// `running` until then (at most [`SETTLE`]), so a read after a finished job sees what
     /// it did.
     settling: Mutex<HashMap<JobId, (String, std::time::Instant)>>,
+    /// Jobs that stopped settling since the last rebuild (to be shown as they are).
+    settled: Mutex<HashSet<JobId>>,
 }
 
 impl Default for Store {
@@ -148,6 +150,7 @@ impl Store {
             news,
             fingerprints: Mutex::new(HashMap::new()),
             settling: Mutex::new(HashMap::new()),
+            settled: Mutex::new(HashSet::new()),
         }
     }
 
@@ -159,21 +162,44 @@ impl Store {
         }
     }
 
-    /// Whether some finished job still waits for its host's inventory.
+    /// Whether some finished job still waits for its host's inventory (or just stopped).
     pub fn settling(&self) -> bool {
         self.settling.lock().is_ok_and(|s| !s.is_empty())
+            || self.settled.lock().is_ok_and(|s| !s.is_empty())
     }
 
-    /// Rebuilds the snapshot from the engine's state.
+    /// Rebuilds the whole snapshot from the engine's state.
     pub fn refresh(&self, state: &State) {
-        let mut fresh = build(state);
-        if let Ok(mut settling) = self.settling.lock() {
-            settling.retain(|_, (_, since)| since.elapsed() < SETTLE);
-            for job in settling.keys() {
-                if let Some(doc) = fresh.jobs.get_mut(job) {
-                    if STATE_NAMES[6..].contains(&doc.row.state.as_str()) {
-                        doc.row.state = "running".into();
-                    }
+        self.rebuild(state, None);
+    }
+
+    /// Rebuilds the snapshot for the jobs in `touched` (and those whose queue position or
+    /// settling changed); the other jobs' documents are kept.
+    pub fn refresh_jobs(&self, state: &State, touched: &HashSet<JobId>) {
+        self.rebuild(state, Some(touched));
+    }
+
+    fn rebuild(&self, state: &State, touched: Option<&HashSet<JobId>>) {
+        let old = self.snapshot();
+        let full = touched.is_none() || old.jobs.is_empty();
+        let mut touched = touched.cloned().unwrap_or_default();
+        if let Ok(mut settled) = self.settled.lock() {
+            touched.extend(settled.drain());
+        }
+        let settling: Vec<JobId> = match self.settling.lock() {
+            Ok(mut settling) => {
+                // Jobs that settled since are rebuilt with their real state.
+                touched.extend(settling.keys().copied());
+                settling.retain(|_, (_, since)| since.elapsed() < SETTLE);
+                settling.keys().copied().collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        let mut fresh = build::build(state, (!full).then_some(&*old), &touched);
+        for job in settling {
+            if let Some(doc) = fresh.jobs.get_mut(&job) {
+                if STATE_NAMES[6..].contains(&doc.row.state.as_str()) {
+                    Arc::make_mut(doc).row.state = "running".into();
                 }
             }
         }
@@ -213,7 +239,17 @@ impl Store {
     pub fn record(&self, ev: &Event) {
         if let EventBody::HostInventory { host, .. } = &ev.body {
             if let Ok(mut settling) = self.settling.lock() {
-                settling.retain(|_, (h, _)| !h.eq_ignore_ascii_case(host));
+                let done: Vec<JobId> = settling
+                    .iter()
+                    .filter(|(_, (h, _))| h.eq_ignore_ascii_case(host))
+                    .map(|(j, _)| *j)
+                    .collect();
+                for j in &done {
+                    settling.remove(j);
+                }
+                if let Ok(mut settled) = self.settled.lock() {
+                    settled.extend(done);
+                }
             }
         }
         let Some(job) = ev.job_id else {
@@ -331,170 +367,4 @@ fn apply_step(j: &mut Journal, body: &EventBody) {
         }
         _ => {}
     }
-}
-
-/// The redacted request fields of a job.
-fn request_of(info: &JobInfo) -> Map<String, Value> {
-    let Some(env) = &info.envelope else {
-        return Map::new();
-    };
-    let mut v = Value::Object(env.spec.clone());
-    aetherv_core::ops::redact(&mut v);
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
-
-fn job_doc(info: &JobInfo, queue_position: Option<u32>) -> JobDoc {
-    let row = JobRow {
-        job_id: info.job_id.to_string(),
-        kind: info.kind.clone(),
-        target: info.target.clone(),
-        host: info.ran_on.clone(),
-        state: state_name(info.phase).into(),
-        requester: info.requester.as_ref().map(display).unwrap_or_default(),
-        created_at: info
-            .created_at
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-        queue_position,
-    };
-    let error = match (info.phase, &info.failure) {
-        (Phase::Failed, Some((step, code, message))) => Some(JobError {
-            step: step.clone(),
-            code: code.clone(),
-            message: message.clone(),
-        }),
-        _ => None,
-    };
-    let approval = info.approval.as_ref().map(|p| ApprovalDoc {
-        rule: info.rule.clone().unwrap_or_default(),
-        required: p.required,
-        groups: p.groups.clone(),
-        approved_by: p.granted.iter().map(display).collect(),
-        expires_at: p
-            .expires_at
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    });
-    JobDoc {
-        row,
-        steps: Vec::new(),
-        result: info.resources.clone(),
-        request: request_of(info),
-        error,
-        approval,
-        log: Vec::new(),
-    }
-}
-
-/// The whole snapshot from the engine's state.
-fn build(state: &State) -> Snapshot {
-    // Queue positions per target, by the order jobs were queued.
-    let mut queued: BTreeMap<&str, Vec<(u64, &JobInfo)>> = BTreeMap::new();
-    let mut running: BTreeMap<String, String> = BTreeMap::new();
-    for j in state.job_infos() {
-        match (j.phase, j.queued_seq) {
-            (Phase::Queued, Some(seq)) => queued.entry(&j.target).or_default().push((seq, j)),
-            (Phase::Running, _) => {
-                let host = j.ran_on.clone().unwrap_or_else(|| j.target.clone());
-                running.insert(host, j.job_id.to_string());
-            }
-            _ => {}
-        }
-    }
-    let mut positions: HashMap<JobId, u32> = HashMap::new();
-    let mut queues: BTreeMap<String, Vec<QueuedJob>> = BTreeMap::new();
-    for (target, mut list) in queued {
-        list.sort_by_key(|(seq, _)| *seq);
-        for (i, (_, j)) in list.iter().enumerate() {
-            let position = u32::try_from(i + 1).unwrap_or(u32::MAX);
-            positions.insert(j.job_id, position);
-            queues
-                .entry(target.to_owned())
-                .or_default()
-                .push(QueuedJob {
-                    job_id: j.job_id.to_string(),
-                    kind: j.kind.clone(),
-                    position,
-                });
-        }
-    }
-    let jobs = state
-        .job_infos()
-        .map(|j| (j.job_id, job_doc(j, positions.get(&j.job_id).copied())))
-        .collect();
-    let mut vms = Vec::new();
-    let mut hosts = Vec::new();
-    let deleting: Vec<(String, String)> = state
-        .vm_rows(None)
-        .into_iter()
-        .filter(|r| r.state == "Deleting")
-        .map(|r| (r.host.to_ascii_lowercase(), r.name.to_ascii_lowercase()))
-        .collect();
-    for (name, h) in state.host_infos() {
-        for (key, row) in &h.vms {
-            let detail = h.details.get(key).cloned().unwrap_or_default();
-            let is_deleting = deleting.iter().any(|(dh, dn)| dh == name && dn == key);
-            vms.push(VmDoc {
-                id: row.id.clone(),
-                name: row.name.clone(),
-                host: name.clone(),
-                state: if is_deleting {
-                    "Deleting".into()
-                } else {
-                    row.state.clone()
-                },
-                cpu_cores: row.cpu,
-                memory_gb: row.memory_gb,
-                disks: detail
-                    .disks
-                    .iter()
-                    .map(|d| DiskDoc {
-                        id: d.id.clone(),
-                        vm_id: row.id.clone(),
-                        host: name.clone(),
-                        path: d.path.clone(),
-                        size_gb: d.size_gb,
-                    })
-                    .collect(),
-                nics: detail
-                    .nics
-                    .iter()
-                    .map(|n| NicDoc {
-                        id: n.id.clone(),
-                        vm_id: row.id.clone(),
-                        host: name.clone(),
-                        name: n.name.clone(),
-                        network: n.network.clone(),
-                        switch: n.switch.clone(),
-                        mac: n.mac.clone(),
-                        addresses: n.addresses.clone(),
-                    })
-                    .collect(),
-            });
-        }
-        hosts.push(HostDoc {
-            name: name.clone(),
-            status: match h.reachable {
-                Some(true) => "up",
-                Some(false) => "unreachable",
-                None => "not_polled",
-            }
-            .into(),
-            error: h.error.clone(),
-            total_memory_gb: h.total_memory_gb,
-            memory_in_use_gb: h.memory_in_use_gb,
-            free_memory_gb: h
-                .total_memory_gb
-                .zip(h.memory_in_use_gb)
-                .map(|(t, u)| t.saturating_sub(u)),
-            vm_count: h.vms.len(),
-            running_job: running.get(name).cloned(),
-            queue: queues.remove(name).unwrap_or_default(),
-            networks: h.networks.clone(),
-            storage_classes: h.storage_classes.clone(),
-            images: h.images.clone(),
-        });
-    }
-    Snapshot { jobs, hosts, vms }
 }

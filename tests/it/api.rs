@@ -62,8 +62,31 @@ impl Resp {
 impl ApiSite {
     /// Starts the site with `hosts` simulated hosts; waits until the API leads.
     pub(crate) async fn start(hosts: usize) -> ApiSite {
+        let site = ApiSite::spawn(hosts, prefix()).await;
+        site.wait_ready().await;
+        site
+    }
+
+    /// A second bot on `leader`'s prefix: a standby (it listens, but does not lead).
+    pub(crate) async fn standby(leader: &ApiSite) -> ApiSite {
+        let site = ApiSite::spawn(leader.hosts.len(), leader.prefix.clone()).await;
+        site.out
+            .wait_for("listening on http://", 0, Duration::from_secs(30));
+        site
+    }
+
+    /// Stops this bot and starts another on the same prefix (its state comes from the event
+    /// stream); waits until it leads.
+    pub(crate) async fn restart(self) -> ApiSite {
+        let (hosts, prefix) = (self.hosts.len(), self.prefix.clone());
+        self.kill();
+        let site = ApiSite::spawn(hosts, prefix).await;
+        site.wait_ready().await;
+        site
+    }
+
+    async fn spawn(hosts: usize, prefix: String) -> ApiSite {
         let url = amqp_url();
-        let prefix = prefix();
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("roles.yaml"), roles()).expect("roles");
         let config = format!(
@@ -110,6 +133,12 @@ impl ApiSite {
             bodies: Arc::default(),
             _dir: dir,
         };
+        site
+    }
+
+    /// Waits until the API leads and every host's first inventory is in.
+    async fn wait_ready(&self) {
+        let site = self;
         let end = Instant::now() + Duration::from_secs(60);
         loop {
             let ready = site
@@ -135,7 +164,24 @@ impl ApiSite {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        site
+    }
+
+    /// Every event on the site's event stream, as JSON text (for secret scans).
+    pub(crate) async fn stream_text(&self) -> String {
+        let broker = crate::harness::test_broker(&self.url, &self.prefix).await;
+        let mut events = broker
+            .replay_events(aetherv_broker::StreamOffset::First)
+            .await
+            .expect("replay");
+        let mut text = String::new();
+        while let Ok(Some((_, ev))) =
+            tokio::time::timeout(Duration::from_secs(2), events.next()).await
+        {
+            text.push_str(&serde_json::to_string(&ev).unwrap_or_default());
+            text.push('\n');
+        }
+        broker.close().await;
+        text
     }
 
     /// A request; `token` as the bearer token.
@@ -273,6 +319,13 @@ impl ApiSite {
     pub(crate) fn say(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin open");
         writeln!(stdin, "{line}").expect("write to the console");
+    }
+
+    /// Stops the process, leaving what it declared (another process shares it).
+    pub(crate) fn kill(mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Stops the process and deletes what it declared on RabbitMQ.

@@ -98,3 +98,55 @@ async fn api_request_that_needs_approval_waits_for_the_console_then_runs() {
     assert_eq!(vm["memory_gb"], 64);
     site.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_of_a_standby_bot_answers_503_with_retry_after() {
+    let leader = ApiSite::start(1).await;
+    let standby = ApiSite::standby(&leader).await;
+    for path in ["/readyz", "/api/v1/hosts"] {
+        let r = standby.get(path, Some(ADMIN)).await;
+        assert_eq!(r.status, 503, "{path}: {}", r.text);
+        assert!(
+            r.headers.get("retry-after").is_some(),
+            "{path}: Retry-After"
+        );
+    }
+    let r = standby
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/resources/vms",
+            Some(ADMIN),
+            Some(&json!({"values": {"vm_name": "sb-01", "gb_ram": 2, "cpu_cores": 1, "target_host": "hv01"}})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.content_type, "application/problem+json");
+    // The leader serves meanwhile.
+    assert_eq!(leader.get("/readyz", None).await.status, 200);
+    standby.kill();
+    leader.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_restarted_answers_for_jobs_it_did_not_see_start() {
+    let site = ApiSite::start(1).await;
+    let job = site
+        .accepted(
+            "/api/v1/resources/vms",
+            json!({"values": {"vm_name": "before-01", "gb_ram": 2, "cpu_cores": 1, "target_host": "hv01"}}),
+        )
+        .await;
+    let before = site.finished(&job, "succeeded").await;
+    let site = site.restart().await;
+    let r = site.get(&format!("/api/v1/jobs/{job}"), Some(ADMIN)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let after = r.json();
+    assert_eq!(after["state"], "succeeded");
+    assert_eq!(after["result"]["vm_id"], before["result"]["vm_id"]);
+    assert_eq!(after["steps"], before["steps"]);
+    assert_eq!(after["log"], before["log"]);
+    let listed = site.get("/api/v1/jobs", Some(ADMIN)).await.json();
+    assert_eq!(listed["jobs"][0]["job_id"], job.as_str(), "{listed:#}");
+    site.stop().await;
+}

@@ -280,6 +280,9 @@ async fn api_managed_deployment_matches_the_host_and_a_retry_makes_one_vm() {
         !site.out.text().contains(PASSWORD),
         "the log carried the password"
     );
+    let events = site.stream_text().await;
+    assert!(events.contains("job.succeeded"), "the stream was read");
+    assert!(!events.contains(PASSWORD), "an event carried the password");
     site.stop().await;
 }
 

@@ -51,7 +51,7 @@ pub async fn get_job(
     let mut doc = snap
         .jobs
         .get(&job)
-        .cloned()
+        .map(|d| JobDoc::clone(d))
         .ok_or_else(|| Problem::not_found("no job with this id"))?;
     api.store.with_journal(&job, |j| {
         if let Some(j) = j {
@@ -176,10 +176,6 @@ pub async fn cancel_job(
             Cancelled::NotFound => Err(Problem::not_found("no job with this id")),
             Cancelled::Forbidden(m) => Err(Problem::new(StatusCode::FORBIDDEN, m)),
             Cancelled::Conflict(m) => Err(Problem::new(StatusCode::CONFLICT, m)),
-            Cancelled::Unavailable => Err(Problem::unavailable(
-                "the bot is replaying the event stream",
-                super::RETRY_AFTER_SECS,
-            )),
         }
     };
     match run.await {

@@ -1,15 +1,15 @@
 //! Resources (VMs, disks, network adapters) and the managed deployment: writes answer
 //! `202 Accepted` with the job at once; reads by Hyper-V id come from the last inventory.
 
+use super::Body;
 use super::{caller, submit};
 use crate::docs::{Accepted, DiskDoc, NicDoc, Values, VmDoc};
 use crate::problem::Problem;
 use crate::requests::Route;
 use crate::Api;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 
 macro_rules! write_route {
@@ -25,14 +25,15 @@ macro_rules! write_route {
                 (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
                 (status = 401, description = "No or unknown token", body = Problem, content_type = "application/problem+json"),
                 (status = 403, description = "The caller's roles do not allow it", body = Problem, content_type = "application/problem+json"),
+                (status = 413, description = "The body is too long", body = Problem, content_type = "application/problem+json"),
                 (status = 409, description = "A name in use", body = Problem, content_type = "application/problem+json"),
                 (status = 422, description = "Field errors", body = Problem, content_type = "application/problem+json"),
                 (status = 503, description = "This bot does not serve now", body = Problem, content_type = "application/problem+json"),
             ),
             security(("bearer" = []))
         )]
-        pub async fn $name(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
-            submit(&api, &headers, $route, None, &body).await
+        pub async fn $name(State(api): State<Api>, headers: HeaderMap, body: Body) -> Response {
+            submit(&api, &headers, $route, None, body).await
         }
     };
 }
@@ -53,6 +54,7 @@ macro_rules! id_write_route {
                 (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
                 (status = 401, description = "No or unknown token", body = Problem, content_type = "application/problem+json"),
                 (status = 403, description = "The caller's roles do not allow it", body = Problem, content_type = "application/problem+json"),
+                (status = 413, description = "The body is too long", body = Problem, content_type = "application/problem+json"),
                 (status = 404, description = "No such resource", body = Problem, content_type = "application/problem+json"),
                 (status = 409, description = "A conflict", body = Problem, content_type = "application/problem+json"),
                 (status = 422, description = "Field errors", body = Problem, content_type = "application/problem+json"),
@@ -64,9 +66,9 @@ macro_rules! id_write_route {
             State(api): State<Api>,
             Path(id): Path<String>,
             headers: HeaderMap,
-            body: Bytes,
+            body: Body,
         ) -> Response {
-            submit(&api, &headers, $route, Some(id), &body).await
+            submit(&api, &headers, $route, Some(id), body).await
         }
     };
 }
@@ -181,10 +183,4 @@ pub async fn get_nic(
         .cloned()
         .map(Json)
         .ok_or_else(|| Problem::not_found("no network adapter with this id"))
-}
-
-/// Unused: keeps `IntoResponse` in scope for the macros' documentation examples.
-#[allow(dead_code)]
-fn _into(p: Problem) -> Response {
-    p.into_response()
 }
