@@ -72,7 +72,7 @@ pub fn from_snapshot(
             let a = d.approval.as_ref()?;
             let granted = u32::try_from(a.approved_by.len()).unwrap_or(u32::MAX);
             Some((
-                d,
+                d.as_ref(),
                 ApprovalLine {
                     job: job_ref(&d.row.job_id),
                     target: d.row.target.clone(),
@@ -88,7 +88,7 @@ pub fn from_snapshot(
         .collect();
     approvals.sort_by(|(a, _), (b, _)| a.row.created_at.cmp(&b.row.created_at));
 
-    let mut recent: Vec<&JobDoc> = snap.jobs.values().collect();
+    let mut recent: Vec<&JobDoc> = snap.jobs.values().map(AsRef::as_ref).collect();
     recent.sort_by(|a, b| {
         b.row
             .created_at
