@@ -69,7 +69,7 @@ impl<A: Adapter> WithApi<A> {
     async fn call(&mut self, engine: &mut Engine, call: Call) -> anyhow::Result<()> {
         match call {
             Call::Submit { who, write, reply } => {
-                let answer = match translate(engine.view(), &who, write) {
+                let answer = match translate(engine.view(), write) {
                     Err(problem) => Submitted::Refused(problem),
                     Ok(Write { request }) => {
                         match engine.submit_request(&who, request, None).await? {

@@ -182,7 +182,7 @@ fn placement(values: &Map<String, Value>) -> Target {
 
 /// The engine request of a write, or why there is none (404 for an unknown id in the path,
 /// 422 for an unknown `vm_id` in the body).
-pub fn translate(state: &State, _who: &Principal, w: WriteRequest) -> Result<Write, Problem> {
+pub fn translate(state: &State, w: WriteRequest) -> Result<Write, Problem> {
     let WriteRequest {
         route,
         mut values,

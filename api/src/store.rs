@@ -368,3 +368,111 @@ fn apply_step(j: &mut Journal, body: &EventBody) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aetherv_core::Event;
+
+    fn queued(job: JobId) -> Event {
+        Event::for_job(
+            job,
+            0,
+            EventBody::JobQueued {
+                target: "hv01".into(),
+                kind: "vm.create".into(),
+            },
+        )
+    }
+
+    fn started(job: JobId) -> Event {
+        Event::for_job(
+            job,
+            1,
+            EventBody::JobStarted {
+                host: "hv01".into(),
+                worker: "w".into(),
+                attempt: 1,
+            },
+        )
+    }
+
+    #[test]
+    fn a_partial_rebuild_moves_the_queue_and_keeps_the_other_documents() {
+        let mut state = State::new(aetherv_bot::thread::DEFAULT_LIMITS);
+        state.know_host("hv01");
+        let store = Store::new();
+        let (a, b, c) = (JobId::new(), JobId::new(), JobId::new());
+        for j in [a, b, c] {
+            let ev = queued(j);
+            state.apply(&ev, false);
+            store.record(&ev);
+        }
+        store.refresh(&state);
+        let pos = |s: &Snapshot, j: &JobId| s.jobs.get(j).and_then(|d| d.row.queue_position);
+        let snap = store.snapshot();
+        assert_eq!(
+            (pos(&snap, &a), pos(&snap, &b), pos(&snap, &c)),
+            (Some(1), Some(2), Some(3))
+        );
+        let ev = started(a);
+        state.apply(&ev, false);
+        store.record(&ev);
+        store.refresh_jobs(&state, &HashSet::from([a]));
+        let fresh = store.snapshot();
+        assert_eq!(
+            fresh.jobs.get(&a).map(|d| d.row.state.as_str()),
+            Some("running")
+        );
+        // The others moved up without being named.
+        assert_eq!((pos(&fresh, &b), pos(&fresh, &c)), (Some(1), Some(2)));
+        assert_eq!(fresh.hosts[0].running_job, Some(a.to_string()));
+        assert_eq!(fresh.hosts[0].queue.len(), 2);
+        // The journal has each job's events with ids from 1.
+        store.with_journal(&a, |j| {
+            let ids: Vec<u64> = j
+                .map(|j| j.events.iter().map(|e| e.id).collect())
+                .unwrap_or_default();
+            assert_eq!(ids, vec![1, 2]);
+        });
+    }
+
+    #[test]
+    fn a_finished_job_settles_until_its_hosts_next_inventory() {
+        let mut state = State::new(aetherv_bot::thread::DEFAULT_LIMITS);
+        let store = Store::new();
+        let a = JobId::new();
+        for ev in [
+            queued(a),
+            started(a),
+            Event::for_job(
+                a,
+                2,
+                EventBody::JobSucceeded {
+                    result: serde_json::json!({}),
+                },
+            ),
+        ] {
+            state.apply(&ev, false);
+            store.record(&ev);
+        }
+        store.refresh(&state);
+        let state_of = |s: &Store| s.snapshot().jobs.get(&a).map(|d| d.row.state.clone());
+        assert_eq!(state_of(&store).as_deref(), Some("running"));
+        assert!(store.settling());
+        let inv = Event::for_host(
+            0,
+            EventBody::HostInventory {
+                host: "HV01".into(),
+                reachable: true,
+                inventory: serde_json::json!({}),
+                error: None,
+            },
+        );
+        state.apply(&inv, false);
+        store.record(&inv);
+        store.refresh_jobs(&state, &HashSet::new());
+        assert_eq!(state_of(&store).as_deref(), Some("succeeded"));
+        assert!(!store.settling());
+    }
+}

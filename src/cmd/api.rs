@@ -170,7 +170,15 @@ pub fn run(args: Args) -> ExitCode {
         Ok(s) => s,
         Err(e) => return crate::cmd::fail("api", 64, e),
     };
-    crate::cmd::block_on(serve(args, s))
+    let rt = match crate::cmd::runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let code = rt.block_on(serve(args, s));
+    // The console's stdin is read on a blocking thread that a signal does not end: do not
+    // wait for it.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    code
 }
 
 async fn serve(args: Args, s: Setup) -> ExitCode {

@@ -1,6 +1,7 @@
 //! `aetherv bot --roles FILE --policy FILE --hosts H,…`: the bot with the console chat on
 //! stdin/stdout against RabbitMQ (`AETHERV_AMQP_URL`, prefix `AETHERV_PREFIX`). One bot is
 //! active at a time (leader queue); a second one waits. State comes from the event stream.
+//! With `api.listen` in `--config` it serves the HTTP API too (as `aetherv api --config`).
 use crate::cmd::{amqp_url, env_lookup, templates_dir, topology};
 use aetherv_bot::engine::{Engine, EngineConfig};
 use aetherv_bot::ConsoleOptions;
@@ -137,8 +138,31 @@ fn bot_files(args: &Args) -> Result<(PathBuf, PathBuf, Vec<String>), String> {
     ))
 }
 
+/// Whether `--config` sets `api.listen`: then the bot serves the HTTP API too.
+fn api_listen(args: &Args) -> Option<String> {
+    let path = args.config.as_ref()?;
+    let u = crate::cmd::config::Unified::load(path, &env_lookup).ok()??;
+    u.section("api")
+        .get("listen")
+        .and_then(|v| v.as_str())
+        .map(String::from)
+}
+
 /// Runs the command.
 pub fn run(args: Args) -> ExitCode {
+    if let Some(listen) = api_listen(&args) {
+        // The same bot with the API as one more front door (`aetherv api`).
+        return crate::cmd::api::run(crate::cmd::api::Args {
+            config: args.config,
+            simulated: None,
+            listen: Some(listen),
+            roles: args.roles,
+            policy: args.policy,
+            user: args.user,
+            sim_listen: None,
+            latency_ms: 0,
+        });
+    }
     let read =
         |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
     let recipients = if args.age_recipients.is_empty() {

@@ -96,6 +96,45 @@ async fn api_request_that_needs_approval_waits_for_the_console_then_runs() {
         .sim_vm("hv01", "big-01")
         .expect("the VM after approval");
     assert_eq!(vm["memory_gb"], 64);
+    // A request awaiting approval is withdrawn with DELETE; a finished job has nothing to cancel.
+    let big = site
+        .accepted(
+            "/api/v1/resources/vms",
+            json!({"values": {"vm_name": "big-02", "gb_ram": 64, "cpu_cores": 8, "target_host": "hv01"}}),
+        )
+        .await;
+    let r = site
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/jobs/{big}"),
+            Some(READER),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 403, "a reader cannot cancel: {}", r.text);
+    let r = site
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/jobs/{big}"),
+            Some(ADMIN),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    site.finished(&big, "cancelled").await;
+    let r = site
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/jobs/{job}"),
+            Some(ADMIN),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(site.sim_vm("hv01", "big-02").is_none());
     site.stop().await;
 }
 
@@ -149,4 +188,60 @@ async fn api_restarted_answers_for_jobs_it_did_not_see_start() {
     let listed = site.get("/api/v1/jobs", Some(ADMIN)).await.json();
     assert_eq!(listed["jobs"][0]["job_id"], job.as_str(), "{listed:#}");
     site.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_the_bot_with_api_listen_in_its_config_serves_the_api() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let roles = "groups:\n  - name: pipelines\n    roles: [operator]\n    members: [\"api:ci\"]\n";
+    std::fs::write(dir.path().join("roles.yaml"), roles).expect("roles");
+    std::fs::write(dir.path().join("policy.yaml"), "rules: []\n").expect("policy");
+    let prefix = crate::harness::prefix();
+    let port = crate::harness::free_port();
+    let config = format!(
+        "broker:\n  prefix: {prefix}\nbot:\n  roles: {roles}\n  policy: {policy}\n  hosts: [hvcfg1]\napi:\n  listen: 127.0.0.1:{port}\n  tokens:\n    - name: ci\n      sha256: {hash}\n",
+        roles = dir.path().join("roles.yaml").display(),
+        policy = dir.path().join("policy.yaml").display(),
+        hash = crate::api::sha256_hex("ci-token-77"),
+    );
+    std::fs::write(dir.path().join("aetherv.yaml"), config).expect("config");
+    let url = crate::harness::amqp_url();
+    let mut child = std::process::Command::new(crate::harness::bin())
+        .arg("bot")
+        .arg("--config")
+        .arg(dir.path().join("aetherv.yaml"))
+        .env_remove("AETHERV_PREFIX")
+        .env("AETHERV_AMQP_URL", &url)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("aetherv bot");
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = http.get(format!("{base}/readyz")).send().await;
+        if r.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "the bot's API did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let r = http
+        .get(format!("{base}/api/v1/hosts"))
+        .header("authorization", "Bearer ci-token-77")
+        .send()
+        .await
+        .expect("hosts");
+    assert_eq!(r.status(), 200);
+    let hosts: serde_json::Value =
+        serde_json::from_str(&r.text().await.expect("body")).expect("json");
+    assert_eq!(hosts["hosts"][0]["name"], "hvcfg1", "{hosts:#}");
+    let _ = child.kill();
+    let _ = child.wait();
+    crate::harness::cleanup(&url, &prefix, &["hvcfg1".to_string()]).await;
 }

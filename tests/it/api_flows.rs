@@ -25,6 +25,22 @@ async fn api_component_by_component_then_delete_cascades() {
             json!({"values": {"vm_name": "comp-01", "gb_ram": 4, "cpu_cores": 2, "target_host": "hv01"}}),
         )
         .await;
+    // Followed live from right after the 202: the stream ends with the job's last event.
+    let live = site
+        .get(&format!("/api/v1/jobs/{job}/events"), Some(ADMIN))
+        .await;
+    let ids: Vec<u64> = live
+        .text
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: ")?.parse().ok())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "{ids:?}");
+    let last_event = live
+        .text
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .next_back();
+    assert_eq!(last_event, Some("job.succeeded"), "{}", live.text);
     let doc = site.finished(&job, "succeeded").await;
     let vm_id = doc["result"]["vm_id"].as_str().expect("vm_id").to_string();
     assert_eq!(doc["kind"], "vm.create");
