@@ -39,6 +39,18 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import winrm, pika, spneg
 fi
 export AETHERV_PYTHON="$root/.venv/bin/python"
 
+step "status page browser and API fuzzing (chromium, chromium-driver, selenium, schemathesis)"
+# The status page's browser test drives Debian's chromium through chromedriver (W3C WebDriver)
+# from selenium; scripts/api-fuzz.sh runs schemathesis against `aetherv api --simulated 2`.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  echo "installing chromium chromium-driver (Debian packages)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq chromium chromium-driver
+fi
+if ! .venv/bin/python -c 'import selenium, schemathesis' 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check -r tests/peers/requirements-web.txt
+fi
+
 step "RabbitMQ"
 # The broker-restart test runs a RabbitMQ node of its own, so the server must be installed even
 # when a broker already answers.
@@ -124,6 +136,14 @@ scripts/image.sh target/debug/aetherv localhost/aetherv:ci
 image_status=$?
 set -e
 [ "$status" -eq 0 ] && status=$image_status
+
+step "API fuzzing (schemathesis against aetherv api --simulated 2, at most 2 min)"
+# No 5xx and no answer outside /api/openapi.json; reports in target/test-artifacts/api-fuzz/.
+set +e
+AETHERV_BIN="$root/target/debug/aetherv" scripts/api-fuzz.sh
+api_fuzz_status=$?
+set -e
+[ "$status" -eq 0 ] && status=$api_fuzz_status
 
 step "fuzz (every parser of outside input, 5 s a target)"
 # Inputs tried per target are printed; a crash or a hang fails the run and is saved under

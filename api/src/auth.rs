@@ -160,6 +160,11 @@ impl Authenticator {
         Authenticator { tokens, oidc }
     }
 
+    /// The OIDC setting (apiweb: `oidc::attach` plugs the verifier in from it at start).
+    pub fn oidc(&self) -> &Oidc {
+        &self.oidc
+    }
+
     /// Plugs an OIDC verifier in for configured OIDC settings.
     pub fn with_oidc(mut self, oidc: Oidc) -> Self {
         self.oidc = oidc;

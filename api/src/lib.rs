@@ -14,10 +14,12 @@ pub mod adapter;
 pub mod auth;
 pub mod docs;
 pub mod forms;
+pub mod oidc;
 pub mod openapi;
 pub mod problem;
 pub mod requests;
 pub mod routes;
+pub mod status;
 pub mod store;
 
 pub use adapter::WithApi;

@@ -88,6 +88,8 @@ pub fn router(api: Api) -> Router {
             "/api/v1/resources/vms/{id}/initialize",
             post(resources::initialize_vm),
         )
+        // apiweb: the status page (`/`, `/login`, `/logout`, `/status/*`).
+        .merge(crate::status::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))

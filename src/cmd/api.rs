@@ -233,7 +233,12 @@ async fn serve(args: Args, s: Setup) -> ExitCode {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|_| s.listen.clone());
-    let (api, calls) = Api::new(s.auth);
+    // apiweb: an `api.oidc` section gets the OIDC verifier (its key set read once at start).
+    let auth = match aetherv_api::oidc::attach(s.auth).await {
+        Ok(a) => a,
+        Err(e) => return crate::cmd::fail("api", 64, e.to_string()),
+    };
+    let (api, calls) = Api::new(auth);
     let http = tokio::spawn(aetherv_api::serve(
         listener,
         api.router(),

@@ -19,3 +19,4 @@ mod requests;
 mod requests_preflight;
 mod requests_slack;
 mod slack;
+mod status_page;
