@@ -38,11 +38,32 @@ pub fn env_lookup(key: &str) -> Option<String> {
 /// [`env_lookup`] after the real environment, which wins.
 static FILE_ENV: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
 
-/// `AETHERV_AMQP_URL`, or the local default.
+/// `AETHERV_AMQP_URL` (one URL, or several comma-separated: the nodes of a cluster, tried in
+/// turn), or the local default; with `AETHERV_AMQP_ADDRESSES` (`host:port,…`, or
+/// `broker.addresses` of an `aetherv.yaml`), one URL per address (see [`with_env_addresses`]).
 pub fn amqp_url() -> String {
-    env_lookup("AETHERV_AMQP_URL")
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| DEFAULT_AMQP_URL.to_string())
+    with_env_addresses(
+        env_lookup("AETHERV_AMQP_URL")
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| DEFAULT_AMQP_URL.to_string()),
+    )
+}
+
+/// `url` with its host and port replaced by each of `AETHERV_AMQP_ADDRESSES` (`host:port`,
+/// comma-separated), when set: the URL gives scheme, credentials and vhost. An address list
+/// that is not `host:port` is reported and `url` kept.
+pub fn with_env_addresses(url: String) -> String {
+    let Some(list) = env_lookup("AETHERV_AMQP_ADDRESSES").filter(|s| !s.trim().is_empty()) else {
+        return url;
+    };
+    let addresses: Vec<String> = list.split(',').map(|a| a.trim().to_string()).collect();
+    match config::with_addresses(&url, &addresses) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("aetherv: AETHERV_AMQP_ADDRESSES: {e}; using the broker URL alone");
+            url
+        }
+    }
 }
 
 /// The template override directory: the configured one, else `AETHERV_TEMPLATES`.

@@ -1,8 +1,9 @@
 //! The connection supervisor and the idempotent topology declarations it replays.
 //!
 //! The supervisor owns the connection: it waits for it to die, publishes "no connection",
-//! reconnects with exponential backoff, re-declares everything, and publishes the new
-//! connection. Declarations are idempotent: declaring what exists with the same arguments is a
+//! reconnects (each round tries every broker address once, starting with the one after the
+//! node that was lost; exponential backoff between rounds), re-declares everything, and
+//! publishes the new connection. Declarations are idempotent: declaring what exists with the same arguments is a
 //! no-op; different arguments fail with PRECONDITION_FAILED.
 
 use super::fields::{self, short};
@@ -15,7 +16,8 @@ use lapin::{Channel, Connection, ExchangeKind};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Owns the connection: waits for it to die, then rebuilds it with backoff until shutdown.
+/// Owns the connection: waits for it to die, then rebuilds it on the next address that
+/// answers, with backoff between rounds of addresses, until shutdown.
 pub(super) async fn supervise(shared: Arc<Shared>, mut live: Arc<Live>) {
     loop {
         tokio::select! {
@@ -38,7 +40,11 @@ pub(super) async fn supervise(shared: Arc<Shared>, mut live: Arc<Live>) {
             match attempt {
                 Ok(l) => break l,
                 Err(e) => {
-                    tracing::warn!(error = %e, ?backoff, "amqp reconnect failed; retrying");
+                    tracing::warn!(
+                        error = %aetherv_core::error_chain(&e),
+                        ?backoff,
+                        "amqp reconnect failed on every address; retrying"
+                    );
                     tokio::select! {
                         _ = shared.shutdown.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}
