@@ -38,6 +38,9 @@ fn is_url_start(piece: &str) -> bool {
 pub(crate) fn parse(list: &str) -> Result<Vec<Address>, BrokerError> {
     let mut urls: Vec<String> = Vec::new();
     for piece in list.split(',') {
+        if piece.trim().is_empty() {
+            continue;
+        }
         match urls.last_mut() {
             Some(last) if !is_url_start(piece) => {
                 last.push(',');
