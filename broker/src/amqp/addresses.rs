@@ -78,6 +78,13 @@ pub(crate) fn parse(list: &str) -> Result<Vec<Address>, BrokerError> {
         .collect()
 }
 
+/// The URLs of a comma-separated list of AMQP URLs, checked as [`crate::Broker::connect`]
+/// checks them: for clients that connect with lapin themselves (a producer that must not
+/// declare the topology) and fail over the same way.
+pub fn broker_urls(list: &str) -> Result<Vec<String>, BrokerError> {
+    Ok(parse(list)?.into_iter().map(|a| a.url).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

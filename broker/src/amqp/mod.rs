@@ -21,6 +21,7 @@
 //! (`publish.rs`.)
 
 mod addresses;
+pub use addresses::broker_urls;
 mod consumer;
 mod fields;
 mod leader;
