@@ -34,6 +34,18 @@ if ! "$python" -c 'import pika' 2>/dev/null; then
 fi
 
 eval "$(scripts/rabbitmq-cluster.sh start)"
-trap 'scripts/rabbitmq-cluster.sh --dir "$AETHERV_RMQ_CLUSTER_DIR" stop' EXIT
+pid=""
+cleanup() {
+  # soak.py stops its processes and removes its dir on SIGTERM; then the cluster goes.
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
+  scripts/rabbitmq-cluster.sh --dir "$AETHERV_RMQ_CLUSTER_DIR" stop
+}
+trap cleanup EXIT
+trap 'exit 143' TERM INT
 "$python" tests/soak/soak.py --bin "$bin" --cluster-script "$root/scripts/rabbitmq-cluster.sh" \
-  "${size[@]}" "${args[@]}"
+  "${size[@]}" "${args[@]}" &
+pid=$!
+wait "$pid"

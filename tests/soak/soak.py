@@ -46,6 +46,20 @@ def log(msg):
     print(f"[soak {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def _epoch(rfc3339):
+    """Seconds since the epoch of an RFC 3339 time (`2026-12-06T21:30:00.123456Z`)."""
+    from datetime import datetime
+    text = rfc3339.replace("Z", "+00:00")
+    # Python before 3.11 takes at most 6 fraction digits.
+    m = re.match(r"^(.*?\.\d{1,6})\d*(.*)$", text)
+    if m:
+        text = m.group(1) + m.group(2)
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return 0.0
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -410,33 +424,54 @@ class Soak:
         b.start()
 
     def fault_host_unreachable(self):
-        host = self.rng.choice(self.hosts)
+        # The host of a job accepted last (likely queued or running there), else any.
+        with self.lock:
+            recent = [j["target"] for j in list(self.accepted.values())[-3:]]
+        host = self.rng.choice(recent or self.hosts)
         ms = self.rng.randint(800, 2500)
         self.note(f"host {host} unreachable for {ms} ms")
         http_post(f"{self.sim_base}/sim/hosts/{host}/unreachable?ms={ms}")
 
     # ---------------------------------------------------------------- counting
     def read_events(self):
-        """Every event of the stream (raw bytes), read from any node that answers."""
+        """Every event of the stream (raw bytes) up to now, read from any node that answers.
+        Workers keep publishing inventory, so the end is the first event stamped after the
+        read began (or the stream idle for 3 s)."""
         last_error = None
         for url in self.urls * 3:
+            conn = None
             try:
-                conn = pika.BlockingConnection(pika.URLParameters(url + "?heartbeat=30&socket_timeout=10"))
+                began = time.time()
+                conn = pika.BlockingConnection(
+                    pika.URLParameters(url + "?heartbeat=30&socket_timeout=10&blocked_connection_timeout=30"))
                 ch = conn.channel()
-                ch.basic_qos(prefetch_count=500)
+                ch.basic_qos(prefetch_count=1000)
                 events = []
                 stream = f"{self.prefix}.events.stream"
                 for method, _props, body in ch.consume(stream, arguments={"x-stream-offset": "first"},
                                                       inactivity_timeout=3):
                     if method is None:
                         break
-                    events.append(body)
                     ch.basic_ack(method.delivery_tag)
+                    events.append(body)
+                    if time.time() - began > 120:
+                        raise RuntimeError("reading the stream takes over 120 s")
+                    try:
+                        at = json.loads(body).get("at", "")
+                    except ValueError:
+                        continue
+                    if at and _epoch(at) > began:
+                        break
                 ch.cancel()
                 conn.close()
                 return events
             except Exception as e:
                 last_error = e
+                if conn is not None and conn.is_open:
+                    try:
+                        conn.close()
+                    except Exception:
+                        pass
                 time.sleep(1)
         raise SystemExit(f"cannot read the event stream: {last_error!r}")
 
@@ -520,6 +555,8 @@ def main():
     ap.add_argument("--fault-gap-max", type=float, default=14.0, help="most seconds between faults")
     ap.add_argument("--drain-timeout", type=float, default=180.0)
     a = ap.parse_args()
+    # SIGTERM (a CI time limit) ends the soak through its cleanup, like Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     if a.seed is None:
         a.seed = random.SystemRandom().randrange(1, 2**31)
     log(f"seed {a.seed} (rerun with --seed {a.seed}); {a.jobs} jobs over {a.hosts} hosts")
@@ -537,12 +574,10 @@ def main():
         chaos.start()
         watcher.start()
         soak.produce()
-        log(f"all requests answered in {time.time() - t0:.0f} s; waiting for the jobs to end")
-        raw, finals = soak.wait_done(a.drain_timeout)
+        log(f"all requests answered in {time.time() - t0:.0f} s; no more faults; waiting for the jobs to end")
         soak.stop_chaos.set()
         chaos.join()
         watcher.join()
-        # A fault that ran to the end may have left work in flight: wait again.
         raw, finals = soak.wait_done(a.drain_timeout)
         # Give the bots time to print the last final messages.
         time.sleep(3)
@@ -585,14 +620,15 @@ def main():
             print("fault injection failed:", failed)
         code = 0 if all(n == 0 for _, n in rows) and not failed and not r["leaked_out"] else 1
         if code:
-            print(f"SOAK FAILED (seed {a.seed}); workdir kept: {soak.work}")
+            print(f"SOAK FAILED (seed {a.seed}); rerun: scripts/soak.sh --seed {a.seed} "
+                  f"--jobs {a.jobs} --hosts {a.hosts} (AETHERV_SOAK_KEEP=1 keeps {soak.work})")
             for line in soak.fault_log:
                 print("  ", line)
     finally:
         soak.stop_chaos.set()
         soak.stop_supervisor.set()
         soak.stop_all()
-        if code == 0 and not os.environ.get("AETHERV_SOAK_KEEP"):
+        if not os.environ.get("AETHERV_SOAK_KEEP"):
             subprocess.run(["rm", "-rf", soak.work], check=False)
     sys.exit(code)
 
