@@ -36,7 +36,7 @@ pub(crate) use leader::AmqpLeadership;
 pub(crate) use stream::AmqpEventStream;
 
 use publish::{confirmation_result, ChannelPool};
-use supervisor::{close_connection, declare_base, declare_host_on, supervise};
+use supervisor::{close_connection, declare_host_on, supervise};
 
 use crate::topology::valid_host;
 use crate::types::{ConsumerImpl, LeaderImpl, StreamImpl};
@@ -47,13 +47,13 @@ use crate::{
 use aetherv_core::Event;
 use fields::short;
 use lapin::options::{
-    BasicAckOptions, BasicGetOptions, ConfirmSelectOptions, ExchangeDeleteOptions,
+    BasicAckOptions, BasicGetOptions, ExchangeDeleteOptions,
     QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{FieldTable, ShortString};
-use lapin::{Channel, Connection, ConnectionProperties};
+use lapin::{Channel, Connection};
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -488,103 +488,6 @@ impl Shared {
 
     pub(crate) fn subscribe_live(&self) -> watch::Receiver<Option<Arc<Live>>> {
         self.live.subscribe()
-    }
-
-    /// One round over the addresses, starting with the one after the last connection's: the
-    /// first that connects and takes the declarations wins. The last error when none does.
-    async fn establish(&self, generation: u64) -> Result<Arc<Live>, BrokerError> {
-        let n = self.addresses.len();
-        let start = self.next_address.load(Ordering::Relaxed) % n;
-        let mut last = BrokerError::Closed;
-        for i in 0..n {
-            let index = (start + i) % n;
-            let address = &self.addresses[index];
-            match self.establish_on(address, generation).await {
-                Ok(live) => {
-                    self.next_address.store((index + 1) % n, Ordering::Relaxed);
-                    return Ok(live);
-                }
-                Err(e) => {
-                    if n > 1 {
-                        tracing::warn!(
-                            address = address.shown(),
-                            error = %aetherv_core::error_chain(&e),
-                            "amqp connection to this node failed; trying the next one"
-                        );
-                    }
-                    last = e;
-                }
-            }
-        }
-        Err(last)
-    }
-
-    /// Connects to one address and declares everything: the base topology and every known
-    /// host.
-    async fn establish_on(
-        &self,
-        address: &addresses::Address,
-        generation: u64,
-    ) -> Result<Arc<Live>, BrokerError> {
-        let props = ConnectionProperties::default()
-            .with_connection_name(self.conn_name.clone().into())
-            .with_client_property("product".into(), "aetherv".into());
-        let timeout = self.options.connect_timeout;
-        let conn = tokio::time::timeout(timeout, Connection::connect(address.url(), props))
-            .await
-            .map_err(|_| BrokerError::Unavailable(timeout))??;
-        // The declarations are part of the attempt: a node that accepts the connection and
-        // cannot declare (no quorum reachable from it) is given up for the next one.
-        let declared = tokio::time::timeout(
-            self.options.operation_timeout,
-            self.declare_all(&conn),
-        )
-        .await
-        .unwrap_or(Err(BrokerError::Unavailable(self.options.operation_timeout)));
-        let (admin, events, hosts) = match declared {
-            Ok(d) => d,
-            Err(e) => {
-                close_connection(&conn).await;
-                return Err(e);
-            }
-        };
-        tracing::info!(
-            generation,
-            connection_name = %self.conn_name,
-            address = address.shown(),
-            hosts,
-            "amqp connection established, topology declared"
-        );
-        Ok(Arc::new(Live {
-            generation,
-            jobs: ChannelPool::new(self.options.publisher_channels),
-            conn,
-            events: tokio::sync::Mutex::new(Some(events)),
-            admin: tokio::sync::Mutex::new(Some(admin)),
-        }))
-    }
-
-    /// The base topology and every known host on a new connection; its admin and event
-    /// channels and how many hosts were declared.
-    async fn declare_all(&self, conn: &Connection) -> Result<(Channel, Channel, usize), BrokerError> {
-        let mut admin = conn.create_channel().await?;
-        declare_base(&admin, &self.topology).await?;
-        let hosts = snapshot(&self.hosts);
-        // One host whose queue cannot be declared (e.g. pre-declared with other arguments)
-        // must not keep the whole connection down; its consumers keep retrying on their own.
-        for host in &hosts {
-            if let Err(e) = declare_host_on(&admin, &self.topology, host).await {
-                tracing::warn!(host, error = %e, "re-declaring a host queue failed");
-                if !admin.status().connected() {
-                    admin = conn.create_channel().await?;
-                }
-            }
-        }
-        let events = conn.create_channel().await?;
-        events
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        Ok((admin, events, hosts.len()))
     }
 
     /// Waits for a connection of at least `min_generation`, until `deadline`.
