@@ -338,7 +338,10 @@ async fn wsman_entry(
     if path_host.as_ref().is_some_and(|h| !sim.has_host(h)) {
         return (StatusCode::NOT_FOUND, "").into_response();
     }
-    if path_host.as_ref().is_some_and(|h| sim.refuse_unreachable(h)) {
+    if path_host
+        .as_ref()
+        .is_some_and(|h| sim.refuse_unreachable(h))
+    {
         return (StatusCode::SERVICE_UNAVAILABLE, "").into_response();
     }
     let ntlm = match authenticate(sim, conn, headers) {

@@ -147,3 +147,21 @@ fn redact_one(url: &str) -> String {
         _ => url.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn every_url_of_a_list_loses_its_password_and_none_is_dropped() {
+        assert_eq!(
+            redact_url("amqp://bot:s3cret@a:5672/%2f, amqp://bot:s,3cret@b:5672/%2f"),
+            "amqp://bot:***@a:5672/%2f,amqp://bot:***@b:5672/%2f"
+        );
+        assert_eq!(
+            redact_url("amqp://bot:s3cret@a/%2f"),
+            "amqp://bot:***@a/%2f"
+        );
+        assert_eq!(redact_url("amqp://a/%2f"), "amqp://a/%2f");
+    }
+}

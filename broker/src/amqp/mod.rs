@@ -47,8 +47,8 @@ use crate::{
 use aetherv_core::Event;
 use fields::short;
 use lapin::options::{
-    BasicAckOptions, BasicGetOptions, ExchangeDeleteOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicGetOptions, ExchangeDeleteOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection};

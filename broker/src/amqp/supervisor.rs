@@ -114,12 +114,12 @@ impl Shared {
             .map_err(|_| BrokerError::Unavailable(timeout))??;
         // The declarations are part of the attempt: a node that accepts the connection and
         // cannot declare (no quorum reachable from it) is given up for the next one.
-        let declared = tokio::time::timeout(
-            self.options.operation_timeout,
-            self.declare_all(&conn),
-        )
-        .await
-        .unwrap_or(Err(BrokerError::Unavailable(self.options.operation_timeout)));
+        let declared =
+            tokio::time::timeout(self.options.operation_timeout, self.declare_all(&conn))
+                .await
+                .unwrap_or(Err(BrokerError::Unavailable(
+                    self.options.operation_timeout,
+                )));
         let (admin, events, hosts) = match declared {
             Ok(d) => d,
             Err(e) => {
@@ -145,7 +145,10 @@ impl Shared {
 
     /// The base topology and every known host on a new connection; its admin and event
     /// channels and how many hosts were declared.
-    async fn declare_all(&self, conn: &Connection) -> Result<(Channel, Channel, usize), BrokerError> {
+    async fn declare_all(
+        &self,
+        conn: &Connection,
+    ) -> Result<(Channel, Channel, usize), BrokerError> {
         let mut admin = conn.create_channel().await?;
         declare_base(&admin, &self.topology).await?;
         let hosts = snapshot(&self.hosts);
@@ -165,7 +168,6 @@ impl Shared {
             .await?;
         Ok((admin, events, hosts.len()))
     }
-
 }
 
 /// Resolves when the connection is no longer usable.

@@ -83,7 +83,14 @@ fn generation(b: &Broker) -> Option<u64> {
 
 /// The members of `queue` as `list_queues` on `node` reports them.
 fn members(cluster: &Cluster, node: &str, queue: &str) -> usize {
-    let out = cluster.run(&["ctl", node, "list_queues", "name", "members", "--no-table-headers"]);
+    let out = cluster.run(&[
+        "ctl",
+        node,
+        "list_queues",
+        "name",
+        "members",
+        "--no-table-headers",
+    ]);
     let line = out
         .lines()
         .find(|l| l.split_whitespace().next() == Some(queue))
@@ -122,11 +129,16 @@ async fn a_client_whose_node_is_killed_continues_on_another_node_and_jobs_keep_f
     let mut consumer = worker.consume_jobs("hv01", "w1").await.expect("consume");
     let jobs: Vec<_> = (0..40).map(|_| job("hv01")).collect();
     for j in &jobs[..20] {
-        producer.publish_job(j).await.expect("publish before the kill");
+        producer
+            .publish_job(j)
+            .await
+            .expect("publish before the kill");
     }
     let mut seen = BTreeSet::new();
     for _ in 0..10 {
-        let d = next_within(&mut consumer, 10_000).await.expect("a job before the kill");
+        let d = next_within(&mut consumer, 10_000)
+            .await
+            .expect("a job before the kill");
         seen.insert(d.envelope.job_id);
         d.ack().await.expect("ack before the kill");
     }
@@ -137,13 +149,20 @@ async fn a_client_whose_node_is_killed_continues_on_another_node_and_jobs_keep_f
 
     // The producer fails over and publishes the rest (each publish waits for a connection).
     for j in &jobs[20..] {
-        producer.publish_job(j).await.expect("publish after the kill");
+        producer
+            .publish_job(j)
+            .await
+            .expect("publish after the kill");
     }
     // The consumer re-subscribes on another node and gets every job (an unacked one may come
     // twice: at least once).
     while seen.len() < jobs.len() {
         let Some(d) = next_within(&mut consumer, 60_000).await else {
-            panic!("jobs stopped flowing after the kill: {} of {}", seen.len(), jobs.len());
+            panic!(
+                "jobs stopped flowing after the kill: {} of {}",
+                seen.len(),
+                jobs.len()
+            );
         };
         seen.insert(d.envelope.job_id);
         d.ack().await.ok();
@@ -174,8 +193,14 @@ async fn every_address_is_tried_before_the_connect_fails() {
         .await
         .expect_err("nothing listens");
     assert!(!format!("{e:?} {e}").contains("s3cret-pw"), "{e:?}");
-    let e = Broker::connect("amqp://guest:s3cret-pw@127.0.0.1:notaport/%2f", unique_topology())
-        .await
-        .expect_err("not a URL");
-    assert_eq!(e.to_string(), "broker address 1 of 1 is not a valid AMQP URL");
+    let e = Broker::connect(
+        "amqp://guest:s3cret-pw@127.0.0.1:notaport/%2f",
+        unique_topology(),
+    )
+    .await
+    .expect_err("not a URL");
+    assert_eq!(
+        e.to_string(),
+        "broker address 1 of 1 is not a valid AMQP URL"
+    );
 }

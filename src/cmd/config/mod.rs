@@ -357,7 +357,10 @@ pub fn with_addresses(url: &str, addresses: &[String]) -> Result<String, String>
         .ok_or_else(|| "the broker URL is not an amqp:// or amqps:// URL".to_string())?;
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
-    let userinfo = authority.rfind('@').map(|at| &authority[..=at]).unwrap_or("");
+    let userinfo = authority
+        .rfind('@')
+        .map(|at| &authority[..=at])
+        .unwrap_or("");
     let mut out = Vec::new();
     for (i, a) in addresses.iter().enumerate() {
         let bad = a.is_empty() || a.contains(['/', '@', '?', ',', ' ']);

@@ -105,11 +105,16 @@ impl Producer {
         let props = ConnectionProperties::default()
             .with_connection_name("aetherv-submit".into())
             .with_client_property("product".into(), "aetherv".into());
-        let conn = match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, props)).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(format!("cannot connect: {e}")),
-            Err(_) => return Err(format!("cannot connect: no answer within {CONNECT_TIMEOUT:?}")),
-        };
+        let conn =
+            match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, props)).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => return Err(format!("cannot connect: {e}")),
+                Err(_) => {
+                    return Err(format!(
+                        "cannot connect: no answer within {CONNECT_TIMEOUT:?}"
+                    ))
+                }
+            };
         let channel = timed("cannot open a channel", conn.create_channel()).await?;
         timed(
             "cannot enable publisher confirms",
