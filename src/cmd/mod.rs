@@ -92,12 +92,23 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 }
 
 /// Runs `f` on a new multi-threaded runtime; exit code 1 when the runtime cannot start.
+///
+/// Once `f` is done the process exits within [`RUNTIME_SHUTDOWN`]: a blocking read that never
+/// returns (tokio's stdin, read on a blocking thread, when the console bot stops on an error)
+/// must not keep a stopped command alive.
 pub fn block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     match runtime() {
-        Ok(rt) => rt.block_on(f),
+        Ok(rt) => {
+            let code = rt.block_on(f);
+            rt.shutdown_timeout(RUNTIME_SHUTDOWN);
+            code
+        }
         Err(code) => code,
     }
 }
+
+/// How long a finished command waits for the runtime's remaining blocking threads.
+pub const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Says `aetherv CMD: ERROR` on stderr and gives exit code `code`.
 pub fn fail(cmd: &str, code: u8, e: impl std::fmt::Display) -> ExitCode {

@@ -88,6 +88,7 @@ class Proc:
         self.p = None
         self.held = False  # killed on purpose: the supervisor leaves it down
         self.exits = []  # unplanned exits: (exit code, last line)
+        self.hangs = []  # fatal error printed, process still running
         self.incarnation = 0
         self.outputs = []
 
@@ -344,22 +345,43 @@ class Soak:
         for t in threads:
             t.start()
         for t in threads:
-            t.join()
+            while t.is_alive():
+                t.join(0.5)
         self.submit_retries = retries[0]
         return jobs
 
     def supervise(self):
         """Restarts a bot or worker that exited on its own, as Kubernetes would
-        (restartPolicy Always); each such exit is counted and reported."""
+        (restartPolicy Always); and one that printed its fatal `aetherv: ...` line but is
+        still running 10 s later (hung), after a kill -9. Each is counted and reported."""
+        fatal_since = {}
         while not self.stop_supervisor.wait(0.5):
             for p in [*self.bots, *self.workers]:
-                if not p.held and p.p is not None and p.p.poll() is not None:
+                try:
+                    if p.held or p.p is None:
+                        continue
                     with open(p.outputs[-1], "rb") as f:
-                        tail = f.read().decode("utf-8", "replace").strip().splitlines()[-1:]
-                    p.exits.append((p.p.returncode, tail[0][:200] if tail else ""))
-                    self.note(f"{p.name} exited on its own (code {p.p.returncode}): {p.exits[-1][1]}; restarting it")
+                        lines = f.read().decode("utf-8", "replace").strip().splitlines()
+                    fatal = [l for l in lines if l.startswith("aetherv: ")]
+                    exited = p.p.poll() is not None
+                    hung = False
+                    if fatal and not exited:
+                        since = fatal_since.setdefault((p.name, p.incarnation), time.time())
+                        hung = time.time() - since > 10
+                    if not exited and not hung:
+                        continue
+                    why = (fatal[-1] if fatal else (lines[-1] if lines else ""))[:200]
+                    if hung:
+                        p.hangs.append(why)
+                        self.note(f"{p.name} hung after its fatal error ({why}); kill -9 and restart")
+                        p.kill9()
+                    else:
+                        p.exits.append((p.p.returncode, why))
+                        self.note(f"{p.name} exited on its own (code {p.p.returncode}): {why}; restarting it")
                     time.sleep(1)
                     p.start()
+                except Exception as e:
+                    self.note(f"supervisor: {p.name}: {e!r}")
 
     def watch_leaders(self):
         """Samples the bots' leader gauge: two leaders at one moment is a violation."""
@@ -388,7 +410,7 @@ class Soak:
             try:
                 getattr(self, "fault_" + kind)()
                 self.faults[kind] += 1
-            except Exception as e:  # a failed injection is a failed soak
+            except BaseException as e:  # a failed injection is a failed soak
                 self.fault_log.append(f"FAILED {kind}: {e}")
                 log(f"fault {kind} could not be injected: {e}")
 
@@ -415,8 +437,12 @@ class Soak:
 
     def fault_bot(self):
         b = self.leader()
+        deadline = time.time() + 60
+        while b is None and time.time() < deadline and not self.stop_chaos.is_set():
+            time.sleep(0.5)
+            b = self.leader()
         if b is None:
-            b = self.wait_leader(60)
+            raise RuntimeError("no leading bot for 60 s")
         down = self.rng.uniform(1, 6)
         self.note(f"kill -9 the leading bot ({b.name}); restarted in {down:.1f} s")
         b.kill9()
@@ -598,10 +624,14 @@ def main():
         print(f"seed {a.seed}: {a.jobs} jobs over {a.hosts} hosts in {duration:.0f} s")
         print(f"faults: " + ", ".join(f"{k} {v}" for k, v in soak.faults.items()))
         exits = {p.name: len(p.exits) for p in [*soak.bots, *soak.workers] if p.exits}
-        print(f"processes that exited on their own and were restarted: {exits or 'none'}")
+        hangs = {p.name: len(p.hangs) for p in [*soak.bots, *soak.workers] if p.hangs}
+        print(f"processes that exited on their own and were restarted: {exits or 'none'}; "
+              f"hung after a fatal error: {hangs or 'none'}")
         for p in [*soak.bots, *soak.workers]:
             for code_, line in p.exits:
                 print(f"  {p.name} exit {code_}: {line}")
+            for line in p.hangs:
+                print(f"  {p.name} hung: {line}")
         print(f"accepted {len(soak.accepted)}; outcomes {r['outcomes']}; submit retries "
               f"{soak.submit_retries}; events {len(raw)}; host operations {r['ops']}; journal "
               f"replays {r['replays']}; WinRM requests refused while unreachable {r['refused']}; "
