@@ -86,6 +86,8 @@ class Proc:
         self.name, self.argv, self.env, self.workdir = name, argv, env, workdir
         self.stdin = stdin
         self.p = None
+        self.pids = []  # every process ever started, all stopped at the end
+        self.lock = threading.RLock()  # start/kill versus the supervisor
         self.held = False  # killed on purpose: the supervisor leaves it down
         self.exits = []  # unplanned exits: (exit code, last line)
         self.hangs = []  # fatal error printed, process still running
@@ -93,7 +95,10 @@ class Proc:
         self.outputs = []
 
     def start(self):
-        self.held = False
+        with self.lock:
+            return self._start()
+
+    def _start(self):
         self.incarnation += 1
         path = os.path.join(self.workdir, f"{self.name}.{self.incarnation}.out")
         self.outputs.append(path)
@@ -106,6 +111,8 @@ class Proc:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        self.pids.append(self.p)
+        self.held = False
         out.close()
         return self
 
@@ -114,20 +121,23 @@ class Proc:
         self.p.stdin.flush()
 
     def kill9(self):
-        self.held = True
-        if self.p and self.p.poll() is None:
-            os.kill(self.p.pid, signal.SIGKILL)
-            self.p.wait()
-
-    def stop(self):
-        self.held = True
-        if self.p and self.p.poll() is None:
-            os.kill(self.p.pid, signal.SIGTERM)
-            try:
-                self.p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
+        with self.lock:
+            self.held = True
+            if self.p and self.p.poll() is None:
                 os.kill(self.p.pid, signal.SIGKILL)
                 self.p.wait()
+
+    def stop(self):
+        with self.lock:
+            self.held = True
+            for p in self.pids:
+                if p.poll() is None:
+                    os.kill(p.pid, signal.SIGTERM)
+                    try:
+                        p.wait(timeout=15)
+                    except subprocess.TimeoutExpired:
+                        os.kill(p.pid, signal.SIGKILL)
+                        p.wait()
 
     def alive(self):
         return self.p is not None and self.p.poll() is None
@@ -341,7 +351,7 @@ class Soak:
                     log(f"{n}/{len(jobs)} requests answered")
                 time.sleep(pace)
 
-        threads = [threading.Thread(target=run) for _ in range(self.a.producers)]
+        threads = [threading.Thread(target=run, daemon=True) for _ in range(self.a.producers)]
         for t in threads:
             t.start()
         for t in threads:
@@ -358,30 +368,35 @@ class Soak:
         while not self.stop_supervisor.wait(0.5):
             for p in [*self.bots, *self.workers]:
                 try:
-                    if p.held or p.p is None:
-                        continue
-                    with open(p.outputs[-1], "rb") as f:
-                        lines = f.read().decode("utf-8", "replace").strip().splitlines()
-                    fatal = [l for l in lines if l.startswith("aetherv: ")]
-                    exited = p.p.poll() is not None
-                    hung = False
-                    if fatal and not exited:
-                        since = fatal_since.setdefault((p.name, p.incarnation), time.time())
-                        hung = time.time() - since > 10
-                    if not exited and not hung:
-                        continue
-                    why = (fatal[-1] if fatal else (lines[-1] if lines else ""))[:200]
-                    if hung:
-                        p.hangs.append(why)
-                        self.note(f"{p.name} hung after its fatal error ({why}); kill -9 and restart")
-                        p.kill9()
-                    else:
-                        p.exits.append((p.p.returncode, why))
-                        self.note(f"{p.name} exited on its own (code {p.p.returncode}): {why}; restarting it")
-                    time.sleep(1)
-                    p.start()
+                    with p.lock:
+                        self.check_process(p, fatal_since)
                 except Exception as e:
                     self.note(f"supervisor: {p.name}: {e!r}")
+
+    def check_process(self, p, fatal_since):
+        """One look at one process (under its lock): restart it when it exited or hung."""
+        if p.held or p.p is None:
+            return
+        with open(p.outputs[-1], "rb") as f:
+            lines = f.read().decode("utf-8", "replace").strip().splitlines()
+        fatal = [l for l in lines if l.startswith("aetherv: ")]
+        exited = p.p.poll() is not None
+        hung = False
+        if fatal and not exited:
+            since = fatal_since.setdefault((p.name, p.incarnation), time.time())
+            hung = time.time() - since > 10
+        if not exited and not hung:
+            return
+        why = (fatal[-1] if fatal else (lines[-1] if lines else ""))[:200]
+        if hung:
+            p.hangs.append(why)
+            self.note(f"{p.name} hung after its fatal error ({why}); kill -9 and restart")
+            p.kill9()
+        else:
+            p.exits.append((p.p.returncode, why))
+            self.note(f"{p.name} exited on its own (code {p.p.returncode}): {why}; restarting it")
+        time.sleep(1)
+        p._start()
 
     def watch_leaders(self):
         """Samples the bots' leader gauge: two leaders at one moment is a violation."""
@@ -592,9 +607,9 @@ def main():
     try:
         soak.start()
         log(f"sim, 2 workers, 2 bots up ({time.time() - started:.0f} s); workdir {soak.work}")
-        chaos = threading.Thread(target=soak.chaos)
-        watcher = threading.Thread(target=soak.watch_leaders)
-        supervisor = threading.Thread(target=soak.supervise)
+        chaos = threading.Thread(target=soak.chaos, daemon=True)
+        watcher = threading.Thread(target=soak.watch_leaders, daemon=True)
+        supervisor = threading.Thread(target=soak.supervise, daemon=True)
         supervisor.start()
         t0 = time.time()
         chaos.start()

@@ -319,6 +319,33 @@ pub fn preload(args: &[String]) -> Result<(), ExitCode> {
     Ok(())
 }
 
+/// One URL per `host:port` of `addresses`, with the scheme, credentials, vhost and query of
+/// `url` (its first URL when it lists several), comma-separated. Errors never repeat the URL
+/// (it carries a password).
+pub fn with_addresses(url: &str, addresses: &[String]) -> Result<String, String> {
+    let first = url.split(',').next().unwrap_or_default().trim();
+    let (scheme, rest) = first
+        .split_once("://")
+        .ok_or_else(|| "the broker URL is not an amqp:// or amqps:// URL".to_string())?;
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let userinfo = authority
+        .rfind('@')
+        .map(|at| &authority[..=at])
+        .unwrap_or("");
+    let mut out = Vec::new();
+    for (i, a) in addresses.iter().enumerate() {
+        let bad = a.is_empty() || a.contains(['/', '@', '?', ',', ' ']);
+        if bad {
+            return Err(format!(
+                "broker.addresses[{i}] is not a host:port (no scheme, credentials or path)"
+            ));
+        }
+        out.push(format!("{scheme}://{userinfo}{a}{tail}"));
+    }
+    Ok(out.join(","))
+}
+
 #[cfg(test)]
 mod address_tests {
     use super::with_addresses;
@@ -345,31 +372,4 @@ mod address_tests {
         let e = with_addresses("hunter2", &["a:1".to_string()]).expect_err("refused");
         assert!(!e.contains("hunter2"), "{e}");
     }
-}
-
-/// One URL per `host:port` of `addresses`, with the scheme, credentials, vhost and query of
-/// `url` (its first URL when it lists several), comma-separated. Errors never repeat the URL
-/// (it carries a password).
-pub fn with_addresses(url: &str, addresses: &[String]) -> Result<String, String> {
-    let first = url.split(',').next().unwrap_or_default().trim();
-    let (scheme, rest) = first
-        .split_once("://")
-        .ok_or_else(|| "the broker URL is not an amqp:// or amqps:// URL".to_string())?;
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let userinfo = authority
-        .rfind('@')
-        .map(|at| &authority[..=at])
-        .unwrap_or("");
-    let mut out = Vec::new();
-    for (i, a) in addresses.iter().enumerate() {
-        let bad = a.is_empty() || a.contains(['/', '@', '?', ',', ' ']);
-        if bad {
-            return Err(format!(
-                "broker.addresses[{i}] is not a host:port (no scheme, credentials or path)"
-            ));
-        }
-        out.push(format!("{scheme}://{userinfo}{a}{tail}"));
-    }
-    Ok(out.join(","))
 }
