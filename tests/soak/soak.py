@@ -489,22 +489,38 @@ class Soak:
                 ch.basic_qos(prefetch_count=1000)
                 events = []
                 stream = f"{self.prefix}.events.stream"
-                for method, _props, body in ch.consume(stream, arguments={"x-stream-offset": "first"},
-                                                      inactivity_timeout=3):
-                    if method is None:
-                        break
-                    ch.basic_ack(method.delivery_tag)
+                done = [False]
+
+                def on_message(ch_, method, _props, body):
+                    ch_.basic_ack(method.delivery_tag)
+                    if done[0]:
+                        return
                     events.append(body)
-                    if time.time() - began > 120:
-                        raise RuntimeError("reading the stream takes over 120 s")
                     try:
                         at = json.loads(body).get("at", "")
                     except ValueError:
-                        continue
+                        return
                     if at and _epoch(at) > began:
+                        done[0] = True
+
+                # A callback consumer: closing the connection returns what is in flight (a
+                # generator consumer's cancel rejects it, which a stream refuses).
+                ch.basic_consume(stream, on_message, arguments={"x-stream-offset": "first"})
+                idle_since, seen = time.time(), 0
+                while not done[0]:
+                    conn.process_data_events(time_limit=0.5)
+                    if len(events) != seen:
+                        idle_since, seen = time.time(), len(events)
+                    elif time.time() - idle_since > 3:
                         break
-                ch.cancel()
-                conn.close()
+                    if time.time() - began > 120:
+                        raise RuntimeError("reading the stream takes over 120 s")
+                try:
+                    # Closing cancels the consumer, which rejects deliveries not yet handed to
+                    # the callback; a stream refuses that by closing the connection: harmless.
+                    conn.close()
+                except Exception:
+                    pass
                 return events
             except Exception as e:
                 last_error = e
