@@ -380,3 +380,24 @@ fn emit_replay(key: &str, o: &OpOutput, out: &(dyn Fn(String) + Sync)) -> i32 {
     out(o.result.to_line());
     o.exit_code()
 }
+
+#[cfg(test)]
+mod unreachable_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_host_made_unreachable_refuses_until_the_time_is_up_and_counts_it() {
+        let sim = Sim::new(SimConfig::with_hosts(2));
+        assert!(!sim.make_unreachable("hv09", Duration::from_secs(1)));
+        assert!(sim.make_unreachable("HV01", Duration::from_millis(150)));
+        assert!(sim.refuse_unreachable("hv01"));
+        assert!(sim.refuse_unreachable("hv01"));
+        assert!(!sim.refuse_unreachable("hv02"), "only the host named");
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!sim.refuse_unreachable("hv01"), "reachable again");
+        assert_eq!(sim.unreachable_refusals("hv01"), Some(2));
+        assert_eq!(sim.unreachable_refusals("hv02"), Some(0));
+        assert_eq!(sim.unreachable_refusals("hv09"), None);
+    }
+}
