@@ -17,7 +17,7 @@ size=(--jobs 150 --hosts 20 --duration 110)
 args=()
 for a in "$@"; do
   if [ "$a" = "--full" ]; then
-    size=(--jobs 1000 --hosts 50 --duration 600 --drain-timeout 600)
+    size=(--jobs 1000 --hosts 50 --duration 480 --drain-timeout 300)
   else
     args+=("$a")
   fi

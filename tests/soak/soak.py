@@ -282,7 +282,8 @@ class Soak:
     # ---------------------------------------------------------------- producers
     def job(self, i):
         host = self.hosts[self.rng_jobs.randrange(len(self.hosts))]
-        name = f"soak-{self.a.seed}-{i:05d}"
+        # At most 15 characters: a managed deployment's VM name is its guest's computer name.
+        name = f"s{self.a.seed % 100000:05d}-{i:04d}"
         if i % 10 == 9:
             spec = {"vm_name": name, "target_host": host, "image_name": "Windows Server 2022",
                     "network": "prod", "guest_la_uid": "admin",
@@ -314,9 +315,9 @@ class Soak:
                 return True, attempt
             # A retry of a request an earlier attempt got accepted: the gate says the job
             # exists (or, once it ran, that the name is taken).
-            if attempt > 1 and ('"duplicate"' in out or "already" in out or "vm_name" in out):
+            if attempt > 1 and re.search(r'"code":\s*"(duplicate|name_in_use)"', out):
                 return True, attempt
-            if r is not None and r.returncode == 1 and '"status": "rejected"' in out and attempt == 1:
+            if r is not None and r.returncode == 1 and re.search(r'"status":\s*"rejected"', out) and attempt == 1:
                 # Rejected on the first try: not a fault of the soak's making.
                 log(f"job {job['name']} rejected: {out.strip()[-400:]}")
                 return False, attempt
