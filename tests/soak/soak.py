@@ -649,7 +649,7 @@ def main():
             ("slot violations (hosts)", r["violations"]),
             ("threads missing their final message", len(r["missing_final"])),
             ("events with a secret", len(r["leaked"])),
-            ("requests never answered", len(soak.unaccepted)),
+            ("requests not accepted (rejected, or never answered)", len(soak.unaccepted)),
             ("samples with two leading bots", soak.two_leaders),
         ]
         print()
