@@ -10,6 +10,10 @@ pub enum BrokerError {
     /// The AMQP client reported an error (connection, channel or protocol).
     #[error("amqp operation failed")]
     Amqp(#[from] lapin::Error),
+    /// The broker address list is wrong; the text names the position of the bad address,
+    /// never its text (it carries a password).
+    #[error("{0}")]
+    InvalidAddress(String),
     /// [`crate::Broker::close`] was called; the broker accepts no more work.
     #[error("broker is closed")]
     Closed,

@@ -36,7 +36,7 @@ mod teardown;
 mod topology;
 mod types;
 
-pub use amqp::{AmqpBroker, AmqpOptions};
+pub use amqp::{broker_urls, AmqpBroker, AmqpOptions};
 pub use error::{BrokerError, PublishError};
 pub use inproc::InProcBroker;
 pub use teardown::delete_topology;
@@ -75,7 +75,8 @@ pub enum Broker {
 }
 
 impl Broker {
-    /// Connects to RabbitMQ at `url`, declares the base topology (jobs, events, dead-letter
+    /// Connects to RabbitMQ at `url` (one AMQP URL, or several comma-separated: the nodes of a
+    /// cluster, tried in turn, and moved between when a connection fails or drops), declares the base topology (jobs, events, dead-letter
     /// exchanges and queues) and starts the connection supervisor, which reconnects with
     /// backoff, re-declares the topology (with every host declared so far) and lets consumers
     /// re-subscribe. Fails when the first connection cannot be made.

@@ -2,7 +2,9 @@
 //! with message encryption ([`crate::auth`]) (also `POST /wsman` and `POST /`, routed by a
 //! `HOST\user` user name or NTLM domain), and the
 //! simulator's own JSON endpoints (`GET /sim/stats`, `GET /sim/hosts/<host>`,
-//! `GET /sim/hosts/<host>/records`, `POST /sim/hosts/<host>/faults` with a [`Fault`] body).
+//! `GET /sim/hosts/<host>/records`, `POST /sim/hosts/<host>/faults` with a [`Fault`] body,
+//! `POST /sim/hosts/<host>/unreachable?ms=N`: WinRM refused with 503 for N ms, and
+//! `GET /sim/hosts/<host>/unreachable`: how many requests were refused so).
 //!
 //! Shells and commands live in memory. `Command` starts the program in its own task (it runs to
 //! completion even if the client goes away); `Receive` long-polls for output up to the
@@ -111,6 +113,10 @@ pub fn router(sim: Sim) -> Router {
         .route("/sim/hosts/{host}", get(host_handler))
         .route("/sim/hosts/{host}/faults", post(fault_handler))
         .route("/sim/hosts/{host}/records", get(records_handler))
+        .route(
+            "/sim/hosts/{host}/unreachable",
+            post(unreachable_handler).get(refusals_handler),
+        )
         .with_state(sim)
 }
 
@@ -144,6 +150,34 @@ async fn fault_handler(State(sim): State<Sim>, Path(host): Path<String>, body: B
         StatusCode::NO_CONTENT.into_response()
     } else {
         (StatusCode::NOT_FOUND, format!("unknown host {host}\n")).into_response()
+    }
+}
+
+/// The query of `POST /sim/hosts/<host>/unreachable`.
+#[derive(serde::Deserialize)]
+struct UnreachableFor {
+    ms: u64,
+}
+
+async fn unreachable_handler(
+    State(sim): State<Sim>,
+    Path(host): Path<String>,
+    query: Result<axum::extract::Query<UnreachableFor>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(axum::extract::Query(q)) = query else {
+        return (StatusCode::BAD_REQUEST, "give ?ms=N\n").into_response();
+    };
+    if sim.make_unreachable(&host, std::time::Duration::from_millis(q.ms)) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        (StatusCode::NOT_FOUND, format!("unknown host {host}\n")).into_response()
+    }
+}
+
+async fn refusals_handler(State(sim): State<Sim>, Path(host): Path<String>) -> Response {
+    match sim.unreachable_refusals(&host) {
+        Some(n) => Json(serde_json::json!({ "refused": n })).into_response(),
+        None => (StatusCode::NOT_FOUND, format!("unknown host {host}\n")).into_response(),
     }
 }
 
@@ -303,6 +337,12 @@ async fn wsman_entry(
     let path_host = path_host.map(|h| h.to_ascii_lowercase());
     if path_host.as_ref().is_some_and(|h| !sim.has_host(h)) {
         return (StatusCode::NOT_FOUND, "").into_response();
+    }
+    if path_host
+        .as_ref()
+        .is_some_and(|h| sim.refuse_unreachable(h))
+    {
+        return (StatusCode::SERVICE_UNAVAILABLE, "").into_response();
     }
     let ntlm = match authenticate(sim, conn, headers) {
         Authn::Respond(resp) => return resp,

@@ -41,6 +41,10 @@ struct HostEntry {
     state: HostState,
     rec: Recorder,
     journal: HashMap<String, Journaled>,
+    /// Set by [`Sim::make_unreachable`]: WinRM requests until then get 503.
+    unreachable_until: Option<std::time::Instant>,
+    /// WinRM requests refused because the host was unreachable.
+    unreachable_refusals: u64,
 }
 
 /// An idempotency-journal entry: still running, or finished with this output.
@@ -77,6 +81,8 @@ impl Sim {
                         state: HostState::new(h.clone()),
                         rec: Recorder::default(),
                         journal: HashMap::new(),
+                        unreachable_until: None,
+                        unreachable_refusals: 0,
                     }),
                 )
             })
@@ -142,6 +148,40 @@ impl Sim {
             }
             None => false,
         }
+    }
+
+    /// Makes `host` unreachable over WinRM for `for_`: every request until then is refused
+    /// with 503 Service Unavailable (what a load balancer or proxy in front of a host that
+    /// went away answers; the worker treats it as a transient transport failure). Operations
+    /// already running finish. Returns false when the host is unknown.
+    pub fn make_unreachable(&self, host: &str, for_: std::time::Duration) -> bool {
+        match self.entry(host) {
+            Some(e) => {
+                lock(e).unreachable_until = Some(std::time::Instant::now() + for_);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// True (and the refusal counted) while `host` is unreachable ([`Sim::make_unreachable`]).
+    pub fn refuse_unreachable(&self, host: &str) -> bool {
+        let Some(e) = self.entry(host) else {
+            return false;
+        };
+        let mut e = lock(e);
+        match e.unreachable_until {
+            Some(until) if std::time::Instant::now() < until => {
+                e.unreachable_refusals += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// WinRM requests refused while `host` was unreachable (`None`: unknown host).
+    pub fn unreachable_refusals(&self, host: &str) -> Option<u64> {
+        self.entry(host).map(|e| lock(e).unreachable_refusals)
     }
 
     /// Every host's figures.
@@ -339,4 +379,25 @@ fn emit_replay(key: &str, o: &OpOutput, out: &(dyn Fn(String) + Sync)) -> i32 {
     ));
     out(o.result.to_line());
     o.exit_code()
+}
+
+#[cfg(test)]
+mod unreachable_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_host_made_unreachable_refuses_until_the_time_is_up_and_counts_it() {
+        let sim = Sim::new(SimConfig::with_hosts(2));
+        assert!(!sim.make_unreachable("hv09", Duration::from_secs(1)));
+        assert!(sim.make_unreachable("HV01", Duration::from_millis(150)));
+        assert!(sim.refuse_unreachable("hv01"));
+        assert!(sim.refuse_unreachable("hv01"));
+        assert!(!sim.refuse_unreachable("hv02"), "only the host named");
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!sim.refuse_unreachable("hv01"), "reachable again");
+        assert_eq!(sim.unreachable_refusals("hv01"), Some(2));
+        assert_eq!(sim.unreachable_refusals("hv02"), Some(0));
+        assert_eq!(sim.unreachable_refusals("hv09"), None);
+    }
 }

@@ -39,11 +39,32 @@ pub fn env_lookup(key: &str) -> Option<String> {
 /// [`env_lookup`] after the real environment, which wins.
 static FILE_ENV: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
 
-/// `AETHERV_AMQP_URL`, or the local default.
+/// `AETHERV_AMQP_URL` (one URL, or several comma-separated: the nodes of a cluster, tried in
+/// turn), or the local default; with `AETHERV_AMQP_ADDRESSES` (`host:port,…`, or
+/// `broker.addresses` of an `aetherv.yaml`), one URL per address (see [`with_env_addresses`]).
 pub fn amqp_url() -> String {
-    env_lookup("AETHERV_AMQP_URL")
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| DEFAULT_AMQP_URL.to_string())
+    with_env_addresses(
+        env_lookup("AETHERV_AMQP_URL")
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| DEFAULT_AMQP_URL.to_string()),
+    )
+}
+
+/// `url` with its host and port replaced by each of `AETHERV_AMQP_ADDRESSES` (`host:port`,
+/// comma-separated), when set: the URL gives scheme, credentials and vhost. An address list
+/// that is not `host:port` is reported and `url` kept.
+pub fn with_env_addresses(url: String) -> String {
+    let Some(list) = env_lookup("AETHERV_AMQP_ADDRESSES").filter(|s| !s.trim().is_empty()) else {
+        return url;
+    };
+    let addresses: Vec<String> = list.split(',').map(|a| a.trim().to_string()).collect();
+    match config::with_addresses(&url, &addresses) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("aetherv: AETHERV_AMQP_ADDRESSES: {e}; using the broker URL alone");
+            url
+        }
+    }
 }
 
 /// The template override directory: the configured one, else `AETHERV_TEMPLATES`.
@@ -72,12 +93,23 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 }
 
 /// Runs `f` on a new multi-threaded runtime; exit code 1 when the runtime cannot start.
+///
+/// Once `f` is done the process exits within [`RUNTIME_SHUTDOWN`]: a blocking read that never
+/// returns (tokio's stdin, read on a blocking thread, when the console bot stops on an error)
+/// must not keep a stopped command alive.
 pub fn block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     match runtime() {
-        Ok(rt) => rt.block_on(f),
+        Ok(rt) => {
+            let code = rt.block_on(f);
+            rt.shutdown_timeout(RUNTIME_SHUTDOWN);
+            code
+        }
         Err(code) => code,
     }
 }
+
+/// How long a finished command waits for the runtime's remaining blocking threads.
+pub const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Says `aetherv CMD: ERROR` on stderr and gives exit code `code`.
 pub fn fail(cmd: &str, code: u8, e: impl std::fmt::Display) -> ExitCode {

@@ -48,7 +48,7 @@ pub fn run(args: Args) -> ExitCode {
         Err(code) => return code,
     };
     crate::cmd::block_on(async move {
-        let url = cfg.amqp_url.clone().unwrap_or_else(amqp_url);
+        let url = crate::cmd::with_env_addresses(cfg.amqp_url.clone().unwrap_or_else(amqp_url));
         let broker = match connect_with_retry(&url, &cfg.prefix).await {
             Some(b) => b,
             None => return ExitCode::from(1),
@@ -114,8 +114,30 @@ pub async fn connect_with_retry(url: &str, prefix: &str) -> Option<Broker> {
     None
 }
 
-/// The URL without its password, for messages.
+/// The URL (or comma-separated URLs) without passwords, for messages.
 pub fn redact_url(url: &str) -> String {
+    let mut urls: Vec<String> = Vec::new();
+    for piece in url.split(',') {
+        let starts = {
+            let p = piece.trim_start().to_ascii_lowercase();
+            p.starts_with("amqp://") || p.starts_with("amqps://")
+        };
+        match urls.last_mut() {
+            // A comma inside a password: still the previous URL.
+            Some(last) if !starts => {
+                last.push(',');
+                last.push_str(piece);
+            }
+            _ => urls.push(piece.to_string()),
+        }
+    }
+    urls.iter()
+        .map(|u| redact_one(u.trim()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn redact_one(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];
@@ -123,5 +145,23 @@ pub fn redact_url(url: &str) -> String {
             format!("{}{}:***{}", &url[..s + 3], user, &url[at..])
         }
         _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn every_url_of_a_list_loses_its_password_and_none_is_dropped() {
+        assert_eq!(
+            redact_url("amqp://bot:s3cret@a:5672/%2f, amqp://bot:s,3cret@b:5672/%2f"),
+            "amqp://bot:***@a:5672/%2f,amqp://bot:***@b:5672/%2f"
+        );
+        assert_eq!(
+            redact_url("amqp://bot:s3cret@a/%2f"),
+            "amqp://bot:***@a/%2f"
+        );
+        assert_eq!(redact_url("amqp://a/%2f"), "amqp://a/%2f");
     }
 }

@@ -1,8 +1,10 @@
 //! The RabbitMQ broker (lapin): topology, confirmed publishing, and connection supervision.
 //!
-//! One supervisor task owns the connection. When the connection dies it publishes "no
-//! connection" on a `watch`, reconnects with exponential backoff (capped by
-//! [`AmqpOptions::max_backoff`]), re-declares the base topology and every host declared so far,
+//! The broker is given one AMQP URL or several, comma-separated (the nodes of a cluster;
+//! `addresses.rs`). One supervisor task owns the connection. When the connection dies it
+//! publishes "no connection" on a `watch`, reconnects to the next address (each attempt
+//! bounded by [`AmqpOptions::connect_timeout`]; after a full round of failed addresses it backs
+//! off exponentially, capped by [`AmqpOptions::max_backoff`]), re-declares the base topology and every host declared so far,
 //! and publishes the new connection with a higher generation number. Publishers wait for a live
 //! connection (bounded by [`AmqpOptions::operation_timeout`]); consumers and event streams
 //! watch the generation and re-subscribe on their own, all through one subscribe-with-backoff
@@ -18,6 +20,8 @@
 //! stream queue, so either every event is returned or none is, and the pairing cannot mislead.
 //! (`publish.rs`.)
 
+mod addresses;
+pub use addresses::broker_urls;
 mod consumer;
 mod fields;
 mod leader;
@@ -33,7 +37,7 @@ pub(crate) use stream::AmqpEventStream;
 
 pub(crate) use publish::confirmation_result;
 use publish::ChannelPool;
-use supervisor::{close_connection, declare_base, declare_host_on, supervise};
+use supervisor::{close_connection, declare_host_on, supervise};
 
 use crate::topology::valid_host;
 use crate::types::{ConsumerImpl, LeaderImpl, StreamImpl};
@@ -44,12 +48,13 @@ use crate::{
 use aetherv_core::Event;
 use fields::short;
 use lapin::options::{
-    BasicAckOptions, BasicGetOptions, ConfirmSelectOptions, ExchangeDeleteOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicGetOptions, ExchangeDeleteOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
 use lapin::types::{FieldTable, ShortString};
-use lapin::{Channel, Connection, ConnectionProperties};
+use lapin::{Channel, Connection};
 use std::collections::BTreeSet;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -66,8 +71,12 @@ pub struct AmqpOptions {
     /// How long an operation waits for a live connection before failing with
     /// [`BrokerError::Unavailable`] (default 15 s). Also bounds each publish.
     pub operation_timeout: Duration,
-    /// Backoff cap between reconnect attempts (default 5 s; first retry after 100 ms).
+    /// Backoff cap between rounds of reconnect attempts (default 5 s; the first pause after
+    /// 100 ms). A round tries every address once.
     pub max_backoff: Duration,
+    /// Deadline of one connection attempt to one address, the AMQP handshake included
+    /// (default 5 s): a node that accepts TCP and never answers does not hold up the others.
+    pub connect_timeout: Duration,
     /// Confirm-mode channels for job publishes, i.e. concurrent job publishes (default 8).
     pub publisher_channels: usize,
     /// Prefetch of event-stream consumers (default 256).
@@ -83,6 +92,7 @@ impl Default for AmqpOptions {
             connection_name: None,
             operation_timeout: Duration::from_secs(15),
             max_backoff: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
             publisher_channels: 8,
             stream_prefetch: 256,
             leader_renew_every: Duration::from_secs(10 * 60),
@@ -103,6 +113,12 @@ impl AmqpOptions {
         self
     }
 
+    /// Sets the deadline of one connection attempt.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
     /// Sets the operation timeout.
     pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
         self.operation_timeout = timeout;
@@ -119,7 +135,11 @@ pub struct AmqpBroker {
 
 /// State shared by the broker handles, the supervisor, consumers and streams.
 pub(crate) struct Shared {
-    url: String,
+    /// The broker's nodes, tried in order.
+    addresses: Vec<addresses::Address>,
+    /// The address the next connection attempt starts with: the one after the node of the
+    /// last connection (it is likely the node that just went away).
+    next_address: AtomicUsize,
     topology: Topology,
     options: AmqpOptions,
     conn_name: String,
@@ -159,7 +179,8 @@ impl std::fmt::Debug for Live {
 }
 
 impl AmqpBroker {
-    /// Connects, declares the base topology, and starts the supervisor.
+    /// Connects to the first of `url`'s addresses (one AMQP URL, or several comma-separated)
+    /// that answers, declares the base topology, and starts the supervisor.
     pub async fn connect(
         url: &str,
         topology: Topology,
@@ -171,8 +192,10 @@ impl AmqpBroker {
         });
         let (live, _) = watch::channel(None);
         let shutdown = CancellationToken::new();
+        let addresses = addresses::parse(url)?;
         let shared = Arc::new(Shared {
-            url: url.to_owned(),
+            addresses,
+            next_address: AtomicUsize::new(0),
             topology,
             options,
             conn_name,
@@ -486,49 +509,6 @@ impl Shared {
 
     pub(crate) fn subscribe_live(&self) -> watch::Receiver<Option<Arc<Live>>> {
         self.live.subscribe()
-    }
-
-    /// Connects and declares everything: the base topology and every known host.
-    async fn establish(&self, generation: u64) -> Result<Arc<Live>, BrokerError> {
-        let props = ConnectionProperties::default()
-            .with_connection_name(self.conn_name.clone().into())
-            .with_client_property("product".into(), "aetherv".into());
-        let conn = tokio::time::timeout(
-            self.options.operation_timeout,
-            Connection::connect(&self.url, props),
-        )
-        .await
-        .map_err(|_| BrokerError::Unavailable(self.options.operation_timeout))??;
-        let mut admin = conn.create_channel().await?;
-        declare_base(&admin, &self.topology).await?;
-        let hosts = snapshot(&self.hosts);
-        // One host whose queue cannot be declared (e.g. pre-declared with other arguments)
-        // must not keep the whole connection down; its consumers keep retrying on their own.
-        for host in &hosts {
-            if let Err(e) = declare_host_on(&admin, &self.topology, host).await {
-                tracing::warn!(host, error = %e, "re-declaring a host queue failed");
-                if !admin.status().connected() {
-                    admin = conn.create_channel().await?;
-                }
-            }
-        }
-        let events = conn.create_channel().await?;
-        events
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        tracing::info!(
-            generation,
-            connection_name = %self.conn_name,
-            hosts = hosts.len(),
-            "amqp connection established, topology declared"
-        );
-        Ok(Arc::new(Live {
-            generation,
-            jobs: ChannelPool::new(self.options.publisher_channels),
-            conn,
-            events: tokio::sync::Mutex::new(Some(events)),
-            admin: tokio::sync::Mutex::new(Some(admin)),
-        }))
     }
 
     /// Waits for a connection of at least `min_generation`, until `deadline`.

@@ -1,21 +1,27 @@
 //! The connection supervisor and the idempotent topology declarations it replays.
 //!
 //! The supervisor owns the connection: it waits for it to die, publishes "no connection",
-//! reconnects with exponential backoff, re-declares everything, and publishes the new
-//! connection. Declarations are idempotent: declaring what exists with the same arguments is a
+//! reconnects (each round tries every broker address once, starting with the one after the
+//! node that was lost; exponential backoff between rounds), re-declares everything, and
+//! publishes the new connection. Declarations are idempotent: declaring what exists with the same arguments is a
 //! no-op; different arguments fail with PRECONDITION_FAILED.
 
 use super::fields::{self, short};
-use super::{Live, Shared};
+use super::publish::ChannelPool;
+use super::{addresses, snapshot, Live, Shared};
 use crate::{BrokerError, Topology};
 use futures::StreamExt;
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, ExchangeKind};
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Owns the connection: waits for it to die, then rebuilds it with backoff until shutdown.
+/// Owns the connection: waits for it to die, then rebuilds it on the next address that
+/// answers, with backoff between rounds of addresses, until shutdown.
 pub(super) async fn supervise(shared: Arc<Shared>, mut live: Arc<Live>) {
     loop {
         tokio::select! {
@@ -38,7 +44,11 @@ pub(super) async fn supervise(shared: Arc<Shared>, mut live: Arc<Live>) {
             match attempt {
                 Ok(l) => break l,
                 Err(e) => {
-                    tracing::warn!(error = %e, ?backoff, "amqp reconnect failed; retrying");
+                    tracing::warn!(
+                        error = %aetherv_core::error_chain(&e),
+                        ?backoff,
+                        "amqp reconnect failed on every address; retrying"
+                    );
                     tokio::select! {
                         _ = shared.shutdown.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}
@@ -55,6 +65,108 @@ pub(super) async fn supervise(shared: Arc<Shared>, mut live: Arc<Live>) {
     // unexpected (lapin logs an UNEXPECTED-FRAME error at every clean exit).
     if shared.live.send_replace(None).is_some() {
         close_connection(&live.conn).await;
+    }
+}
+
+impl Shared {
+    /// One round over the addresses, starting with the one after the last connection's: the
+    /// first that connects and takes the declarations wins. The last error when none does.
+    pub(super) async fn establish(&self, generation: u64) -> Result<Arc<Live>, BrokerError> {
+        let n = self.addresses.len();
+        let start = self.next_address.load(Ordering::Relaxed) % n;
+        let mut last = BrokerError::Closed;
+        for i in 0..n {
+            let index = (start + i) % n;
+            let address = &self.addresses[index];
+            match self.establish_on(address, generation).await {
+                Ok(live) => {
+                    self.next_address.store((index + 1) % n, Ordering::Relaxed);
+                    return Ok(live);
+                }
+                Err(e) => {
+                    if n > 1 {
+                        tracing::warn!(
+                            address = address.shown(),
+                            error = %aetherv_core::error_chain(&e),
+                            "amqp connection to this node failed; trying the next one"
+                        );
+                    }
+                    last = e;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// Connects to one address and declares everything: the base topology and every known
+    /// host.
+    async fn establish_on(
+        &self,
+        address: &addresses::Address,
+        generation: u64,
+    ) -> Result<Arc<Live>, BrokerError> {
+        let props = ConnectionProperties::default()
+            .with_connection_name(self.conn_name.clone().into())
+            .with_client_property("product".into(), "aetherv".into());
+        let timeout = self.options.connect_timeout;
+        let conn = tokio::time::timeout(timeout, Connection::connect(address.url(), props))
+            .await
+            .map_err(|_| BrokerError::Unavailable(timeout))??;
+        // The declarations are part of the attempt: a node that accepts the connection and
+        // cannot declare (no quorum reachable from it) is given up for the next one.
+        let declared =
+            tokio::time::timeout(self.options.operation_timeout, self.declare_all(&conn))
+                .await
+                .unwrap_or(Err(BrokerError::Unavailable(
+                    self.options.operation_timeout,
+                )));
+        let (admin, events, hosts) = match declared {
+            Ok(d) => d,
+            Err(e) => {
+                close_connection(&conn).await;
+                return Err(e);
+            }
+        };
+        tracing::info!(
+            generation,
+            connection_name = %self.conn_name,
+            address = address.shown(),
+            hosts,
+            "amqp connection established, topology declared"
+        );
+        Ok(Arc::new(Live {
+            generation,
+            jobs: ChannelPool::new(self.options.publisher_channels),
+            conn,
+            events: tokio::sync::Mutex::new(Some(events)),
+            admin: tokio::sync::Mutex::new(Some(admin)),
+        }))
+    }
+
+    /// The base topology and every known host on a new connection; its admin and event
+    /// channels and how many hosts were declared.
+    async fn declare_all(
+        &self,
+        conn: &Connection,
+    ) -> Result<(Channel, Channel, usize), BrokerError> {
+        let mut admin = conn.create_channel().await?;
+        declare_base(&admin, &self.topology).await?;
+        let hosts = snapshot(&self.hosts);
+        // One host whose queue cannot be declared (e.g. pre-declared with other arguments)
+        // must not keep the whole connection down; its consumers keep retrying on their own.
+        for host in &hosts {
+            if let Err(e) = declare_host_on(&admin, &self.topology, host).await {
+                tracing::warn!(host, error = %e, "re-declaring a host queue failed");
+                if !admin.status().connected() {
+                    admin = conn.create_channel().await?;
+                }
+            }
+        }
+        let events = conn.create_channel().await?;
+        events
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok((admin, events, hosts.len()))
     }
 }
 

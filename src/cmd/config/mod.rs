@@ -118,20 +118,35 @@ impl Unified {
     }
 
     /// The broker URL: the variable `broker.url_env` names (`AETHERV_AMQP_URL` by default), or
-    /// the file `broker.url_file`.
+    /// the file `broker.url_file`; one URL or several comma-separated (a cluster's nodes).
+    /// With `broker.addresses` (`host:port` of each node), the URL gives the scheme, the
+    /// credentials and the vhost, and the result lists one URL per address.
     pub fn broker_url(
         &self,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Option<String>, String> {
-        if let Some(file) = self.str_of("broker", "url_file") {
+        let url = if let Some(file) = self.str_of("broker", "url_file") {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| format!("broker.url_file {file}: {e}"))?;
-            return Ok(Some(text.trim().to_string()));
+            Some(text.trim().to_string())
+        } else {
+            let var = self
+                .str_of("broker", "url_env")
+                .unwrap_or_else(|| "AETHERV_AMQP_URL".into());
+            env(&var).filter(|v| !v.trim().is_empty())
+        };
+        let addresses: Vec<String> = match self.doc.get("broker").and_then(|b| b.get("addresses")) {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(|s| s.trim().to_string()))
+                .filter(|s| !s.is_empty())
+                .collect(),
+            _ => Vec::new(),
+        };
+        match url {
+            Some(url) if !addresses.is_empty() => with_addresses(&url, &addresses).map(Some),
+            url => Ok(url),
         }
-        let var = self
-            .str_of("broker", "url_env")
-            .unwrap_or_else(|| "AETHERV_AMQP_URL".into());
-        Ok(env(&var).filter(|v| !v.trim().is_empty()))
     }
 
     /// The worker's configuration: the `worker` section with the broker's URL and prefix.
@@ -177,6 +192,18 @@ impl Unified {
             }
         };
         put("AETHERV_AMQP_URL", self.broker_url(env)?);
+        put(
+            "AETHERV_AMQP_ADDRESSES",
+            match self.doc.get("broker").and_then(|b| b.get("addresses")) {
+                Some(Value::Array(a)) if !a.is_empty() => Some(
+                    a.iter()
+                        .filter_map(|v| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+                _ => None,
+            },
+        );
         put("AETHERV_PREFIX", self.str_of("broker", "prefix"));
         put("AETHERV_LOG", self.str_of("log", "level"));
         put("AETHERV_LOG_FORMAT", self.str_of("log", "format"));
@@ -290,4 +317,59 @@ pub fn preload(args: &[String]) -> Result<(), ExitCode> {
         .map_err(|e| crate::cmd::fail("aetherv", 64, e))?;
     let _ = super::FILE_ENV.set(defaults);
     Ok(())
+}
+
+/// One URL per `host:port` of `addresses`, with the scheme, credentials, vhost and query of
+/// `url` (its first URL when it lists several), comma-separated. Errors never repeat the URL
+/// (it carries a password).
+pub fn with_addresses(url: &str, addresses: &[String]) -> Result<String, String> {
+    let first = url.split(',').next().unwrap_or_default().trim();
+    let (scheme, rest) = first
+        .split_once("://")
+        .ok_or_else(|| "the broker URL is not an amqp:// or amqps:// URL".to_string())?;
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let userinfo = authority
+        .rfind('@')
+        .map(|at| &authority[..=at])
+        .unwrap_or("");
+    let mut out = Vec::new();
+    for (i, a) in addresses.iter().enumerate() {
+        let bad = a.is_empty() || a.contains(['/', '@', '?', ',', ' ']);
+        if bad {
+            return Err(format!(
+                "broker.addresses[{i}] is not a host:port (no scheme, credentials or path)"
+            ));
+        }
+        out.push(format!("{scheme}://{userinfo}{a}{tail}"));
+    }
+    Ok(out.join(","))
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::with_addresses;
+
+    #[test]
+    fn each_address_gets_the_urls_credentials_vhost_and_query() {
+        let a = ["rmq1:5672".to_string(), "10.0.0.2:5673".to_string()];
+        assert_eq!(
+            with_addresses("amqps://bot:p@ss@old:1/prod?heartbeat=10", &a).expect("ok"),
+            "amqps://bot:p@ss@rmq1:5672/prod?heartbeat=10,amqps://bot:p@ss@10.0.0.2:5673/prod?heartbeat=10"
+        );
+        assert_eq!(
+            with_addresses("amqp://old", &a[..1]).expect("ok"),
+            "amqp://rmq1:5672"
+        );
+    }
+
+    #[test]
+    fn a_wrong_address_is_named_by_position_and_the_url_never_repeated() {
+        let e = with_addresses("amqp://u:hunter2@a/%2f", &["amqp://x:1".to_string()])
+            .expect_err("refused");
+        assert!(e.contains("broker.addresses[0]"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = with_addresses("hunter2", &["a:1".to_string()]).expect_err("refused");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
 }

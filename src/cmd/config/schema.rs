@@ -73,6 +73,7 @@ pub const SECRET_KEYS: &[&str] = &[
 const BROKER: &[Key] = &[
     k("url_env", Ty::SecretEnv),
     k("url_file", Ty::SecretFile),
+    k("addresses", Ty::StrList),
     k("prefix", Ty::Str),
 ];
 

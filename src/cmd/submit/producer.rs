@@ -21,6 +21,9 @@ use std::time::Duration;
 /// How long connecting, declaring and publishing may take.
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How long one connection attempt to one node may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The user of an AMQP URL (`amqp://user:password@host/vhost`), percent-decoded; `guest`
 /// (RabbitMQ's default, as the client uses it) when the URL names none.
 pub fn url_user(url: &str) -> String {
@@ -83,12 +86,35 @@ pub struct Producer {
 }
 
 impl Producer {
-    /// Connects to `url` and opens the private reply queue.
+    /// Connects to the first of `url`'s nodes (one AMQP URL, or several comma-separated) that
+    /// answers and opens the private reply queue there.
     pub async fn connect(url: &str, prefix: &str) -> Result<Producer, String> {
+        let urls = aetherv_broker::broker_urls(url).map_err(|e| e.to_string())?;
+        let mut last = String::new();
+        for (i, u) in urls.iter().enumerate() {
+            match Self::connect_one(u, prefix).await {
+                Ok(p) => return Ok(p),
+                Err(e) if urls.len() > 1 => last = format!("node {} of {}: {e}", i + 1, urls.len()),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    async fn connect_one(url: &str, prefix: &str) -> Result<Producer, String> {
         let props = ConnectionProperties::default()
             .with_connection_name("aetherv-submit".into())
             .with_client_property("product".into(), "aetherv".into());
-        let conn = timed("cannot connect", Connection::connect(url, props)).await?;
+        let conn =
+            match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, props)).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => return Err(format!("cannot connect: {e}")),
+                Err(_) => {
+                    return Err(format!(
+                        "cannot connect: no answer within {CONNECT_TIMEOUT:?}"
+                    ))
+                }
+            };
         let channel = timed("cannot open a channel", conn.create_channel()).await?;
         timed(
             "cannot enable publisher confirms",
