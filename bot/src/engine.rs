@@ -40,6 +40,10 @@ use tracing::Instrument as _;
 /// How many jobs `jobs` lists without `--limit` or `--all`.
 pub const JOBS_LIMIT: usize = 10;
 
+/// A restored job that ended this recently without `thread.finished` gets its final message
+/// (older ones are history nobody waits for; a first start must not repost a week of them).
+pub const OWED_FINAL_WITHIN: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// How long replayed history must be quiet before restored threads are announced.
 pub const SETTLE_AFTER_REPLAY: Duration = Duration::from_millis(400);
 
@@ -122,6 +126,8 @@ pub struct Engine {
     /// AMQP producers waiting for the approval decision on their job (this bot's memory:
     /// after a restart they follow the events).
     producers: std::collections::HashMap<JobId, requests::ReplyAddress>,
+    /// Jobs whose final message this bot sent and has not marked on the stream yet.
+    to_mark: Vec<JobId>,
     /// The serve loop is still replaying the event stream (see [`catchup`]).
     catching_up: bool,
 }
@@ -226,6 +232,7 @@ impl Engine {
             state,
             started_at: chrono::Utc::now(),
             last_history: None,
+            to_mark: Vec::new(),
             guided: Default::default(),
             producers: Default::default(),
             catching_up: false,
@@ -590,6 +597,9 @@ impl Engine {
         let mut out: Vec<Reply> = flushed.into_iter().map(Reply::ThreadUpdate).collect();
         if last_call {
             info.finished = true;
+            if !info.thread_marked {
+                self.to_mark.push(job);
+            }
             let short = info.short();
             let outcome = match info.phase {
                 Phase::Succeeded => Outcome::Succeeded {
@@ -633,6 +643,15 @@ impl Engine {
         };
         info.quiet = false;
         if info.phase.is_final() {
+            // Ended while no bot ran (or its bot died before marking the thread): the final
+            // message is still owed, if the end is recent enough to matter to anyone.
+            let recent = info.ended_at.is_some_and(|at| {
+                chrono::Utc::now().signed_duration_since(at)
+                    < chrono::Duration::from_std(OWED_FINAL_WITHIN).unwrap_or_default()
+            });
+            if !info.thread_marked && recent {
+                return self.refresh(job, now);
+            }
             info.finished = true;
             info.thread.release_full_log();
             return Vec::new();
@@ -655,6 +674,12 @@ impl Engine {
     /// and send throttled edits.
     pub async fn tick(&mut self, now: Instant) -> Result<Vec<Reply>, EngineError> {
         let mut out = Vec::new();
+        for job in std::mem::take(&mut self.to_mark) {
+            if let Err(e) = self.emit(job, EventBody::ThreadFinished {}).await {
+                // Unmarked, a bot that restores the job posts its final message again.
+                tracing::warn!(job_id = %job, error = %e, "could not mark the thread finished");
+            }
+        }
         let settled = self
             .last_history
             .is_none_or(|t| now.saturating_duration_since(t) >= SETTLE_AFTER_REPLAY);

@@ -53,6 +53,10 @@ pub struct JobInfo {
     pub quiet: bool,
     /// The final message and attachment were sent (or never will be).
     pub finished: bool,
+    /// A bot marked the thread finished on the stream (`thread.finished`).
+    pub thread_marked: bool,
+    /// When its final event happened.
+    pub ended_at: Option<chrono::DateTime<chrono::Utc>>,
     /// When it was requested (the envelope's time, else its first event's).
     pub created_at: Option<chrono::DateTime<chrono::Utc>>,
 }
@@ -106,6 +110,8 @@ impl JobInfo {
             cancel_requested_by: None,
             thread: ThreadMessages::new(limits),
             quiet: false,
+            thread_marked: false,
+            ended_at: None,
             finished: false,
             created_at: None,
         }
@@ -433,8 +439,13 @@ impl State {
         if history {
             info.quiet = true;
         }
+        let was_final = info.phase.is_final();
         info.phase = info.phase.next(&ev.body);
+        if info.phase.is_final() && !was_final {
+            info.ended_at = Some(ev.at);
+        }
         match &ev.body {
+            EventBody::ThreadFinished {} => info.thread_marked = true,
             EventBody::ApprovalGranted { .. }
             | EventBody::ApprovalRejected { .. }
             | EventBody::ApprovalExpired {} => {

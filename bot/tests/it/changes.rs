@@ -95,6 +95,23 @@ impl World {
     }
 
     /// Follows events until `vm show NAME` satisfies `done` (the next inventory polls).
+    /// Follows events until `hosts` satisfies `done`.
+    async fn hosts_until(&mut self, done: impl Fn(&str) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, t) = self.say("eve", "hosts").await;
+            if done(&t) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "hosts: {t}");
+            if let Ok(Some((_, ev))) =
+                tokio::time::timeout(Duration::from_millis(200), self.events.next()).await
+            {
+                self.e.handle_event(&ev, tokio::time::Instant::now());
+            }
+        }
+    }
+
     async fn show_until(&mut self, name: &str, done: impl Fn(&str) -> bool) -> String {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
@@ -320,7 +337,10 @@ async fn a_failure_in_agent_words_reads_in_chat_terms_and_retry_asks_again() {
     assert_eq!(w.e.job(again).expect("job").phase, Phase::Succeeded);
     w.show_until("web02", |t| t.starts_with("web02 on hv02: "))
         .await;
-    // Retried once more, the gate refuses it: the name is now taken.
+    // Retried once more, the gate refuses it once an inventory of hv02 shows the name taken
+    // (`vm show` above may have answered from the job's result before any poll was read).
+    w.hosts_until(|t| t.lines().any(|l| l.starts_with("hv02  up")))
+        .await;
     let (out, t) = w.say("alice", &format!("retry {c_short}")).await;
     assert!(no_approval(&out), "{t}");
     assert!(

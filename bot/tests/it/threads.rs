@@ -114,6 +114,67 @@ async fn a_bot_killed_mid_job_resumes_the_thread() {
 }
 
 #[tokio::test]
+async fn a_job_that_ended_while_no_bot_ran_gets_its_final_message_once() {
+    let cfg = SimConfig::with_hosts(1).op_latency("vm.create", Duration::from_secs(1));
+    let w = world(cfg).await;
+    let mut e1 = engine(&w.broker, Policy::default(), &["hv01"]);
+    let mut events = w
+        .broker
+        .replay_events(aetherv_broker::StreamOffset::Next)
+        .await
+        .expect("stream");
+    say(
+        &mut e1,
+        "alice",
+        "deploy vm vm_name=quiet01 target_host=hv01",
+    )
+    .await;
+    pump(&mut e1, &mut events, Duration::from_secs(30), |e| {
+        e.jobs().iter().any(|j| j.phase == Phase::Running)
+    })
+    .await;
+    // The bot dies; the job ends while no bot runs.
+    drop(e1);
+    let ended = loop {
+        let (_, ev) = tokio::time::timeout(Duration::from_secs(30), events.next())
+            .await
+            .expect("the job ends")
+            .expect("stream open");
+        if matches!(ev.body, aetherv_core::EventBody::JobSucceeded { .. }) {
+            break ev.at;
+        }
+    };
+    while chrono::Utc::now() <= ended {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // A bot started after the end restores the job and still owes its thread the final message.
+    let mut e2 = engine(&w.broker, Policy::default(), &["hv01"]);
+    let mut events = replay(&w.broker).await;
+    let out = pump(&mut e2, &mut events, Duration::from_secs(30), |e| {
+        e.jobs().iter().all(|j| !j.restored) && !e.jobs().is_empty()
+    })
+    .await;
+    let finals = |out: &[Reply]| {
+        texts(out)
+            .iter()
+            .filter(|l| l.contains("✔ Job") && l.contains("quiet01"))
+            .count()
+    };
+    assert_eq!(finals(&out), 1, "{:#?}", texts(&out));
+    // It marks the thread finished on the stream (at its next tick).
+    let _ = e2.tick(tokio::time::Instant::now()).await.expect("tick");
+    drop(e2);
+    // The next bot finds the mark and posts nothing again.
+    let mut e3 = engine(&w.broker, Policy::default(), &["hv01"]);
+    let mut events = replay(&w.broker).await;
+    let out = pump(&mut e3, &mut events, Duration::from_secs(30), |e| {
+        e.jobs().iter().all(|j| !j.restored) && !e.jobs().is_empty()
+    })
+    .await;
+    assert_eq!(finals(&out), 0, "{:#?}", texts(&out));
+}
+
+#[tokio::test]
 async fn only_the_leader_bot_answers_and_a_standby_takes_over() {
     use aetherv_bot::{run_console, ConsoleOptions};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

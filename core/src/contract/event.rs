@@ -268,6 +268,11 @@ pub enum EventBody {
         /// Every problem found.
         errors: Vec<crate::contract::request::RequestError>,
     },
+    /// A bot posted the job's final chat message (its thread is complete). A bot that
+    /// restores a finished job without this mark posts the final message itself: the job
+    /// ended while no bot ran, or the bot died before marking it.
+    #[serde(rename = "thread.finished")]
+    ThreadFinished {},
     /// A host's inventory snapshot (periodic poll).
     #[serde(rename = "host.inventory")]
     HostInventory {
@@ -293,6 +298,7 @@ impl EventBody {
             EventBody::ApprovalGranted { .. } => "approval.granted",
             EventBody::ApprovalRejected { .. } => "approval.rejected",
             EventBody::ApprovalExpired {} => "approval.expired",
+            EventBody::ThreadFinished {} => "thread.finished",
             EventBody::RequestAccepted { .. } => "request.accepted",
             EventBody::RequestRejected { .. } => "request.rejected",
             EventBody::JobStarted { .. } => "job.started",
