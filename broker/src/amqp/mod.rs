@@ -577,9 +577,18 @@ impl Shared {
         }
     }
 
+    /// Remembers and declares a host queue on the serialized admin channel.
+    pub(crate) async fn declare_host(&self, host: &str) -> Result<(), BrokerError> {
+        self.remember_and_declare(host, false).await
+    }
+
     /// [`Shared::declare_host`] on a channel opened for it and closed after, so declarations
     /// of different hosts run side by side.
     pub(crate) async fn declare_host_apart(&self, host: &str) -> Result<(), BrokerError> {
+        self.remember_and_declare(host, true).await
+    }
+
+    async fn remember_and_declare(&self, host: &str, apart: bool) -> Result<(), BrokerError> {
         short(&self.topology.host_queue(host))?;
         short(host)?;
         self.hosts
@@ -587,6 +596,10 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner())
             .insert(host.to_owned());
         self.with_live(|live| async move {
+            if !apart {
+                let (_serialized, ch) = live.admin_channel().await?;
+                return declare_host_on(&ch, &self.topology, host).await;
+            }
             let ch = live.conn.create_channel().await?;
             let declared = declare_host_on(&ch, &self.topology, host).await;
             if declared.is_ok() {
@@ -594,21 +607,6 @@ impl Shared {
                 let _ = ch.close(200, "declared".into()).await;
             }
             declared
-        })
-        .await
-    }
-
-    /// Remembers and declares a host queue.
-    pub(crate) async fn declare_host(&self, host: &str) -> Result<(), BrokerError> {
-        short(&self.topology.host_queue(host))?;
-        short(host)?;
-        self.hosts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(host.to_owned());
-        self.with_live(|live| async move {
-            let (_serialized, ch) = live.admin_channel().await?;
-            declare_host_on(&ch, &self.topology, host).await
         })
         .await
     }
