@@ -38,6 +38,18 @@ fn error(field: &str, code: ErrorCode, message: String) -> FieldError {
     }
 }
 
+/// The refusal of a spec that does not read as `kind`'s typed spec. It names no value it
+/// could not read (serde's own message quotes the value: a password typed into a number
+/// field would be echoed); the form schema's errors, where the kind has a form, say which
+/// field is wrong.
+pub(crate) fn spec_mismatch(kind: JobKind) -> FieldError {
+    error(
+        "",
+        ErrorCode::InvalidType,
+        format!("the request does not match the fields of {}", kind.as_str()),
+    )
+}
+
 /// Checks a schema-valid request of `kind` for `target` against what the bot knows. `Ok` when
 /// nothing known dooms it; otherwise every problem, each naming its field.
 pub fn check(
@@ -49,14 +61,7 @@ pub fn check(
 ) -> Result<(), Vec<FieldError>> {
     let parsed = match JobSpec::parse(kind, spec) {
         Ok(p) => p,
-        // Schema validation owns type errors; this names no value it could not read.
-        Err(_) => {
-            return Err(vec![error(
-                "",
-                ErrorCode::InvalidType,
-                format!("the request does not match the fields of {}", kind.as_str()),
-            )])
-        }
+        Err(_) => return Err(vec![spec_mismatch(kind)]),
     };
     let Target::Host(host_name) = target else {
         // A cluster request is placed on a member by the worker: the bot does not know which,

@@ -346,6 +346,17 @@ async fn api_answers_404_409_and_422_as_problems() {
         .collect();
     assert!(fields.contains(&"vm_name".to_string()), "{fields:?}");
     assert!(fields.contains(&"gb_ram".to_string()), "{fields:?}");
+    // A value of the wrong type is named by its field and never repeated.
+    let typed = "Typed-Pa55word-here";
+    let r = site
+        .post(
+            "/api/v1/resources/vms",
+            json!({"values": {"target_host": "hv01", "vm_name": "typed01", "gb_ram": typed, "cpu_cores": 2}}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(!r.text.contains(typed), "the value is echoed: {}", r.text);
+    assert_eq!(r.json()["errors"][0]["field"], "gb_ram", "{}", r.text);
     let r = site
         .post(
             "/api/v1/resources/disks",

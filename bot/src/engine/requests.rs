@@ -249,17 +249,14 @@ impl Engine {
         &self,
         request: &JobRequest,
     ) -> Result<Option<Map<String, Value>>, Vec<FieldError>> {
-        if let Err(e) = JobSpec::parse(request.kind, &request.spec) {
-            return Err(vec![FieldError {
-                field: String::new(),
-                code: ErrorCode::InvalidType,
-                message: e.to_string(),
-            }]);
-        }
+        // The form's errors (each naming its field) come first; the typed spec's refusal
+        // names no field, so it is the answer only when the form found nothing.
+        let parsed = JobSpec::parse(request.kind, &request.spec)
+            .map_err(|_| vec![crate::gate::spec_mismatch(request.kind)]);
         let Some(schema) =
             aetherv_core::schema::form_id_for(request.kind).and_then(|form| self.forms.get(form))
         else {
-            return Ok(None);
+            return parsed.map(|_| None);
         };
         // Fields the kind takes besides its form (the VM a `vm.initialize` names, which the
         // guest form does not ask) are checked by `JobSpec::parse` above and kept as given.
@@ -285,6 +282,7 @@ impl Engine {
         );
         let errors = match validate(schema, &spec, &self.validation_context()) {
             Ok(valid) => {
+                parsed?;
                 let mut values = valid.into_values();
                 values.extend(kind_only);
                 return Ok(Some(values));
@@ -301,7 +299,7 @@ impl Engine {
             })
             .collect();
         if errors.is_empty() {
-            Ok(None)
+            parsed.map(|_| None)
         } else {
             Err(errors)
         }
