@@ -46,7 +46,7 @@ pub use topology::{
 };
 pub use types::{
     DeadLetter, EventStream, JobConsumer, JobDelivery, Leadership, QueueDepth, RequestConsumer,
-    RequestDelivery, StreamOffset,
+    RequestDelivery, Seen, StreamOffset,
 };
 
 use aetherv_core::{Event, JobEnvelope};

@@ -240,11 +240,41 @@ impl EventStream {
     ///
     /// Cancel safety: cancel-safe; an event is consumed only by the final, synchronous step.
     pub async fn next(&mut self) -> Option<(u64, Event)> {
-        match &mut self.inner {
-            StreamImpl::Amqp(s) => s.next().await,
-            StreamImpl::InProc(s) => s.next().await,
+        loop {
+            match self.next_of(&[]).await? {
+                Seen::Event(offset, ev) => return Some((offset, ev)),
+                Seen::Other(_) => continue,
+            }
         }
     }
+
+    /// Like [`EventStream::next`], but only events whose type is in `types` are decoded (all
+    /// when `types` is empty); any other is [`Seen::Other`], known by its routing key alone.
+    /// A reader that wants a few kinds out of a busy stream (the workers' cancel watcher)
+    /// pays for the rest nothing but the delivery, and still sees it pass.
+    ///
+    /// Cancel safety: cancel-safe, as [`EventStream::next`].
+    pub async fn next_of(&mut self, types: &[&str]) -> Option<Seen> {
+        match &mut self.inner {
+            StreamImpl::Amqp(s) => s.next(types).await,
+            StreamImpl::InProc(s) => s.next().await.map(|(offset, ev)| {
+                if types.is_empty() || types.contains(&ev.type_name()) {
+                    Seen::Event(offset, ev)
+                } else {
+                    Seen::Other(offset)
+                }
+            }),
+        }
+    }
+}
+
+/// What [`EventStream::next_of`] read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Seen {
+    /// An event of a wanted type, decoded, and its offset.
+    Event(u64, Event),
+    /// The offset of an event of another type (not decoded).
+    Other(u64),
 }
 
 /// A candidate in a leader election (one active bot at a time). The first candidate to join

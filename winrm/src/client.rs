@@ -117,6 +117,7 @@ impl WinrmClient {
             transport,
             shell_id,
             closed: false,
+            started: false,
         })
     }
 
@@ -189,6 +190,8 @@ pub struct Shell {
     shell_id: String,
     /// Deleted (or a Delete was attempted); no more commands.
     closed: bool,
+    /// The last `run` got as far as the server accepting its command.
+    started: bool,
 }
 
 impl std::fmt::Debug for Shell {
@@ -209,6 +212,14 @@ impl Shell {
     /// True once the shell was deleted (after a timeout or cancellation).
     pub fn is_closed(&self) -> bool {
         self.closed
+    }
+
+    /// True when the server accepted the last `run`'s command (it got a command id). A `run`
+    /// that failed before that ran nothing on the host, so running it again is safe, for
+    /// instance in a fresh shell when this one turned out to be gone (the host's idle timeout
+    /// reclaimed it).
+    pub fn command_started(&self) -> bool {
+        self.started
     }
 
     /// Runs one command, streaming complete decoded lines to `on_output` in
@@ -270,6 +281,7 @@ impl Shell {
         cancel: Option<&CancellationToken>,
         on_output: &mut (dyn FnMut(OutputLine) + Send),
     ) -> Result<ExitStatus, WinrmError> {
+        self.started = false;
         if self.closed {
             return Err(WinrmError::ShellClosed);
         }
@@ -283,6 +295,7 @@ impl Shell {
                 result = work => result,
             }
         };
+        self.started = command_id.is_some();
         match outcome {
             Ok(status) => {
                 // Release the finished command's resources, as WinRS clients do.

@@ -5,10 +5,21 @@ use crate::deploy::Deployer;
 use aetherv_core::contract::agent::RESULT_MARKER;
 use aetherv_core::contract::command::{agent_arguments, ENTRY_SCRIPT, POWERSHELL_EXE};
 use aetherv_core::{AgentRequest, AgentResult, LogLine, LogStream};
-use aetherv_winrm::{OutputLine, RunOptions, WinrmClient, WinrmError};
-use std::sync::Arc;
+use aetherv_winrm::{OutputLine, RunOptions, Shell, WinrmClient, WinrmError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+/// Longest a kept shell stays idle before it is not reused (it is deleted instead and a fresh
+/// one opened): well inside WinRM's own idle timeout for shells (`IdleTimeout`, 2 hours by
+/// default), so a kept shell is rarely found reclaimed.
+pub const WARM_SHELL_IDLE: Duration = Duration::from_secs(300);
+/// Bound on deleting the kept shell when the slot stops.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The shell a host's job agent keeps open between operations, with when it was last used.
+type WarmShell = Arc<Mutex<Option<(Shell, Instant)>>>;
 
 /// Why an agent call produced no result.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +65,8 @@ pub struct HostAgent {
     install_dir: String,
     timeout: Duration,
     deployer: Option<Arc<Deployer>>,
+    /// `Some` when this agent keeps its shell open across operations ([`HostAgent::keep_shell`]).
+    warm: Option<WarmShell>,
 }
 
 impl HostAgent {
@@ -65,6 +78,64 @@ impl HostAgent {
             install_dir: install_dir.to_string(),
             timeout,
             deployer: None,
+            warm: None,
+        }
+    }
+
+    /// Keeps one WinRS shell open across operations (builder style): an operation then costs a
+    /// Command, its Receives and a Signal instead of a new connection, authentication, a shell
+    /// created and deleted. Clones share the kept shell; one used at the same moment by another
+    /// clone makes this call open its own. A kept shell that turns out to be gone (the host
+    /// restarted, or reclaimed it) is replaced before the command runs, so nothing runs twice.
+    pub fn keep_shell(mut self) -> Self {
+        self.warm = Some(Arc::default());
+        self
+    }
+
+    /// Deletes the kept shell, if any (bounded); the agent opens a new one when used again.
+    pub async fn release(&self) {
+        let Some(shell) = self.warm.as_ref().and_then(|w| lock(w).take()) else {
+            return;
+        };
+        if tokio::time::timeout(RELEASE_TIMEOUT, shell.0.close())
+            .await
+            .is_err()
+        {
+            tracing::debug!(host = %self.host, "deleting the kept winrm shell timed out");
+        }
+    }
+
+    /// The kept shell when there is a fresh one, else a new shell (within the deadline).
+    async fn shell(
+        &self,
+        deadline: Instant,
+        cancel: &CancellationToken,
+    ) -> Result<(Shell, bool), WinrmError> {
+        if let Some((shell, used)) = self.warm.as_ref().and_then(|w| lock(w).take()) {
+            if used.elapsed() < WARM_SHELL_IDLE && !shell.is_closed() {
+                return Ok((shell, true));
+            }
+            // Dropping it deletes it in the background.
+        }
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => Err(WinrmError::Cancelled),
+            () = tokio::time::sleep_until(deadline) => Err(WinrmError::Timeout),
+            shell = self.client.open_shell() => shell.map(|s| (s, false)),
+        }
+    }
+
+    /// Keeps `shell` for the next operation when none is kept yet; else it is dropped (deleted
+    /// in the background: a clone used the agent at the same moment, which is rare).
+    fn put_back(&self, shell: Shell) {
+        if shell.is_closed() {
+            return;
+        }
+        if let Some(w) = &self.warm {
+            let mut kept = lock(w);
+            if kept.is_none() {
+                *kept = Some((shell, Instant::now()));
+            }
         }
     }
 
@@ -168,15 +239,39 @@ impl HostAgent {
                 })
             }
         };
-        let opts = RunOptions {
+        let deadline = Instant::now() + self.timeout;
+        let opts = || RunOptions {
             stdin: None,
-            deadline: Some(self.timeout),
+            deadline: Some(deadline.saturating_duration_since(Instant::now())),
             cancel: Some(cancel.clone()),
         };
-        let status = self
-            .client
-            .run(POWERSHELL_EXE, &args, opts, &mut on_output)
-            .await?;
+        let (mut shell, reused) = self.shell(deadline, cancel).await?;
+        let mut status = shell
+            .run(POWERSHELL_EXE, &args, opts(), &mut on_output)
+            .await;
+        let stale = matches!(&status, Err(e) if !matches!(e, WinrmError::Timeout | WinrmError::Cancelled))
+            && reused
+            && !shell.command_started();
+        if stale {
+            // The kept shell is gone on the host and the command never started: a fresh shell.
+            tracing::debug!(host = %self.host, "the kept winrm shell is gone; opening a new one");
+            let _ = shell.close().await;
+            shell = self.shell(deadline, cancel).await?.0;
+            status = shell
+                .run(POWERSHELL_EXE, &args, opts(), &mut on_output)
+                .await;
+        }
+        match (&status, &self.warm) {
+            (Ok(_), Some(_)) => self.put_back(shell),
+            _ if shell.is_closed() => {}
+            // Deleted here, on its own connection, as a WinRS client does after each command.
+            _ => {
+                if let Err(e) = shell.close().await {
+                    tracing::debug!(host = %self.host, error = %e, "closing the winrm shell failed");
+                }
+            }
+        }
+        let status = status?;
         if extra_results > 0 {
             return Err(AgentError::Protocol("more than one result line".into()));
         }
@@ -198,5 +293,12 @@ impl HostAgent {
             )));
         }
         Ok(result)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
     }
 }

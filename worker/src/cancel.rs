@@ -6,12 +6,20 @@
 //! operation in flight on the host always finishes: Hyper-V operations are not interruptible
 //! halfway without leaving debris.
 
-use aetherv_broker::{Broker, StreamOffset};
+use aetherv_broker::{Broker, Seen, StreamOffset};
 use aetherv_core::{EventBody, JobId, Requester};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+/// The event types the watcher decodes: requests, and the ends of jobs (to forget them).
+const WATCHED: &[&str] = &[
+    "job.cancel_requested",
+    "job.succeeded",
+    "job.failed",
+    "job.cancelled",
+];
 
 /// How far back a starting worker looks for cancellation requests.
 pub const DEFAULT_LOOKBACK: Duration = Duration::from_secs(24 * 3600);
@@ -111,14 +119,19 @@ pub(crate) async fn watch(
                 loop {
                     let next = tokio::select! {
                         _ = quiet.cancelled() => return,
-                        n = stream.next() => Some(n),
+                        n = stream.next_of(WATCHED) => Some(n),
                         _ = tokio::time::sleep(IDLE_IS_CAUGHT_UP) => None,
                     };
                     let Some(next) = next else {
                         requests.mark_caught_up();
                         continue;
                     };
-                    let Some((_, ev)) = next else { break };
+                    let ev = match next {
+                        None => break,
+                        // Any other event passes undecoded (most of the stream: steps, logs).
+                        Some(Seen::Other(_)) => continue,
+                        Some(Seen::Event(_, ev)) => ev,
+                    };
                     if ev.at >= started {
                         requests.mark_caught_up();
                     }
@@ -151,6 +164,30 @@ mod tests {
     use super::*;
     use aetherv_broker::Topology;
     use aetherv_core::{Event, Platform};
+
+    #[test]
+    fn the_watched_types_are_the_requests_and_the_ends_of_jobs() {
+        let by = Requester {
+            platform: Platform::Console,
+            user_id: "alice".into(),
+        };
+        let bodies = [
+            EventBody::JobCancelRequested { by: by.clone() },
+            EventBody::JobCancelled { by: Some(by) },
+            EventBody::JobSucceeded {
+                result: Default::default(),
+            },
+            EventBody::JobFailed {
+                code: "x".into(),
+                message: "x".into(),
+                step: None,
+            },
+        ];
+        for body in &bodies {
+            assert!(WATCHED.contains(&body.type_name()), "{}", body.type_name());
+        }
+        assert_eq!(WATCHED.len(), bodies.len());
+    }
 
     #[tokio::test]
     async fn the_look_back_is_read_before_slots_start_and_ended_jobs_are_forgotten() {

@@ -63,6 +63,11 @@ pub struct WorkerConfig {
     /// Deadline of one agent operation, in seconds.
     #[serde(default = "default_op_timeout")]
     pub operation_timeout_secs: u64,
+    /// Keep one WinRS shell open per host between jobs (default true): a job's operation then
+    /// skips the connection, authentication and shell creation. Set false for hosts whose
+    /// WinRM allows very few shells per user.
+    #[serde(default = "default_keep_shells")]
+    pub keep_shells: bool,
     /// File holding this worker's age identity (`AGE-SECRET-KEY-1…`, as `age-keygen` writes
     /// it), which opens the jobs' sealed secrets; `AETHERV_AGE_IDENTITY` (the key itself) or
     /// `AETHERV_AGE_IDENTITY_FILE` override it.
@@ -205,6 +210,10 @@ fn default_prefix() -> String {
 fn default_install_dir() -> String {
     aetherv_core::contract::command::DEFAULT_INSTALL_DIR.into()
 }
+fn default_keep_shells() -> bool {
+    true
+}
+
 fn default_inventory_interval() -> u64 {
     DEFAULT_INVENTORY_INTERVAL_SECS
 }

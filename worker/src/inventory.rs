@@ -44,7 +44,9 @@ pub(crate) async fn poll_host(
             "inventory",
         );
         let mut ignore = |_line| {};
-        let body = match agent.call(&req, &quiet, &mut ignore).await {
+        // Boxed: the call (with a redeployment inside) is most of this task's size, and a
+        // worker keeps one such task per host.
+        let body = match Box::pin(agent.call(&req, &quiet, &mut ignore)).await {
             Ok(r) if r.is_ok() => EventBody::HostInventory {
                 host: agent.host.clone(),
                 reachable: true,
@@ -64,7 +66,7 @@ pub(crate) async fn poll_host(
                 error: Some(aetherv_core::error_chain(&e)),
             },
         };
-        if let Err(e) = broker.publish_event(&Event::for_host(seq, body)).await {
+        if let Err(e) = Box::pin(broker.publish_event(&Event::for_host(seq, body))).await {
             tracing::warn!(host = %agent.host, error = %e, "cannot publish inventory");
         }
         seq += 1;

@@ -130,7 +130,8 @@ pub fn install_kerberos_keytab(cfg: &WorkerConfig) -> Result<(), ConfigError> {
 }
 
 impl Worker {
-    /// Builds a worker: one WinRM client per host for jobs and one for inventory.
+    /// Builds a worker: one WinRM client per host, shared by its job slot (which keeps a shell
+    /// open between jobs), its inventory poller, its deployer and its cluster's placer.
     pub fn new(
         cfg: &WorkerConfig,
         broker: Broker,
@@ -143,25 +144,31 @@ impl Worker {
         let bundle = Arc::new(aetherv_core::bundle::Bundle::embedded().clone());
         for h in &cfg.hosts {
             let name = h.name.trim().to_ascii_lowercase();
+            // One client per host: clones share its configuration and TLS setup, and each
+            // shell still has a connection of its own.
+            let client = winrm_client(h, env)?;
             let deployer = Arc::new(deploy::Deployer::new(
                 &name,
-                winrm_client(h, env)?,
+                client.clone(),
                 &cfg.install_dir,
                 bundle.clone(),
             ));
-            agents.push(
-                HostAgent::new(
-                    &name,
-                    winrm_client(h, env)?,
-                    &cfg.install_dir,
-                    cfg.operation_timeout(),
-                )
-                .with_deployer(deployer.clone()),
-            );
+            let agent = HostAgent::new(
+                &name,
+                client.clone(),
+                &cfg.install_dir,
+                cfg.operation_timeout(),
+            )
+            .with_deployer(deployer.clone());
+            agents.push(if cfg.keep_shells {
+                agent.keep_shell()
+            } else {
+                agent
+            });
             inventory_agents.push(
                 HostAgent::new(
                     &name,
-                    winrm_client(h, env)?,
+                    client.clone(),
                     &cfg.install_dir,
                     Duration::from_secs(120),
                 )
@@ -170,7 +177,7 @@ impl Worker {
             if let Some(c) = h.cluster.as_deref().map(|c| c.trim().to_ascii_lowercase()) {
                 let member = HostAgent::new(
                     &name,
-                    winrm_client(h, env)?,
+                    client.clone(),
                     &cfg.install_dir,
                     Duration::from_secs(60),
                 )
@@ -247,6 +254,7 @@ impl Worker {
             slots: self.slots.clone(),
             opts: self.opts.clone(),
             preparing: tokio::sync::Semaphore::new(slot::START_PREPARATIONS),
+            subscribing: tokio::sync::Semaphore::new(slot::START_SUBSCRIPTIONS),
         });
         let served: Vec<String> = self.agents.iter().map(|a| a.host.clone()).collect();
         let mut slots = tokio::task::JoinSet::new();

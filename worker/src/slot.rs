@@ -76,7 +76,14 @@ pub(crate) struct SlotCtx {
     pub opts: crate::executor::ExecOptions,
     /// Turns to prepare a host at start ([`START_PREPARATIONS`] permits).
     pub preparing: tokio::sync::Semaphore,
+    /// Turns to subscribe at start ([`START_SUBSCRIPTIONS`] permits).
+    pub subscribing: tokio::sync::Semaphore,
 }
+
+/// Most slots subscribing at once when a worker starts: a subscription is a few round trips
+/// on a channel of its own, and a thousand opened in one burst grow the connection's frame
+/// buffers by megabytes (which are never given back) for no gain in time.
+pub(crate) const START_SUBSCRIPTIONS: usize = 64;
 
 /// Most hosts prepared at once when a worker starts (each preparation is a score of WinRM
 /// calls; a thousand at once is a memory peak and a storm on the network, and gains nothing).
@@ -102,7 +109,15 @@ pub(crate) async fn host_slot(
         .caught_up(crate::cancel::CATCH_UP_WAIT)
         .await;
     let mut queue = QueueReader::new(&ctx.broker, &agent.host, tag);
-    if !queue.subscribe_now(&quiet).await {
+    let subscribed = {
+        let _turn = tokio::select! {
+            biased;
+            () = quiet.cancelled() => return,
+            p = ctx.subscribing.acquire() => p,
+        };
+        Box::pin(queue.subscribe_now(&quiet)).await
+    };
+    if !subscribed {
         return;
     }
     let mut prepared = {
@@ -111,14 +126,17 @@ pub(crate) async fn host_slot(
             () = quiet.cancelled() => return,
             p = ctx.preparing.acquire() => p,
         };
-        prepare::at_start(&agent).await
+        Box::pin(prepare::at_start(&agent)).await
     };
     ctx.slots.set(&agent.host, SlotState::Idle);
-    while let Some(delivery) = queue.next(&quiet).await {
-        let Some(delivery) = refuse_foreign(&agent.host, delivery).await else {
+    // The futures of a job's work are boxed, so that a slot waiting for its next job (what a
+    // worker with a thousand hosts mostly holds) is a small task, not the size of the largest
+    // job flow.
+    while let Some(delivery) = Box::pin(queue.next(&quiet)).await {
+        let Some(delivery) = Box::pin(refuse_foreign(&agent.host, delivery)).await else {
             continue;
         };
-        let Some(delivery) = admit(&ctx.opts.verifier, delivery).await else {
+        let Some(delivery) = Box::pin(admit(&ctx.opts.verifier, delivery)).await else {
             continue;
         };
         ctx.slots.set(
@@ -130,7 +148,7 @@ pub(crate) async fn host_slot(
         let delivery = if prepared {
             delivery
         } else {
-            match prepare(&ctx, &agent, delivery, &quiet).await {
+            match Box::pin(prepare(&ctx, &agent, delivery, &quiet)).await {
                 Prepared::Run(d) => {
                     prepared = true;
                     *d
@@ -142,9 +160,10 @@ pub(crate) async fn host_slot(
                 Prepared::Stop => return,
             }
         };
-        handle(&ctx, &agent, delivery, &terminate).await;
+        Box::pin(handle(&ctx, &agent, delivery, &terminate)).await;
         ctx.slots.set(&agent.host, SlotState::Idle);
     }
+    Box::pin(agent.release()).await;
 }
 
 /// The delivery when it may run: signed by a configured bot key (or no key is configured);

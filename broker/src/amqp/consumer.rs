@@ -8,7 +8,7 @@
 
 use super::fields::{self, int_header};
 use super::subscription::{Subscriber, Subscription, Wake};
-use super::{declare_host_on, Live, Shared};
+use super::{Live, Shared};
 use crate::types::{warn_undecodable, Settle};
 use crate::{BrokerError, JobDelivery, RequestDelivery, Topology};
 use aetherv_core::JobEnvelope;
@@ -39,11 +39,8 @@ async fn subscribe(
     tag: &str,
     live: Arc<Live>,
 ) -> Result<Subscription, BrokerError> {
-    if let Some(host) = host {
-        let (_serialized, admin) = live.admin_channel().await?;
-        declare_host_on(&admin, shared.topology(), host).await?;
-    }
-    Subscription::open(live, queue, tag, 1, FieldTable::default()).await
+    let host = host.map(|h| (shared.topology(), h));
+    Subscription::open_host(live, host, queue, tag, 1, FieldTable::default()).await
 }
 
 impl AmqpJobConsumer {

@@ -308,7 +308,8 @@ impl AmqpBroker {
     ) -> Result<JobConsumer, BrokerError> {
         let host = valid_host(host).ok_or_else(|| BrokerError::InvalidHost(host.to_owned()))?;
         short(consumer_tag)?;
-        self.shared.declare_host(&host).await?;
+        // The subscription declares the queue on its own channel; a reconnect re-declares it.
+        self.shared.remember_host(&host)?;
         let consumer = AmqpJobConsumer::start(
             Arc::clone(&self.shared),
             Arc::clone(&self.guard),
@@ -577,29 +578,11 @@ impl Shared {
         }
     }
 
-    /// Remembers and declares a host queue on the serialized admin channel.
-    pub(crate) async fn declare_host(&self, host: &str) -> Result<(), BrokerError> {
-        self.remember_and_declare(host, false).await
-    }
-
-    /// [`Shared::declare_host`] on a channel opened for it and closed after, so declarations
-    /// of different hosts run side by side.
+    /// Remembers and declares a host queue on a channel opened for it and closed after, so
+    /// declarations of different hosts run side by side.
     pub(crate) async fn declare_host_apart(&self, host: &str) -> Result<(), BrokerError> {
-        self.remember_and_declare(host, true).await
-    }
-
-    async fn remember_and_declare(&self, host: &str, apart: bool) -> Result<(), BrokerError> {
-        short(&self.topology.host_queue(host))?;
-        short(host)?;
-        self.hosts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(host.to_owned());
+        self.remember_host(host)?;
         self.with_live(|live| async move {
-            if !apart {
-                let (_serialized, ch) = live.admin_channel().await?;
-                return declare_host_on(&ch, &self.topology, host).await;
-            }
             let ch = live.conn.create_channel().await?;
             let declared = declare_host_on(&ch, &self.topology, host).await;
             if declared.is_ok() {
@@ -609,5 +592,16 @@ impl Shared {
             declared
         })
         .await
+    }
+
+    /// Adds `host` to the hosts declared on every new connection.
+    pub(crate) fn remember_host(&self, host: &str) -> Result<(), BrokerError> {
+        short(&self.topology.host_queue(host))?;
+        short(host)?;
+        self.hosts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(host.to_owned());
+        Ok(())
     }
 }

@@ -8,7 +8,7 @@
 use super::fields::{self, int_header};
 use super::subscription::{Subscriber, Subscription, Wake};
 use super::{Live, Shared};
-use crate::{BrokerError, StreamOffset};
+use crate::{BrokerError, Seen, StreamOffset};
 use aetherv_core::Event;
 use lapin::options::BasicAckOptions;
 use std::sync::Arc;
@@ -24,6 +24,10 @@ pub(crate) struct AmqpEventStream {
     /// Offsets below this are skipped (chunk-start deliveries, replays after a resume).
     min_offset: u64,
     sub: Option<Subscription>,
+    /// Deliveries not acked yet on the current subscription.
+    unacked: u16,
+    /// Ack (multiple) once this many are unacked.
+    ack_every: u16,
 }
 
 /// Consumes the stream queue from `resume` under a fresh consumer tag.
@@ -62,10 +66,12 @@ impl AmqpEventStream {
                 _ => 0,
             },
             sub: Some(sub),
+            unacked: 0,
+            ack_every: (shared.options().stream_prefetch / 4).max(1),
         })
     }
 
-    pub(crate) async fn next(&mut self) -> Option<(u64, Event)> {
+    pub(crate) async fn next(&mut self, types: &[&str]) -> Option<Seen> {
         let shared = Arc::clone(self.subscriber.shared());
         loop {
             let resume = self.resume;
@@ -75,14 +81,21 @@ impl AmqpEventStream {
                 .await;
             match wake {
                 Wake::Shutdown => return None,
-                Wake::Resubscribe | Wake::Nothing | Wake::Timer => {}
+                // A new subscription (a new channel) has nothing unacked.
+                Wake::Resubscribe => self.unacked = 0,
+                Wake::Nothing | Wake::Timer => {}
                 Wake::Delivery(d) => {
-                    let acker = d.acker.clone();
-                    // Streams need acks to keep credit flowing; the ack must not make this
-                    // future cancel-unsafe, so it runs on its own.
-                    tokio::spawn(async move {
-                        let _ = acker.ack(BasicAckOptions::default()).await;
-                    });
+                    // Streams need acks to keep credit flowing: one ack of all delivered so
+                    // far per quarter of the prefetch (the broker never runs out of credit).
+                    // It must not make this future cancel-unsafe, so it runs on its own.
+                    self.unacked += 1;
+                    if self.unacked >= self.ack_every {
+                        self.unacked = 0;
+                        let acker = d.acker.clone();
+                        tokio::spawn(async move {
+                            let _ = acker.ack(BasicAckOptions { multiple: true }).await;
+                        });
+                    }
                     let Some(offset) = int_header(&d.properties, "x-stream-offset")
                         .and_then(|n| u64::try_from(n).ok())
                     else {
@@ -94,8 +107,11 @@ impl AmqpEventStream {
                     }
                     self.min_offset = offset + 1;
                     self.resume = StreamOffset::Offset(offset + 1);
+                    if !types.is_empty() && !types.contains(&d.routing_key.as_str()) {
+                        return Some(Seen::Other(offset));
+                    }
                     match Event::from_slice(&d.data) {
-                        Ok(ev) => return Some((offset, ev)),
+                        Ok(ev) => return Some(Seen::Event(offset, ev)),
                         Err(e) => {
                             tracing::warn!(offset, reason = e.code(), error = %e, "skipping an undecodable event");
                         }

@@ -73,7 +73,25 @@ impl Subscription {
         prefetch: u16,
         arguments: FieldTable,
     ) -> Result<Subscription, BrokerError> {
+        Self::open_host(live, None, queue, tag, prefetch, arguments).await
+    }
+
+    /// [`Subscription::open`], declaring `host`'s queue (and binding) first on the new channel
+    /// when `host` is given: the queue may have been deleted, and declarations on channels of
+    /// their own run side by side (a thousand slots subscribing do not queue up behind one
+    /// serialized channel).
+    pub(super) async fn open_host(
+        live: Arc<Live>,
+        host: Option<(&crate::Topology, &str)>,
+        queue: &str,
+        tag: &str,
+        prefetch: u16,
+        arguments: FieldTable,
+    ) -> Result<Subscription, BrokerError> {
         let channel = live.connection().create_channel().await?;
+        if let Some((topology, host)) = host {
+            super::declare_host_on(&channel, topology, host).await?;
+        }
         channel
             .basic_qos(prefetch, BasicQosOptions::default())
             .await?;

@@ -146,6 +146,7 @@ const WORKER: &[Key] = &[
     k("inventory_interval_secs", Ty::Uint),
     k("shutdown_grace_secs", Ty::Uint),
     k("operation_timeout_secs", Ty::Uint),
+    k("keep_shells", Ty::Bool),
     k("age_identity_file", Ty::SecretFile),
     k("job_signing_keys", Ty::StrList),
     req("hosts", Ty::Table(HOST)),
