@@ -114,4 +114,10 @@ impl Sim {
     pub fn open_shells(&self) -> usize {
         self.inner.shells.len()
     }
+
+    /// Forgets every open shell, as a host whose WinRM service restarted (or whose idle
+    /// timeout reclaimed them) does: their ShellIds are then unknown.
+    pub fn forget_shells(&self) {
+        self.inner.shells.clear();
+    }
 }

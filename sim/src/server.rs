@@ -101,6 +101,11 @@ impl Shells {
     pub(crate) fn len(&self) -> usize {
         lock(&self.map).len()
     }
+
+    /// Forgets every shell (their commands with them).
+    pub(crate) fn clear(&self) {
+        lock(&self.map).clear();
+    }
 }
 
 /// The router serving every simulated host.

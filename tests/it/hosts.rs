@@ -227,6 +227,57 @@ async fn fresh_host_is_deployed_and_then_runs_agent_calls() {
 }
 
 #[tokio::test]
+async fn a_kept_shell_serves_every_call_and_one_the_host_forgot_is_replaced_without_running_twice()
+{
+    let rig = rig(1).await;
+    install_everywhere(&rig, Bundle::embedded());
+    let a = agent(&rig, "hv01").keep_shell();
+    let cancel = CancellationToken::new();
+    let call = |n: usize| {
+        AgentRequest::new(
+            AgentOperation::Noop,
+            Default::default(),
+            format!("kept-{n}"),
+        )
+    };
+    for n in 0..3 {
+        let r = a.call(&call(n), &cancel, &mut |_| {}).await.expect("runs");
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(
+            rig.sim.open_shells(),
+            1,
+            "one shell kept, reused by call {n}"
+        );
+    }
+    // The host forgets its shells (WinRM restarted): the next call opens a new one.
+    rig.sim.forget_shells();
+    let r = a
+        .call(&call(3), &cancel, &mut |_| {})
+        .await
+        .expect("runs in a new shell");
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(rig.sim.open_shells(), 1);
+    // Each call ran exactly once on the host.
+    let ran: Vec<String> = rig
+        .sim
+        .records("hv01")
+        .into_iter()
+        .filter(|r| r.correlation_id.starts_with("kept-"))
+        .map(|r| r.correlation_id)
+        .collect();
+    assert_eq!(ran, ["kept-0", "kept-1", "kept-2", "kept-3"]);
+    // An agent that keeps no shell leaves none open.
+    let plain = agent(&rig, "hv01");
+    plain
+        .call(&call(4), &cancel, &mut |_| {})
+        .await
+        .expect("runs");
+    assert_eq!(rig.sim.open_shells(), 1, "only the kept one");
+    a.release().await;
+    assert_eq!(rig.sim.open_shells(), 0, "released");
+}
+
+#[tokio::test]
 async fn changed_script_is_redeployed_to_every_host_at_worker_start() {
     let rig = rig(3).await;
     let old = Bundle::embedded();

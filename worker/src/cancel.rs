@@ -48,6 +48,11 @@ impl CancelRequests {
         }
     }
 
+    /// True once the watcher has read the look-back up to the present.
+    pub fn is_caught_up(&self) -> bool {
+        self.1.done.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Waits until the watcher has read up to the present, at most `limit` (so a slot does not
     /// take a job whose cancel request is still in the look-back window).
     pub async fn caught_up(&self, limit: Duration) {
@@ -119,7 +124,9 @@ pub(crate) async fn watch(
                 loop {
                     let next = tokio::select! {
                         _ = quiet.cancelled() => return,
-                        n = stream.next_of(WATCHED) => Some(n),
+                        // Until the look-back is read every event is decoded (its time
+                        // tells when the present is reached); then only the watched types.
+                        n = stream.next_of(if requests.is_caught_up() { WATCHED } else { &[] }) => Some(n),
                         _ = tokio::time::sleep(IDLE_IS_CAUGHT_UP) => None,
                     };
                     let Some(next) = next else {
@@ -187,6 +194,41 @@ mod tests {
             assert!(WATCHED.contains(&body.type_name()), "{}", body.type_name());
         }
         assert_eq!(WATCHED.len(), bodies.len());
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_never_goes_quiet_is_still_caught_up_when_the_present_is_reached() {
+        let broker = Broker::in_process(Topology::new("cancel-busy"));
+        let quiet = CancellationToken::new();
+        // Another job's log lines, every 50 ms: the stream is never quiet for 300 ms.
+        let busy = {
+            let (broker, quiet) = (broker.clone(), quiet.clone());
+            tokio::spawn(async move {
+                let job = JobId::new();
+                for seq in 0.. {
+                    let ev = Event::for_job(job, seq, EventBody::JobLog { lines: vec![] });
+                    let _ = broker.publish_event(&ev).await;
+                    tokio::select! {
+                        () = quiet.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    }
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let requests = CancelRequests::default();
+        let task = tokio::spawn(watch(
+            broker.clone(),
+            requests.clone(),
+            DEFAULT_LOOKBACK,
+            quiet.clone(),
+        ));
+        // Well before the slots' own limit (CATCH_UP_WAIT).
+        requests.caught_up(Duration::from_secs(3)).await;
+        assert!(requests.is_caught_up(), "an event from after the start marks the present");
+        quiet.cancel();
+        task.await.expect("watcher stops");
+        busy.await.expect("publisher stops");
     }
 
     #[tokio::test]
