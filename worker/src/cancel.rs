@@ -37,6 +37,9 @@ struct CaughtUp {
 
 /// Longest a slot waits for the watcher's look-back before taking its first job.
 pub const CATCH_UP_WAIT: Duration = Duration::from_secs(5);
+/// Longest wait for the newest offset of the stream at start (a non-empty stream answers in
+/// milliseconds; an empty one never does).
+const NEWEST_WAIT: Duration = Duration::from_millis(250);
 /// A stream quiet for this long has been read up to the present.
 const IDLE_IS_CAUGHT_UP: Duration = Duration::from_millis(300);
 
@@ -112,6 +115,12 @@ pub(crate) async fn watch(
     let lookback = chrono::Duration::from_std(lookback).unwrap_or(chrono::Duration::hours(24));
     let started = chrono::Utc::now();
     let mut from = started - lookback;
+    // Where the stream ended when the watcher started: reading the look-back up to there is
+    // reading it to the present, without decoding the events that are not watched.
+    let present = tokio::select! {
+        _ = quiet.cancelled() => return,
+        p = newest_offset(&broker) => p,
+    };
     let mut backoff = Duration::from_millis(200);
     loop {
         let stream = tokio::select! {
@@ -124,21 +133,23 @@ pub(crate) async fn watch(
                 loop {
                     let next = tokio::select! {
                         _ = quiet.cancelled() => return,
-                        // Until the look-back is read every event is decoded (its time
-                        // tells when the present is reached); then only the watched types.
-                        n = stream.next_of(if requests.is_caught_up() { WATCHED } else { &[] }) => Some(n),
+                        n = stream.next_of(WATCHED) => Some(n),
                         _ = tokio::time::sleep(IDLE_IS_CAUGHT_UP) => None,
                     };
                     let Some(next) = next else {
                         requests.mark_caught_up();
                         continue;
                     };
-                    let ev = match next {
+                    let (offset, ev) = match next {
                         None => break,
                         // Any other event passes undecoded (most of the stream: steps, logs).
-                        Some(Seen::Other(_)) => continue,
-                        Some(Seen::Event(_, ev)) => ev,
+                        Some(Seen::Other(offset)) => (offset, None),
+                        Some(Seen::Event(offset, ev)) => (offset, Some(ev)),
                     };
+                    if present.is_some_and(|p| offset >= p) {
+                        requests.mark_caught_up();
+                    }
+                    let Some(ev) = ev else { continue };
                     if ev.at >= started {
                         requests.mark_caught_up();
                     }
@@ -164,6 +175,19 @@ pub(crate) async fn watch(
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+}
+
+/// The offset of the newest event stored now (RabbitMQ: the first of the newest chunk), or
+/// `None` when the stream is empty or does not answer within [`NEWEST_WAIT`] (then the quiet
+/// stream or an event's time tells when the present is reached).
+async fn newest_offset(broker: &Broker) -> Option<u64> {
+    let read = async {
+        let mut last = broker.replay_events(StreamOffset::Last).await.ok()?;
+        match last.next_of(WATCHED).await? {
+            Seen::Event(offset, _) | Seen::Other(offset) => Some(offset),
+        }
+    };
+    tokio::time::timeout(NEWEST_WAIT, read).await.ok().flatten()
 }
 
 #[cfg(test)]
@@ -225,7 +249,10 @@ mod tests {
         ));
         // Well before the slots' own limit (CATCH_UP_WAIT).
         requests.caught_up(Duration::from_secs(3)).await;
-        assert!(requests.is_caught_up(), "an event from after the start marks the present");
+        assert!(
+            requests.is_caught_up(),
+            "an event from after the start marks the present"
+        );
         quiet.cancel();
         task.await.expect("watcher stops");
         busy.await.expect("publisher stops");
