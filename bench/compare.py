@@ -341,19 +341,13 @@ class BrokerInUse:
             return [f"cannot connect to delete: {e!r}"]
         try:
             ch = conn.channel()
-            for q in queues:
+            work = [("queue", q) for q in queues] + [("exchange", x) for x in exchanges]
+            for kind, name in work:
                 try:
-                    ch.queue_delete(q)
+                    getattr(ch, f"{kind}_delete")(name)
                 except pika.exceptions.ChannelClosedByBroker as e:
                     if e.reply_code != 404:
-                        failed.append(f"queue {q}: {e}")
-                    ch = conn.channel()
-            for x in exchanges:
-                try:
-                    ch.exchange_delete(x)
-                except pika.exceptions.ChannelClosedByBroker as e:
-                    if e.reply_code != 404:
-                        failed.append(f"exchange {x}: {e}")
+                        failed.append(f"{kind} {name}: {e}")
                     ch = conn.channel()
         finally:
             try:

@@ -258,7 +258,7 @@ impl EventStream {
         match &mut self.inner {
             StreamImpl::Amqp(s) => s.next(types).await,
             StreamImpl::InProc(s) => s.next().await.map(|(offset, ev)| {
-                if types.is_empty() || types.contains(&ev.type_name()) {
+                if wanted(types, ev.type_name()) {
                     Seen::Event(offset, ev)
                 } else {
                     Seen::Other(offset)
@@ -266,6 +266,11 @@ impl EventStream {
             }),
         }
     }
+}
+
+/// Whether an event of type `type_name` is among `types` (all are when `types` is empty).
+pub(crate) fn wanted(types: &[&str], type_name: &str) -> bool {
+    types.is_empty() || types.contains(&type_name)
 }
 
 /// What [`EventStream::next_of`] read.

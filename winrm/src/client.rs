@@ -121,6 +121,22 @@ impl WinrmClient {
         })
     }
 
+    /// [`WinrmClient::open_shell`] bounded by `deadline` (`Timeout`) and `cancel`
+    /// (`Cancelled`). A shell opened by a call that lost the race is not deleted (no shell id
+    /// yet); WinRM's idle shell timeout reclaims it.
+    pub async fn open_shell_until(
+        &self,
+        deadline: Option<Instant>,
+        cancel: Option<&CancellationToken>,
+    ) -> Result<Shell, WinrmError> {
+        tokio::select! {
+            biased;
+            () = cancelled(cancel) => Err(WinrmError::Cancelled),
+            () = expired(deadline) => Err(WinrmError::Timeout),
+            shell = self.open_shell() => shell,
+        }
+    }
+
     /// Opens a shell, runs one command streaming its lines to `on_output`,
     /// and closes the shell. The deadline also bounds opening the shell.
     pub async fn run(
@@ -132,12 +148,7 @@ impl WinrmClient {
     ) -> Result<ExitStatus, WinrmError> {
         let deadline = opts.deadline.map(|d| Instant::now() + d);
         let cancel = opts.cancel.as_ref();
-        let mut shell = tokio::select! {
-            biased;
-            () = cancelled(cancel) => return Err(WinrmError::Cancelled),
-            () = expired(deadline) => return Err(WinrmError::Timeout),
-            shell = self.open_shell() => shell?,
-        };
+        let mut shell = self.open_shell_until(deadline, cancel).await?;
         let result = shell
             .run_until(
                 command,

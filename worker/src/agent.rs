@@ -117,12 +117,11 @@ impl HostAgent {
             }
             // Dropping it deletes it in the background.
         }
-        tokio::select! {
-            biased;
-            () = cancel.cancelled() => Err(WinrmError::Cancelled),
-            () = tokio::time::sleep_until(deadline) => Err(WinrmError::Timeout),
-            shell = self.client.open_shell() => shell.map(|s| (s, false)),
-        }
+        let shell = self
+            .client
+            .open_shell_until(Some(deadline), Some(cancel))
+            .await?;
+        Ok((shell, false))
     }
 
     /// Keeps `shell` for the next operation when none is kept yet; else it is dropped (deleted

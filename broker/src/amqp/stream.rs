@@ -96,7 +96,7 @@ impl AmqpEventStream {
                     }
                     self.min_offset = offset + 1;
                     self.resume = StreamOffset::Offset(offset + 1);
-                    if !types.is_empty() && !types.contains(&d.routing_key.as_str()) {
+                    if !crate::types::wanted(types, d.routing_key.as_str()) {
                         return Some(Seen::Other(offset));
                     }
                     match Event::from_slice(&d.data) {
